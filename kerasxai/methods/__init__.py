@@ -1,0 +1,1 @@
+"""Explanation methods: gradient methods on the input, CAM methods on a layer."""

@@ -1,0 +1,5 @@
+"""kerasxai: metadata lives in setup.cfg."""
+
+from setuptools import setup
+
+setup()
