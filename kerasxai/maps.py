@@ -12,6 +12,8 @@ turns them into what users look at lives here, once:
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 
 import numpy as np
@@ -73,8 +75,30 @@ def warn_flat(method: str, flat, classes, scores) -> None:
         "a saturated softmax/sigmoid output, dead ReLUs or a class the model scores "
         "very low are the usual causes.",
         RuntimeWarning,
-        stacklevel=3,
+        stacklevel=_caller_stacklevel(),
     )
+
+
+def _caller_stacklevel() -> int:
+    """Stack level of the first frame outside kerasxai, so warnings point at the user's line."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+@tf.function(reduce_retracing=True)
+def _upsample_normalize(raw, size):
+    """Compiled :func:`upsample` then :func:`normalize` core: one graph, no eager ops per call."""
+    up = tf.image.resize(raw[..., None], size, method="bilinear")[..., 0]
+    low = tf.reduce_min(up, axis=[1, 2], keepdims=True)
+    high = tf.reduce_max(up, axis=[1, 2], keepdims=True)
+    spread = high - low
+    scale = tf.maximum(tf.abs(high), tf.abs(low))
+    flat = (spread <= 1e-12 * scale) | (spread <= 1e-30) | ~tf.math.is_finite(spread)
+    safe = tf.where(flat, tf.ones_like(spread), spread)
+    return tf.where(flat, tf.zeros_like(up), (up - low) / safe), tf.reshape(flat, [-1])
 
 
 def finish(method, raw, size, result, *, raw_output=False, single=False):
@@ -88,11 +112,12 @@ def finish(method, raw, size, result, *, raw_output=False, single=False):
         raw_output: return the raw maps as they are instead.
         single: the caller gave one image: drop the batch axis.
     """
+    raw = tf.convert_to_tensor(raw, tf.float32)
     if raw_output:
-        out = tf.convert_to_tensor(raw, tf.float32).numpy()
+        out = raw.numpy()
     else:
-        maps, flat = normalize(upsample(raw, size))
-        warn_flat(method, flat, result.classes, result.scores)
+        maps, flat = _upsample_normalize(raw, tf.constant(tuple(size), tf.int32))
+        warn_flat(method, flat.numpy(), result.classes, result.scores)
         out = maps.numpy()
     out = out.astype(np.float32, copy=False)
     return out[0] if single else out

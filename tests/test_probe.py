@@ -59,7 +59,7 @@ def test_probe_is_cached_and_not_retraced(gap_model, images):
 
 def test_cache_does_not_keep_the_model_alive():
     model = keras.Sequential([keras.Input((8, 8, 1)), layers.Conv2D(2, 3), layers.Flatten(), layers.Dense(2)])
-    kerasxai.gradcam(model, np.ones((1, 8, 8, 1), "float32"))
+    kerasxai.saliency(model, np.random.default_rng(0).normal(size=(1, 8, 8, 1)).astype("float32"))
     ref = weakref.ref(model)
     del model
     gc.collect()
@@ -238,8 +238,9 @@ def test_flat_gradient_gives_zero_map_and_names_images(images):
     keras.utils.set_random_seed(8)
     model = keras.Sequential([keras.Input((32, 32, 3)), layers.Conv2D(4, 3, name="c"), layers.Flatten(), layers.Dense(2, activation="softmax", kernel_initializer="zeros")])
     for method in (kerasxai.gradcam, kerasxai.layercam, kerasxai.saliency):
-        with pytest.warns(RuntimeWarning, match=r"flat.*image 0 \(target class 0, score 0\).*image 2"):
+        with pytest.warns(RuntimeWarning, match=r"flat.*image 0 \(target class 0, score 0\).*image 2") as caught:
             maps = method(model, images)
+        assert caught[0].filename == __file__  # the warning points at the caller's line
         assert np.isfinite(maps).all() and not maps.any()
 
 
