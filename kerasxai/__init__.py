@@ -20,8 +20,18 @@ if _keras.backend.backend() != "tensorflow":
         f"KERAS_BACKEND is '{_keras.backend.backend()}'. Set KERAS_BACKEND=tensorflow."
     )
 
-from kerasxai.methods.cams import cam, gradcam, layercam  # noqa: E402
-from kerasxai.methods.gradients import saliency  # noqa: E402
+from kerasxai.methods.cams import (  # noqa: E402
+    cam,
+    eigencam,
+    gradcam,
+    gradcam_plus_plus,
+    hirescam,
+    layercam,
+    scorecam,
+    xgradcam,
+)
+from kerasxai.methods.explain import explain  # noqa: E402
+from kerasxai.methods.gradients import integrated_gradients, saliency, smoothgrad  # noqa: E402
 from kerasxai.probe import LayerInfo, Probe, explainable_layers, get_probe  # noqa: E402
 
 __version__ = "0.1.0"
@@ -31,6 +41,14 @@ __all__ = [
     "cam",
     "gradcam",
     "layercam",
+    "gradcam_plus_plus",
+    "xgradcam",
+    "hirescam",
+    "eigencam",
+    "scorecam",
+    "smoothgrad",
+    "integrated_gradients",
+    "explain",
     "explainable_layers",
     "get_probe",
     "Probe",

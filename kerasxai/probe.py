@@ -419,7 +419,7 @@ class Probe:
                 acts, logits, scores, used = run(x, classes)
             # Only the ops between the sources and the scores are differentiated:
             # for layer gradients nothing below the explained layers is back-propagated.
-            sources = [x] if kind == "input" else acts
+            sources = {"input": [x], "layers": acts, "both": acts + [x]}[kind]
             grads = tape.gradient(
                 scores, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO
             )
@@ -456,6 +456,14 @@ class Probe:
     def input_gradients(self, images, target=None) -> Gradients:
         """d(score)/d(input) in one pass; ``gradients`` holds one ``(N, H, W, C)`` tensor."""
         _, (acts, grads, logits, scores, classes) = self._run("input", images, target)
+        return Gradients(acts, grads, logits, scores, classes)
+
+    def all_gradients(self, images, target=None) -> Gradients:
+        """Layer and input gradients from one backward pass.
+
+        ``gradients`` holds one tensor per explained layer, then d(score)/d(input).
+        """
+        _, (acts, grads, logits, scores, classes) = self._run("both", images, target)
         return Gradients(acts, grads, logits, scores, classes)
 
     def tracing_count(self) -> int:

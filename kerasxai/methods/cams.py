@@ -10,6 +10,7 @@ public wrapper, and a test against a NumPy reference.
 
 from __future__ import annotations
 
+import keras
 import tensorflow as tf
 
 from kerasxai import maps as maps_lib
@@ -27,6 +28,68 @@ def gradcam_formula(activations, gradients):
 def layercam_formula(activations, gradients):
     """LayerCAM: ReLU(sum_k ReLU(dS/dA_k) * A_k), a weight per position."""
     return tf.nn.relu(tf.reduce_sum(tf.nn.relu(gradients) * activations, axis=-1))
+
+
+def gradcam_plus_plus_formula(activations, gradients):
+    """Grad-CAM++, closed form for an exponential score S = exp(score).
+
+    With S = exp(score), every higher derivative of S is a power of the first
+    derivative of the score g, and exp(score) cancels from the pixel weights:
+    a_ij = g^2 / (2 g^2 + sum_ab A_ab g^3), alpha_k = sum_ij a_ij ReLU(g_ij),
+    map = ReLU(sum_k alpha_k A_k). This is the form of the paper's eq. 19 used by
+    the common implementations.
+    """
+    g2 = tf.square(gradients)
+    g3 = g2 * gradients
+    total = tf.reduce_sum(activations, axis=(1, 2), keepdims=True)
+    denom = 2.0 * g2 + total * g3
+    a = tf.where(gradients != 0, tf.math.divide_no_nan(g2, denom), 0.0)
+    alpha = tf.reduce_sum(a * tf.nn.relu(gradients), axis=(1, 2), keepdims=True)
+    return tf.nn.relu(tf.reduce_sum(alpha * activations, axis=-1))
+
+
+def xgradcam_formula(activations, gradients):
+    """XGrad-CAM: alpha_k = sum_ij (A_k,ij / sum_ij A_k,ij) dS/dA_k,ij; map = ReLU(sum_k alpha_k A_k)."""
+    total = tf.reduce_sum(activations, axis=(1, 2), keepdims=True)
+    alpha = tf.reduce_sum(tf.math.divide_no_nan(activations, total) * gradients, axis=(1, 2), keepdims=True)
+    return tf.nn.relu(tf.reduce_sum(alpha * activations, axis=-1))
+
+
+def hirescam_formula(activations, gradients):
+    """HiResCAM: ReLU(sum_k dS/dA_k * A_k), the gradient kept at every position."""
+    return tf.nn.relu(tf.reduce_sum(gradients * activations, axis=-1))
+
+
+def eigencam_formula(activations):
+    """Eigen-CAM: projection of the activations on their first principal component.
+
+    ``(N, h, w, K) -> (N, h, w)``. The positions' activation vectors are centred,
+    the first right singular vector gives the component, and its sign is chosen
+    so that the map correlates positively with the mean activation over
+    channels; then ReLU. No gradients.
+    """
+    n, h, w, k = tf.unstack(tf.shape(activations))
+    x = tf.reshape(activations, [n, h * w, k])
+    centred = x - tf.reduce_mean(x, axis=1, keepdims=True)
+    _, _, v = tf.linalg.svd(centred, full_matrices=False)
+    proj = tf.einsum("npk,nk->np", centred, v[:, :, 0])
+    mean_act = tf.reduce_mean(x, axis=-1)
+    corr = tf.reduce_sum(
+        (proj - tf.reduce_mean(proj, 1, keepdims=True)) * (mean_act - tf.reduce_mean(mean_act, 1, keepdims=True)),
+        axis=1,
+    )
+    proj = proj * tf.where(corr < 0, -1.0, 1.0)[:, None]
+    return tf.nn.relu(tf.reshape(proj, [n, h, w]))
+
+
+GRADIENT_FORMULAS = {
+    "gradcam": gradcam_formula,
+    "gradcam_plus_plus": gradcam_plus_plus_formula,
+    "xgradcam": xgradcam_formula,
+    "hirescam": hirescam_formula,
+    "layercam": layercam_formula,
+}
+"""Methods that are a formula of (activations, gradients) at one layer; ``explain`` shares their pass."""
 
 
 def cam_formula(activations, class_weights):
@@ -48,6 +111,17 @@ def layercam_fuse(raw_maps, size, gamma: float = 2.0):
         up = maps_lib.upsample(scaled, size)
         fused = up if fused is None else tf.maximum(fused, up)
     return fused
+
+
+def cam_class_weights(probe, result):
+    """``(N, K)`` classifier column of each image's target class (negated for sigmoid class 0)."""
+    kernel = tf.cast(probe.cam_head().kernel, tf.float32)  # (K, C)
+    if kernel.shape[-1] == 1:  # one sigmoid unit: class 0 is -logit
+        sign = tf.where(result.classes == 1, 1.0, -1.0)
+        return tf.transpose(kernel)[0][None, :] * sign[:, None]
+    if int(tf.reduce_min(result.classes)) < 0:
+        raise ValueError("CAM needs a class target (an int or one per image), not a callable.")
+    return tf.transpose(tf.gather(kernel, result.classes, axis=1))
 
 
 # --------------------------------------------------------------------------- public API
@@ -94,6 +168,160 @@ def gradcam(model, images, target=None, layer=None, *, raw=False):
     Gradient-based Localization", ICCV 2017. https://arxiv.org/abs/1610.02391
     """
     return _gradient_cam("gradcam", gradcam_formula, model, images, target, layer, raw)
+
+
+def gradcam_plus_plus(model, images, target=None, layer=None, *, raw=False):
+    """Grad-CAM++ heatmaps; arguments and returns as in :func:`gradcam`.
+
+    Uses the closed form for an exponential score (exp(score)), as in the
+    paper's eq. 19 and the common implementations: pixel weights
+    a = g^2 / (2 g^2 + sum(A) g^3) from the first derivative g of the logit,
+    channel weights sum_ij a_ij ReLU(g_ij). Same single pass as Grad-CAM.
+
+    Example:
+        >>> import keras, numpy as np
+        >>> from kerasxai import gradcam_plus_plus
+        >>> model = keras.applications.VGG16(weights=None, input_shape=(64, 64, 3), classes=5)
+        >>> gradcam_plus_plus(model, np.random.rand(1, 64, 64, 3).astype("float32")).shape
+        (1, 64, 64)
+
+    Reference: Chattopadhay et al., "Grad-CAM++: Improved Visual Explanations for Deep
+    Convolutional Networks", WACV 2018. https://arxiv.org/abs/1710.11063
+    """
+    return _gradient_cam("gradcam_plus_plus", gradcam_plus_plus_formula, model, images, target, layer, raw)
+
+
+def xgradcam(model, images, target=None, layer=None, *, raw=False):
+    """XGrad-CAM heatmaps: channel weights sum_ij (A_k,ij / sum A_k) dS/dA_k,ij.
+
+    Arguments and returns as in :func:`gradcam`; same single pass.
+
+    Example:
+        >>> import keras, numpy as np
+        >>> from kerasxai import xgradcam
+        >>> model = keras.applications.VGG16(weights=None, input_shape=(64, 64, 3), classes=5)
+        >>> xgradcam(model, np.random.rand(1, 64, 64, 3).astype("float32")).shape
+        (1, 64, 64)
+
+    Reference: Fu et al., "Axiom-based Grad-CAM: Towards Accurate Visualization and
+    Explanation of CNNs", BMVC 2020. https://arxiv.org/abs/2008.02312
+    """
+    return _gradient_cam("xgradcam", xgradcam_formula, model, images, target, layer, raw)
+
+
+def hirescam(model, images, target=None, layer=None, *, raw=False):
+    """HiResCAM heatmaps: ReLU(sum_k dS/dA_k * A_k), no spatial averaging of the gradients.
+
+    Arguments and returns as in :func:`gradcam`; same single pass.
+
+    Example:
+        >>> import keras, numpy as np
+        >>> from kerasxai import hirescam
+        >>> model = keras.applications.VGG16(weights=None, input_shape=(64, 64, 3), classes=5)
+        >>> hirescam(model, np.random.rand(1, 64, 64, 3).astype("float32")).shape
+        (1, 64, 64)
+
+    Reference: Draelos & Carin, "Use HiResCAM instead of Grad-CAM for faithful
+    explanations of convolutional neural networks", 2020. https://arxiv.org/abs/2011.08891
+    """
+    return _gradient_cam("hirescam", hirescam_formula, model, images, target, layer, raw)
+
+
+def eigencam(model, images, target=None, layer=None, *, raw=False):
+    """Eigen-CAM heatmaps: the first principal component of the layer's activations.
+
+    Class-agnostic (``target`` only picks the class reported in warnings); a
+    forward pass only. Arguments and returns as in :func:`gradcam`.
+
+    Example:
+        >>> import keras, numpy as np
+        >>> from kerasxai import eigencam
+        >>> model = keras.applications.VGG16(weights=None, input_shape=(64, 64, 3), classes=5)
+        >>> eigencam(model, np.random.rand(1, 64, 64, 3).astype("float32")).shape
+        (1, 64, 64)
+
+    Reference: Muhammad & Yeasin, "Eigen-CAM: Class Activation Map using Principal
+    Components", IJCNN 2020. https://arxiv.org/abs/2008.00299
+    """
+    probe = get_probe(model, layer)
+    x, single = probe.prepare(images)
+    result = probe.forward(x, target)
+    maps = eigencam_formula(result.activations[0])
+    return maps_lib.finish("eigencam", maps, x.shape[1:3], result, raw_output=raw, single=single)
+
+
+def scorecam(model, images, target=None, layer=None, *, n=None, batch_size=32, raw=False, progress=None):
+    """Score-CAM heatmaps: channels weighted by the score of the input they mask.
+
+    Each activation channel A_k is upsampled to the input size, min-max
+    normalised to [0, 1] and multiplies the input; the channel's weight is the
+    softmax over channels of the target score (logit) of that masked input;
+    map = ReLU(sum_k w_k A_k). The masked inputs go through the model in
+    batches of ``batch_size``.
+
+    Args:
+        n: keep only the ``n`` channels whose activation maps vary most (the
+            faster variant; ``n=10`` is about 10 forward passes per image);
+            ``None`` uses every channel.
+        batch_size: masked inputs per forward pass.
+        progress: show a progress bar; ``None`` shows one when more than 8
+            batches are needed.
+        Other arguments as in :func:`gradcam`.
+
+    Example:
+        >>> import keras, numpy as np
+        >>> from kerasxai import scorecam
+        >>> model = keras.applications.VGG16(weights=None, input_shape=(32, 32, 3), classes=5)
+        >>> scorecam(model, np.random.rand(1, 32, 32, 3).astype("float32"), n=8).shape
+        (1, 32, 32)
+
+    Reference: Wang et al., "Score-CAM: Score-Weighted Visual Explanations for
+    Convolutional Neural Networks", CVPR workshops 2020. https://arxiv.org/abs/1910.01279
+    """
+    if n is not None and n < 1:
+        raise ValueError(f"n must be at least 1 (or None for every channel). Received: n={n}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1. Received: {batch_size}")
+    probe = get_probe(model, layer)
+    x, single = probe.prepare(images)
+    result = probe.forward(x, target)
+    maps = scorecam_maps(model, x, result, target, n=n, batch_size=batch_size, progress=progress)
+    return maps_lib.finish("scorecam", maps, x.shape[1:3], result, raw_output=raw, single=single)
+
+
+def scorecam_maps(model, x, result, target=None, *, n=None, batch_size=32, progress=None):
+    """Raw Score-CAM maps ``(N, h, w)`` from a forward ``result`` (activations, classes) on ``x``.
+
+    The masked inputs are scored for the class chosen on the unmasked image
+    (or by the callable ``target``).
+    """
+    acts = result.activations[0]  # (N, h, w, K)
+    n_images, k_total = acts.shape[0], acts.shape[-1]
+    if n is not None and n < k_total:
+        channels = tf.math.top_k(tf.math.reduce_variance(acts, axis=(1, 2)), k=n).indices
+    else:
+        channels = tf.tile(tf.range(k_total)[None], [n_images, 1])
+    chosen = tf.gather(acts, channels, axis=3, batch_dims=1)  # (N, h, w, n)
+    per_image = chosen.shape[-1]
+    logits_probe = get_probe(model, ())
+    batches = n_images * -(-per_image // batch_size)
+    show = progress if progress is not None else batches > 8
+    bar = keras.utils.Progbar(batches, unit_name="batch") if show else None
+    maps = []
+    for i in range(n_images):
+        masks = tf.image.resize(tf.transpose(chosen[i], [2, 0, 1])[..., None], x.shape[1:3])
+        masks, _ = maps_lib.normalize(masks)  # (n, H, W, 1) in [0, 1]; a flat channel masks all
+        masked = x[i][None] * masks
+        scores = []
+        for start in range(0, per_image, batch_size):
+            part = masked[start : start + batch_size]
+            part_target = target if callable(target) else [int(result.classes[i])] * part.shape[0]
+            scores.append(logits_probe.forward(part, part_target).scores)
+            if bar is not None:
+                bar.add(1)
+        weights = tf.nn.softmax(tf.concat(scores, 0))  # (n,)
+        maps.append(tf.nn.relu(tf.reduce_sum(chosen[i] * weights, axis=-1)))
+    return tf.stack(maps)
 
 
 def layercam(model, images, target=None, layer=None, *, raw=False, gamma=2.0):
@@ -151,14 +379,8 @@ def cam(model, images, target=None, layer=None, *, raw=False):
     if callable(target):
         raise ValueError("cam() needs a class target (an int or one per image), not a callable.")
     probe = get_probe(model, layer)
-    dense = probe.cam_head()
+    probe.cam_head()  # refuse models without a GAP -> Dense head before running anything
     x, single = probe.prepare(images)
     result = probe.forward(x, target)
-    kernel = tf.cast(dense.kernel, tf.float32)  # (K, C)
-    if kernel.shape[-1] == 1:  # one sigmoid unit: class 0 is -logit
-        sign = tf.where(result.classes == 1, 1.0, -1.0)
-        weights = tf.transpose(kernel)[0][None, :] * sign[:, None]
-    else:
-        weights = tf.transpose(tf.gather(kernel, result.classes, axis=1))
-    maps = cam_formula(result.activations[0], weights)
+    maps = cam_formula(result.activations[0], cam_class_weights(probe, result))
     return maps_lib.finish("cam", maps, x.shape[1:3], result, raw_output=raw, single=single)

@@ -1,0 +1,95 @@
+"""``explain``: many methods on the same images, sharing their passes.
+
+- every CAM method at one layer (Grad-CAM, Grad-CAM++, XGrad-CAM, HiResCAM,
+  LayerCAM, CAM, Eigen-CAM, and Score-CAM's activations) uses one forward pass
+  and one backward pass to that layer;
+- saliency takes its input gradient from that same backward pass;
+- SmoothGrad, Integrated Gradients and Score-CAM's masked inputs need passes of
+  their own, batched by ``batch_size``.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from kerasxai import maps as maps_lib
+from kerasxai.methods import cams, gradients
+from kerasxai.probe import get_probe
+
+_LAYER_ONLY = ("cam", "eigencam", "scorecam")
+_SEPARATE = {"smoothgrad": gradients.smoothgrad, "integrated_gradients": gradients.integrated_gradients}
+METHODS = tuple(cams.GRADIENT_FORMULAS) + _LAYER_ONLY + ("saliency",) + tuple(_SEPARATE)
+
+
+def explain(model, images, methods=("saliency", "gradcam", "gradcam_plus_plus", "layercam"),
+            target=None, layer=None, *, batch_size=64, options=None):
+    """Several explanations of the same images, as a dict method name -> maps.
+
+    Args:
+        model, images, target, layer: as in :func:`kerasxai.gradcam`.
+        methods: names from ``kerasxai.methods.explain.METHODS``.
+        batch_size: inputs per pass for the methods that run extra passes
+            (SmoothGrad, Integrated Gradients, Score-CAM).
+        options: per-method keyword options, e.g.
+            ``{"scorecam": {"n": 10}, "smoothgrad": {"n": 50, "seed": 1}}``.
+
+    Returns:
+        ``{name: float32 (N, H, W) maps in [0, 1]}`` (``(H, W)`` for one image),
+        equal to what each single-method function returns.
+
+    Example:
+        >>> import keras, numpy as np
+        >>> from kerasxai import explain
+        >>> model = keras.applications.VGG16(weights=None, input_shape=(32, 32, 3), classes=5)
+        >>> out = explain(model, np.random.rand(2, 32, 32, 3).astype("float32"),
+        ...               methods=("gradcam", "xgradcam", "saliency"))
+        >>> sorted(out), out["gradcam"].shape
+        (['gradcam', 'saliency', 'xgradcam'], (2, 32, 32))
+    """
+    methods = tuple(methods)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"Unknown method(s) {unknown}. Known methods: {', '.join(METHODS)}.")
+    options = dict(options or {})
+    for name in options:
+        if name not in methods:
+            raise ValueError(f"options given for '{name}', which is not in methods {methods}.")
+
+    wants_layer = [m for m in methods if m in cams.GRADIENT_FORMULAS or m in _LAYER_ONLY]
+    out = {}
+    if wants_layer or "saliency" in methods:
+        probe = get_probe(model, layer if wants_layer else ())
+        x, single = probe.prepare(images)
+        size = x.shape[1:3]
+        needs_grads = any(m in cams.GRADIENT_FORMULAS for m in methods) or "saliency" in methods
+        if not needs_grads:
+            result = probe.forward(x, target)
+        elif "saliency" in methods:
+            result = probe.all_gradients(x, target)  # layer gradients and input gradient together
+        else:
+            result = probe.gradients(x, target)
+        acts = result.activations[0] if wants_layer else None
+        grads = result.gradients[0] if wants_layer and needs_grads else None
+
+        def finish(name, raw):
+            raw_output = options.get(name, {}).get("raw", False)
+            return maps_lib.finish(name, raw, size, result, raw_output=raw_output, single=single)
+
+        for name in methods:
+            if name in cams.GRADIENT_FORMULAS:
+                out[name] = finish(name, cams.GRADIENT_FORMULAS[name](acts, grads))
+            elif name == "saliency":
+                out[name] = finish(name, gradients.saliency_formula(result.gradients[-1]))
+            elif name == "eigencam":
+                out[name] = finish(name, cams.eigencam_formula(acts))
+            elif name == "cam":
+                out[name] = finish(name, cams.cam_formula(acts, cams.cam_class_weights(probe, result)))
+            elif name == "scorecam":
+                opts = {k: v for k, v in options.get(name, {}).items() if k in ("n", "progress")}
+                raw = cams.scorecam_maps(model, x, result, target, batch_size=batch_size, **opts)
+                out[name] = finish(name, raw)
+    for name in methods:
+        if name in _SEPARATE:
+            opts = {"batch_size": batch_size, **options.get(name, {})}
+            out[name] = _SEPARATE[name](model, images, target, **opts)
+    return {name: out[name] for name in methods}

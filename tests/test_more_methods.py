@@ -1,0 +1,159 @@
+"""Grad-CAM++, XGrad-CAM, HiResCAM, Eigen-CAM, Score-CAM, SmoothGrad, IG and explain()."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from keras import layers
+
+import kerasxai
+from kerasxai.methods.explain import METHODS
+from kerasxai.methods.gradients import smoothgrad_noise
+from tests import reference as ref
+
+
+@pytest.fixture(scope="module")
+def acts_grads(flatten_model, images):
+    """Activations (plain keras.Model) and analytic gradients of class 2 at conv2 of flatten_model."""
+    acts = ref.activations(flatten_model.input, flatten_model.get_layer("conv2").output, images)
+    grads = ref.flatten_dense_gradient(flatten_model.get_layer("predictions"), acts.shape[1:], [2, 2, 2])
+    return acts, grads
+
+
+def test_gradcam_plus_plus_reference(flatten_model, images, acts_grads):
+    a, g = acts_grads
+    total = a.sum(axis=(1, 2), keepdims=True)
+    denom = 2 * g**2 + total * g**3
+    alpha_ij = np.where(g != 0, g**2 / np.where(denom != 0, denom, 1), 0)
+    weights = (alpha_ij * np.maximum(g, 0)).sum(axis=(1, 2), keepdims=True)
+    expected = np.maximum((weights * a).sum(-1), 0)
+    got = kerasxai.gradcam_plus_plus(flatten_model, images, target=2, layer="conv2", raw=True)
+    np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-6)
+
+
+def test_xgradcam_and_hirescam_reference(flatten_model, images, acts_grads):
+    a, g = acts_grads
+    weights = (a / a.sum(axis=(1, 2), keepdims=True) * g).sum(axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose(
+        kerasxai.xgradcam(flatten_model, images, target=2, layer="conv2", raw=True),
+        np.maximum((weights * a).sum(-1), 0), rtol=1e-3, atol=1e-6)
+    np.testing.assert_allclose(
+        kerasxai.hirescam(flatten_model, images, target=2, layer="conv2", raw=True),
+        np.maximum((g * a).sum(-1), 0), rtol=1e-3, atol=1e-6)
+
+
+def test_eigencam_reference(flatten_model, images, acts_grads):
+    a, _ = acts_grads
+    expected = []
+    for act in a:
+        x = act.reshape(-1, act.shape[-1])
+        centred = x - x.mean(axis=0)
+        proj = centred @ np.linalg.svd(centred, full_matrices=False)[2][0]
+        if np.corrcoef(proj, x.mean(axis=1))[0, 1] < 0:
+            proj = -proj
+        expected.append(np.maximum(proj, 0).reshape(act.shape[:2]))
+    got = kerasxai.eigencam(flatten_model, images, layer="conv2", raw=True)
+    np.testing.assert_allclose(got, np.stack(expected), rtol=1e-3, atol=1e-4)
+
+
+def _scorecam_loop(model, image, layer, cls, n=None):
+    """Score-CAM written as a plain loop: one masked input at a time."""
+    acts = keras.Model(model.input, model.get_layer(layer).output)(image[None]).numpy()[0]
+    logits_model = keras.Model(model.input, model.get_layer("predictions").input)
+    kernel, bias = (v.numpy() for v in model.get_layer("predictions").weights)
+    channels = range(acts.shape[-1])
+    if n is not None:
+        channels = np.argsort(-acts.var(axis=(0, 1)), kind="stable")[:n]
+    scores, kept = [], []
+    for k in channels:
+        up = tf.image.resize(acts[..., k][None, ..., None], image.shape[:2]).numpy()[0, ..., 0]
+        span = up.max() - up.min()
+        mask = (up - up.min()) / span if span > 0 else np.zeros_like(up)
+        feats = logits_model((image * mask[..., None])[None]).numpy()
+        scores.append((feats @ kernel + bias)[0, cls])
+        kept.append(acts[..., k])
+    w = np.exp(scores - np.max(scores))
+    w /= w.sum()
+    return np.maximum(np.tensordot(np.stack(kept, -1), w, axes=([2], [0])), 0)
+
+
+@pytest.mark.parametrize("n", [None, 3])
+def test_scorecam_matches_a_plain_loop(gap_model, images, n):
+    got = kerasxai.scorecam(gap_model, images[:2], target=[1, 3], layer="conv2", n=n, batch_size=5, raw=True)
+    for i, cls in enumerate([1, 3]):
+        np.testing.assert_allclose(got[i], _scorecam_loop(gap_model, images[i], "conv2", cls, n), rtol=1e-3, atol=1e-6)
+
+
+def test_scorecam_on_dead_activations_is_finite(images):
+    model = keras.Sequential([keras.Input((32, 32, 3)), layers.Conv2D(4, 3, kernel_initializer="zeros", name="c"),
+                              layers.GlobalAveragePooling2D(), layers.Dense(3)])
+    with pytest.warns(RuntimeWarning, match="flat"):
+        maps = kerasxai.scorecam(model, images)
+    assert np.isfinite(maps).all() and not maps.any()
+
+
+def test_smoothgrad_matches_a_plain_loop_and_ignores_batch_size(gap_model, images):
+    x = images[:2]
+    got = kerasxai.smoothgrad(gap_model, x, target=[0, 4], n=3, noise=0.1, seed=5, batch_size=2, raw=True)
+    again = kerasxai.smoothgrad(gap_model, x, target=[0, 4], n=3, noise=0.1, seed=5, batch_size=64, raw=True)
+    np.testing.assert_allclose(got, again, rtol=1e-5, atol=1e-8)
+    for i, cls in enumerate([0, 4]):
+        sigma = 0.1 * (x[i].max() - x[i].min())
+        noisy = [x[i] + sigma * smoothgrad_noise(x.shape[1:], 5, i * 3 + j, i * 3 + j + 1).numpy()[0] for j in range(3)]
+        expected = np.mean([kerasxai.saliency(gap_model, c, target=cls, raw=True) for c in noisy], axis=0)
+        np.testing.assert_allclose(got[i], expected, rtol=1e-4, atol=1e-8)
+    assert not np.allclose(got, kerasxai.saliency(gap_model, x, target=[0, 4], raw=True))
+
+
+def test_integrated_gradients_completeness(nested_sequential, images):
+    """Attributions sum to score(x) - score(baseline) within 1%."""
+    x = images * 2
+    probe = kerasxai.get_probe(nested_sequential, ())
+    for target in (1, 0):
+        attr = kerasxai.integrated_gradients(nested_sequential, x, target=target, steps=64, raw=True)
+        diff = probe.forward(x, target).scores.numpy() - probe.forward(np.zeros_like(x), target).scores.numpy()
+        np.testing.assert_allclose(attr.sum(axis=(1, 2, 3)), diff, rtol=0.01, atol=1e-4)
+    maps = kerasxai.integrated_gradients(nested_sequential, x, steps=8)
+    assert maps.shape == (3, 32, 32) and maps.max() == pytest.approx(1.0)
+
+
+def test_explain_equals_single_functions(gap_model, images):
+    options = {"scorecam": {"n": 4}, "smoothgrad": {"n": 3}, "integrated_gradients": {"steps": 4}}
+    out = kerasxai.explain(gap_model, images, methods=METHODS, target=[1, 0, 2], layer="conv2", options=options, batch_size=7)
+    assert list(out) == list(METHODS)
+    for name in METHODS:
+        fn = getattr(kerasxai, name)
+        kwargs = {} if name in ("saliency", "smoothgrad", "integrated_gradients") else {"layer": "conv2"}
+        single = fn(gap_model, images, target=[1, 0, 2], **kwargs, **options.get(name, {}))
+        np.testing.assert_allclose(out[name], single, atol=1e-5, err_msg=name)
+
+
+def test_explain_shares_one_pass(gap_model, images, monkeypatch):
+    """Grad-CAM, Grad-CAM++, XGrad-CAM, LayerCAM and saliency: one forward + backward pass in all."""
+    from kerasxai.probe import Probe
+
+    calls = []
+    for name in ("forward", "gradients", "input_gradients", "all_gradients"):
+        original = getattr(Probe, name)
+
+        def spy(self, *args, _name=name, _original=original, **kwargs):
+            calls.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(Probe, name, spy)
+    kerasxai.explain(gap_model, images, methods=("gradcam", "gradcam_plus_plus", "xgradcam", "layercam", "saliency"))
+    assert calls == ["all_gradients"]
+    calls.clear()
+    kerasxai.explain(gap_model, images, methods=("cam", "eigencam"))
+    assert calls == ["forward"]
+
+
+def test_bad_method_names_and_counts(gap_model, images):
+    with pytest.raises(ValueError, match="Unknown method.*'gradkam'.*Known methods: gradcam"):
+        kerasxai.explain(gap_model, images, methods=("gradkam",))
+    with pytest.raises(ValueError, match="n must be"):
+        kerasxai.smoothgrad(gap_model, images, n=0)
+    with pytest.raises(ValueError, match="steps must be"):
+        kerasxai.integrated_gradients(gap_model, images, steps=0)
+    with pytest.raises(ValueError, match="n must be at least 1"):
+        kerasxai.scorecam(gap_model, images, n=0)
