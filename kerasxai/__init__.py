@@ -31,7 +31,16 @@ from kerasxai.methods.cams import (  # noqa: E402
     xgradcam,
 )
 from kerasxai.methods.explain import explain  # noqa: E402
-from kerasxai.methods.gradients import integrated_gradients, saliency, smoothgrad  # noqa: E402
+from kerasxai.methods.gradients import (  # noqa: E402
+    guided_backprop,
+    guided_gradcam,
+    integrated_gradients,
+    saliency,
+    smoothgrad,
+)
+from kerasxai.images import load_images  # noqa: E402
+from kerasxai.plot import overlay, plot_explanations, plot_feature_maps, plot_layer_views  # noqa: E402
+from kerasxai.predictions import top_k  # noqa: E402
 from kerasxai.probe import LayerInfo, Probe, explainable_layers, get_probe  # noqa: E402
 
 __version__ = "0.1.0"
@@ -48,8 +57,16 @@ __all__ = [
     "scorecam",
     "smoothgrad",
     "integrated_gradients",
+    "guided_backprop",
+    "guided_gradcam",
     "explain",
     "explainable_layers",
+    "load_images",
+    "top_k",
+    "overlay",
+    "plot_explanations",
+    "plot_layer_views",
+    "plot_feature_maps",
     "get_probe",
     "Probe",
     "LayerInfo",

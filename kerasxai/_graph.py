@@ -57,15 +57,18 @@ def is_graph_model(op) -> bool:
     )
 
 
-def trace(model, inputs):
+def trace(model, inputs, substitute=None):
     """Re-runs ``model`` on ``inputs`` (symbolic tensors), nested models inlined.
+
+    ``substitute(layer)`` may return a callable to use in place of a leaf layer
+    (guided backpropagation swaps ReLUs this way); ``None`` keeps the layer.
 
     Returns:
         ``(outputs, calls)``: the model's outputs computed on ``inputs`` and the
         list of ``Call`` records in execution order.
     """
     calls: list[Call] = []
-    outputs = _run(model, inputs, (), calls)
+    outputs = _run(model, inputs, (), calls, substitute)
     return outputs, calls
 
 
@@ -73,7 +76,7 @@ def _tensors(structure) -> list:
     return [t for t in tree.flatten(structure) if hasattr(t, "shape") and hasattr(t, "dtype")]
 
 
-def _run(model, inputs, path, calls):
+def _run(model, inputs, path, calls, substitute=None):
     def wrap(op):
         if is_graph_model(op):
 
@@ -81,14 +84,16 @@ def _run(model, inputs, path, calls):
                 # Nested models are called as ``base(x)`` or ``base(x, training=False)``;
                 # the probe always runs in inference mode, so ``training`` is dropped.
                 sub_inputs = args[0] if len(args) == 1 else list(args)
-                out = _run(op, sub_inputs, path + (op.name,), calls)
+                out = _run(op, sub_inputs, path + (op.name,), calls, substitute)
                 calls.append(Call(op, path, _tensors(sub_inputs), out, is_model=True))
                 return out
 
             return call_model
 
+        replacement = substitute(op) if substitute is not None else None
+
         def call_layer(*args, **kwargs):
-            out = op(*args, **kwargs)
+            out = (replacement or op)(*args, **kwargs)
             calls.append(Call(op, path, _tensors((args, kwargs)), out))
             return out
 

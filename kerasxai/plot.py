@@ -137,3 +137,98 @@ def plot_explanations(
     for ax in axes.ravel():
         ax.set_axis_off()
     return fig
+
+
+def depth_layers(model, count: int = 3) -> list:
+    """``count`` explainable conv layers spread from first to last (qualified names).
+
+    Example:
+        >>> import keras
+        >>> depth_layers(keras.applications.VGG16(weights=None))
+        ['block1_conv1', 'block3_conv3', 'block5_conv3']
+    """
+    from kerasxai.probe import explainable_layers
+
+    infos = [i for i in explainable_layers(model) if "Conv" in i.kind] or explainable_layers(model)
+    picks = np.unique(np.linspace(0, len(infos) - 1, count).round().astype(int))
+    return [infos[i].path for i in picks]
+
+
+def plot_layer_views(model, display, x, method: str = "layercam", layers=None, target=None, *,
+                     cmap: str = "jet", alpha: float = 0.5, cell_size: float = 2.6) -> Figure:
+    """One method's heatmaps at several depths, side by side: how the explanation sharpens.
+
+    Args:
+        model: the model.
+        display: uint8 RGB images ``(N, H, W, 3)`` (or one), e.g. from ``load_images``.
+        x: the same images preprocessed for the model.
+        method: a CAM method name (``"layercam"`` suits shallow layers; Grad-CAM blurs there).
+        layers: layer names; default the first, middle and last conv layers.
+        target: as in ``kerasxai.gradcam``; fixed from the top class so every
+            column explains the same class.
+
+    Example:
+        >>> import keras, numpy as np
+        >>> model = keras.applications.VGG16(weights=None, input_shape=(32, 32, 3), classes=3)
+        >>> x = np.random.rand(1, 32, 32, 3).astype("float32")
+        >>> len(plot_layer_views(model, (x * 255).astype("uint8"), x).axes)
+        4
+    """
+    import kerasxai
+    from kerasxai.probe import get_probe
+
+    display = np.asarray(display)
+    if display.ndim == 3:
+        display, x = display[None], np.asarray(x)[None]
+    layers = list(layers) if layers is not None else depth_layers(model)
+    if target is None:
+        target = get_probe(model, ()).forward(x).classes.numpy().tolist()
+    fn = getattr(kerasxai, method)
+    heat = {name: fn(model, x, target=target, layer=name) for name in layers}
+    fig = Figure(figsize=(cell_size * (1 + len(layers)), cell_size * len(display)), layout="constrained")
+    axes = fig.subplots(len(display), 1 + len(layers), squeeze=False)
+    for i in range(len(display)):
+        axes[i, 0].imshow(_as_uint8_rgb(display[i]))
+        axes[i, 0].set_title("input", fontsize=9)
+        for j, name in enumerate(layers, start=1):
+            axes[i, j].imshow(overlay(display[i], heat[name][i], cmap=cmap, alpha=alpha))
+            axes[i, j].set_title(f"{method}\n{name}", fontsize=8)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    return fig
+
+
+def plot_feature_maps(model, x, layer=None, n: int = 16, *, cmap: str = "viridis", cell_size: float = 1.6) -> Figure:
+    """A grid of the ``n`` strongest feature maps (highest mean activation) of ``layer`` for one image.
+
+    Args:
+        model: the model.
+        x: one preprocessed image ``(H, W, C)`` (or a batch, of which the first is shown).
+        layer: a layer name or object; default the layer CAM methods use.
+        n: how many channels.
+
+    Example:
+        >>> import keras, numpy as np
+        >>> model = keras.applications.VGG16(weights=None, input_shape=(32, 32, 3), classes=3)
+        >>> fig = plot_feature_maps(model, np.random.rand(32, 32, 3).astype("float32"), "block1_conv2", n=8)
+        >>> len([ax for ax in fig.axes if ax.images])
+        8
+    """
+    from kerasxai.probe import get_probe
+
+    probe = get_probe(model, layer)
+    batch, _ = probe.prepare(x)
+    acts = probe.forward(batch[:1]).activations[0].numpy()[0]  # (h, w, K)
+    strength = acts.mean(axis=(0, 1))
+    order = np.argsort(-strength, kind="stable")[: min(n, acts.shape[-1])]
+    cols = int(np.ceil(np.sqrt(len(order))))
+    rows = int(np.ceil(len(order) / cols))
+    fig = Figure(figsize=(cell_size * cols, cell_size * rows + 0.4), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    for ax, k in zip(axes.ravel(), order):
+        ax.imshow(acts[..., k], cmap=cmap)
+        ax.set_title(f"#{k}  mean {strength[k]:.3g}", fontsize=7)
+    fig.suptitle(f"{probe.layer_names[0]}: {len(order)} strongest of {acts.shape[-1]} feature maps", fontsize=9)
+    return fig

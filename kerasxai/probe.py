@@ -93,10 +93,10 @@ def _explainable(calls) -> list:
     ]
 
 
-def _trace_model(model):
+def _trace_model(model, substitute=None):
     _check_model(model)
     inputs = keras.Input(shape=tuple(model.inputs[0].shape[1:]), dtype=model.inputs[0].dtype)
-    outputs, calls = _graph.trace(model, inputs)
+    outputs, calls = _graph.trace(model, inputs, substitute)
     return inputs, outputs, calls
 
 
@@ -263,6 +263,48 @@ def _logits(outputs, calls):
     )
 
 
+# --------------------------------------------------------------------------- guided ReLUs
+
+
+@tf.custom_gradient
+def _guided_relu(x):
+    def grad(dy):
+        # Springenberg et al.: pass the gradient only where the input and the gradient are positive
+        return dy * tf.cast(x > 0, dy.dtype) * tf.cast(dy > 0, dy.dtype)
+
+    return tf.nn.relu(x), grad
+
+
+class _GuidedReLU(keras.layers.Layer):
+    """ReLU whose gradient is gated on positive input and positive gradient."""
+
+    def call(self, x):
+        return _guided_relu(x)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+def _is_plain_relu(layer) -> bool:
+    if isinstance(layer, keras.layers.ReLU):
+        return not layer.max_value and not layer.negative_slope and not layer.threshold
+    return _activation_name(layer) == "relu"
+
+
+def guided_substitute(layer):
+    """For the guided trace: a callable that replaces ``layer``'s ReLU by a guided one, or None."""
+    if isinstance(layer, (keras.layers.Activation, keras.layers.ReLU)) and _is_plain_relu(layer):
+        return lambda x, **kwargs: _GuidedReLU(name=f"{layer.name}_guided")(x)
+    affine = isinstance(layer, keras.layers.Dense) or (
+        hasattr(layer, "convolution_op") and getattr(layer, "data_format", "") == "channels_last"
+    )
+    if affine and _is_plain_relu(layer):
+        return lambda x, **kwargs: _GuidedReLU(name=f"{layer.name}_guided")(
+            _AffineWithoutActivation(layer)(x)
+        )
+    return None
+
+
 # --------------------------------------------------------------------------- probe
 
 
@@ -309,8 +351,8 @@ class Probe:
         submodel: the ``keras.Model`` itself, sharing the user's layers.
     """
 
-    def __init__(self, model, layers=(None,), logits: bool = True):
-        inputs, outputs, calls = _trace_model(model)
+    def __init__(self, model, layers=(None,), logits: bool = True, guided: bool = False):
+        inputs, outputs, calls = _trace_model(model, guided_substitute if guided else None)
         layer_calls = [
             _default_call(calls, model) if layer is None else _find_call(calls, layer, model)
             for layer in layers
@@ -530,7 +572,7 @@ def _layer_key(layer):
     return ("layer", id(layer))  # the model holds its layers, so their ids are stable
 
 
-def get_probe(model, layer=None, *, logits: bool = True) -> Probe:
+def get_probe(model, layer=None, *, logits: bool = True, guided: bool = False) -> Probe:
     """Returns the cached :class:`Probe` of ``model`` for ``layer``, building it once.
 
     Args:
@@ -541,6 +583,9 @@ def get_probe(model, layer=None, *, logits: bool = True) -> Probe:
             those for several layers, or ``()`` for no layer (input gradients only).
         logits: leave out a final softmax/sigmoid (default) or explain the
             model's output as it is.
+        guided: a probe whose ReLUs back-propagate only positive gradients
+            through positive inputs (guided backpropagation); the user's layers
+            are called as they are, only the ReLU step is replaced in the probe.
 
     Example:
         >>> import keras
@@ -551,11 +596,11 @@ def get_probe(model, layer=None, *, logits: bool = True) -> Probe:
         True
     """
     layers = tuple(layer) if isinstance(layer, (list, tuple)) else (layer,)
-    key = (tuple(_layer_key(item) for item in layers), logits)
+    key = (tuple(_layer_key(item) for item in layers), logits, guided)
     try:
         table = _PROBES.setdefault(model, {})
     except TypeError:
         table = {}
     if key not in table:
-        table[key] = Probe(model, layers, logits=logits)
+        table[key] = Probe(model, layers, logits=logits, guided=guided)
     return table[key]

@@ -123,7 +123,7 @@ def test_explain_equals_single_functions(gap_model, images):
     assert list(out) == list(METHODS)
     for name in METHODS:
         fn = getattr(kerasxai, name)
-        kwargs = {} if name in ("saliency", "smoothgrad", "integrated_gradients") else {"layer": "conv2"}
+        kwargs = {} if name in ("saliency", "smoothgrad", "integrated_gradients", "guided_backprop") else {"layer": "conv2"}
         single = fn(gap_model, images, target=[1, 0, 2], **kwargs, **options.get(name, {}))
         np.testing.assert_allclose(out[name], single, atol=1e-5, err_msg=name)
 
@@ -157,3 +157,47 @@ def test_bad_method_names_and_counts(gap_model, images):
         kerasxai.integrated_gradients(gap_model, images, steps=0)
     with pytest.raises(ValueError, match="n must be at least 1"):
         kerasxai.scorecam(gap_model, images, n=0)
+
+
+def test_guided_backprop_on_a_two_layer_relu_network():
+    """x -> Flatten -> Dense(5, relu) -> Dense(3): guided gradient derived by hand."""
+    keras.utils.set_random_seed(21)
+    inp = keras.Input((3, 3, 1))
+    hidden = layers.Dense(5, activation="relu", name="hidden")(layers.Flatten()(inp))
+    model = keras.Model(inp, layers.Dense(3, name="out")(hidden))
+    x = np.random.default_rng(2).normal(size=(2, 3, 3, 1)).astype("float32")
+    w1, b1 = (v.numpy() for v in model.get_layer("hidden").weights)
+    w2 = model.get_layer("out").kernel.numpy()
+    z1 = x.reshape(2, 9) @ w1 + b1
+    for cls in range(3):
+        dy = np.broadcast_to(w2[:, cls], (2, 5))
+        guided = dy * (z1 > 0) * (dy > 0)  # gradient gated on positive input and positive gradient
+        expected = (guided @ w1.T).reshape(2, 3, 3, 1)
+        got = kerasxai.guided_backprop(model, x, target=cls, raw=True)
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+        plain = (dy * (z1 > 0)) @ w1.T  # the ordinary gradient differs and is unchanged afterwards
+        np.testing.assert_allclose(
+            kerasxai.saliency(model, x, target=cls, raw=True), np.abs(plain).reshape(2, 3, 3), rtol=1e-5, atol=1e-6)
+
+
+def test_guided_backprop_leaves_model_alone_and_guided_gradcam_is_the_product(flatten_model, images):
+    weights = [w.copy() for w in flatten_model.get_weights()]
+    before = flatten_model.predict(images, verbose=0)
+    activations = [getattr(layer, "activation", None) for layer in flatten_model.layers]
+    guided = kerasxai.guided_backprop(flatten_model, images, target=1)
+    cam = kerasxai.gradcam(flatten_model, images, target=1)
+    product = guided * cam
+    low, high = product.min(axis=(1, 2), keepdims=True), product.max(axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose(kerasxai.guided_gradcam(flatten_model, images, target=1), (product - low) / (high - low), atol=1e-5)
+    assert all(np.array_equal(a, b) for a, b in zip(weights, flatten_model.get_weights()))
+    np.testing.assert_array_equal(before, flatten_model.predict(images, verbose=0))
+    assert activations == [getattr(layer, "activation", None) for layer in flatten_model.layers]
+    # guided gradients differ from the plain ones on a ReLU network
+    assert not np.allclose(kerasxai.guided_backprop(flatten_model, images, target=1, raw=True),
+                           kerasxai.get_probe(flatten_model, ()).input_gradients(images, 1).gradients[0].numpy())
+
+
+def test_explain_guided_gradcam_with_predicted_class(flatten_model, images):
+    out = kerasxai.explain(flatten_model, images, methods=("guided_gradcam", "saliency"))
+    assert list(out) == ["guided_gradcam", "saliency"]
+    np.testing.assert_allclose(out["guided_gradcam"], kerasxai.guided_gradcam(flatten_model, images), atol=1e-5)

@@ -36,3 +36,22 @@ def test_figure_has_one_row_per_image_and_titles(tmp_path):
 def test_figure_rejects_mismatched_lengths():
     with pytest.raises(ValueError, match="2 maps for 3 images"):
         plot_explanations(np.zeros((3, 8, 8, 3)), {"gradcam": np.zeros((2, 8, 8))})
+
+
+def test_layer_views_and_feature_maps():
+    import keras
+
+    from kerasxai.plot import depth_layers, plot_feature_maps, plot_layer_views
+
+    model = keras.applications.VGG16(weights=None, input_shape=(32, 32, 3), classes=3)
+    assert depth_layers(model) == ["block1_conv1", "block3_conv3", "block5_conv3"]
+    x = np.random.default_rng(0).uniform(0, 1, (2, 32, 32, 3)).astype("float32")
+    fig = plot_layer_views(model, (x * 255).astype(np.uint8), x)
+    assert len(fig.axes) == 8
+    assert [ax.get_title() for ax in fig.axes[1:4]] == ["layercam\nblock1_conv1", "layercam\nblock3_conv3", "layercam\nblock5_conv3"]
+    grid = plot_feature_maps(model, x[0], "block2_conv1", n=10)
+    shown = [ax for ax in grid.axes if ax.images]
+    assert len(shown) == 10
+    acts = keras.Model(model.input, model.get_layer("block2_conv1").output)(x[:1]).numpy()[0]
+    strongest = np.argsort(-acts.mean(axis=(0, 1)), kind="stable")[0]
+    assert shown[0].get_title().startswith(f"#{strongest} ")

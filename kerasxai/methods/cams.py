@@ -11,6 +11,7 @@ public wrapper, and a test against a NumPy reference.
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from kerasxai import maps as maps_lib
@@ -292,8 +293,9 @@ def scorecam(model, images, target=None, layer=None, *, n=None, batch_size=32, r
 def scorecam_maps(model, x, result, target=None, *, n=None, batch_size=32, progress=None):
     """Raw Score-CAM maps ``(N, h, w)`` from a forward ``result`` (activations, classes) on ``x``.
 
-    The masked inputs are scored for the class chosen on the unmasked image
-    (or by the callable ``target``).
+    The masked inputs of all images are scored ``batch_size`` at a time (masks
+    are made per batch, so memory stays bounded with every channel), for the
+    class chosen on the unmasked image (or by the callable ``target``).
     """
     acts = result.activations[0]  # (N, h, w, K)
     n_images, k_total = acts.shape[0], acts.shape[-1]
@@ -303,25 +305,24 @@ def scorecam_maps(model, x, result, target=None, *, n=None, batch_size=32, progr
         channels = tf.tile(tf.range(k_total)[None], [n_images, 1])
     chosen = tf.gather(acts, channels, axis=3, batch_dims=1)  # (N, h, w, n)
     per_image = chosen.shape[-1]
+    flat_maps = tf.reshape(tf.transpose(chosen, [0, 3, 1, 2]), [-1, acts.shape[1], acts.shape[2], 1])
+    owner = np.repeat(np.arange(n_images), per_image)  # masked input -> image
+    classes = np.asarray(result.classes)[owner]
     logits_probe = get_probe(model, ())
-    batches = n_images * -(-per_image // batch_size)
-    show = progress if progress is not None else batches > 8
-    bar = keras.utils.Progbar(batches, unit_name="batch") if show else None
-    maps = []
-    for i in range(n_images):
-        masks = tf.image.resize(tf.transpose(chosen[i], [2, 0, 1])[..., None], x.shape[1:3])
-        masks, _ = maps_lib.normalize(masks)  # (n, H, W, 1) in [0, 1]; a flat channel masks all
-        masked = x[i][None] * masks
-        scores = []
-        for start in range(0, per_image, batch_size):
-            part = masked[start : start + batch_size]
-            part_target = target if callable(target) else [int(result.classes[i])] * part.shape[0]
-            scores.append(logits_probe.forward(part, part_target).scores)
-            if bar is not None:
-                bar.add(1)
-        weights = tf.nn.softmax(tf.concat(scores, 0))  # (n,)
-        maps.append(tf.nn.relu(tf.reduce_sum(chosen[i] * weights, axis=-1)))
-    return tf.stack(maps)
+    total = len(owner)
+    show = progress if progress is not None else -(-total // batch_size) > 8
+    bar = keras.utils.Progbar(total, unit_name="masked input") if show else None
+    scores = []
+    for start in range(0, total, batch_size):
+        stop = min(start + batch_size, total)
+        masks, _ = maps_lib.normalize(tf.image.resize(flat_maps[start:stop], x.shape[1:3]))
+        masked = tf.gather(x, owner[start:stop]) * masks  # a flat channel masks everything out
+        part_target = target if callable(target) else classes[start:stop].tolist()
+        scores.append(logits_probe.forward(masked, part_target).scores)
+        if bar is not None:
+            bar.update(stop)
+    weights = tf.nn.softmax(tf.reshape(tf.concat(scores, 0), [n_images, per_image]), axis=-1)
+    return tf.nn.relu(tf.einsum("nhwk,nk->nhw", chosen, weights))
 
 
 def layercam(model, images, target=None, layer=None, *, raw=False, gamma=2.0):

@@ -5,7 +5,8 @@
   and one backward pass to that layer;
 - saliency takes its input gradient from that same backward pass;
 - SmoothGrad, Integrated Gradients and Score-CAM's masked inputs need passes of
-  their own, batched by ``batch_size``.
+  their own, batched by ``batch_size``; guided backpropagation needs one pass
+  of its guided probe, and Guided Grad-CAM multiplies it with the shared Grad-CAM.
 """
 
 from __future__ import annotations
@@ -17,8 +18,12 @@ from kerasxai.methods import cams, gradients
 from kerasxai.probe import get_probe
 
 _LAYER_ONLY = ("cam", "eigencam", "scorecam")
-_SEPARATE = {"smoothgrad": gradients.smoothgrad, "integrated_gradients": gradients.integrated_gradients}
-METHODS = tuple(cams.GRADIENT_FORMULAS) + _LAYER_ONLY + ("saliency",) + tuple(_SEPARATE)
+_SEPARATE = {
+    "smoothgrad": gradients.smoothgrad,
+    "integrated_gradients": gradients.integrated_gradients,
+    "guided_backprop": gradients.guided_backprop,
+}
+METHODS = tuple(cams.GRADIENT_FORMULAS) + _LAYER_ONLY + ("saliency",) + tuple(_SEPARATE) + ("guided_gradcam",)
 
 
 def explain(model, images, methods=("saliency", "gradcam", "gradcam_plus_plus", "layercam"),
@@ -55,8 +60,11 @@ def explain(model, images, methods=("saliency", "gradcam", "gradcam_plus_plus", 
         if name not in methods:
             raise ValueError(f"options given for '{name}', which is not in methods {methods}.")
 
+    requested = methods
+    if "guided_gradcam" in methods:  # built from the two maps below
+        methods = tuple(dict.fromkeys(methods + ("gradcam", "guided_backprop")))
     wants_layer = [m for m in methods if m in cams.GRADIENT_FORMULAS or m in _LAYER_ONLY]
-    out = {}
+    out, result, single = {}, None, False
     if wants_layer or "saliency" in methods:
         probe = get_probe(model, layer if wants_layer else ())
         x, single = probe.prepare(images)
@@ -88,8 +96,16 @@ def explain(model, images, methods=("saliency", "gradcam", "gradcam_plus_plus", 
                 opts = {k: v for k, v in options.get(name, {}).items() if k in ("n", "progress")}
                 raw = cams.scorecam_maps(model, x, result, target, batch_size=batch_size, **opts)
                 out[name] = finish(name, raw)
+    guided_target = target
+    if target is None and result is not None:  # guided maps explain the class the shared pass chose
+        guided_target = result.classes.numpy().tolist()
+        guided_target = guided_target[0] if single else guided_target
     for name in methods:
-        if name in _SEPARATE:
+        if name == "guided_backprop":
+            out[name] = gradients.guided_backprop(model, images, guided_target, **options.get(name, {}))
+        elif name in _SEPARATE:
             opts = {"batch_size": batch_size, **options.get(name, {})}
             out[name] = _SEPARATE[name](model, images, target, **opts)
-    return {name: out[name] for name in methods}
+    if "guided_gradcam" in methods:
+        out["guided_gradcam"] = gradients.combine_guided(out["guided_backprop"], out["gradcam"])
+    return {name: out[name] for name in requested}

@@ -179,3 +179,71 @@ def integrated_gradients(model, images, target=None, *, baseline=None, steps=50,
     maps = np.abs(attributions.sum(axis=-1))
     result = clean if clean is not None else probe.forward(x, target)
     return maps_lib.finish("integrated_gradients", maps, x.shape[1:3], result, single=single)
+
+
+def guided_backprop(model, images, target=None, *, raw=False):
+    """Guided backpropagation: input gradients through ReLUs gated on positive input and gradient.
+
+    Computed on a guided probe of the model, in which each ReLU (a separate
+    layer or a Conv/Dense layer's own activation) passes back only positive
+    gradients where its input was positive. The user's model and its
+    gradients are not changed. Returns ``max_c |guided gradient|`` normalised
+    to [0, 1]; ``raw=True`` gives the ``(N, H, W, C)`` guided gradients.
+    Other arguments as in :func:`saliency`.
+
+    Example:
+        >>> import keras, numpy as np
+        >>> from kerasxai import guided_backprop
+        >>> model = keras.applications.VGG16(weights=None, input_shape=(32, 32, 3), classes=5)
+        >>> guided_backprop(model, np.random.rand(1, 32, 32, 3).astype("float32")).shape
+        (1, 32, 32)
+
+    Reference: Springenberg et al., "Striving for Simplicity: The All Convolutional
+    Net", ICLR workshop 2015. https://arxiv.org/abs/1412.6806
+    """
+    probe = get_probe(model, (), guided=True)
+    x, single = probe.prepare(images)
+    result = probe.input_gradients(x, target)
+    if raw:
+        out = result.gradients[0].numpy()
+        return out[0] if single else out
+    maps = saliency_formula(result.gradients[0])
+    return maps_lib.finish("guided_backprop", maps, x.shape[1:3], result, single=single)
+
+
+def guided_gradcam(model, images, target=None, layer=None, *, raw=False):
+    """Guided Grad-CAM: guided backpropagation times the upsampled Grad-CAM map.
+
+    Both factors are the normalised maps of :func:`guided_backprop` and
+    :func:`kerasxai.gradcam` for the same target; the product is normalised
+    again. ``raw=True`` returns the product before that last normalisation.
+
+    Example:
+        >>> import keras, numpy as np
+        >>> from kerasxai import guided_gradcam
+        >>> model = keras.applications.VGG16(weights=None, input_shape=(32, 32, 3), classes=5)
+        >>> guided_gradcam(model, np.random.rand(1, 32, 32, 3).astype("float32"), target=1).shape
+        (1, 32, 32)
+
+    Reference: Selvaraju et al., "Grad-CAM: Visual Explanations from Deep Networks via
+    Gradient-based Localization", ICCV 2017. https://arxiv.org/abs/1610.02391
+    """
+    from kerasxai.methods.cams import gradcam
+
+    guided = guided_backprop(model, images, target)
+    if target is None:  # both factors must explain the same class
+        probe = get_probe(model, ())
+        target = probe.forward(probe.prepare(images)[0]).classes.numpy().tolist()
+        target = target[0] if np.ndim(images) == 3 else target
+    return combine_guided(guided, gradcam(model, images, target, layer), raw=raw)
+
+
+def combine_guided(guided_map, gradcam_map, *, raw=False):
+    """Element-wise product of guided-backprop and Grad-CAM maps, normalised unless ``raw``."""
+    product = np.asarray(guided_map, np.float32) * np.asarray(gradcam_map, np.float32)
+    if raw:
+        return product
+    single = product.ndim == 2
+    out, _ = maps_lib.normalize(product[None] if single else product)
+    out = out.numpy()
+    return out[0] if single else out
