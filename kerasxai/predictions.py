@@ -18,7 +18,8 @@ def _imagenet_names(probs, k):
         decoded = imagenet_utils.decode_predictions(probs, top=k)
     except Exception as err:  # no internet and no cached class index
         warnings.warn(
-            f"kerasxai.top_k: ImageNet class names unavailable ({type(err).__name__}); showing class indices.",
+            "kerasxai.top_k: ImageNet class names unavailable (the class index could not be "
+            f"downloaded: {str(err).splitlines()[0][:100]}); showing class indices.",
             RuntimeWarning,
             stacklevel=3,
         )
