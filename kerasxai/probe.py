@@ -178,15 +178,32 @@ def _find_call(calls, layer, model) -> _graph.Call:
             "or use its qualified name if the names differ."
         )
     call = found[0]
-    if not _is_spatial(call) or isinstance(call.op, _POOLING):
+    if not _is_spatial(call) or isinstance(call.op, _POOLING[2:]):
         shape = tuple(getattr(call.output, "shape", ()))
         raise ValueError(
             f"Layer '{call.qualified_name}' cannot be explained: its output has shape "
             f"{shape}, but a CAM method needs a spatial 4-D output (batch, height, width, "
-            "channels) larger than 1x1 that is not a pooling layer."
+            "channels) larger than 1x1."
             + _describe_choices(calls, call.op.name)
         )
     return call
+
+
+def cam_layer(model):
+    """The layer whose output feeds the model's ``GlobalAveragePooling2D -> Dense`` head, or None.
+
+    This is CAM's layer: in ``Sequential([VGG16(include_top=False), GlobalAveragePooling2D(),
+    Dense(1)])`` it is ``block5_pool``, not the last conv layer.
+    """
+    _, _, calls = _trace_model(model)
+    producers = {id(c.output): c for c in calls if not c.is_model}
+    for c in reversed(calls):
+        if isinstance(c.op, keras.layers.GlobalAveragePooling2D):
+            src = producers.get(id(c.inputs[0]))
+            while src is not None and isinstance(src.op, _PASS_THROUGH):
+                src = producers.get(id(src.inputs[0]))
+            return src.op if src is not None else None
+    return None
 
 
 def _default_call(calls, model) -> _graph.Call:

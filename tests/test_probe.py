@@ -187,11 +187,23 @@ def test_unknown_layer_lists_conv_layers(flatten_model, images):
         kerasxai.gradcam(flatten_model, images, layer="conv3")
 
 
-def test_non_spatial_and_pooling_layers_are_refused(flatten_model, images):
+def test_non_spatial_layers_are_refused_pooling_only_when_named(flatten_model, images):
     with pytest.raises(ValueError, match=r"'flatten' cannot be explained.*\(None, 2048\)"):
         kerasxai.gradcam(flatten_model, images, layer="flatten")
-    with pytest.raises(ValueError, match="pool1' cannot be explained"):
-        kerasxai.layercam(flatten_model, images, layer="pool1")
+    assert kerasxai.get_probe(flatten_model).layer_names == ["conv2"]  # the default skips pooling
+    assert kerasxai.layercam(flatten_model, images, layer="pool1").shape == (3, 32, 32)
+
+
+def test_cam_uses_the_layer_feeding_global_pooling():
+    base = keras.applications.VGG16(include_top=False, weights=None, input_shape=(64, 64, 3))
+    model = keras.Sequential([base, layers.GlobalAveragePooling2D(), layers.Dense(2, activation="softmax")])
+    x = np.random.default_rng(0).uniform(0, 255, (1, 64, 64, 3)).astype("float32")
+    model(x)
+    acts = keras.Model(base.input, base.output)(x).numpy()  # block5_pool, 2x2
+    expected = np.einsum("nhwk,k->nhw", acts, model.layers[-1].kernel.numpy()[:, 1])
+    np.testing.assert_allclose(kerasxai.cam(model, x, target=1, raw=True), expected, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="feeds MaxPooling2D"):
+        kerasxai.cam(model, x, layer="block5_conv3")
 
 
 def test_layer_of_another_model_is_refused(flatten_model, gap_model, images):

@@ -363,7 +363,9 @@ def cam(model, images, target=None, layer=None, *, raw=False):
     Defined for models whose explained layer feeds ``GlobalAveragePooling2D``
     and then the classifier ``Dense`` (ResNet50, MobileNetV2, DenseNet121,
     InceptionV3, EfficientNetB0, or a ``gap`` head on a fine-tuned base); other
-    models get a ``ValueError`` that points to :func:`gradcam`. Needs a forward
+    models get a ``ValueError`` that points to :func:`gradcam`. With
+    ``layer=None`` the layer feeding the pooling is used (``block5_pool`` for
+    a GAP head on ``VGG16(include_top=False)``). Needs a forward
     pass only. No ReLU is applied: with ``raw=True`` negative evidence is kept.
     ``target`` must be a class (not a callable). Other arguments as in :func:`gradcam`.
 
@@ -379,6 +381,10 @@ def cam(model, images, target=None, layer=None, *, raw=False):
     """
     if callable(target):
         raise ValueError("cam() needs a class target (an int or one per image), not a callable.")
+    if layer is None:  # CAM's layer is the one that feeds global average pooling
+        from kerasxai.probe import cam_layer
+
+        layer = cam_layer(model)
     probe = get_probe(model, layer)
     probe.cam_head()  # refuse models without a GAP -> Dense head before running anything
     x, single = probe.prepare(images)

@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from kerasxai import maps as maps_lib
 from kerasxai.methods import cams, gradients
-from kerasxai.probe import get_probe
+from kerasxai.probe import cam_layer, get_probe
 
 _LAYER_ONLY = ("cam", "eigencam", "scorecam")
 _SEPARATE = {
@@ -90,7 +90,9 @@ def explain(model, images, methods=("saliency", "gradcam", "gradcam_plus_plus", 
                 out[name] = finish(name, gradients.saliency_formula(result.gradients[-1]))
             elif name == "eigencam":
                 out[name] = finish(name, cams.eigencam_formula(acts))
-            elif name == "cam":
+            elif name == "cam" and layer is None and cam_layer(model) not in (None, probe.layers[0]):
+                out[name] = cams.cam(model, images, target)  # CAM's layer feeds the pooling (block5_pool)
+            elif name == "cam":  # at the explained layer, which must feed GAP -> Dense
                 out[name] = finish(name, cams.cam_formula(acts, cams.cam_class_weights(probe, result)))
             elif name == "scorecam":
                 opts = {k: v for k, v in options.get(name, {}).items() if k in ("n", "progress")}
