@@ -1,7 +1,10 @@
 """kerasxai: why did my Keras image classifier decide that?
 
-Saliency, CAM, Grad-CAM and LayerCAM for Keras 3 / TensorFlow models, nested
-pretrained bases included.
+Saliency, CAM, Grad-CAM, LayerCAM and their relatives for Keras 3 /
+TensorFlow models, nested pretrained bases included; overlays and figures.
+
+Names are loaded on first use, so ``import kerasxai`` (and the ``kerasxai``
+command's start-up) does not import TensorFlow until a function is used.
 
 Example:
     >>> import keras, numpy as np
@@ -12,62 +15,34 @@ Example:
     ((2, 64, 64), (2, 64, 64))
 """
 
-import keras as _keras
-
-if _keras.backend.backend() != "tensorflow":
-    raise ImportError(
-        "kerasxai needs the TensorFlow backend of Keras; "
-        f"KERAS_BACKEND is '{_keras.backend.backend()}'. Set KERAS_BACKEND=tensorflow."
-    )
-
-from kerasxai.methods.cams import (  # noqa: E402
-    cam,
-    eigencam,
-    gradcam,
-    gradcam_plus_plus,
-    hirescam,
-    layercam,
-    scorecam,
-    xgradcam,
-)
-from kerasxai.methods.explain import explain  # noqa: E402
-from kerasxai.methods.gradients import (  # noqa: E402
-    guided_backprop,
-    guided_gradcam,
-    integrated_gradients,
-    saliency,
-    smoothgrad,
-)
-from kerasxai.images import load_images  # noqa: E402
-from kerasxai.plot import overlay, plot_explanations, plot_feature_maps, plot_layer_views  # noqa: E402
-from kerasxai.predictions import top_k  # noqa: E402
-from kerasxai.probe import LayerInfo, Probe, explainable_layers, get_probe  # noqa: E402
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "saliency",
-    "cam",
-    "gradcam",
-    "layercam",
-    "gradcam_plus_plus",
-    "xgradcam",
-    "hirescam",
-    "eigencam",
-    "scorecam",
-    "smoothgrad",
-    "integrated_gradients",
-    "guided_backprop",
-    "guided_gradcam",
-    "explain",
-    "explainable_layers",
-    "load_images",
-    "top_k",
-    "overlay",
-    "plot_explanations",
-    "plot_layer_views",
-    "plot_feature_maps",
-    "get_probe",
-    "Probe",
-    "LayerInfo",
-]
+_EXPORTS = {
+    "kerasxai.methods.gradients": (
+        "saliency", "smoothgrad", "integrated_gradients", "guided_backprop", "guided_gradcam",
+    ),
+    "kerasxai.methods.cams": (
+        "cam", "gradcam", "gradcam_plus_plus", "xgradcam", "hirescam", "layercam", "eigencam", "scorecam",
+    ),
+    "kerasxai.methods.explain": ("explain",),
+    "kerasxai.probe": ("explainable_layers", "get_probe", "Probe", "LayerInfo"),
+    "kerasxai.images": ("load_images",),
+    "kerasxai.predictions": ("top_k",),
+    "kerasxai.plot": ("overlay", "plot_explanations", "plot_layer_views", "plot_feature_maps"),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = list(_WHERE)
+
+
+def __getattr__(name):
+    if name in _WHERE:
+        value = getattr(importlib.import_module(_WHERE[name]), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+    raise AttributeError(f"module 'kerasxai' has no attribute '{name}'")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

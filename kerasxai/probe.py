@@ -43,6 +43,12 @@ from keras import ops
 
 from kerasxai import _graph, targets as targets_lib
 
+if keras.backend.backend() != "tensorflow":
+    raise ImportError(
+        "kerasxai needs the TensorFlow backend of Keras; "
+        f"KERAS_BACKEND is '{keras.backend.backend()}'. Set KERAS_BACKEND=tensorflow."
+    )
+
 logger = logging.getLogger("kerasxai")
 
 _POOLING = (
