@@ -7,12 +7,22 @@ shows them inline. ``fig.savefig("explained.png")`` saves one.
 
 from __future__ import annotations
 
+import io
 from typing import Mapping, Sequence
 
 import matplotlib
+import matplotlib.figure
 import numpy as np
 import tensorflow as tf
-from matplotlib.figure import Figure
+
+
+class Figure(matplotlib.figure.Figure):
+    """A matplotlib Figure that notebooks display as PNG, with or without pyplot."""
+
+    def _repr_png_(self):
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=90)
+        return buffer.getvalue()
 
 # Methods whose maps are about pixels rather than regions: shown as grayscale maps.
 PIXEL_METHODS = {"saliency", "smoothgrad", "integrated_gradients", "guided_backprop", "guided_gradcam"}

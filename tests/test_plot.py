@@ -55,3 +55,8 @@ def test_layer_views_and_feature_maps():
     acts = keras.Model(model.input, model.get_layer("block2_conv1").output)(x[:1]).numpy()[0]
     strongest = np.argsort(-acts.mean(axis=(0, 1)), kind="stable")[0]
     assert shown[0].get_title().startswith(f"#{strongest} ")
+
+
+def test_figures_display_in_notebooks_without_pyplot():
+    fig = plot_explanations(np.zeros((1, 8, 8, 3), np.uint8), {"gradcam": np.zeros((1, 8, 8))})
+    assert fig._repr_png_()[:8] == b"\x89PNG\r\n\x1a\n"
