@@ -4,6 +4,7 @@
     kerasxai layers MODEL
     kerasxai train --data-dir DIR --out RUN_DIR [...]
     kerasxai demo --out DIR
+    kerasxai evaluate [--methods gradcam,saliency]
 
 ``--model`` takes a ``keras.applications`` name (vgg16, resnet50, mobilenet_v2,
 densenet121, inception_v3, efficientnet_b0) or a saved ``.keras`` file.
@@ -179,6 +180,7 @@ def build_parser():
     la.set_defaults(func=cmd_layers)
 
     sub.add_parser("train", help="VGG16 transfer learning (kerasxai train --help)", add_help=False)
+    sub.add_parser("evaluate", help="score every method on generated images with known object masks", add_help=False)
 
     d = sub.add_parser("demo", help="offline demo: train a small CNN on generated shapes and explain it")
     d.add_argument("--out", default="kerasxai-demo")
@@ -199,6 +201,11 @@ def main(argv=None) -> int:
     try:
         if argv[:1] == ["train"]:
             cmd_train(argv[1:])
+            return 0
+        if argv[:1] == ["evaluate"]:
+            from kerasxai import evaluate
+
+            evaluate.main(argv[1:])
             return 0
         args = build_parser().parse_args(argv)
         args.func(args)

@@ -14,8 +14,12 @@ import numpy as np
 CLASS_NAMES = ("disc", "cross")
 
 
-def shapes_dataset(n: int, size: int = 48, seed: int = 0):
+def shapes_dataset(n: int, size: int = 48, seed: int = 0, clutter: int = 0):
     """``n`` images ``(n, size, size, 3)`` float32 in [0, 1], labels ``(n,)`` and masks ``(n, size, size)``.
+
+    ``clutter`` adds that many small bright distractor patches per image
+    (outside the object and its mask), so that a method must find the object
+    among other bright things.
 
     Example:
         >>> images, labels, masks = shapes_dataset(4, size=32, seed=1)
@@ -36,6 +40,17 @@ def shapes_dataset(n: int, size: int = 48, seed: int = 0):
             arm = max(1.5, r / 3)
             inside = (np.abs(yy - cy) <= r) & (np.abs(xx - cx) <= r)
             mask = inside & ((np.abs(yy - cy) <= arm) | (np.abs(xx - cx) <= arm))
+        for _ in range(clutter):  # distractors: small squares away from the object
+            side = max(2, int(size * 0.08))
+            for _attempt in range(20):
+                y, x = rng.integers(0, size - side, 2)
+                patch = np.zeros((size, size), bool)
+                patch[y : y + side, x : x + side] = True
+                grown = np.zeros_like(mask)
+                grown[max(0, y - 2) : y + side + 2, max(0, x - 2) : x + side + 2] = True
+                if not (grown & mask).any():
+                    images[i][patch] = rng.uniform(0.5, 1.0, 3).astype(np.float32)
+                    break
         colour = rng.uniform(0.6, 1.0, 3).astype(np.float32)
         images[i][mask] = colour
         masks[i] = mask
