@@ -82,7 +82,6 @@ def _image_paths(items):
 
 def cmd_explain(args):
     import keras
-    import numpy as np
 
     import kerasxai
     from kerasxai.methods.explain import METHODS

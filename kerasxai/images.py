@@ -13,7 +13,7 @@ model's (or its nested base's) name, or given as a family name or a function.
 from __future__ import annotations
 
 import os
-from typing import Callable, Sequence
+from typing import Callable
 
 import keras
 import numpy as np

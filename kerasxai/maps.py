@@ -88,7 +88,7 @@ def _caller_stacklevel() -> int:
     return level
 
 
-@tf.function(reduce_retracing=True)
+@tf.function(reduce_retracing=True, autograph=False)
 def _upsample_normalize(raw, size):
     """Compiled :func:`upsample` then :func:`normalize` core: one graph, no eager ops per call."""
     up = tf.image.resize(raw[..., None], size, method="bilinear")[..., 0]

@@ -34,7 +34,6 @@ import dataclasses
 import difflib
 import logging
 import weakref
-from typing import Callable, Sequence
 
 import keras
 import numpy as np
@@ -125,6 +124,17 @@ def _check_model(model):
         )
 
 
+def _cached(model, key, build):
+    """``build()`` once per (model, key), kept in the model's weak cache entry."""
+    try:
+        table = _PROBES.setdefault(model, {})
+    except TypeError:  # an object that cannot be weakly referenced: no caching
+        return build()
+    if key not in table:
+        table[key] = build()
+    return table[key]
+
+
 def explainable_layers(model) -> list:
     """Lists the layers of ``model`` that a CAM method can explain, in order.
 
@@ -137,11 +147,14 @@ def explainable_layers(model) -> list:
         >>> [info.name for info in explainable_layers(model)][-2:]
         ['block5_conv2', 'block5_conv3']
     """
-    _, _, calls = _trace_model(model)
-    return [
-        LayerInfo(c.op.name, c.qualified_name, tuple(c.output.shape), type(c.op).__name__)
-        for c in _explainable(calls)
-    ]
+    def build():
+        _, _, calls = _trace_model(model)
+        return [
+            LayerInfo(c.op.name, c.qualified_name, tuple(c.output.shape), type(c.op).__name__)
+            for c in _explainable(calls)
+        ]
+
+    return list(_cached(model, ("explainable_layers",), build))
 
 
 def _describe_choices(calls, wanted: str) -> str:
@@ -201,15 +214,19 @@ def cam_layer(model):
     This is CAM's layer: in ``Sequential([VGG16(include_top=False), GlobalAveragePooling2D(),
     Dense(1)])`` it is ``block5_pool``, not the last conv layer.
     """
-    _, _, calls = _trace_model(model)
-    producers = {id(c.output): c for c in calls if not c.is_model}
-    for c in reversed(calls):
-        if isinstance(c.op, keras.layers.GlobalAveragePooling2D):
-            src = producers.get(id(c.inputs[0]))
-            while src is not None and isinstance(src.op, _PASS_THROUGH):
-                src = producers.get(id(src.inputs[0]))
-            return src.op if src is not None else None
-    return None
+
+    def build():
+        _, _, calls = _trace_model(model)
+        producers = {id(c.output): c for c in calls if not c.is_model}
+        for c in reversed(calls):
+            if isinstance(c.op, keras.layers.GlobalAveragePooling2D):
+                src = producers.get(id(c.inputs[0]))
+                while src is not None and isinstance(src.op, _PASS_THROUGH):
+                    src = producers.get(id(src.inputs[0]))
+                return src.op if src is not None else None
+        return None
+
+    return _cached(model, ("cam_layer",), build)
 
 
 def _default_call(calls, model) -> _graph.Call:
@@ -457,6 +474,7 @@ class Probe:
         submodel = self.submodel
         x_spec = tf.TensorSpec((None,) + self.input_shape[1:], tf.float32)
         c_spec = tf.TensorSpec((None,), tf.int32)
+        # autograph=False: the steps have no Python control flow on tensors to convert
 
         def run(x, classes):
             # Returns the activations in the model's compute dtype (float16 under
@@ -476,7 +494,7 @@ class Probe:
                 acts, logits, scores, used = run(x, classes)
                 return as_float32(acts), logits, scores, used
 
-            return tf.function(forward, input_signature=[x_spec, c_spec])
+            return tf.function(forward, input_signature=[x_spec, c_spec], autograph=False)
 
         def with_gradients(x, classes):
             with tf.GradientTape() as tape:
@@ -490,7 +508,7 @@ class Probe:
             )
             return as_float32(acts), as_float32(grads), logits, scores, used
 
-        return tf.function(with_gradients, input_signature=[x_spec, c_spec])
+        return tf.function(with_gradients, input_signature=[x_spec, c_spec], autograph=False)
 
     def _run(self, kind, images, target):
         x, _ = self.prepare(images)
@@ -620,10 +638,4 @@ def get_probe(model, layer=None, *, logits: bool = True, guided: bool = False) -
     """
     layers = tuple(layer) if isinstance(layer, (list, tuple)) else (layer,)
     key = (tuple(_layer_key(item) for item in layers), logits, guided)
-    try:
-        table = _PROBES.setdefault(model, {})
-    except TypeError:
-        table = {}
-    if key not in table:
-        table[key] = Probe(model, layers, logits=logits, guided=guided)
-    return table[key]
+    return _cached(model, key, lambda: Probe(model, layers, logits=logits, guided=guided))

@@ -1,6 +1,5 @@
 """The notebooks run top to bottom, offline (KERASXAI_OFFLINE=1), as CI runs them."""
 
-import os
 import pathlib
 
 import nbformat

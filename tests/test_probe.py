@@ -11,7 +11,6 @@ from keras import layers
 
 import kerasxai
 from kerasxai.probe import get_probe
-from tests.conftest import conv_stack
 
 
 def _snapshot(model, images):
@@ -273,3 +272,22 @@ def test_all_negative_gradcam_map_is_zero_with_warning(images):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert kerasxai.gradcam(model, images, target=1).max() == pytest.approx(1.0)
+
+
+def test_layer_lookups_are_cached_not_retraced(gap_model, images):
+    """cam() with layer=None, explainable_layers() and get_probe() trace the model's graph once."""
+    from kerasxai import _graph
+
+    kerasxai.cam(gap_model, images)
+    kerasxai.explainable_layers(gap_model)
+    kerasxai.gradcam(gap_model, images)
+    traced = []
+    original = _graph.trace
+    try:
+        _graph.trace = lambda *a, **k: traced.append(1) or original(*a, **k)
+        kerasxai.cam(gap_model, images)
+        kerasxai.explainable_layers(gap_model)
+        kerasxai.gradcam(gap_model, images)
+    finally:
+        _graph.trace = original
+    assert traced == []

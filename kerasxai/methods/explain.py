@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import tensorflow as tf
 
 from kerasxai import maps as maps_lib
 from kerasxai.methods import cams, gradients
@@ -27,14 +26,15 @@ METHODS = tuple(cams.GRADIENT_FORMULAS) + _LAYER_ONLY + ("saliency",) + tuple(_S
 
 
 def explain(model, images, methods=("saliency", "gradcam", "gradcam_plus_plus", "layercam"),
-            target=None, layer=None, *, batch_size=64, options=None):
+            target=None, layer=None, *, batch_size=None, options=None):
     """Several explanations of the same images, as a dict method name -> maps.
 
     Args:
         model, images, target, layer: as in :func:`kerasxai.gradcam`.
         methods: names from ``kerasxai.methods.explain.METHODS``.
         batch_size: inputs per pass for the methods that run extra passes
-            (SmoothGrad, Integrated Gradients, Score-CAM).
+            (SmoothGrad, Integrated Gradients, Score-CAM); memory grows with it.
+            ``None`` keeps each method's own default.
         options: per-method keyword options, e.g.
             ``{"scorecam": {"n": 10}, "smoothgrad": {"n": 50, "seed": 1}}``.
 
@@ -91,12 +91,15 @@ def explain(model, images, methods=("saliency", "gradcam", "gradcam_plus_plus", 
             elif name == "eigencam":
                 out[name] = finish(name, cams.eigencam_formula(acts))
             elif name == "cam" and layer is None and cam_layer(model) not in (None, probe.layers[0]):
-                out[name] = cams.cam(model, images, target)  # CAM's layer feeds the pooling (block5_pool)
+                # CAM's layer is the one feeding the pooling (block5_pool on a VGG16 base)
+                out[name] = cams.cam(model, images, target, **options.get(name, {}))
             elif name == "cam":  # at the explained layer, which must feed GAP -> Dense
                 out[name] = finish(name, cams.cam_formula(acts, cams.cam_class_weights(probe, result)))
             elif name == "scorecam":
-                opts = {k: v for k, v in options.get(name, {}).items() if k in ("n", "progress")}
-                raw = cams.scorecam_maps(model, x, result, target, batch_size=batch_size, **opts)
+                opts = {k: v for k, v in options.get(name, {}).items() if k in ("n", "progress", "batch_size")}
+                if batch_size is not None:
+                    opts.setdefault("batch_size", batch_size)
+                raw = cams.scorecam_maps(model, x, result, target, **opts)
                 out[name] = finish(name, raw)
     guided_target = target
     if target is None and result is not None:  # guided maps explain the class the shared pass chose
@@ -106,7 +109,9 @@ def explain(model, images, methods=("saliency", "gradcam", "gradcam_plus_plus", 
         if name == "guided_backprop":
             out[name] = gradients.guided_backprop(model, images, guided_target, **options.get(name, {}))
         elif name in _SEPARATE:
-            opts = {"batch_size": batch_size, **options.get(name, {})}
+            opts = dict(options.get(name, {}))
+            if batch_size is not None:
+                opts.setdefault("batch_size", batch_size)
             out[name] = _SEPARATE[name](model, images, target, **opts)
     if "guided_gradcam" in methods:
         out["guided_gradcam"] = gradients.combine_guided(out["guided_backprop"], out["gradcam"])

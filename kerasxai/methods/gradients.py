@@ -78,14 +78,15 @@ def smoothgrad_noise(shape, seed, start, stop):
     return tf.stack([tf.random.stateless_normal(shape, seed=[seed, j]) for j in range(start, stop)])
 
 
-def smoothgrad(model, images, target=None, *, n=20, noise=0.2, batch_size=64, seed=0, raw=False):
+def smoothgrad(model, images, target=None, *, n=20, noise=0.2, batch_size=16, seed=0, raw=False):
     """SmoothGrad: the mean saliency map over ``n`` noisy copies of each image.
 
     Gaussian noise with standard deviation ``noise * (max - min)`` of each image
-    is added; the noisy copies go through the model ``batch_size`` at a time
-    (so 50 copies of 32 images at 224x224 run in bounded memory). The class
-    explained is fixed on the clean image. ``seed`` makes the noise repeatable.
-    Other arguments as in :func:`saliency`.
+    is added; the noisy copies go through the model ``batch_size`` at a time,
+    so 50 copies of 32 images at 224x224 run in bounded memory (VGG16, first
+    call: about 0.35 GB at 16, 1.4 GB at 32, 3.7 GB at 64; the speed hardly
+    changes). The class explained is fixed on the clean image. ``seed`` makes
+    the noise repeatable. Other arguments as in :func:`saliency`.
 
     Example:
         >>> import keras, numpy as np
@@ -121,11 +122,11 @@ def smoothgrad(model, images, target=None, *, n=20, noise=0.2, batch_size=64, se
     return maps_lib.finish("smoothgrad", maps, x.shape[1:3], result, raw_output=raw, single=single)
 
 
-def integrated_gradients(model, images, target=None, *, baseline=None, steps=50, batch_size=64, raw=False):
+def integrated_gradients(model, images, target=None, *, baseline=None, steps=50, batch_size=16, raw=False):
     """Integrated Gradients: (x - baseline) times the mean gradient along the straight path.
 
     The path integral uses the trapezoidal rule on ``steps + 1`` points, in
-    batches of ``batch_size``; attributions then sum to about
+    batches of ``batch_size`` (memory as for :func:`smoothgrad`); attributions then sum to about
     score(x) - score(baseline) (completeness). The class explained is fixed on
     the image itself.
 
