@@ -2,9 +2,9 @@
 
     python -m kerasxai.demo [--out kerasxai-demo] [--epochs 12]
 
-Needs no download. Writes ``OUT/demo.png`` (inputs, saliency, CAM, Grad-CAM,
-LayerCAM with the model's top class) and prints how often each method's
-peak falls on the object, the region where the right answer is.
+Needs no download. Writes ``OUT/demo.png`` (inputs with the model's top class,
+then every method of kerasxai) and prints how often each method's peak falls
+on the object, the region where the right answer is.
 """
 
 from __future__ import annotations
@@ -18,9 +18,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import kerasxai  # noqa: E402
 from kerasxai import synthetic  # noqa: E402
+from kerasxai.methods.explain import METHODS  # noqa: E402
 from kerasxai.plot import plot_explanations  # noqa: E402
-
-METHODS = ("saliency", "cam", "gradcam", "layercam")
 
 
 def run(out_dir: str = "kerasxai-demo", epochs: int = 12, n_train: int = 2000, seed: int = 0) -> dict:
@@ -37,14 +36,14 @@ def run(out_dir: str = "kerasxai-demo", epochs: int = 12, n_train: int = 2000, s
     model.fit(train_x, train_y, epochs=epochs, batch_size=32, verbose=2)
     accuracy = model.evaluate(test_x, test_y, verbose=0)[1]
 
-    maps = {name: getattr(kerasxai, name)(model, test_x) for name in METHODS}
+    maps = kerasxai.explain(model, test_x, methods=METHODS, options={"scorecam": {"n": 16, "progress": False}})
     hits = {name: float(synthetic.peak_in_mask(m, test_masks).mean()) for name, m in maps.items()}
 
     probs = model.predict(test_x[:4], verbose=0)
     titles = [
         (int(p.argmax()), synthetic.CLASS_NAMES[int(p.argmax())], float(p.max())) for p in probs
     ]
-    fig = plot_explanations(test_x[:4], {k: v[:4] for k, v in maps.items()}, titles)
+    fig = plot_explanations(test_x[:4], {k: v[:4] for k, v in maps.items()}, titles, cell_size=1.9)
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, "demo.png")
     fig.savefig(path, dpi=100)
@@ -52,7 +51,7 @@ def run(out_dir: str = "kerasxai-demo", epochs: int = 12, n_train: int = 2000, s
     print(f"\nTest accuracy {accuracy:.1%} after {epochs} epochs ({time.perf_counter() - start:.0f} s).")
     print("How often each method's peak falls on the object (64 test images):")
     for name, rate in hits.items():
-        print(f"  {name:<10} {rate:6.1%}")
+        print(f"  {name:<20} {rate:6.1%}")
     print(f"Figure written to {path}")
     return {"accuracy": accuracy, "peak_on_object": hits, "figure": path}
 

@@ -95,6 +95,16 @@ def test_nested_sequential_sigmoid_targets(nested_sequential, images):
         expected = np.maximum((alpha * a).sum(-1), 0)
         got = kerasxai.gradcam(nested_sequential, images, target=target, layer="conv1", raw=True)
         np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-5)
+    # the other gradient CAMs on the same nested layer, against their formulas in NumPy
+    g, total = grads, a.sum(axis=(1, 2), keepdims=True)
+    denom = 2 * g**2 + total * g**3
+    alpha_ij = np.where(g != 0, g**2 / np.where(denom != 0, denom, 1), 0)
+    plus = np.maximum(((alpha_ij * np.maximum(g, 0)).sum(axis=(1, 2), keepdims=True) * a).sum(-1), 0)
+    xgrad = np.maximum((((a / np.where(total != 0, total, 1)) * g).sum(axis=(1, 2), keepdims=True) * a).sum(-1), 0)
+    hires = np.maximum((g * a).sum(-1), 0)
+    for fn, expected in ((kerasxai.gradcam_plus_plus, plus), (kerasxai.xgradcam, xgrad), (kerasxai.hirescam, hires)):
+        got = fn(nested_sequential, images, target=1, layer="conv1", raw=True)
+        np.testing.assert_allclose(got, expected, rtol=2e-3, atol=1e-5, err_msg=fn.__name__)
     # None picks the predicted side of each image
     predicted = (z.numpy() > 0).astype(int)
     got = kerasxai.gradcam(nested_sequential, images, layer="base/conv1", raw=True)

@@ -291,3 +291,34 @@ def test_layer_lookups_are_cached_not_retraced(gap_model, images):
     finally:
         _graph.trace = original
     assert traced == []
+
+
+def test_layer_gradients_do_not_back_propagate_below_the_layer(images):
+    """What TensorFlow executes for a layer step holds no backprop below the layer; saliency's does.
+
+    The traced graph of a GradientTape step contains gradient ops for every recorded op; TF prunes
+    those the outputs do not need before running. The run metadata shows the graph that runs.
+    (``context.enable_run_metadata`` is TensorFlow's internal API, used here in a test only.)
+    """
+    from tensorflow.python.eager import context
+
+    keras.utils.set_random_seed(12)
+    model = keras.Model(*(lambda i: (i, layers.Dense(4, activation="softmax")(layers.Flatten()(
+        layers.Conv2D(8, 3, activation="relu", name="top")(layers.MaxPooling2D()(
+            layers.Conv2D(6, 3, activation="relu", name="bottom")(i)))))))(keras.Input((32, 32, 3))))
+
+    def executed_ops(run):
+        context.enable_run_metadata()
+        try:
+            run()  # first call: the function is instantiated and its partition graphs exported
+            metadata = context.export_run_metadata()
+        finally:
+            context.disable_run_metadata()
+        return {node.op for graph in metadata.partition_graphs for node in graph.node}
+
+    layer_step = executed_ops(lambda: get_probe(model, "top").gradients(images))
+    input_step = executed_ops(lambda: get_probe(model, ()).input_gradients(images))
+    assert layer_step and input_step
+    backprop = lambda ops: {op for op in ops if "Backprop" in op or op.endswith(("ReluGrad", "MaxPoolGrad"))}  # noqa: E731
+    assert backprop(layer_step) == set()  # Grad-CAM at "top": nothing below it is differentiated
+    assert any("Conv2DBackpropInput" in op for op in backprop(input_step))
