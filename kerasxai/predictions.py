@@ -10,12 +10,20 @@ import numpy as np
 from kerasxai.probe import get_probe
 
 
-def _imagenet_names(probs, k):
-    """ImageNet class names through keras.applications' decode_predictions, or None offline."""
+def _imagenet_names(order):
+    """ImageNet names of the class indices in ``order`` (one row per image), or None offline.
+
+    ``decode_predictions`` sorts by score, so it gets strictly decreasing scores
+    in our order: the names then match our indices even where probabilities tie.
+    """
     from keras.applications import imagenet_utils
 
+    k = len(order[0])
+    ranked = np.zeros((len(order), 1000), np.float32)
+    for row, idx in zip(ranked, order):
+        row[idx] = np.arange(k, 0, -1)
     try:
-        decoded = imagenet_utils.decode_predictions(probs, top=k)
+        decoded = imagenet_utils.decode_predictions(ranked, top=k)
     except Exception as err:  # no internet and no cached class index
         warnings.warn(
             "kerasxai.top_k: ImageNet class names unavailable (the class index could not be "
@@ -40,8 +48,9 @@ def top_k(model, images, k: int = 5, class_names: Sequence[str] | None = None):
         >>> import keras, numpy as np
         >>> model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(),
         ...                           keras.layers.Dense(1, activation="sigmoid")])
-        >>> [(i, n) for i, n, _ in top_k(model, np.zeros((1, 8, 8, 3)), class_names=["cat", "dog"])[0]]
-        [(0, 'cat'), (1, 'dog')]
+        >>> row = top_k(model, np.zeros((1, 8, 8, 3)), class_names=["cat", "dog"])[0]
+        >>> sorted(name for _, name, _ in row), round(sum(p for _, _, p in row), 6)
+        (['cat', 'dog'], 1.0)
     """
     probe = get_probe(model, ())
     x, single = probe.prepare(images)
@@ -55,10 +64,10 @@ def top_k(model, images, k: int = 5, class_names: Sequence[str] | None = None):
     k = min(k, probs.shape[1])
     if class_names is not None and len(class_names) != probs.shape[1]:
         raise ValueError(f"class_names has {len(class_names)} names but the model has {probs.shape[1]} classes.")
-    order = [row.argsort()[-k:][::-1] for row in probs]  # the order decode_predictions uses
+    order = [np.argsort(-row, kind="stable")[:k] for row in probs]  # ties: lower index first
     names = None
     if class_names is None and probs.shape[1] == 1000:
-        names = _imagenet_names(probs.astype(np.float32), k)
+        names = _imagenet_names(order)
     out = []
     for i, idx in enumerate(order):
         row = []

@@ -22,7 +22,7 @@ def test_1000_class_model_offline_falls_back_to_indices(monkeypatch):
         result = top_k(model, x)
     probs = model.predict(x, verbose=0)
     for row, p in zip(result, probs):
-        assert [c for c, _, _ in row] == list(np.argsort(p)[-5:][::-1])
+        assert [c for c, _, _ in row] == list(np.argsort(-p, kind="stable")[:5])
         assert all(name is None for _, name, _ in row)
         np.testing.assert_allclose([q for _, _, q in row], np.sort(p)[-5:][::-1], rtol=1e-5)
 
@@ -41,3 +41,14 @@ def test_two_class_softmax_with_names_and_sigmoid_head():
         assert dict((n, q) for _, n, q in row) == pytest.approx({"dog": p, "cat": 1 - p}, rel=1e-5)
     with pytest.raises(ValueError, match="3 names but the model has 2"):
         top_k(soft, x, class_names=["a", "b", "c"])
+
+
+def test_imagenet_names_follow_our_indices_even_on_ties(monkeypatch):
+    """decode_predictions is asked for exactly our indices, in our order."""
+    from keras.src.applications import imagenet_utils
+
+    index = {str(i): [f"n{i:08d}", f"class_{i}"] for i in range(1000)}
+    monkeypatch.setattr(imagenet_utils, "CLASS_INDEX", index)
+    model = keras.Sequential([keras.Input((2, 2, 1)), keras.layers.Flatten(), keras.layers.Dense(1000, kernel_initializer="zeros")])
+    rows = top_k(model, np.zeros((1, 2, 2, 1), "float32"), k=3)  # all 1000 tie at 0.001
+    assert rows[0] == [(0, "class_0", pytest.approx(0.001)), (1, "class_1", pytest.approx(0.001)), (2, "class_2", pytest.approx(0.001))]

@@ -231,12 +231,14 @@ def guided_gradcam(model, images, target=None, layer=None, *, raw=False):
     """
     from kerasxai.methods.cams import gradcam
 
-    guided = guided_backprop(model, images, target)
-    if target is None:  # both factors must explain the same class
-        probe = get_probe(model, ())
-        target = probe.forward(probe.prepare(images)[0]).classes.numpy().tolist()
-        target = target[0] if np.ndim(images) == 3 else target
-    return combine_guided(guided, gradcam(model, images, target, layer), raw=raw)
+    probe = get_probe(model, (), guided=True)
+    x, single = probe.prepare(images)
+    result = probe.input_gradients(x, target)
+    guided = maps_lib.finish("guided_backprop", saliency_formula(result.gradients[0]), x.shape[1:3], result)
+    if not callable(target):  # Grad-CAM explains the class the guided pass chose
+        target = result.classes.numpy().tolist()
+    combined = combine_guided(guided, gradcam(model, x, target, layer), raw=raw)
+    return combined[0] if single else combined
 
 
 def combine_guided(guided_map, gradcam_map, *, raw=False):
