@@ -33,6 +33,18 @@ def upsample(maps, size):
     return tf.image.resize(maps[..., None], size, method="bilinear")[..., 0]
 
 
+def _minmax(maps, eps: float = 1e-12):
+    """Per-image min-max of ``(N, ...)`` maps; returns ``(normalized, flat)`` tensors."""
+    axes = list(range(1, len(maps.shape)))
+    low = tf.reduce_min(maps, axis=axes, keepdims=True)
+    high = tf.reduce_max(maps, axis=axes, keepdims=True)
+    spread = high - low
+    scale = tf.maximum(tf.abs(high), tf.abs(low))
+    flat = (spread <= eps * scale) | (spread <= 1e-30) | ~tf.math.is_finite(spread)
+    safe = tf.where(flat, tf.ones_like(spread), spread)
+    return tf.where(flat, tf.zeros_like(maps), (maps - low) / safe), tf.reshape(flat, [-1])
+
+
 def normalize(maps, eps: float = 1e-12):
     """Per-image min-max scaling of ``(N, ...)`` maps to ``[0, 1]``.
 
@@ -45,16 +57,8 @@ def normalize(maps, eps: float = 1e-12):
         >>> m.numpy().tolist(), flat.tolist()
         ([[[0.0, 1.0]], [[0.0, 0.0]]], [False, True])
     """
-    maps = tf.convert_to_tensor(maps, tf.float32)
-    axes = list(range(1, len(maps.shape)))
-    low = tf.reduce_min(maps, axis=axes, keepdims=True)
-    high = tf.reduce_max(maps, axis=axes, keepdims=True)
-    spread = high - low
-    scale = tf.maximum(tf.abs(high), tf.abs(low))
-    flat = (spread <= eps * scale) | (spread <= 1e-30) | ~tf.math.is_finite(spread)
-    safe = tf.where(flat, tf.ones_like(spread), spread)
-    out = tf.where(flat, tf.zeros_like(maps), (maps - low) / safe)
-    return out, tf.reshape(flat, [-1]).numpy()
+    out, flat = _minmax(tf.convert_to_tensor(maps, tf.float32), eps)
+    return out, flat.numpy()
 
 
 def warn_flat(method: str, flat, classes, scores) -> None:
@@ -91,14 +95,7 @@ def _caller_stacklevel() -> int:
 @tf.function(reduce_retracing=True, autograph=False)
 def _upsample_normalize(raw, size):
     """Compiled :func:`upsample` then :func:`normalize` core: one graph, no eager ops per call."""
-    up = tf.image.resize(raw[..., None], size, method="bilinear")[..., 0]
-    low = tf.reduce_min(up, axis=[1, 2], keepdims=True)
-    high = tf.reduce_max(up, axis=[1, 2], keepdims=True)
-    spread = high - low
-    scale = tf.maximum(tf.abs(high), tf.abs(low))
-    flat = (spread <= 1e-12 * scale) | (spread <= 1e-30) | ~tf.math.is_finite(spread)
-    safe = tf.where(flat, tf.ones_like(spread), spread)
-    return tf.where(flat, tf.zeros_like(up), (up - low) / safe), tf.reshape(flat, [-1])
+    return _minmax(tf.image.resize(raw[..., None], size, method="bilinear")[..., 0])
 
 
 def finish(method, raw, size, result, *, raw_output=False, single=False):

@@ -399,7 +399,6 @@ class Probe:
         ]
         self._calls = calls
         self._layer_calls = layer_calls
-        self._model_name = model.name
         if logits:
             logits_tensor, self.removed_activation, self._head_call = _logits(outputs, calls)
         else:

@@ -202,14 +202,19 @@ def guided_backprop(model, images, target=None, *, raw=False):
     Reference: Springenberg et al., "Striving for Simplicity: The All Convolutional
     Net", ICLR workshop 2015. https://arxiv.org/abs/1412.6806
     """
-    probe = get_probe(model, (), guided=True)
-    x, single = probe.prepare(images)
-    result = probe.input_gradients(x, target)
+    x, single, result = _guided_pass(model, images, target)
     if raw:
         out = result.gradients[0].numpy()
         return out[0] if single else out
     maps = saliency_formula(result.gradients[0])
     return maps_lib.finish("guided_backprop", maps, x.shape[1:3], result, single=single)
+
+
+def _guided_pass(model, images, target):
+    """One forward and backward pass of the guided probe: ``(batch, was_single, Gradients)``."""
+    probe = get_probe(model, (), guided=True)
+    x, single = probe.prepare(images)
+    return x, single, probe.input_gradients(x, target)
 
 
 def guided_gradcam(model, images, target=None, layer=None, *, raw=False):
@@ -231,9 +236,7 @@ def guided_gradcam(model, images, target=None, layer=None, *, raw=False):
     """
     from kerasxai.methods.cams import gradcam
 
-    probe = get_probe(model, (), guided=True)
-    x, single = probe.prepare(images)
-    result = probe.input_gradients(x, target)
+    x, single, result = _guided_pass(model, images, target)
     guided = maps_lib.finish("guided_backprop", saliency_formula(result.gradients[0]), x.shape[1:3], result)
     if not callable(target):  # Grad-CAM explains the class the guided pass chose
         target = result.classes.numpy().tolist()
