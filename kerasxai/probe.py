@@ -418,6 +418,24 @@ class Probe:
         self._steps: dict = {}
         self._callable_steps = weakref.WeakKeyDictionary()
 
+    # ----------------------------------------------------------------- as a function
+
+    @property
+    def variables(self) -> list:
+        """The Keras variables the probe reads (for :func:`kerasxai.backend.compile_step`)."""
+        return list(self.submodel.variables)
+
+    def call(self, inputs):
+        """``inputs -> (activations, logits)`` in ``keras.ops``, not compiled, inference mode.
+
+        For use inside your own compiled step (``kerasxai.backend.compile_step``):
+        ``activations`` is a list with one tensor per explained layer, ``logits``
+        the model's output with a final softmax/sigmoid left out.
+        """
+        outs = self.submodel(inputs, training=False)
+        outs = outs if isinstance(outs, (list, tuple)) else [outs]
+        return list(outs[: len(self.layers)]), outs[-1]
+
     # ----------------------------------------------------------------- inputs
 
     def prepare(self, images):

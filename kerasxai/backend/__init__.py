@@ -1,0 +1,82 @@
+"""The one place that knows which Keras backend runs: compiled passes and their gradients.
+
+Everything above this package is written in ``keras.ops`` and NumPy. What
+differs between TensorFlow, JAX and PyTorch is how a function is compiled and
+how gradients are taken, so that is all this seam offers:
+
+- :func:`compile_step` compiles ``forward(*args) -> (score, aux)`` together with
+  the gradient of ``sum(score)`` with respect to some of its arguments and a
+  ``post`` function of ``(aux, gradients)``, as one call: ``tf.function``
+  (optionally XLA) on TensorFlow, ``jax.jit`` on JAX, eager autograd on PyTorch.
+- Gradients are only ever taken with respect to *arguments*: the probe feeds a
+  zero "perturbation" added to each explained layer's output, so a gradient at
+  a layer is a gradient at an argument on every backend.
+- A gradient the backend knows to be disconnected (TensorFlow, PyTorch) comes
+  back as ``None``; JAX cannot tell and gives zeros (the flat-map checks in
+  :mod:`kerasxai.maps` report those).
+
+Example:
+    >>> import numpy as np
+    >>> from keras import ops
+    >>> from kerasxai import backend
+    >>> step = backend.compile_step(lambda x: (ops.sum(x * x, axis=1), ()),
+    ...                             variables=[], differentiate=(0,),
+    ...                             post=lambda aux, grads: grads[0])
+    >>> backend.to_numpy(step(np.array([[1.0, 2.0]], "float32"))).tolist()
+    [[2.0, 4.0]]
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import keras
+
+NAME = keras.backend.backend()
+SUPPORTED = ("tensorflow", "jax", "torch")
+if NAME not in SUPPORTED:
+    raise ImportError(
+        f"kerasxai runs on the TensorFlow, JAX and PyTorch backends of Keras; KERAS_BACKEND is "
+        f"'{NAME}'. Set KERAS_BACKEND to one of {', '.join(SUPPORTED)} before importing keras."
+    )
+
+_impl = importlib.import_module(f"kerasxai.backend.{NAME}")
+
+
+def compile_step(forward, variables, *, differentiate=(), post=None, specs=None, jit_compile=None):
+    """Compiles ``forward`` (and the gradients of its score) into one step.
+
+    Args:
+        forward: ``forward(*args) -> (score, aux)``; ``score`` is ``(N,)``, one
+            score per example, and ``aux`` any nest of tensors. Written in ``keras.ops``.
+        variables: the Keras variables ``forward`` reads. JAX hands their current
+            values to the compiled function at every call, so a step never runs on
+            stale weights (TensorFlow and PyTorch read variables live).
+        differentiate: positions of the arguments to differentiate ``sum(score)``
+            with respect to. Empty: a forward step (no gradient bookkeeping at all).
+        post: ``post(aux, gradients) -> outputs``, run inside the compiled step
+            (``gradients`` is a list aligned with ``differentiate``, float32).
+            Default: return ``(aux, gradients)``.
+        specs: ``[(shape, dtype), ...]`` of the arguments, ``None`` for the batch
+            axis; TensorFlow traces once with them instead of once per batch size.
+        jit_compile: TensorFlow only: compile with XLA (``True``), without
+            (``False``), or ``None`` for TensorFlow's default (without).
+
+    Returns:
+        ``step(*args) -> outputs``, backend tensors.
+    """
+    post = post if post is not None else (lambda aux, grads: (aux, grads))
+    return _impl.compile_step(forward, list(_unique(variables)), tuple(differentiate), post, specs, jit_compile)
+
+
+def to_numpy(tree):
+    """Backend tensors (any nest) as NumPy arrays; ``None`` stays ``None``."""
+    return keras.tree.map_structure(lambda t: None if t is None else keras.ops.convert_to_numpy(t), tree)
+
+
+def _unique(variables):
+    seen = set()
+    for v in variables:
+        if id(v) not in seen:
+            seen.add(id(v))
+            yield v

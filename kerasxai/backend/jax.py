@@ -1,0 +1,36 @@
+"""JAX: ``jax.jit`` of a pure function of the variables' values, ``jax.grad`` on arguments."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import keras
+
+
+def compile_step(forward, variables, differentiate, post, specs, jit_compile):
+    def pure_forward(values, args):
+        with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+            return forward(*args)
+
+    def step(values, *args):
+        if not differentiate:
+            _, aux = pure_forward(values, args)
+            return post(aux, [])
+
+        def summed(diff):
+            full = list(args)
+            for i, d in zip(differentiate, diff):
+                full[i] = d
+            score, aux = pure_forward(values, full)
+            return jnp.sum(score), aux
+
+        grads, aux = jax.grad(summed, has_aux=True)([args[i] for i in differentiate])
+        return post(aux, [g.astype(jnp.float32) for g in grads])
+
+    jitted = jax.jit(step)
+
+    def call(*args):
+        return jitted([v.value for v in variables], *args)
+
+    call.jitted = jitted
+    return call
