@@ -1,13 +1,19 @@
-"""Shared post-processing of maps: upsampling, normalising, flat-map warnings.
+"""Shared post-processing of maps: upsampling, normalising, and what is wrong with a map.
 
-Methods return *raw* maps, ``(N, h, w)`` float32 tensors at the resolution of
-the explained layer (or of the input, for gradient methods). Everything that
-turns them into what users look at lives here, once:
+Methods compute *raw* maps ``(N, spatial...)`` at the resolution of the
+explained layer (or of the input, for gradient methods). Inside the compiled
+step, in ``keras.ops`` (so on every backend, for 1-D, 2-D and 3-D maps alike):
 
-- :func:`upsample`: bilinear resize to the input size (``tf.image.resize``);
-- :func:`normalize`: per-image min-max to ``[0, 1]``; a flat map becomes all
-  zeros, never NaN;
-- :func:`finish`: both, plus a warning that names the images whose map is flat.
+- :func:`resize_linear`: separable linear interpolation with half-pixel centres
+  over every spatial axis (bilinear for images, trilinear for volumes; the same
+  values as ``tf.image.resize(..., "bilinear")`` for 2-D);
+- :func:`minmax`: per-image min-max to ``[0, 1]``; a flat map becomes all zeros, never NaN;
+- :func:`finish`: both, plus the statistics that say *why* a map is flat.
+
+On the host, :class:`Collector` gathers the batches of a call, raises for
+images whose model output is not finite, and warns about flat maps naming
+the images and the likeliest cause seen (a zero gradient, negative evidence
+only, a negative target score).
 """
 
 from __future__ import annotations
@@ -17,70 +23,111 @@ import sys
 import warnings
 
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 
-def upsample(maps, size):
-    """Bilinear resize of ``(N, h, w)`` maps to ``size = (H, W)``.
+# --------------------------------------------------------------------------- in the compiled step
+
+
+def _resize_axis(x, axis: int, out: int):
+    size = x.shape[axis]
+    if size is not None and size == out:
+        return x
+    n_in = size if size is not None else ops.shape(x)[axis]
+    scale = ops.cast(n_in, "float32") / float(out)
+    pos = (ops.arange(out, dtype="float32") + 0.5) * scale - 0.5
+    pos = ops.clip(pos, 0.0, ops.cast(n_in, "float32") - 1.0)
+    low = ops.floor(pos)
+    weight = pos - low
+    low = ops.cast(low, "int32")
+    high = ops.minimum(low + 1, ops.cast(n_in, "int32") - 1)
+    a = ops.take(x, low, axis=axis)
+    b = ops.take(x, high, axis=axis)
+    shape = [1] * len(x.shape)
+    shape[axis] = out
+    return a + (b - a) * ops.reshape(weight, shape)
+
+
+def resize_linear(maps, size):
+    """Linear resize of ``(N, spatial...)`` maps to ``size`` (one entry per spatial axis).
 
     Example:
-        >>> upsample(tf.ones((2, 7, 7)), (224, 224)).shape
-        TensorShape([2, 224, 224])
+        >>> import numpy as np
+        >>> ops.convert_to_numpy(resize_linear(np.array([[0.0, 1.0]], "float32"), (4,))).tolist()
+        [[0.0, 0.25, 0.75, 1.0]]
     """
-    maps = tf.convert_to_tensor(maps, tf.float32)
-    if tuple(maps.shape[1:3]) == tuple(size):
-        return maps
-    return tf.image.resize(maps[..., None], size, method="bilinear")[..., 0]
+    maps = ops.convert_to_tensor(maps, "float32")
+    if len(size) != len(maps.shape) - 1:
+        raise ValueError(f"size {tuple(size)} has {len(size)} axes; maps of shape {maps.shape} have {len(maps.shape) - 1}.")
+    for axis, out in enumerate(size, start=1):
+        maps = _resize_axis(maps, axis, int(out))
+    return maps
 
 
-def _minmax(maps, eps: float = 1e-12):
-    """Per-image min-max of ``(N, ...)`` maps; returns ``(normalized, flat)`` tensors."""
-    axes = list(range(1, len(maps.shape)))
-    low = tf.reduce_min(maps, axis=axes, keepdims=True)
-    high = tf.reduce_max(maps, axis=axes, keepdims=True)
+upsample = resize_linear
+
+
+def minmax(maps, eps: float = 1e-12):
+    """Per-image min-max of ``(N, ...)`` maps: ``(normalized, flat)``, flat maps all zeros.
+
+    Example:
+        >>> m, flat = minmax(np.array([[1.0, 3.0], [2.0, 2.0]], "float32"))
+        >>> ops.convert_to_numpy(m).tolist(), ops.convert_to_numpy(flat).tolist()
+        ([[0.0, 1.0], [0.0, 0.0]], [False, True])
+    """
+    maps = ops.convert_to_tensor(maps, "float32")
+    axes = tuple(range(1, len(maps.shape)))
+    low = ops.min(maps, axis=axes, keepdims=True)
+    high = ops.max(maps, axis=axes, keepdims=True)
     spread = high - low
-    scale = tf.maximum(tf.abs(high), tf.abs(low))
-    flat = (spread <= eps * scale) | (spread <= 1e-30) | ~tf.math.is_finite(spread)
-    safe = tf.where(flat, tf.ones_like(spread), spread)
-    return tf.where(flat, tf.zeros_like(maps), (maps - low) / safe), tf.reshape(flat, [-1])
+    scale = ops.maximum(ops.abs(high), ops.abs(low))
+    flat = ops.logical_or(ops.logical_or(spread <= eps * scale, spread <= 1e-30), ops.logical_not(ops.isfinite(spread)))
+    safe = ops.where(flat, ops.ones_like(spread), spread)
+    normalized = ops.where(flat, ops.zeros_like(maps), (maps - low) / safe)
+    return normalized, ops.reshape(flat, (-1,))
 
 
 def normalize(maps, eps: float = 1e-12):
-    """Per-image min-max scaling of ``(N, ...)`` maps to ``[0, 1]``.
-
-    Returns ``(normalized, flat)`` where ``flat`` is an ``(N,)`` bool array,
-    True for maps whose range is below ``eps`` relative to their magnitude;
-    those become all zeros.
+    """Per-image min-max scaling of ``(N, ...)`` maps to ``[0, 1]``, as NumPy: ``(normalized, flat)``.
 
     Example:
-        >>> m, flat = normalize(tf.constant([[[1., 3.]], [[2., 2.]]]))
-        >>> m.numpy().tolist(), flat.tolist()
+        >>> m, flat = normalize(np.array([[[1., 3.]], [[2., 2.]]], "float32"))
+        >>> m.tolist(), flat.tolist()
         ([[[0.0, 1.0]], [[0.0, 0.0]]], [False, True])
     """
-    out, flat = _minmax(tf.convert_to_tensor(maps, tf.float32), eps)
-    return out, flat.numpy()
+    out, flat = minmax(maps, eps)
+    return ops.convert_to_numpy(out), ops.convert_to_numpy(flat)
 
 
-def warn_flat(method: str, flat, classes, scores) -> None:
-    """Warns, naming the images whose ``method`` map is flat and their target scores."""
-    idx = np.flatnonzero(flat)
-    if idx.size == 0:
-        return
-    classes, scores = np.asarray(classes), np.asarray(scores)
-    shown = ", ".join(
-        f"image {i} (target {'score' if classes[i] < 0 else f'class {classes[i]}'}, "
-        f"score {scores[i]:.4g})"
-        for i in idx[:10]
-    )
-    more = f" and {idx.size - 10} more" if idx.size > 10 else ""
-    warnings.warn(
-        f"kerasxai.{method}: the map is flat (returned as all zeros) for {shown}{more}. "
-        "The target score's gradient is zero there, or every contribution is negative; "
-        "a saturated softmax/sigmoid output, dead ReLUs or a class the model scores "
-        "very low are the usual causes.",
-        RuntimeWarning,
-        stacklevel=_caller_stacklevel(),
-    )
+def finish(raw, size=None, *, raw_output: bool = False):
+    """Upsamples ``raw`` maps to ``size`` and normalises them; the statistics for the flat-map check.
+
+    Returns a dict: ``map`` (normalised, or ``raw`` itself with ``raw_output``), ``flat``
+    ``(N,)`` and ``raw_max`` ``(N,)`` (the largest raw value: <= 0 means no positive evidence).
+    """
+    raw = ops.cast(raw, "float32")
+    axes = tuple(range(1, len(raw.shape)))
+    stats = {"raw_max": ops.max(raw, axis=axes)}
+    if raw_output:
+        _, flat = minmax(raw)
+        return {"map": raw, "flat": flat, **stats}
+    up = resize_linear(raw, size) if size is not None else raw
+    normalized, flat = minmax(up)
+    return {"map": normalized, "flat": flat, **stats}
+
+
+def gradient_is_zero(gradient):
+    """``(N,)`` True where a gradient tensor is exactly zero everywhere."""
+    axes = tuple(range(1, len(gradient.shape)))
+    return ops.max(ops.abs(gradient), axis=axes) == 0
+
+
+def logits_finite(logits):
+    """``(N,)`` True where every logit of the image is finite."""
+    return ops.all(ops.isfinite(logits), axis=-1)
+
+
+# --------------------------------------------------------------------------- on the host
 
 
 def _caller_stacklevel() -> int:
@@ -92,29 +139,98 @@ def _caller_stacklevel() -> int:
     return level
 
 
-@tf.function(reduce_retracing=True, autograph=False)
-def _upsample_normalize(raw, size):
-    """Compiled :func:`upsample` then :func:`normalize` core: one graph, no eager ops per call."""
-    return _minmax(tf.image.resize(raw[..., None], size, method="bilinear")[..., 0])
+def _list(idx) -> str:
+    shown = ", ".join(str(int(i)) for i in idx[:10])
+    return shown + (f" and {len(idx) - 10} more" if len(idx) > 10 else "")
 
 
-def finish(method, raw, size, result, *, raw_output=False, single=False):
-    """Upsamples and normalises ``raw`` maps, warns about flat ones, returns NumPy.
+def check_finite(method: str, finite, start: int = 0):
+    """Raises ``ValueError`` naming the images whose model output is not finite."""
+    bad = np.flatnonzero(~np.asarray(finite, bool)) + start
+    if bad.size:
+        raise ValueError(
+            f"kerasxai.{method}: the model's output is NaN or infinite for image(s) {_list(bad)}, so no "
+            "explanation of them means anything. The inputs are finite, so the weights or the model's "
+            "arithmetic overflow (check the preprocessing and the weights: model.predict on those images)."
+        )
 
-    Args:
-        method: the method's name, for the warning.
-        raw: ``(N, h, w)`` raw maps.
-        size: ``(H, W)`` of the input images.
-        result: the probe's ``Gradients`` (for target classes and scores).
-        raw_output: return the raw maps as they are instead.
-        single: the caller gave one image: drop the batch axis.
+
+def flat_causes(flat, scores, raw_max, zero_gradient=None) -> dict:
+    """Groups the flat maps' images by the likeliest cause seen: ``{cause text: [indices]}``."""
+    causes: dict = {}
+    for i in np.flatnonzero(np.asarray(flat, bool)):
+        if zero_gradient is not None and bool(zero_gradient[i]):
+            text = ("the target score's gradient is exactly zero there (dead ReLUs, a saturated activation, "
+                    "or a gradient cut by an integer cast, argmax or stop_gradient)")
+        elif raw_max is not None and raw_max[i] <= 0 and scores is not None and scores[i] < 0:
+            text = "the model scores the target negatively, and every contribution is negative: no positive evidence"
+        elif raw_max is not None and raw_max[i] <= 0:
+            text = "every contribution is negative: no positive evidence for the target"
+        else:
+            text = "the map is constant"
+        causes.setdefault(text, []).append(int(i))
+    return causes
+
+
+class Collector:
+    """Gathers one call's batches into arrays, then checks them.
+
+    ``add(start, out)`` takes a step's NumPy outputs for images ``start..``; it
+    raises at once for non-finite model outputs (``out["finite"]``). ``result()``
+    returns the concatenated arrays and warns once about flat maps
+    (``out["flat"]``), naming the images, their target scores and the cause.
     """
-    raw = tf.convert_to_tensor(raw, tf.float32)
-    if raw_output:
-        out = raw.numpy()
-    else:
-        maps, flat = _upsample_normalize(raw, tf.constant(tuple(size), tf.int32))
-        warn_flat(method, flat.numpy(), result.classes, result.scores)
-        out = maps.numpy()
-    out = out.astype(np.float32, copy=False)
-    return out[0] if single else out
+
+    def __init__(self, method: str, length: int | None = None):
+        self.method, self.length = method, length
+        self._parts: dict = {}
+        self._arrays: dict = {}
+        self._seen = 0
+
+    def add(self, start: int, out: dict):
+        if "finite" in out:
+            check_finite(self.method, out["finite"], start)
+        n = None
+        for key, value in out.items():
+            if value is None:
+                continue
+            value = np.asarray(value)
+            n = len(value) if n is None else n
+            if self.length is not None and value.ndim >= 1 and len(value) == n:
+                if key not in self._arrays:
+                    dtype = np.float32 if value.dtype.kind == "f" else value.dtype
+                    self._arrays[key] = np.empty((self.length,) + value.shape[1:], dtype)
+                self._arrays[key][start : start + n] = value
+            else:
+                self._parts.setdefault(key, []).append(value)
+        self._seen = max(self._seen, start + (n or 0))
+
+    def result(self, *, warn: bool = True, zero_gradient_key: str | None = "zero_gradient") -> dict:
+        out = dict(self._arrays)
+        for key, parts in self._parts.items():
+            out[key] = np.concatenate(parts) if parts and np.asarray(parts[0]).ndim else np.asarray(parts)
+        if warn and "flat" in out:
+            self.warn_flat(out, zero_gradient_key)
+        return out
+
+    def warn_flat(self, out: dict, zero_gradient_key=None):
+        flat = out["flat"]
+        if not np.any(flat):
+            return
+        scores, classes = out.get("scores"), out.get("classes")
+        causes = flat_causes(flat, scores, out.get("raw_max"), out.get(zero_gradient_key) if zero_gradient_key else None)
+        parts = []
+        for text, idx in causes.items():
+            shown = ", ".join(
+                f"image {i} ("
+                + ("target score" if classes is None or classes[i] < 0 else f"class {int(classes[i])}")
+                + (f", score {float(scores[i]):.4g})" if scores is not None else ")")
+                for i in idx[:10]
+            )
+            more = f" and {len(idx) - 10} more" if len(idx) > 10 else ""
+            parts.append(f"{shown}{more}: {text}")
+        warnings.warn(
+            f"kerasxai.{self.method}: the map is flat (returned as all zeros) for " + "; ".join(parts) + ".",
+            RuntimeWarning,
+            stacklevel=_caller_stacklevel(),
+        )

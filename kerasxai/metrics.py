@@ -22,31 +22,52 @@ from typing import Callable
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from kerasxai.probe import get_probe
+from kerasxai.probe.heads import probabilities
 
 
-def _probabilities(probe, x, classes):
-    """Target-class probability (softmax of logits, or sigmoid for one unit) of each input."""
-    result = probe.forward(x, classes)
-    logits = result.logits
-    if logits.shape[-1] == 1:
-        p = tf.sigmoid(logits[:, 0])
-        return tf.where(result.classes == 1, p, 1.0 - p).numpy()
-    return tf.gather(tf.nn.softmax(logits), result.classes, axis=1, batch_dims=1).numpy()
+def _probabilities(probe, x, classes, batch_size=64):
+    """Target-class probability of each input (softmax, or sigmoid for one or several sigmoid units)."""
+    out = probe.predict(x, classes, batch_size=batch_size)
+    probs = probabilities(probe.head, out["logits"])
+    return probs[np.arange(len(probs)), out["classes"]]
+
+
+def _images(probe, images) -> np.ndarray:
+    """The explained input as one float32 array ``(N, spatial..., C)`` (metrics take arrays)."""
+    if len(probe.input_specs) != 1:
+        raise ValueError("The metrics take models with one input; give the images as one array.")
+    x = np.asarray(images, np.float32)
+    if x.ndim == len(probe.input_shape) - 1:
+        x = x[None]
+    return x
+
+
+def _box_blur(images, k: int):
+    """Box blur of width ``k`` along every spatial axis, edges mirrored (any number of spatial axes)."""
+    out = images.astype(np.float64)
+    for axis in range(1, images.ndim - 1):
+        pad = [(0, 0)] * images.ndim
+        pad[axis] = (k // 2, k // 2)
+        padded = np.pad(out, pad, mode="symmetric")
+        csum = np.cumsum(padded, axis=axis)
+        zero = np.zeros_like(np.take(csum, [0], axis=axis))
+        csum = np.concatenate([zero, csum], axis=axis)
+        n = images.shape[axis]
+        out = (np.take(csum, np.arange(k, k + n), axis=axis) - np.take(csum, np.arange(0, n), axis=axis)) / k
+    return out.astype(images.dtype)
 
 
 def _baseline(images, baseline):
+    spatial = tuple(range(1, images.ndim - 1))
     if isinstance(baseline, str):
         if baseline == "black":
             return np.zeros_like(images)
         if baseline == "mean":
-            return np.broadcast_to(images.mean(axis=(1, 2), keepdims=True), images.shape).copy()
+            return np.broadcast_to(images.mean(axis=spatial, keepdims=True), images.shape).copy()
         if baseline == "blur":
-            k = max(3, images.shape[1] // 8) | 1
-            return tf.nn.avg_pool2d(tf.pad(images, [[0, 0], [k // 2] * 2, [k // 2] * 2, [0, 0]], "SYMMETRIC"),
-                                    k, 1, "VALID").numpy()
+            return _box_blur(images, max(3, images.shape[1] // 8) | 1)
         raise ValueError(f"baseline must be 'blur', 'black', 'mean' or an array. Received: {baseline!r}")
     return np.broadcast_to(np.asarray(baseline, np.float32), images.shape).copy()
 
@@ -94,28 +115,28 @@ def deletion_insertion(model, images, maps, target=None, *, steps: int = 20, bas
     if steps < 1:
         raise ValueError(f"steps must be at least 1. Received: {steps}")
     probe = get_probe(model, ())
-    x, _ = probe.prepare(images)
-    x = x.numpy()
-    maps = np.asarray(maps, np.float32).reshape(x.shape[:3])
-    classes = probe.forward(x, target).classes.numpy()
+    x = _images(probe, images)
+    maps = np.asarray(maps, np.float32).reshape(x.shape[:-1])
+    classes = probe.predict(x, target, batch_size=batch_size)["classes"]
     base = _baseline(x, baseline)
-    n, h, w = x.shape[:3]
+    n, positions = len(x), int(np.prod(x.shape[1:-1]))
     order = np.argsort(-maps.reshape(n, -1), axis=1, kind="stable")
     rank = np.empty_like(order)
-    rank[np.arange(n)[:, None], order] = np.arange(h * w)[None]
-    rank = rank.reshape(n, h, w, 1)
+    rank[np.arange(n)[:, None], order] = np.arange(positions)[None]
+    rank = rank.reshape(x.shape[:-1] + (1,))
     fractions = np.arange(steps + 1) / steps
     curves = {}
     for name in ("deletion", "insertion"):
         inputs, owners = [], []
         for i in range(n):
             for f in fractions:
-                top = rank[i] < int(round(f * h * w))
+                top = rank[i] < int(round(f * positions))
                 keep_original = ~top if name == "deletion" else top
                 inputs.append(np.where(keep_original, x[i], base[i]))
                 owners.append(i)
         scores = np.concatenate([
-            _probabilities(probe, np.stack(inputs[s : s + batch_size]), classes[owners[s : s + batch_size]].tolist())
+            _probabilities(probe, np.stack(inputs[s : s + batch_size]), classes[owners[s : s + batch_size]].tolist(),
+                           batch_size)
             for s in range(0, len(inputs), batch_size)
         ])
         curves[name] = scores.reshape(n, steps + 1)
@@ -153,13 +174,12 @@ def pointing_game(maps, masks, tolerance: int = 0) -> np.ndarray:
     Reference: Zhang et al., "Top-down Neural Attention by Excitation Backprop", ECCV 2016.
     """
     maps, masks = np.asarray(maps), np.asarray(masks, bool)
-    n, h, w = maps.shape
-    peaks = maps.reshape(n, -1).argmax(axis=1)
-    ys, xs = np.divmod(peaks, w)
+    n = len(maps)
+    peaks = np.unravel_index(maps.reshape(n, -1).argmax(axis=1), maps.shape[1:])
     hits = np.zeros(n, bool)
-    for i, (y, x) in enumerate(zip(ys, xs)):
-        window = masks[i, max(0, y - tolerance) : y + tolerance + 1, max(0, x - tolerance) : x + tolerance + 1]
-        hits[i] = window.any()
+    for i in range(n):
+        window = tuple(slice(max(0, int(p[i]) - tolerance), int(p[i]) + tolerance + 1) for p in peaks)
+        hits[i] = masks[i][window].any()
     return hits
 
 
@@ -191,10 +211,10 @@ def average_drop_increase(model, images, maps, target=None):
     Reference: Chattopadhay et al., "Grad-CAM++", WACV 2018. https://arxiv.org/abs/1710.11063
     """
     probe = get_probe(model, ())
-    x, _ = probe.prepare(images)
-    classes = probe.forward(x, target).classes.numpy().tolist()
+    x = _images(probe, images)
+    classes = probe.predict(x, target)["classes"].tolist()
     y = _probabilities(probe, x, classes)
-    masked = x.numpy() * np.asarray(maps, np.float32).reshape(x.shape[:3])[..., None]
+    masked = x * np.asarray(maps, np.float32).reshape(x.shape[:-1])[..., None]
     o = _probabilities(probe, masked, classes)
     drop = float(np.mean(np.maximum(0.0, y - o) / np.maximum(y, 1e-12)) * 100)
     increase = float(np.mean(o > y) * 100)
@@ -264,15 +284,15 @@ def randomization_check(model, images, method: Callable, target=None, *, seed: i
     copy.build(model.inputs[0].shape) if not copy.built else None
     copy.set_weights(model.get_weights())
     probe = get_probe(model, ())
-    x, _ = probe.prepare(images)
-    classes = probe.forward(x, target).classes.numpy().tolist() if not callable(target) else target
+    x = _images(probe, images)
+    classes = probe.predict(x, target)["classes"].tolist() if not callable(target) else target
     original = method(model, x, classes, **kwargs)
     rng = np.random.default_rng(seed)
     results = [("none", float(np.mean([rank_correlation(a, b) for a, b in zip(original, method(copy, x, classes, **kwargs))])))]
     layers = _weighted_layers(copy)[::-1]
     for layer in layers[: max_steps or len(layers)]:
         for w in layer.weights:
-            value = w.numpy()
+            value = keras.ops.convert_to_numpy(w)
             scale = value.std() or 0.05
             w.assign(rng.normal(0.0, scale, value.shape).astype(value.dtype))
         maps = method(copy, x, classes, **kwargs)

@@ -192,7 +192,7 @@ def plot_layer_views(model, display, x, method: str = "layercam", layers=None, t
         display, x = display[None], np.asarray(x)[None]
     layers = list(layers) if layers is not None else depth_layers(model)
     if target is None:
-        target = get_probe(model, ()).forward(x).classes.numpy().tolist()
+        target = get_probe(model, ()).predict(x)["classes"].tolist()
     fn = getattr(kerasxai, method)
     heat = {name: fn(model, x, target=target, layer=name) for name in layers}
     fig = Figure(figsize=(cell_size * (1 + len(layers)), cell_size * len(display)), layout="constrained")
@@ -227,8 +227,9 @@ def plot_feature_maps(model, x, layer=None, n: int = 16, *, cmap: str = "viridis
     from kerasxai.probe import get_probe
 
     probe = get_probe(model, layer)
-    batch, _ = probe.prepare(x)
-    acts = probe.forward(batch[:1]).activations[0].numpy()[0]  # (h, w, K)
+    batch = np.asarray(x, np.float32)
+    batch = batch if batch.ndim == len(probe.input_shape) else batch[None]
+    acts = probe.forward(batch[:1]).activations[0][0]  # (h, w, K)
     strength = acts.mean(axis=(0, 1))
     order = np.argsort(-strength, kind="stable")[: min(n, acts.shape[-1])]
     cols = int(np.ceil(np.sqrt(len(order))))

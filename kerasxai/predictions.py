@@ -7,7 +7,6 @@ from typing import Sequence
 
 import numpy as np
 
-from kerasxai.probe import get_probe
 
 
 def _imagenet_names(order):
@@ -35,14 +34,17 @@ def _imagenet_names(order):
     return [[name for _, name, _ in row] for row in decoded]
 
 
-def top_k(model, images, k: int = 5, class_names: Sequence[str] | None = None):
+def top_k(model, images, k: int = 5, class_names: Sequence[str] | None = None, *, output=None, input=None,
+          batch_size: int = 32):
     """The ``k`` most probable classes of each image: a list (per image) of ``(index, name, probability)``.
 
-    Probabilities are the softmax (or, for one sigmoid unit, the sigmoid) of
-    the logits. Names come from ``class_names`` if given, from ImageNet's
-    class index (``decode_predictions``) for 1000-class models, else ``None``.
-    A one-unit sigmoid head gives both classes. Offline, ImageNet names fall
-    back to indices with one warning — never an error.
+    Probabilities follow the explained output's head (see :mod:`kerasxai.probe.heads`):
+    softmax of the logits for a softmax (or linear multi-class) output; both classes for
+    a one-unit sigmoid; an independent sigmoid per class for a multi-label sigmoid output
+    (they need not sum to 1). Names come from ``class_names`` if given, from ImageNet's
+    class index for 1000-class models, else ``None``. Images of any kind the methods take
+    (arrays, datasets, generators), ``batch_size`` at a time. A model whose output is not
+    finite for an image raises a ``ValueError`` naming it.
 
     Example:
         >>> import keras, numpy as np
@@ -52,15 +54,15 @@ def top_k(model, images, k: int = 5, class_names: Sequence[str] | None = None):
         >>> sorted(name for _, name, _ in row), round(sum(p for _, _, p in row), 6)
         (['cat', 'dog'], 1.0)
     """
-    probe = get_probe(model, ())
-    x, single = probe.prepare(images)
-    logits = probe.forward(x).logits.numpy().astype(np.float64)
-    if logits.shape[-1] == 1:
-        p1 = 1.0 / (1.0 + np.exp(-logits[:, 0]))
-        probs = np.stack([1.0 - p1, p1], axis=1)
-    else:
-        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-        probs = shifted / shifted.sum(axis=1, keepdims=True)
+    from kerasxai.probe import get_probe
+    from kerasxai.probe.heads import probabilities
+
+    probe = get_probe(model, (), output=output, input=input)
+    if probe.head.kind in ("regression", "dense"):
+        probabilities(probe.head, np.zeros((1, 1)))  # raises the explanation
+    source_single = _is_single(probe, images)
+    logits = probe.predict(images, batch_size=batch_size)["logits"]
+    probs = probabilities(probe.head, logits)
     k = min(k, probs.shape[1])
     if class_names is not None and len(class_names) != probs.shape[1]:
         raise ValueError(f"class_names has {len(class_names)} names but the model has {probs.shape[1]} classes.")
@@ -75,4 +77,11 @@ def top_k(model, images, k: int = 5, class_names: Sequence[str] | None = None):
             name = class_names[c] if class_names is not None else (names[i][j] if names else None)
             row.append((int(c), name, float(probs[i, c])))
         out.append(row)
-    return out[0] if single else out
+    return out[0] if source_single else out
+
+
+def _is_single(probe, images) -> bool:
+    """Whether ``images`` is one example without the batch axis (arrays only)."""
+    if not hasattr(images, "shape") or len(probe.input_specs) != 1:
+        return False
+    return len(images.shape) == len(probe.input_shape) - 1

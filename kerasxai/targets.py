@@ -1,18 +1,21 @@
 """Targets: what score a method explains.
 
-A target turns a model's logits ``(N, C)`` into one score per image ``(N,)``.
-The common shorthands are turned into a vector of class indices *before* the
-compiled step, so one traced function serves every integer target:
+A target turns the explained output's logits ``(N, K)`` into one score per
+image ``(N,)``. The shorthands become a vector of class indices *before* the
+compiled step, so one traced function serves every class target:
 
 - ``None``: the top-scoring class of each image;
 - an ``int``: that class for every image;
 - a sequence of ints: one class per image;
-- a callable ``logits -> (N,) scores``: anything else (a sum of classes, a
-  margin, a segmentation region).
+- ``"label"``: each image's own label, for inputs that carry labels (a
+  ``tf.data.Dataset`` or generator of ``(images, labels)``; int or one-hot labels);
+- a callable ``logits -> (N,) scores`` (in ``keras.ops``): anything else (a sum
+  of classes, a margin, a region of a segmentation output).
 
-For a one-unit sigmoid head, class 1 is the positive class (score = logit)
-and class 0 the negative class (score = -logit); ``None`` picks whichever
-the model predicts (logit > 0 means class 1).
+What a class means depends on the head (see :mod:`kerasxai.probe.heads`): for a
+one-unit sigmoid, 1 is the positive class (score = logit) and 0 the negative
+class (score = -logit); for a one-unit output without a squashing activation
+(regression) the score is the value itself, and the only class is 0.
 """
 
 from __future__ import annotations
@@ -20,68 +23,122 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 PREDICTED = -1  # class index meaning "the model's top class for this image"
+LABEL = "label"
 
 
-def class_indices(target, n_images: int, n_classes: int) -> np.ndarray:
-    """Turns ``None``, an int or a sequence of ints into ``(n_images,)`` int32 indices.
+def _valid_range(head) -> int:
+    if head.kind == "dense":
+        raise ValueError(
+            f"Output '{head.name}' is not (batch, classes), so a class index cannot name a score: give "
+            "target as a callable outputs -> one score per image, e.g. lambda y: ops.mean(y[..., 1], axis=(1, 2))."
+        )
+    return head.n_classes
 
-    ``-1`` stands for "the predicted class". Raises ``ValueError`` for an index
-    out of range or a sequence of the wrong length.
+
+def _out_of_range_message(value: int, head) -> str:
+    if head.kind == "binary":
+        what = "a one-unit sigmoid output: use 1 for the positive class, 0 for the negative"
+    elif head.kind == "regression":
+        what = "a one-unit output without squashing activation (regression): its score is the value, target 0 or None"
+    else:
+        what = f"output '{head.name}' has {head.units} classes, so a target must be in 0..{head.units - 1}"
+    return f"target class {value} is out of range: {what}."
+
+
+def class_indices(target, n_images: int, head, *, start: int = 0, labels=None, total: int | None = None) -> np.ndarray:
+    """``(n_images,)`` int32 class indices for a batch; ``-1`` means "the predicted class".
+
+    Args:
+        target: ``None``, an int, a sequence of ints (one per image of the *whole* input),
+            or ``"label"``.
+        n_images: images in this batch.
+        head: the probe's :class:`~kerasxai.probe.heads.Head`.
+        start: index of the batch's first image in the whole input (sequences are sliced there).
+        labels: the batch's labels, for ``target="label"``.
+        total: number of images in the whole input, when known (checks a sequence's length).
 
     Example:
-        >>> class_indices([3, 1], n_images=2, n_classes=10).tolist()
-        [3, 1]
-        >>> class_indices(None, n_images=2, n_classes=10).tolist()
-        [-1, -1]
+        >>> from kerasxai.probe.heads import Head
+        >>> head = Head("out", 0, "softmax", 10, "softmax")
+        >>> class_indices([3, 1], 2, head).tolist(), class_indices(None, 2, head).tolist()
+        ([3, 1], [-1, -1])
     """
-    valid = 2 if n_classes == 1 else n_classes
+    valid = _valid_range(head)
     if target is None:
-        return np.full((n_images,), PREDICTED, np.int32)
-    if isinstance(target, numbers.Integral) and not isinstance(target, bool):
+        values = np.full((n_images,), PREDICTED if head.kind != "regression" else 0, np.int64)
+        return values.astype(np.int32)
+    if isinstance(target, str):
+        if target != LABEL:
+            raise ValueError(f"target must be None, an int, one int per image, 'label' or a callable. Received: {target!r}")
+        if labels is None:
+            raise ValueError(
+                "target='label' explains each image's own label, but these images carry none: give a "
+                "tf.data.Dataset (or generator) of (images, labels), or the classes themselves."
+            )
+        values = np.asarray(labels)
+        if values.ndim == 2 and values.shape[1] > 1:  # one-hot
+            values = values.argmax(axis=1)
+        values = values.reshape(-1)
+        if not (np.issubdtype(values.dtype, np.integer) or np.all(values == np.round(values))):
+            raise ValueError(f"target='label' needs integer (or one-hot) labels. Received labels like {values[:3]!r}.")
+        values = values.astype(np.int64)
+    elif isinstance(target, numbers.Integral) and not isinstance(target, bool):
         values = np.full((n_images,), int(target), np.int64)
     else:
         values = np.asarray(target)
         if values.ndim != 1 or not np.issubdtype(values.dtype, np.integer):
             raise ValueError(
-                "target must be None, an int, one int per image, or a callable "
+                "target must be None, an int, one int per image, 'label', or a callable "
                 f"logits -> score per image. Received: {target!r}"
             )
-        if len(values) != n_images:
+        if total is not None and len(values) != total:
             raise ValueError(
-                f"target gives {len(values)} classes but there are {n_images} images: "
-                "give one class per image, or a single int for all."
+                f"target gives {len(values)} classes but there are {total} images: give one class per "
+                "image, or a single int for all."
             )
+        if len(values) < start + n_images:
+            raise ValueError(
+                f"target gives {len(values)} classes but there are at least {start + n_images} images: give "
+                "one class per image, or a single int for all."
+            )
+        values = values[start : start + n_images]
     bad = values[(values < 0) | (values >= valid)]
     if bad.size:
-        what = (
-            "a one-unit sigmoid model: use 1 for the positive class, 0 for the negative"
-            if n_classes == 1
-            else f"the model has {n_classes} classes, so a target must be in 0..{n_classes - 1}"
-        )
-        raise ValueError(f"target class {int(bad[0])} is out of range: {what}.")
+        raise ValueError(_out_of_range_message(int(bad[0]), head))
     return values.astype(np.int32)
 
 
-def class_scores(logits, classes):
-    """Score of the chosen class of each image, inside the compiled step.
+def class_scores(head, logits, classes):
+    """Score of the chosen class of each image, in ``keras.ops`` (inside the compiled step).
 
     Args:
-        logits: ``(N, C)`` float32 tensor.
-        classes: ``(N,)`` int32 tensor, ``-1`` for the predicted class.
+        head: the explained output's :class:`~kerasxai.probe.heads.Head`.
+        logits: ``(N, K)`` float32.
+        classes: ``(N,)`` int32, ``-1`` for the predicted class.
 
     Returns:
-        ``(scores, classes)``: ``(N,)`` float32 scores and the ``(N,)`` class
-        indices actually used (``-1`` resolved).
+        ``(scores, classes)``: ``(N,)`` float32 scores and the ``(N,)`` classes used (``-1`` resolved).
     """
-    if logits.shape[-1] == 1:  # one sigmoid unit: class 1 = logit, class 0 = -logit
-        logit = logits[:, 0]
-        predicted = tf.cast(logit > 0, tf.int32)
-        classes = tf.where(classes < 0, predicted, classes)
-        scores = tf.where(classes == 1, logit, -logit)
-        return scores, classes
-    predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
-    classes = tf.where(classes < 0, predicted, classes)
-    return tf.gather(logits, classes, axis=1, batch_dims=1), classes
+    if head.kind == "regression":
+        return logits[:, 0], ops.zeros_like(classes)
+    if head.kind == "binary":
+        value = logits[:, 0]
+        if head.removed_activation:  # a logit: class 1 = logit, class 0 = -logit
+            predicted, negative = ops.cast(value > 0, "int32"), -value
+        else:  # the sigmoid kept (logits=False): class 0 = 1 - p
+            predicted, negative = ops.cast(value > 0.5, "int32"), 1.0 - value
+        used = ops.where(classes < 0, predicted, classes)
+        return ops.where(used == 1, value, negative), used
+    predicted = ops.cast(ops.argmax(logits, axis=-1), "int32")
+    used = ops.where(classes < 0, predicted, classes)
+    scores = ops.take_along_axis(logits, ops.expand_dims(used, -1), axis=1)[:, 0]
+    return scores, used
+
+
+def callable_scores(fn, logits, classes):
+    """Scores of a callable target: ``fn(logits)`` as ``(N,)`` float32; classes stay ``-1``."""
+    scores = ops.reshape(ops.cast(fn(logits), "float32"), (-1,))
+    return scores, ops.full_like(classes, PREDICTED)

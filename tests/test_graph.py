@@ -8,14 +8,14 @@ import keras
 import numpy as np
 from keras import layers
 
-from kerasxai import _graph
+from kerasxai.probe import graph as _graph
 
 
 def test_keras_still_has_run_through_graph():
     inp = keras.Input((4,))
     model = keras.Model(inp, layers.Dense(2)(inp))
     assert hasattr(model, "_run_through_graph") and hasattr(model, "_nodes_by_depth"), (
-        "Keras changed Functional._run_through_graph; update kerasxai/_graph.py"
+        "Keras changed Functional._run_through_graph; update kerasxai/probe/graph.py"
     )
 
 

@@ -1,8 +1,12 @@
-"""Shared post-processing: normalising, upsampling, flat-map warnings."""
+"""Shared post-processing: normalising, n-D linear upsampling, what is wrong with a flat map."""
 
+import warnings
+
+import jax
 import numpy as np
 import pytest
 import tensorflow as tf
+from keras import ops
 
 from kerasxai import maps
 
@@ -12,22 +16,67 @@ def test_normalize_is_min_max_per_image_and_flat_is_zero():
     out, flat = maps.normalize(m)
     np.testing.assert_allclose(out[0], [[0, 0.25], [0.5, 1.0]])
     assert flat.tolist() == [False, True, True]
-    assert not out.numpy()[1:].any() and np.isfinite(out.numpy()).all()
+    assert not out[1:].any() and np.isfinite(out).all()
 
 
 def test_normalize_handles_nan_and_tiny_ranges():
     out, flat = maps.normalize(np.array([[[np.nan, 1.0]], [[1e-20, 2e-20]]]))
     assert flat.tolist() == [True, False]
-    assert np.isfinite(out.numpy()).all()
+    assert np.isfinite(out).all()
 
 
-def test_upsample_is_bilinear_and_keeps_range():
-    m = tf.constant([[[0.0, 1.0], [1.0, 0.0]]])
-    up = maps.upsample(m, (8, 8)).numpy()
+def test_2d_upsampling_equals_tensorflow_bilinear():
+    raw = np.random.default_rng(0).normal(size=(2, 7, 5)).astype("float32")
+    for size in [(224, 160), (13, 9), (7, 5), (3, 2)]:
+        ours = ops.convert_to_numpy(maps.resize_linear(raw, size))
+        reference = tf.image.resize(raw[..., None], size, method="bilinear").numpy()[..., 0]
+        np.testing.assert_allclose(ours, reference, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape, size", [((2, 11), (64,)), ((1, 3, 4, 5), (12, 16, 20)), ((2, 4, 4, 4), (9, 8, 17))])
+def test_1d_and_3d_upsampling_equal_jax_linear_resize(shape, size):
+    """Linear (signals) and trilinear (volumes) interpolation, half-pixel centres, as jax.image.resize does."""
+    raw = np.random.default_rng(1).normal(size=shape).astype("float32")
+    ours = ops.convert_to_numpy(maps.resize_linear(raw, size))
+    reference = np.asarray(jax.image.resize(raw, (shape[0],) + size, method="linear"))
+    np.testing.assert_allclose(ours, reference, atol=1e-5)
+
+
+def test_upsampling_keeps_range_and_corners():
+    up = ops.convert_to_numpy(maps.resize_linear(np.array([[[0.0, 1.0], [1.0, 0.0]]], "float32"), (8, 8)))
     assert up.shape == (1, 8, 8) and up.min() >= 0 and up.max() <= 1
     assert up[0, 0, 0] == pytest.approx(0.0) and up[0, 0, 7] == pytest.approx(1.0)
 
 
-def test_warn_flat_names_images_and_scores():
-    with pytest.warns(RuntimeWarning, match=r"image 1 \(target class 3, score -2\.5\)"):
-        maps.warn_flat("gradcam", np.array([False, True]), [0, 3], [1.0, -2.5])
+def test_flat_warning_names_images_scores_and_the_cause_seen():
+    out = {
+        "flat": np.array([False, True, True, True]),
+        "scores": np.array([1.0, -2.5, 0.3, 0.4]),
+        "classes": np.array([0, 3, 1, 1]),
+        "raw_max": np.array([1.0, -0.5, 0.0, 2.0]),
+        "zero_gradient": np.array([False, False, True, False]),
+    }
+    with pytest.warns(RuntimeWarning) as caught:
+        maps.Collector("gradcam").warn_flat(out, "zero_gradient")
+    text = str(caught[0].message)
+    assert "image 1 (class 3, score -2.5): the model scores the target negatively" in text
+    assert "image 2 (class 1, score 0.3): the target score's gradient is exactly zero" in text
+    assert "image 3 (class 1, score 0.4): the map is constant" in text
+    assert "image 0" not in text
+
+
+def test_collector_refuses_non_finite_model_outputs_naming_images():
+    collector = maps.Collector("saliency", 6)
+    collector.add(0, {"map": np.zeros((3, 2)), "finite": np.array([True, True, True])})
+    with pytest.raises(ValueError, match=r"NaN or infinite for image\(s\) 4"):
+        collector.add(3, {"map": np.zeros((3, 2)), "finite": np.array([True, False, True])})
+
+
+def test_collector_fills_arrays_in_order_without_warning_when_nothing_is_flat():
+    collector = maps.Collector("gradcam", 4)
+    collector.add(2, {"map": np.full((2, 3), 2.0), "flat": np.zeros(2, bool)})
+    collector.add(0, {"map": np.full((2, 3), 1.0), "flat": np.zeros(2, bool)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = collector.result()
+    assert out["map"][:, 0].tolist() == [1.0, 1.0, 2.0, 2.0]

@@ -99,7 +99,7 @@ def test_smoothgrad_matches_a_plain_loop_and_ignores_batch_size(gap_model, image
     np.testing.assert_allclose(got, again, rtol=1e-5, atol=1e-8)
     for i, cls in enumerate([0, 4]):
         sigma = 0.1 * (x[i].max() - x[i].min())
-        noisy = [x[i] + sigma * smoothgrad_noise(x.shape[1:], 5, i * 3 + j, i * 3 + j + 1).numpy()[0] for j in range(3)]
+        noisy = [x[i] + sigma * smoothgrad_noise(x.shape[1:], 5, i, j) for j in range(3)]
         expected = np.mean([kerasxai.saliency(gap_model, c, target=cls, raw=True) for c in noisy], axis=0)
         np.testing.assert_allclose(got[i], expected, rtol=1e-4, atol=1e-8)
     assert not np.allclose(got, kerasxai.saliency(gap_model, x, target=[0, 4], raw=True))
@@ -111,7 +111,7 @@ def test_integrated_gradients_completeness(nested_sequential, images):
     probe = kerasxai.get_probe(nested_sequential, ())
     for target in (1, 0):
         attr = kerasxai.integrated_gradients(nested_sequential, x, target=target, steps=64, raw=True)
-        diff = probe.forward(x, target).scores.numpy() - probe.forward(np.zeros_like(x), target).scores.numpy()
+        diff = probe.forward(x, target).scores - probe.forward(np.zeros_like(x), target).scores
         np.testing.assert_allclose(attr.sum(axis=(1, 2, 3)), diff, rtol=0.01, atol=1e-4)
     maps = kerasxai.integrated_gradients(nested_sequential, x, steps=8)
     assert maps.shape == (3, 32, 32) and maps.max() == pytest.approx(1.0)
@@ -132,20 +132,22 @@ def test_explain_shares_one_pass(gap_model, images, monkeypatch):
     """Grad-CAM, Grad-CAM++, XGrad-CAM, LayerCAM and saliency: one forward + backward pass in all."""
     from kerasxai.probe import Probe
 
-    calls = []
-    for name in ("forward", "gradients", "input_gradients", "all_gradients"):
-        original = getattr(Probe, name)
+    runs = []
+    original = Probe.step
 
-        def spy(self, *args, _name=name, _original=original, **kwargs):
-            calls.append(_name)
-            return _original(self, *args, **kwargs)
+    def spy(self, grads=None, *args, **kwargs):
+        run = original(self, grads, *args, **kwargs)
+        return lambda *a, **k: runs.append(grads) or run(*a, **k)
 
-        monkeypatch.setattr(Probe, name, spy)
+    monkeypatch.setattr(Probe, "step", spy)
     kerasxai.explain(gap_model, images, methods=("gradcam", "gradcam_plus_plus", "xgradcam", "layercam", "saliency"))
-    assert calls == ["all_gradients"]
-    calls.clear()
+    assert runs == ["both"]
+    runs.clear()
     kerasxai.explain(gap_model, images, methods=("cam", "eigencam"))
-    assert calls == ["forward"]
+    assert runs == [None]
+    runs.clear()
+    kerasxai.explain(gap_model, images, methods=("gradcam", "hirescam"), batch_size=2)  # 3 images: 2 batches
+    assert runs == ["layers", "layers"]
 
 
 def test_bad_method_names_and_counts(gap_model, images):
@@ -194,7 +196,7 @@ def test_guided_backprop_leaves_model_alone_and_guided_gradcam_is_the_product(fl
     assert activations == [getattr(layer, "activation", None) for layer in flatten_model.layers]
     # guided gradients differ from the plain ones on a ReLU network
     assert not np.allclose(kerasxai.guided_backprop(flatten_model, images, target=1, raw=True),
-                           kerasxai.get_probe(flatten_model, ()).input_gradients(images, 1).gradients[0].numpy())
+                           kerasxai.get_probe(flatten_model, ()).input_gradients(images, 1).input_gradient)
 
 
 def test_explain_guided_gradcam_with_predicted_class(flatten_model, images):

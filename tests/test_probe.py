@@ -52,9 +52,13 @@ def test_probe_is_cached_and_not_retraced(gap_model, images):
     kerasxai.gradcam(gap_model, images, layer="conv2")
     count = probe.tracing_count()
     kerasxai.gradcam(gap_model, images[:2], layer="conv2", target=[1, 2])
-    kerasxai.layercam(gap_model, images[:1], layer="conv2", target=0)
+    kerasxai.gradcam(gap_model, images[:1], layer="conv2", target=0)
     assert probe.tracing_count() == count  # new batch sizes and targets: no retrace
-    assert all(step.experimental_get_tracing_count() == 1 for step in probe._steps.values())
+    kerasxai.layercam(gap_model, images, layer="conv2")  # another method: its own compiled step, once
+    kerasxai.layercam(gap_model, images[:1], layer="conv2", target=4)
+    assert probe.tracing_count() == count + 1
+    steps = [s for run in probe._steps.values() for s in run.compiled.values()]
+    assert steps and all(step.experimental_get_tracing_count() == 1 for step in steps)
 
 
 def test_cache_does_not_keep_the_model_alive():
@@ -116,8 +120,9 @@ def test_keras_applications_families(name, shape, layer):
     assert probe.removed_activation == "softmax"
     x = np.random.default_rng(0).uniform(-1, 1, (1,) + shape).astype("float32")
     # logits are the pre-softmax scores: softmax(logits) == the model's prediction
-    logits = probe.forward(x).logits.numpy()
-    np.testing.assert_allclose(keras.ops.softmax(logits).numpy(), model.predict(x, verbose=0), rtol=1e-4, atol=1e-6)
+    logits = probe.forward(x).logits
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(keras.ops.softmax(logits)), model.predict(x, verbose=0),
+                               rtol=1e-4, atol=1e-6)
     maps = kerasxai.gradcam(model, x)
     assert maps.shape == (1,) + shape[:2] and np.isfinite(maps).all()
     if name != "VGG16":  # every family but VGG ends in GAP -> Dense
@@ -133,7 +138,7 @@ def test_nested_vgg16_base_in_finetuned_head():
     assert get_probe(model, "block3_conv3").layer_names == ["vgg16/block3_conv3"]
     assert kerasxai.layercam(model, x, layer="block3_conv3").shape == (2, 32, 32)
     # the sigmoid is removed: the logit's sigmoid is the model's output
-    logit = get_probe(model).forward(x).logits.numpy()
+    logit = get_probe(model).forward(x).logits
     np.testing.assert_allclose(1 / (1 + np.exp(-logit)), model.predict(x, verbose=0), rtol=1e-4)
 
 
@@ -182,7 +187,7 @@ def test_mixed_precision_gives_float32_maps(images):
 
 
 def test_unknown_layer_lists_conv_layers(flatten_model, images):
-    with pytest.raises(ValueError, match=r"No layer named 'conv3'.*Did you mean.*Conv layers of this model: conv1, conv2"):
+    with pytest.raises(ValueError, match=r"No layer named 'conv3'.*Did you mean.*Layers with spatial axes: conv1, conv2"):
         kerasxai.gradcam(flatten_model, images, layer="conv3")
 
 
@@ -226,23 +231,45 @@ def test_wrong_image_shape_says_what_the_model_expects(flatten_model, images):
         kerasxai.saliency(flatten_model, np.zeros((64, 64, 3), "float32"))
 
 
-def test_unbuilt_and_subclassed_models_are_refused(images):
+def test_unbuilt_models_are_refused(images):
     with pytest.raises(ValueError, match="has not been built"):
         kerasxai.gradcam(keras.Sequential([layers.Conv2D(2, 3), layers.Flatten(), layers.Dense(2)]), images)
 
-    class Custom(keras.Model):
-        def __init__(self):
-            super().__init__()
-            self.conv = layers.Conv2D(2, 3)
-            self.out = layers.Dense(2)
 
-        def call(self, x):
-            return self.out(keras.ops.mean(self.conv(x), axis=(1, 2)))
+class SubclassedNet(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.conv = layers.Conv2D(4, 3, activation="relu")
+        self.second = layers.Conv2D(5, 3, activation="relu")
+        self.pool = layers.GlobalAveragePooling2D()
+        self.out = layers.Dense(3, activation="softmax")
 
-    custom = Custom()
-    custom(images)
-    with pytest.raises((TypeError, ValueError), match="subclassed|not been built"):
-        kerasxai.gradcam(custom, images)
+    def call(self, x):
+        return self.out(self.pool(self.second(self.conv(x))))
+
+
+def test_subclassed_models_are_explained_as_their_functional_twin(images):
+    """Input gradients on any callable model; CAMs at a layer called once; logits found; model untouched."""
+    keras.utils.set_random_seed(13)
+    model = SubclassedNet()
+    model(images)
+    inp = keras.Input((32, 32, 3))
+    twin = keras.Model(inp, model.out(model.pool(model.second(model.conv(inp)))))
+    weights = [w.copy() for w in model.get_weights()]
+    np.testing.assert_allclose(kerasxai.saliency(model, images), kerasxai.saliency(twin, images), atol=1e-6)
+    np.testing.assert_allclose(kerasxai.gradcam(model, images), kerasxai.gradcam(twin, images), atol=1e-6)
+    np.testing.assert_allclose(kerasxai.layercam(model, images, layer="conv2d"),
+                               kerasxai.layercam(twin, images, layer=model.conv), atol=1e-6)
+    probe = get_probe(model)
+    assert probe.layer_names == [model.second.name] and probe.removed_activation == "softmax"
+    assert all("call" not in layer.__dict__ for layer in (model.conv, model.second, model.out))
+    assert all(np.array_equal(a, b) for a, b in zip(weights, model.get_weights()))
+    with pytest.raises(ValueError, match=r"(?s)subclassed.*keras.Model\(inputs, outputs\)"):
+        kerasxai.cam(model, images)
+    with pytest.raises(ValueError, match=r"(?s)Guided backpropagation.*subclassed.*functional = keras.Model"):
+        kerasxai.guided_backprop(model, images)
+    with pytest.raises(ValueError, match=r"No layer 'nope' can be reached"):
+        kerasxai.gradcam(model, images, layer="nope")
 
 
 def test_flat_gradient_gives_zero_map_and_names_images(images):
@@ -250,7 +277,7 @@ def test_flat_gradient_gives_zero_map_and_names_images(images):
     keras.utils.set_random_seed(8)
     model = keras.Sequential([keras.Input((32, 32, 3)), layers.Conv2D(4, 3, name="c"), layers.Flatten(), layers.Dense(2, activation="softmax", kernel_initializer="zeros")])
     for method in (kerasxai.gradcam, kerasxai.layercam, kerasxai.saliency):
-        with pytest.warns(RuntimeWarning, match=r"flat.*image 0 \(target class 0, score 0\).*image 2") as caught:
+        with pytest.warns(RuntimeWarning, match=r"flat.*image 0 \(class 0, score 0\).*image 2.*gradient is exactly zero") as caught:
             maps = method(model, images)
         assert caught[0].filename == __file__  # the warning points at the caller's line
         assert np.isfinite(maps).all() and not maps.any()
@@ -266,7 +293,7 @@ def test_all_negative_gradcam_map_is_zero_with_warning(images):
     ])
     dense = model.layers[-1]
     dense.kernel.assign(np.stack([-np.ones(4), np.ones(4)], axis=1).astype("float32"))
-    with pytest.warns(RuntimeWarning, match=r"image 0 \(target class 0, score -\d.*image 1.*image 2"):
+    with pytest.warns(RuntimeWarning, match=r"image 0 \(class 0, score -\d.*image 1.*image 2.*scores the target negatively"):
         maps = kerasxai.gradcam(model, images, target=0)
     assert np.isfinite(maps).all() and not maps.any()
     with warnings.catch_warnings():
@@ -276,7 +303,7 @@ def test_all_negative_gradcam_map_is_zero_with_warning(images):
 
 def test_layer_lookups_are_cached_not_retraced(gap_model, images):
     """cam() with layer=None, explainable_layers() and get_probe() trace the model's graph once."""
-    from kerasxai import _graph
+    from kerasxai.probe import graph as _graph
 
     kerasxai.cam(gap_model, images)
     kerasxai.explainable_layers(gap_model)

@@ -1,34 +1,63 @@
-"""Target specs -> class indices and scores."""
+"""Target specs -> class indices and scores, per kind of head."""
 
 import numpy as np
 import pytest
-import tensorflow as tf
+from keras import ops
 
+from kerasxai.probe.heads import Head
 from kerasxai.targets import class_indices, class_scores
+
+SOFTMAX = Head("out", 0, "softmax", 10, "softmax")
+BINARY = Head("out", 0, "binary", 1, "sigmoid")
+REGRESSION = Head("out", 0, "regression", 1, None)
+MULTILABEL = Head("out", 0, "multilabel", 3, "sigmoid")
 
 
 def test_class_indices_shorthands():
-    assert class_indices(None, 3, 10).tolist() == [-1, -1, -1]
-    assert class_indices(7, 2, 10).tolist() == [7, 7]
-    assert class_indices(np.int64(2), 1, 3).tolist() == [2]
-    assert class_indices([0, 9], 2, 10).tolist() == [0, 9]
-    assert class_indices(1, 2, 1).tolist() == [1, 1]  # sigmoid: 0 and 1 are valid
+    assert class_indices(None, 3, SOFTMAX).tolist() == [-1, -1, -1]
+    assert class_indices(7, 2, SOFTMAX).tolist() == [7, 7]
+    assert class_indices(np.int64(2), 1, SOFTMAX).tolist() == [2]
+    assert class_indices([0, 9], 2, SOFTMAX).tolist() == [0, 9]
+    assert class_indices(1, 2, BINARY).tolist() == [1, 1]  # sigmoid: 0 and 1 are valid
+    assert class_indices(None, 2, REGRESSION).tolist() == [0, 0]  # the value itself
+    assert class_indices([5, 1, 2, 8], 2, SOFTMAX, start=2).tolist() == [2, 8]  # a batch's slice
+
+
+def test_label_targets_take_int_and_one_hot_labels():
+    assert class_indices("label", 3, SOFTMAX, labels=np.array([4, 0, 9])).tolist() == [4, 0, 9]
+    assert class_indices("label", 2, MULTILABEL, labels=np.eye(3)[[2, 1]]).tolist() == [2, 1]
+    with pytest.raises(ValueError, match="carry none"):
+        class_indices("label", 2, SOFTMAX)
 
 
 @pytest.mark.parametrize(
-    "target, n_classes, message",
-    [(10, 10, "0..9"), (-1, 10, "out of range"), (2, 1, "sigmoid"), ([1, 2, 3], 10, "3 classes but there are 2"), ("cat", 10, "must be None"), (True, 10, "must be None")],
+    "target, head, message",
+    [(10, SOFTMAX, "0..9"), (-1, SOFTMAX, "out of range"), (2, BINARY, "sigmoid"), (1, REGRESSION, "regression"),
+     ("cat", SOFTMAX, "must be None"), (True, SOFTMAX, "must be None")],
 )
-def test_class_indices_errors(target, n_classes, message):
+def test_class_indices_errors(target, head, message):
     with pytest.raises(ValueError, match=message):
-        class_indices(target, 2, n_classes)
+        class_indices(target, 2, head)
 
 
-def test_class_scores_softmax_and_sigmoid():
-    logits = tf.constant([[1.0, 5.0, -2.0], [3.0, 0.0, 4.0]])
-    scores, used = class_scores(logits, tf.constant([-1, 0]))
-    assert used.numpy().tolist() == [1, 0] and scores.numpy().tolist() == [5.0, 3.0]
-    z = tf.constant([[2.0], [-3.0], [0.5]])
-    scores, used = class_scores(z, tf.constant([-1, -1, 0]))
-    assert used.numpy().tolist() == [1, 0, 0]
-    assert scores.numpy().tolist() == [2.0, 3.0, -0.5]  # class 0 scores -logit
+def test_sequence_length_is_checked_against_the_whole_input():
+    with pytest.raises(ValueError, match="3 classes but there are 2"):
+        class_indices([1, 2, 3], 2, SOFTMAX, total=2)
+
+
+def _np(t):
+    return ops.convert_to_numpy(t).tolist()
+
+
+def test_class_scores_per_head():
+    logits = np.array([[1.0, 5.0, -2.0], [3.0, 0.0, 4.0]], "float32")
+    scores, used = class_scores(Head("o", 0, "softmax", 3, "softmax"), logits, np.array([-1, 0], "int32"))
+    assert _np(used) == [1, 0] and _np(scores) == [5.0, 3.0]
+    z = np.array([[2.0], [-3.0], [0.5]], "float32")
+    scores, used = class_scores(BINARY, z, np.array([-1, -1, 0], "int32"))
+    assert _np(used) == [1, 0, 0] and _np(scores) == [2.0, 3.0, -0.5]  # class 0 scores -logit
+    scores, used = class_scores(REGRESSION, z, np.array([0, 0, 0], "int32"))
+    assert _np(scores) == [2.0, -3.0, 0.5]  # a regression value is explained as it is, never negated
+    p = np.array([[0.9], [0.2]], "float32")  # logits=False keeps the sigmoid: class 0 is 1 - p
+    scores, used = class_scores(Head("o", 0, "binary", 1, None), p, np.array([-1, -1], "int32"))
+    assert _np(used) == [1, 0] and np.allclose(_np(scores), [0.9, 0.8])

@@ -1,34 +1,38 @@
 """Class activation maps: each method is a formula on activations and gradients.
 
-The formulas take float32 tensors ``activations`` and ``gradients`` of shape
-``(N, h, w, K)`` (one explained layer) and return raw maps ``(N, h, w)``.
-Running the model, targets, upsampling and normalising happen once, in
-:mod:`kerasxai.probe` and :mod:`kerasxai.maps`; the public functions at the
-bottom only connect the two. Adding a method means writing its formula, a
-public wrapper, and a test against a NumPy reference.
+A formula takes float32 tensors ``activations`` and ``gradients`` of shape
+``(N, spatial..., K)`` — one spatial axis for signals (Conv1D), two for images,
+three for volumes (Conv3D) — and returns raw maps ``(N, spatial...)``, in
+``keras.ops`` (every backend). Running the model, targets, batching,
+upsampling and normalising happen once, in :mod:`kerasxai.probe`,
+:mod:`kerasxai.methods.engine` and :mod:`kerasxai.maps`; the whole per-batch
+computation of a method is one compiled step. Adding a method means writing
+its formula, adding it to :data:`GRADIENT_FORMULAS`, a public wrapper, and a
+test against a NumPy reference.
 """
 
 from __future__ import annotations
 
-import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from kerasxai import maps as maps_lib
-from kerasxai.probe import get_probe
+from kerasxai.methods import engine
+from kerasxai.methods.engine import DEFAULT_BATCH_SIZE, spatial_axes
+from kerasxai.probe import Fn, get_probe
 
 # --------------------------------------------------------------------------- formulas
 
 
 def gradcam_formula(activations, gradients):
     """Grad-CAM: ReLU(sum_k alpha_k A_k), alpha_k = spatial mean of dS/dA_k."""
-    alpha = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
-    return tf.nn.relu(tf.reduce_sum(alpha * activations, axis=-1))
+    alpha = ops.mean(gradients, axis=spatial_axes(gradients), keepdims=True)
+    return ops.relu(ops.sum(alpha * activations, axis=-1))
 
 
 def layercam_formula(activations, gradients):
     """LayerCAM: ReLU(sum_k ReLU(dS/dA_k) * A_k), a weight per position."""
-    return tf.nn.relu(tf.reduce_sum(tf.nn.relu(gradients) * activations, axis=-1))
+    return ops.relu(ops.sum(ops.relu(gradients) * activations, axis=-1))
 
 
 def gradcam_plus_plus_formula(activations, gradients):
@@ -40,47 +44,50 @@ def gradcam_plus_plus_formula(activations, gradients):
     map = ReLU(sum_k alpha_k A_k). This is the form of the paper's eq. 19 used by
     the common implementations.
     """
-    g2 = tf.square(gradients)
+    axes = spatial_axes(gradients)
+    g2 = ops.square(gradients)
     g3 = g2 * gradients
-    total = tf.reduce_sum(activations, axis=(1, 2), keepdims=True)
+    total = ops.sum(activations, axis=axes, keepdims=True)
     denom = 2.0 * g2 + total * g3
-    a = tf.where(gradients != 0, tf.math.divide_no_nan(g2, denom), 0.0)
-    alpha = tf.reduce_sum(a * tf.nn.relu(gradients), axis=(1, 2), keepdims=True)
-    return tf.nn.relu(tf.reduce_sum(alpha * activations, axis=-1))
+    a = ops.where(gradients != 0, ops.divide_no_nan(g2, denom), 0.0)
+    alpha = ops.sum(a * ops.relu(gradients), axis=axes, keepdims=True)
+    return ops.relu(ops.sum(alpha * activations, axis=-1))
 
 
 def xgradcam_formula(activations, gradients):
     """XGrad-CAM: alpha_k = sum_ij (A_k,ij / sum_ij A_k,ij) dS/dA_k,ij; map = ReLU(sum_k alpha_k A_k)."""
-    total = tf.reduce_sum(activations, axis=(1, 2), keepdims=True)
-    alpha = tf.reduce_sum(tf.math.divide_no_nan(activations, total) * gradients, axis=(1, 2), keepdims=True)
-    return tf.nn.relu(tf.reduce_sum(alpha * activations, axis=-1))
+    axes = spatial_axes(gradients)
+    total = ops.sum(activations, axis=axes, keepdims=True)
+    alpha = ops.sum(ops.divide_no_nan(activations, total) * gradients, axis=axes, keepdims=True)
+    return ops.relu(ops.sum(alpha * activations, axis=-1))
 
 
 def hirescam_formula(activations, gradients):
     """HiResCAM: ReLU(sum_k dS/dA_k * A_k), the gradient kept at every position."""
-    return tf.nn.relu(tf.reduce_sum(gradients * activations, axis=-1))
+    return ops.relu(ops.sum(gradients * activations, axis=-1))
 
 
 def eigencam_formula(activations):
     """Eigen-CAM: projection of the activations on their first principal component.
 
-    ``(N, h, w, K) -> (N, h, w)``. The positions' activation vectors are centred,
-    the first right singular vector gives the component, and its sign is chosen
-    so that the map correlates positively with the mean activation over
-    channels; then ReLU. No gradients.
+    ``(N, spatial..., K) -> (N, spatial...)``. The positions' activation vectors
+    are centred, the first right singular vector gives the component, and its
+    sign is chosen so that the map correlates positively with the mean
+    activation over channels; then ReLU. No gradients.
     """
-    n, h, w, k = tf.unstack(tf.shape(activations))
-    x = tf.reshape(activations, [n, h * w, k])
-    centred = x - tf.reduce_mean(x, axis=1, keepdims=True)
-    _, _, v = tf.linalg.svd(centred, full_matrices=False)
-    proj = tf.einsum("npk,nk->np", centred, v[:, :, 0])
-    mean_act = tf.reduce_mean(x, axis=-1)
-    corr = tf.reduce_sum(
-        (proj - tf.reduce_mean(proj, 1, keepdims=True)) * (mean_act - tf.reduce_mean(mean_act, 1, keepdims=True)),
+    shape = ops.shape(activations)
+    n, k = shape[0], shape[-1]
+    x = ops.reshape(activations, (n, -1, k))
+    centred = x - ops.mean(x, axis=1, keepdims=True)
+    _, _, vh = ops.svd(centred, full_matrices=False)
+    proj = ops.einsum("npk,nk->np", centred, vh[:, 0, :])
+    mean_act = ops.mean(x, axis=-1)
+    corr = ops.sum(
+        (proj - ops.mean(proj, axis=1, keepdims=True)) * (mean_act - ops.mean(mean_act, axis=1, keepdims=True)),
         axis=1,
     )
-    proj = proj * tf.where(corr < 0, -1.0, 1.0)[:, None]
-    return tf.nn.relu(tf.reshape(proj, [n, h, w]))
+    proj = proj * ops.expand_dims(ops.where(corr < 0, -1.0, 1.0), 1)
+    return ops.relu(ops.reshape(proj, shape[:-1]))
 
 
 GRADIENT_FORMULAS = {
@@ -95,7 +102,8 @@ GRADIENT_FORMULAS = {
 
 def cam_formula(activations, class_weights):
     """CAM: sum_k w_k^c A_k, with ``class_weights`` ``(N, K)`` the classifier column of each image."""
-    return tf.einsum("nhwk,nk->nhw", activations, class_weights)
+    w = ops.reshape(class_weights, (ops.shape(class_weights)[0],) + (1,) * (len(activations.shape) - 2) + (-1,))
+    return ops.sum(activations * w, axis=-1)
 
 
 def layercam_fuse(raw_maps, size, gamma: float = 2.0):
@@ -107,56 +115,88 @@ def layercam_fuse(raw_maps, size, gamma: float = 2.0):
     """
     fused = None
     for raw in raw_maps:
-        peak = tf.reduce_max(raw, axis=(1, 2), keepdims=True)
-        scaled = tf.tanh(gamma * tf.math.divide_no_nan(raw, peak))
-        up = maps_lib.upsample(scaled, size)
-        fused = up if fused is None else tf.maximum(fused, up)
+        peak = ops.max(raw, axis=tuple(range(1, len(raw.shape))), keepdims=True)
+        up = maps_lib.resize_linear(ops.tanh(gamma * ops.divide_no_nan(raw, peak)), size)
+        fused = up if fused is None else ops.maximum(fused, up)
     return fused
 
 
-def cam_class_weights(probe, result):
+def cam_class_weights(kernel, head, classes):
     """``(N, K)`` classifier column of each image's target class (negated for sigmoid class 0)."""
-    kernel = tf.cast(probe.cam_head().kernel, tf.float32)  # (K, C)
-    if kernel.shape[-1] == 1:  # one sigmoid unit: class 0 is -logit
-        sign = tf.where(result.classes == 1, 1.0, -1.0)
-        return tf.transpose(kernel)[0][None, :] * sign[:, None]
-    if int(tf.reduce_min(result.classes)) < 0:
-        raise ValueError("CAM needs a class target (an int or one per image), not a callable.")
-    return tf.transpose(tf.gather(kernel, result.classes, axis=1))
+    kernel = ops.cast(kernel, "float32")  # (K, C)
+    if head.kind == "binary":
+        sign = ops.where(classes == 1, 1.0, -1.0)
+        return ops.expand_dims(kernel[:, 0], 0) * ops.expand_dims(sign, 1)
+    return ops.transpose(ops.take(kernel, ops.maximum(classes, 0), axis=1))
+
+
+# --------------------------------------------------------------------------- per-batch steps
+
+
+def gradient_cam_post(p, formulas, raw=False):
+    """One step's outputs for several gradient CAMs at one layer: ``map:<name>`` per formula."""
+    out = engine.checks(p)
+    out["zero_gradient"] = maps_lib.gradient_is_zero(p.gradients[0])
+    size = engine.spatial_size(p.inputs)
+    for name in formulas:
+        raw_map = GRADIENT_FORMULAS[name](p.activations[0], p.gradients[0])
+        for key, value in maps_lib.finish(raw_map, size, raw_output=raw).items():
+            out[f"{key}:{name}"] = value
+    return out
+
+
+def _single_method(outputs, name):
+    """Renames ``map:<name>``-style keys of a one-method run to ``map``, ``flat``, ``raw_max``."""
+    renamed = {k.split(":")[0]: v for k, v in outputs.items() if k.endswith(f":{name}")}
+    return {**{k: v for k, v in outputs.items() if ":" not in k}, **renamed}
+
+
+def plan_gradient_cam(name, model, target, layer=None, output=None, input=None, raw=False):
+    """``(probe, compute)`` of one gradient CAM (a formula of :data:`GRADIENT_FORMULAS`)."""
+    probe = get_probe(model, layer, output=output, input=input)
+    step = probe.step("layers", Fn(gradient_cam_post, formulas=(name,), raw=raw), target=target)
+    return probe, lambda batch, classes: _single_method(step(batch.inputs, (), classes), name)
+
+
+def _gradient_cam(name, model, images, target, layer, output, input, batch_size, progress, raw):
+    probe, compute = plan_gradient_cam(name, model, target, layer, output, input, raw)
+    out, single = engine.run(name, probe, images, target, compute, batch_size=batch_size, progress=progress)
+    return engine.pick(out, single)
 
 
 # --------------------------------------------------------------------------- public API
 
 
-def _gradient_cam(name, formula, model, images, target, layer, raw):
-    probe = get_probe(model, layer)
-    x, single = probe.prepare(images)
-    result = probe.gradients(x, target)
-    maps = formula(result.activations[0], result.gradients[0])
-    return maps_lib.finish(name, maps, x.shape[1:3], result, raw_output=raw, single=single)
-
-
-def gradcam(model, images, target=None, layer=None, *, raw=False):
+def gradcam(model, images, target=None, layer=None, *, output=None, input=None,
+            batch_size=DEFAULT_BATCH_SIZE, progress=None, raw=False):
     """Grad-CAM heatmaps of ``model`` for ``images``.
 
     ReLU(sum_k alpha_k A_k) where A_k are the explained layer's activations and
-    alpha_k the spatial mean of d(score)/dA_k. The score is the target class's
-    logit (a final softmax or sigmoid is left out). One forward pass and a
-    backward pass that stops at the explained layer.
+    alpha_k the mean of d(score)/dA_k over the spatial axes. The score is the
+    target's logit (a final softmax or sigmoid is left out). One forward pass
+    and a backward pass that stops at the explained layer, compiled together with
+    the formula, upsampling and normalising. Signals (Conv1D), images and volumes
+    (Conv3D) alike.
 
     Args:
-        model: a Functional or Sequential Keras model; nested bases allowed.
-        images: ``(N, H, W, C)`` or one ``(H, W, C)`` image, preprocessed for the model.
-        target: ``None`` (predicted class), an int, one int per image, or a
-            callable ``logits -> (N,) scores``. For a one-unit sigmoid head, 1 is
-            the positive class and 0 the negative class.
-        layer: layer name (searched in nested models), Layer object, or ``None``
-            for the last spatial layer (``kerasxai.explainable_layers`` lists them).
-        raw: return the ``(N, h, w)`` map at the layer's resolution, not
+        model: a Keras model (see :mod:`kerasxai.methods.engine` for what it may be).
+        images: ``(N, spatial..., C)`` preprocessed for the model, one example, a list/dict per
+            input, a memmap, a ``tf.data.Dataset`` or an iterable of batches.
+        target: ``None`` (predicted class), an int, one int per image, ``"label"``, or a callable
+            ``logits -> (N,) scores``. For a one-unit sigmoid head, 1 is the positive class and 0
+            the negative class; for a one-unit regression head, the value itself.
+        layer: layer name (searched in nested models), Layer object, or ``None`` for the last
+            layer with spatial axes (``kerasxai.explainable_layers`` lists them).
+        output: the output explained, for a multi-output model (name or index).
+        input: the input explained, for a multi-input model (name or index).
+        batch_size: images per pass.
+        progress: show a progress bar (None: when there are more than 8 batches).
+        raw: return the ``(N, spatial...)`` map at the layer's resolution, not
             upsampled or normalised.
 
     Returns:
-        float32 ``(N, H, W)`` (or ``(H, W)`` for one image) in ``[0, 1]``.
+        float32 ``(N, spatial...)`` (or without the batch axis for one example) in ``[0, 1]``,
+        at the explained input's resolution.
 
     Example:
         >>> import keras, numpy as np
@@ -168,10 +208,11 @@ def gradcam(model, images, target=None, layer=None, *, raw=False):
     Reference: Selvaraju et al., "Grad-CAM: Visual Explanations from Deep Networks via
     Gradient-based Localization", ICCV 2017. https://arxiv.org/abs/1610.02391
     """
-    return _gradient_cam("gradcam", gradcam_formula, model, images, target, layer, raw)
+    return _gradient_cam("gradcam", model, images, target, layer, output, input, batch_size, progress, raw)
 
 
-def gradcam_plus_plus(model, images, target=None, layer=None, *, raw=False):
+def gradcam_plus_plus(model, images, target=None, layer=None, *, output=None, input=None,
+                      batch_size=DEFAULT_BATCH_SIZE, progress=None, raw=False):
     """Grad-CAM++ heatmaps; arguments and returns as in :func:`gradcam`.
 
     Uses the closed form for an exponential score (exp(score)), as in the
@@ -189,10 +230,11 @@ def gradcam_plus_plus(model, images, target=None, layer=None, *, raw=False):
     Reference: Chattopadhay et al., "Grad-CAM++: Improved Visual Explanations for Deep
     Convolutional Networks", WACV 2018. https://arxiv.org/abs/1710.11063
     """
-    return _gradient_cam("gradcam_plus_plus", gradcam_plus_plus_formula, model, images, target, layer, raw)
+    return _gradient_cam("gradcam_plus_plus", model, images, target, layer, output, input, batch_size, progress, raw)
 
 
-def xgradcam(model, images, target=None, layer=None, *, raw=False):
+def xgradcam(model, images, target=None, layer=None, *, output=None, input=None,
+             batch_size=DEFAULT_BATCH_SIZE, progress=None, raw=False):
     """XGrad-CAM heatmaps: channel weights sum_ij (A_k,ij / sum A_k) dS/dA_k,ij.
 
     Arguments and returns as in :func:`gradcam`; same single pass.
@@ -207,10 +249,11 @@ def xgradcam(model, images, target=None, layer=None, *, raw=False):
     Reference: Fu et al., "Axiom-based Grad-CAM: Towards Accurate Visualization and
     Explanation of CNNs", BMVC 2020. https://arxiv.org/abs/2008.02312
     """
-    return _gradient_cam("xgradcam", xgradcam_formula, model, images, target, layer, raw)
+    return _gradient_cam("xgradcam", model, images, target, layer, output, input, batch_size, progress, raw)
 
 
-def hirescam(model, images, target=None, layer=None, *, raw=False):
+def hirescam(model, images, target=None, layer=None, *, output=None, input=None,
+             batch_size=DEFAULT_BATCH_SIZE, progress=None, raw=False):
     """HiResCAM heatmaps: ReLU(sum_k dS/dA_k * A_k), no spatial averaging of the gradients.
 
     Arguments and returns as in :func:`gradcam`; same single pass.
@@ -225,10 +268,70 @@ def hirescam(model, images, target=None, layer=None, *, raw=False):
     Reference: Draelos & Carin, "Use HiResCAM instead of Grad-CAM for faithful
     explanations of convolutional neural networks", 2020. https://arxiv.org/abs/2011.08891
     """
-    return _gradient_cam("hirescam", hirescam_formula, model, images, target, layer, raw)
+    return _gradient_cam("hirescam", model, images, target, layer, output, input, batch_size, progress, raw)
 
 
-def eigencam(model, images, target=None, layer=None, *, raw=False):
+def layercam_fused_post(p, gamma=2.0):
+    """One step's outputs for LayerCAM fused over several layers."""
+    out = engine.checks(p)
+    raws = [layercam_formula(a, g) for a, g in zip(p.activations, p.gradients)]
+    size = engine.spatial_size(p.inputs)
+    out.update(maps_lib.finish(layercam_fuse(raws, size, gamma), None))
+    out["zero_gradient"] = ops.all(ops.stack([maps_lib.gradient_is_zero(g) for g in p.gradients]), axis=0)
+    return out
+
+
+def layercam_raw_post(p):
+    """One step's raw LayerCAM maps, one per layer (``map_<i>``)."""
+    out = engine.checks(p)
+    for i, (a, g) in enumerate(zip(p.activations, p.gradients)):
+        out[f"map_{i}"] = layercam_formula(a, g)
+    return out
+
+
+def layercam(model, images, target=None, layer=None, *, output=None, input=None,
+             batch_size=DEFAULT_BATCH_SIZE, progress=None, raw=False, gamma=2.0):
+    """LayerCAM heatmaps: ReLU(sum_k ReLU(d(score)/dA_k) * A_k), per position.
+
+    Works at any layer, shallow ones too, where Grad-CAM's averaged weights
+    blur. ``layer`` may be a list of layers: their maps are fused as in the
+    paper (each max-normalised, scaled by ``tanh(gamma * map)``, upsampled and
+    combined by element-wise maximum) — one pass for all of them; with
+    ``raw=True`` a list of raw maps, one per layer, is returned. Other arguments
+    as in :func:`gradcam`.
+
+    Example:
+        >>> import keras, numpy as np
+        >>> from kerasxai import layercam
+        >>> model = keras.applications.VGG16(weights=None, input_shape=(64, 64, 3), classes=5)
+        >>> x = np.random.rand(64, 64, 3).astype("float32")
+        >>> layercam(model, x, layer=["block3_conv3", "block5_conv3"]).shape
+        (64, 64)
+
+    Reference: Jiang et al., "LayerCAM: Exploring Hierarchical Class Activation Maps
+    for Localization", IEEE TIP 2021. http://mmcheng.net/mftp/Papers/21TIP_LayerCAM.pdf
+    """
+    if not isinstance(layer, (list, tuple)):
+        return _gradient_cam("layercam", model, images, target, layer, output, input, batch_size, progress, raw)
+    probe = get_probe(model, list(layer), output=output, input=input)
+    post = Fn(layercam_raw_post) if raw else Fn(layercam_fused_post, gamma=gamma)
+    step = probe.step("layers", post, target=target)
+    out, single = engine.run("layercam", probe, images, target, lambda b, c: step(b.inputs, (), c),
+                             batch_size=batch_size, progress=progress, warn=not raw)
+    if raw:
+        return [engine.pick(out, single, f"map_{i}") for i in range(len(layer))]
+    return engine.pick(out, single)
+
+
+def eigencam_post(p, raw=False):
+    """One step's Eigen-CAM outputs (forward only)."""
+    out = engine.checks(p)
+    out.update(maps_lib.finish(eigencam_formula(p.activations[0]), engine.spatial_size(p.inputs), raw_output=raw))
+    return out
+
+
+def eigencam(model, images, target=None, layer=None, *, output=None, input=None,
+             batch_size=DEFAULT_BATCH_SIZE, progress=None, raw=False):
     """Eigen-CAM heatmaps: the first principal component of the layer's activations.
 
     Class-agnostic (``target`` only picks the class reported in warnings); a
@@ -244,29 +347,140 @@ def eigencam(model, images, target=None, layer=None, *, raw=False):
     Reference: Muhammad & Yeasin, "Eigen-CAM: Class Activation Map using Principal
     Components", IJCNN 2020. https://arxiv.org/abs/2008.00299
     """
-    probe = get_probe(model, layer)
-    x, single = probe.prepare(images)
-    result = probe.forward(x, target)
-    maps = eigencam_formula(result.activations[0])
-    return maps_lib.finish("eigencam", maps, x.shape[1:3], result, raw_output=raw, single=single)
+    probe, compute = plan_eigencam(model, target, layer, output, input, raw)
+    out, single = engine.run("eigencam", probe, images, target, compute, batch_size=batch_size, progress=progress)
+    return engine.pick(out, single)
 
 
-def scorecam(model, images, target=None, layer=None, *, n=None, batch_size=32, raw=False, progress=None):
+def plan_eigencam(model, target, layer=None, output=None, input=None, raw=False):
+    """``(probe, compute)`` of Eigen-CAM."""
+    probe = get_probe(model, layer, output=output, input=input)
+    step = probe.step(None, Fn(eigencam_post, raw=raw), target=target)
+    return probe, lambda batch, classes: step(batch.inputs, (), classes)
+
+
+def cam_post(p, kernel_owner, head, raw=False):
+    """One step's CAM outputs: the classifier's weights of each image's class times the activations."""
+    out = engine.checks(p)
+    weights = cam_class_weights(kernel_owner.kernel, head, p.classes)
+    out.update(maps_lib.finish(cam_formula(p.activations[0], weights), engine.spatial_size(p.inputs), raw_output=raw))
+    return out
+
+
+def cam(model, images, target=None, layer=None, *, output=None, input=None,
+        batch_size=DEFAULT_BATCH_SIZE, progress=None, raw=False):
+    """Class activation maps: sum_k w_k^c A_k, w the classifier's weights for class c.
+
+    Defined for models whose explained layer feeds global average pooling (1-D,
+    2-D or 3-D) and then the classifier ``Dense`` (ResNet50, MobileNetV2,
+    DenseNet121, InceptionV3, EfficientNetB0, or a ``gap`` head on a fine-tuned
+    base); other models get a ``ValueError`` that points to :func:`gradcam`.
+    With ``layer=None`` the layer feeding the pooling is used (``block5_pool``
+    for a GAP head on ``VGG16(include_top=False)``). A forward pass only. No ReLU
+    is applied: with ``raw=True`` negative evidence is kept. ``target`` must be a
+    class (not a callable). Other arguments as in :func:`gradcam`.
+
+    Example:
+        >>> import keras, numpy as np
+        >>> from kerasxai import cam
+        >>> model = keras.applications.ResNet50(weights=None, input_shape=(64, 64, 3), classes=4)
+        >>> cam(model, np.random.rand(1, 64, 64, 3).astype("float32"), target=2).shape
+        (1, 64, 64)
+
+    Reference: Zhou et al., "Learning Deep Features for Discriminative Localization",
+    CVPR 2016. https://arxiv.org/abs/1512.04150
+    """
+    probe, compute = plan_cam(model, target, layer, output, input, raw)
+    out, single = engine.run("cam", probe, images, target, compute, batch_size=batch_size, progress=progress)
+    return engine.pick(out, single)
+
+
+def plan_cam(model, target, layer=None, output=None, input=None, raw=False):
+    """``(probe, compute)`` of CAM; refuses models without a GAP -> Dense head before running anything."""
+    if callable(target) and not isinstance(target, str):
+        raise ValueError("cam() needs a class target (an int or one per image), not a callable.")
+    if layer is None:  # CAM's layer is the one that feeds global average pooling
+        from kerasxai.probe import cam_layer
+
+        layer = cam_layer(model)
+    probe = get_probe(model, layer, output=output, input=input)
+    dense = probe.cam_head()
+    step = probe.step(None, Fn(cam_post, kernel_owner=dense, head=probe.head, raw=raw), target=target)
+    return probe, lambda batch, classes: step(batch.inputs, (), classes)
+
+
+# --------------------------------------------------------------------------- Score-CAM
+
+
+def scorecam_channels_post(p, n=None):
+    """The forward pass of Score-CAM: the ``n`` most varied channels of each image (all if None)."""
+    out = engine.checks(p)
+    acts = p.activations[0]
+    k_total = acts.shape[-1]
+    axes = spatial_axes(acts)
+    if n is not None and n < k_total:
+        _, channels = ops.top_k(ops.var(acts, axis=axes), k=n)
+        chosen = ops.take_along_axis(acts, ops.reshape(channels, (-1,) + (1,) * len(axes) + (n,)), axis=-1)
+    else:
+        chosen = acts
+    out["chosen"] = chosen
+    out["raw_max"] = ops.max(ops.reshape(chosen, (ops.shape(chosen)[0], -1)), axis=1)
+    return out
+
+
+def masked_input(x, masks):
+    """Score-CAM's masked input: ``x`` times each low-resolution mask upsampled to it and min-max scaled."""
+    size = engine.spatial_size(x)
+    scaled, _ = maps_lib.minmax(maps_lib.resize_linear(masks, size))
+    return x * ops.expand_dims(ops.cast(scaled, x.dtype), -1)
+
+
+def _scores_post(p):
+    return {"scores": p.scores, "finite": maps_lib.logits_finite(p.logits)}
+
+
+def scorecam_maps(probe, batch, first, target, *, batch_size=DEFAULT_BATCH_SIZE, progress=None):
+    """Score-CAM's raw maps for one batch, from a forward pass's outputs ``first`` (with ``chosen``)."""
+    first = dict(first)
+    chosen = first.pop("chosen")  # (N, spatial..., n)
+    n_images, per_image = chosen.shape[0], chosen.shape[-1]
+    masks = np.moveaxis(chosen, -1, 1).reshape((n_images * per_image,) + chosen.shape[1:-1])
+    owner = np.repeat(np.arange(n_images), per_image)  # masked input -> image
+    used = first["classes"][owner]
+    scorer = probe.step(None, Fn(_scores_post), pre=Fn(masked_input), target=target)
+    total = len(owner)
+    show = progress if progress is not None else -(-total // batch_size) > 8
+    bar = engine.keras.utils.Progbar(total, unit_name="masked input") if show else None
+    scores = np.empty(total, np.float32)
+    for start in range(0, total, batch_size):
+        stop = min(start + batch_size, total)
+        idx = owner[start:stop]
+        inputs = [a[idx] for a in batch.inputs]
+        part = scorer(inputs, (masks[start:stop],), used[start:stop].astype(np.int32))
+        maps_lib.check_finite("scorecam", part["finite"], batch.start)
+        scores[start:stop] = part["scores"]
+        if bar is not None:
+            bar.update(stop)
+    weights = ops.softmax(ops.convert_to_tensor(scores.reshape(n_images, per_image)), axis=-1)
+    first["raw"] = ops.convert_to_numpy(cam_formula(ops.convert_to_tensor(chosen), weights))
+    return first
+
+
+def scorecam(model, images, target=None, layer=None, *, output=None, input=None, n=None,
+             batch_size=DEFAULT_BATCH_SIZE, progress=None, raw=False):
     """Score-CAM heatmaps: channels weighted by the score of the input they mask.
 
     Each activation channel A_k is upsampled to the input size, min-max
     normalised to [0, 1] and multiplies the input; the channel's weight is the
     softmax over channels of the target score (logit) of that masked input;
     map = ReLU(sum_k w_k A_k). The masked inputs go through the model in
-    batches of ``batch_size``.
+    batches of ``batch_size``, masking included in the compiled step.
 
     Args:
         n: keep only the ``n`` channels whose activation maps vary most (the
             faster variant; ``n=10`` is about 10 forward passes per image);
             ``None`` uses every channel.
-        batch_size: masked inputs per forward pass.
-        progress: show a progress bar; ``None`` shows one when more than 8
-            batches are needed.
+        batch_size: images, and masked inputs, per forward pass.
         Other arguments as in :func:`gradcam`.
 
     Example:
@@ -279,115 +493,31 @@ def scorecam(model, images, target=None, layer=None, *, n=None, batch_size=32, r
     Reference: Wang et al., "Score-CAM: Score-Weighted Visual Explanations for
     Convolutional Neural Networks", CVPR workshops 2020. https://arxiv.org/abs/1910.01279
     """
-    if n is not None and n < 1:
+    probe, compute = plan_scorecam(model, target, layer, output, input, n=n, batch_size=batch_size,
+                                   progress=progress, raw=raw)
+    out, single = engine.run("scorecam", probe, images, target, compute, batch_size=batch_size, progress=False)
+    return engine.pick(out, single)
+
+
+def plan_scorecam(model, target, layer=None, output=None, input=None, *, n=None, batch_size=DEFAULT_BATCH_SIZE,
+                  progress=None, raw=False):
+    """``(probe, compute)`` of Score-CAM."""
+    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
         raise ValueError(f"n must be at least 1 (or None for every channel). Received: n={n}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1. Received: {batch_size}")
-    probe = get_probe(model, layer)
-    x, single = probe.prepare(images)
-    result = probe.forward(x, target)
-    maps = scorecam_maps(model, x, result, target, n=n, batch_size=batch_size, progress=progress)
-    return maps_lib.finish("scorecam", maps, x.shape[1:3], result, raw_output=raw, single=single)
+    engine.check_count("batch_size", batch_size)
+    probe = get_probe(model, layer, output=output, input=input)
+
+    def compute(batch, classes):
+        first = probe.step(None, Fn(scorecam_channels_post, n=n), target=target)(batch.inputs, (), classes)
+        return scorecam_finish(probe, batch, first, target, batch_size=batch_size, progress=progress, raw=raw)
+
+    return probe, compute
 
 
-def scorecam_maps(model, x, result, target=None, *, n=None, batch_size=32, progress=None):
-    """Raw Score-CAM maps ``(N, h, w)`` from a forward ``result`` (activations, classes) on ``x``.
-
-    The masked inputs of all images are scored ``batch_size`` at a time (masks
-    are made per batch, so memory stays bounded with every channel), for the
-    class chosen on the unmasked image (or by the callable ``target``).
-    """
-    acts = result.activations[0]  # (N, h, w, K)
-    n_images, k_total = acts.shape[0], acts.shape[-1]
-    if n is not None and n < k_total:
-        channels = tf.math.top_k(tf.math.reduce_variance(acts, axis=(1, 2)), k=n).indices
-    else:
-        channels = tf.tile(tf.range(k_total)[None], [n_images, 1])
-    chosen = tf.gather(acts, channels, axis=3, batch_dims=1)  # (N, h, w, n)
-    per_image = chosen.shape[-1]
-    flat_maps = tf.reshape(tf.transpose(chosen, [0, 3, 1, 2]), [-1, acts.shape[1], acts.shape[2], 1])
-    owner = np.repeat(np.arange(n_images), per_image)  # masked input -> image
-    classes = np.asarray(result.classes)[owner]
-    logits_probe = get_probe(model, ())
-    total = len(owner)
-    show = progress if progress is not None else -(-total // batch_size) > 8
-    bar = keras.utils.Progbar(total, unit_name="masked input") if show else None
-    scores = []
-    for start in range(0, total, batch_size):
-        stop = min(start + batch_size, total)
-        masks, _ = maps_lib.normalize(tf.image.resize(flat_maps[start:stop], x.shape[1:3]))
-        masked = tf.gather(x, owner[start:stop]) * masks  # a flat channel masks everything out
-        part_target = target if callable(target) else classes[start:stop].tolist()
-        scores.append(logits_probe.forward(masked, part_target).scores)
-        if bar is not None:
-            bar.update(stop)
-    weights = tf.nn.softmax(tf.reshape(tf.concat(scores, 0), [n_images, per_image]), axis=-1)
-    return tf.nn.relu(tf.einsum("nhwk,nk->nhw", chosen, weights))
-
-
-def layercam(model, images, target=None, layer=None, *, raw=False, gamma=2.0):
-    """LayerCAM heatmaps: ReLU(sum_k ReLU(d(score)/dA_k) * A_k), per position.
-
-    Works at any layer, shallow ones too, where Grad-CAM's averaged weights
-    blur. ``layer`` may be a list of layers: their maps are fused as in the
-    paper (each max-normalised, scaled by ``tanh(gamma * map)``, upsampled and
-    combined by element-wise maximum); with ``raw=True`` a list of raw maps,
-    one per layer, is returned. Other arguments as in :func:`gradcam`.
-
-    Example:
-        >>> import keras, numpy as np
-        >>> from kerasxai import layercam
-        >>> model = keras.applications.VGG16(weights=None, input_shape=(64, 64, 3), classes=5)
-        >>> x = np.random.rand(64, 64, 3).astype("float32")
-        >>> layercam(model, x, layer=["block3_conv3", "block5_conv3"]).shape
-        (64, 64)
-
-    Reference: Jiang et al., "LayerCAM: Exploring Hierarchical Class Activation Maps
-    for Localization", IEEE TIP 2021. http://mmcheng.net/mftp/Papers/21TIP_LayerCAM.pdf
-    """
-    if not isinstance(layer, (list, tuple)):
-        return _gradient_cam("layercam", layercam_formula, model, images, target, layer, raw)
-    probe = get_probe(model, list(layer))
-    x, single = probe.prepare(images)
-    result = probe.gradients(x, target)
-    raws = [layercam_formula(a, g) for a, g in zip(result.activations, result.gradients)]
-    if raw:
-        return [r.numpy()[0] if single else r.numpy() for r in raws]
-    fused = layercam_fuse(raws, x.shape[1:3], gamma)
-    return maps_lib.finish("layercam", fused, x.shape[1:3], result, single=single)
-
-
-def cam(model, images, target=None, layer=None, *, raw=False):
-    """Class activation maps: sum_k w_k^c A_k, w the classifier's weights for class c.
-
-    Defined for models whose explained layer feeds ``GlobalAveragePooling2D``
-    and then the classifier ``Dense`` (ResNet50, MobileNetV2, DenseNet121,
-    InceptionV3, EfficientNetB0, or a ``gap`` head on a fine-tuned base); other
-    models get a ``ValueError`` that points to :func:`gradcam`. With
-    ``layer=None`` the layer feeding the pooling is used (``block5_pool`` for
-    a GAP head on ``VGG16(include_top=False)``). Needs a forward
-    pass only. No ReLU is applied: with ``raw=True`` negative evidence is kept.
-    ``target`` must be a class (not a callable). Other arguments as in :func:`gradcam`.
-
-    Example:
-        >>> import keras, numpy as np
-        >>> from kerasxai import cam
-        >>> model = keras.applications.ResNet50(weights=None, input_shape=(64, 64, 3), classes=4)
-        >>> cam(model, np.random.rand(1, 64, 64, 3).astype("float32"), target=2).shape
-        (1, 64, 64)
-
-    Reference: Zhou et al., "Learning Deep Features for Discriminative Localization",
-    CVPR 2016. https://arxiv.org/abs/1512.04150
-    """
-    if callable(target):
-        raise ValueError("cam() needs a class target (an int or one per image), not a callable.")
-    if layer is None:  # CAM's layer is the one that feeds global average pooling
-        from kerasxai.probe import cam_layer
-
-        layer = cam_layer(model)
-    probe = get_probe(model, layer)
-    probe.cam_head()  # refuse models without a GAP -> Dense head before running anything
-    x, single = probe.prepare(images)
-    result = probe.forward(x, target)
-    maps = cam_formula(result.activations[0], cam_class_weights(probe, result))
-    return maps_lib.finish("cam", maps, x.shape[1:3], result, raw_output=raw, single=single)
+def scorecam_finish(probe, batch, first, target, *, batch_size, progress=None, raw=False):
+    """Score-CAM's masked passes from a forward pass's ``chosen`` channels; the finished outputs."""
+    out = scorecam_maps(probe, batch, first, target, batch_size=batch_size, progress=progress)
+    raw_map = ops.relu(ops.convert_to_tensor(out.pop("raw")))
+    size = tuple(batch.inputs[probe.explained_input].shape[1:-1])
+    finished = maps_lib.finish(raw_map, size, raw_output=raw)
+    return {**out, **{k: ops.convert_to_numpy(v) for k, v in finished.items()}}

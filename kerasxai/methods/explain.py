@@ -1,46 +1,153 @@
 """``explain``: many methods on the same images, sharing their passes.
 
-- every CAM method at one layer (Grad-CAM, Grad-CAM++, XGrad-CAM, HiResCAM,
-  LayerCAM, CAM, Eigen-CAM, and Score-CAM's activations) uses one forward pass
-  and one backward pass to that layer;
-- saliency takes its input gradient from that same backward pass;
-- SmoothGrad, Integrated Gradients and Score-CAM's masked inputs need passes of
-  their own, batched by ``batch_size``; guided backpropagation needs one pass
-  of its guided probe, and Guided Grad-CAM multiplies it with the shared Grad-CAM.
+- every gradient CAM at one layer (Grad-CAM, Grad-CAM++, XGrad-CAM, HiResCAM,
+  LayerCAM), and saliency, come from **one** forward and backward pass, compiled
+  together with every formula; Eigen-CAM, CAM (when its layer is the explained
+  one) and Score-CAM's channel choice use the activations of that same pass;
+- SmoothGrad, Integrated Gradients, Score-CAM's masked inputs and guided
+  backpropagation need passes of their own; they explain the class the shared
+  pass chose, batch by batch, so a dataset or generator is read once.
+
+:func:`plan_explain` gives the per-batch computation itself (maps, logits,
+classes): what the folder pipeline runs.
 """
 
 from __future__ import annotations
 
+import numpy as np
 
 from kerasxai import maps as maps_lib
-from kerasxai.methods import cams, gradients
-from kerasxai.probe import cam_layer, get_probe
+from kerasxai.methods import cams, engine, gradients
+from kerasxai.probe import Fn, cam_layer, get_probe
 
-_LAYER_ONLY = ("cam", "eigencam", "scorecam")
+_SHARED_LAYER = ("eigencam", "scorecam", "cam")
 _SEPARATE = {
-    "smoothgrad": gradients.smoothgrad,
-    "integrated_gradients": gradients.integrated_gradients,
-    "guided_backprop": gradients.guided_backprop,
+    "smoothgrad": gradients.plan_smoothgrad,
+    "integrated_gradients": gradients.plan_integrated_gradients,
+    "guided_backprop": gradients.plan_guided_backprop,
+    "guided_gradcam": gradients.plan_guided_gradcam,
 }
-METHODS = tuple(cams.GRADIENT_FORMULAS) + _LAYER_ONLY + ("saliency",) + tuple(_SEPARATE) + ("guided_gradcam",)
+METHODS = tuple(cams.GRADIENT_FORMULAS) + _SHARED_LAYER + ("saliency",) + tuple(_SEPARATE)
+
+
+def shared_post(p, formulas=(), saliency=False, eigencam=False, cam=None, scorecam_n=False, raw=()):
+    """The shared pass's outputs: ``map:<method>``, ``flat:<method>``... for each method it serves."""
+    out = engine.checks(p)
+    out["logits"] = p.logits
+    size = engine.spatial_size(p.inputs)
+
+    def add(name, raw_map, zero=None):
+        for key, value in maps_lib.finish(raw_map, size, raw_output=name in raw).items():
+            out[f"{key}:{name}"] = value
+        if zero is not None:
+            out[f"zero_gradient:{name}"] = zero
+
+    if formulas:
+        zero = maps_lib.gradient_is_zero(p.gradients[0])
+        for name in formulas:
+            add(name, cams.GRADIENT_FORMULAS[name](p.activations[0], p.gradients[0]), zero)
+    if saliency:
+        for key, value in maps_lib.finish(gradients.saliency_formula(p.input_gradient), None,
+                                          raw_output="saliency" in raw).items():
+            out[f"{key}:saliency"] = value
+        out["zero_gradient:saliency"] = maps_lib.gradient_is_zero(p.input_gradient)
+    if eigencam:
+        add("eigencam", cams.eigencam_formula(p.activations[0]))
+    if cam is not None:
+        dense, head = cam
+        add("cam", cams.cam_formula(p.activations[0], cams.cam_class_weights(dense.kernel, head, p.classes)))
+    if scorecam_n is not False:
+        out["chosen"] = cams.scorecam_channels_post(p, n=scorecam_n)["chosen"]
+    return out
+
+
+def _check(methods, options):
+    methods = tuple(methods)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"Unknown method(s) {unknown}. Known methods: {', '.join(METHODS)}.")
+    if not methods:
+        raise ValueError(f"methods is empty: name at least one of {', '.join(METHODS)}.")
+    options = dict(options or {})
+    for name in options:
+        if name not in methods:
+            raise ValueError(f"options given for '{name}', which is not in methods {methods}.")
+    return methods, options
+
+
+def plan_explain(model, methods, target=None, layer=None, *, output=None, input=None, batch_size=None,
+                 options=None):
+    """``(probe, compute)`` for several methods: ``compute(batch, classes)`` gives ``map:<method>``,
+    ``flat:<method>``, ``raw_max:<method>`` per method, and ``logits``, ``classes``, ``scores``.
+    """
+    methods, options = _check(methods, options)
+    raw = tuple(m for m in methods if options.get(m, {}).get("raw"))
+    formulas = tuple(m for m in methods if m in cams.GRADIENT_FORMULAS)
+    wants_layer = bool(formulas) or any(m in methods for m in _SHARED_LAYER)
+    probe = get_probe(model, layer if wants_layer else (), output=output, input=input)
+    cam = None
+    separate = {}
+    if "cam" in methods:
+        own_layer = cam_layer(model) if layer is None else None
+        if own_layer is not None and own_layer is not probe.layers[0]:  # CAM's layer feeds the pooling
+            separate["cam"] = cams.plan_cam(model, target, None, output, input, raw="cam" in raw)
+        else:
+            cam = (probe.cam_head(), probe.head)
+    n_score = options.get("scorecam", {}).get("n") if "scorecam" in methods else False
+    post = Fn(shared_post, formulas=formulas, saliency="saliency" in methods, eigencam="eigencam" in methods,
+              cam=cam, scorecam_n=n_score, raw=raw)
+    grads = "both" if formulas and "saliency" in methods else "layers" if formulas else "input" if "saliency" in methods else None
+    step = probe.step(grads, post, target=target)
+    for name, planner in _SEPARATE.items():
+        if name in methods:
+            opts = {k: v for k, v in options.get(name, {}).items() if k != "progress"}
+            if batch_size is not None and name in ("smoothgrad", "integrated_gradients"):
+                opts.setdefault("batch_size", batch_size)
+            if name == "guided_gradcam":
+                opts["layer"] = layer
+            if name == "integrated_gradients":
+                opts.pop("raw", None)
+            separate[name] = planner(model, target, output=output, input=input, **opts)
+    score_opts = {k: v for k, v in options.get("scorecam", {}).items() if k in ("batch_size", "progress")}
+    score_opts.setdefault("batch_size", batch_size or engine.DEFAULT_BATCH_SIZE)
+    fixed_classes = not (callable(target) and not isinstance(target, str))
+
+    def compute(batch, classes):
+        out = step(batch.inputs, (), classes)
+        if "scorecam" in methods:
+            first = {"chosen": out.pop("chosen"), "classes": out["classes"], "scores": out["scores"],
+                     "finite": out["finite"]}
+            done = cams.scorecam_finish(probe, batch, first, target, raw="scorecam" in raw, **score_opts)
+            for key in ("map", "flat", "raw_max"):
+                out[f"{key}:scorecam"] = done[key]
+        chosen = out["classes"].astype(np.int32) if fixed_classes else None
+        for name, (_, part) in separate.items():
+            result = part(batch, chosen)
+            key = "attributions" if name == "integrated_gradients" and name in raw else "map"
+            out[f"map:{name}"] = result[key]
+            for stat in ("flat", "raw_max", "zero_gradient"):
+                if stat in result:
+                    out[f"{stat}:{name}"] = result[stat]
+        return out
+
+    return probe, compute
 
 
 def explain(model, images, methods=("saliency", "gradcam", "gradcam_plus_plus", "layercam"),
-            target=None, layer=None, *, batch_size=None, options=None):
+            target=None, layer=None, *, output=None, input=None, batch_size=None, options=None, progress=None):
     """Several explanations of the same images, as a dict method name -> maps.
 
     Args:
-        model, images, target, layer: as in :func:`kerasxai.gradcam`.
+        model, images, target, layer, output, input, progress: as in :func:`kerasxai.gradcam`.
         methods: names from ``kerasxai.methods.explain.METHODS``.
-        batch_size: inputs per pass for the methods that run extra passes
-            (SmoothGrad, Integrated Gradients, Score-CAM); memory grows with it.
-            ``None`` keeps each method's own default.
+        batch_size: images per pass (default 32), and inputs per pass for the methods that
+            run extra passes (SmoothGrad, Integrated Gradients, Score-CAM; their own default otherwise).
         options: per-method keyword options, e.g.
-            ``{"scorecam": {"n": 10}, "smoothgrad": {"n": 50, "seed": 1}}``.
+            ``{"scorecam": {"n": 10}, "smoothgrad": {"n": 50, "seed": 1}, "gradcam": {"raw": True}}``.
 
     Returns:
-        ``{name: float32 (N, H, W) maps in [0, 1]}`` (``(H, W)`` for one image),
-        equal to what each single-method function returns.
+        ``{name: float32 (N, spatial...) maps in [0, 1]}`` (without the batch axis for one
+        example), equal to what each single-method function returns.
 
     Example:
         >>> import keras, numpy as np
@@ -51,68 +158,16 @@ def explain(model, images, methods=("saliency", "gradcam", "gradcam_plus_plus", 
         >>> sorted(out), out["gradcam"].shape
         (['gradcam', 'saliency', 'xgradcam'], (2, 32, 32))
     """
-    methods = tuple(methods)
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise ValueError(f"Unknown method(s) {unknown}. Known methods: {', '.join(METHODS)}.")
-    options = dict(options or {})
-    for name in options:
-        if name not in methods:
-            raise ValueError(f"options given for '{name}', which is not in methods {methods}.")
-
-    requested = methods
-    if "guided_gradcam" in methods:  # built from the two maps below
-        methods = tuple(dict.fromkeys(methods + ("gradcam", "guided_backprop")))
-    wants_layer = [m for m in methods if m in cams.GRADIENT_FORMULAS or m in _LAYER_ONLY]
-    out, result, single = {}, None, False
-    if wants_layer or "saliency" in methods:
-        probe = get_probe(model, layer if wants_layer else ())
-        x, single = probe.prepare(images)
-        size = x.shape[1:3]
-        needs_grads = any(m in cams.GRADIENT_FORMULAS for m in methods) or "saliency" in methods
-        if not needs_grads:
-            result = probe.forward(x, target)
-        elif "saliency" in methods:
-            result = probe.all_gradients(x, target)  # layer gradients and input gradient together
-        else:
-            result = probe.gradients(x, target)
-        acts = result.activations[0] if wants_layer else None
-        grads = result.gradients[0] if wants_layer and needs_grads else None
-
-        def finish(name, raw):
-            raw_output = options.get(name, {}).get("raw", False)
-            return maps_lib.finish(name, raw, size, result, raw_output=raw_output, single=single)
-
-        for name in methods:
-            if name in cams.GRADIENT_FORMULAS:
-                out[name] = finish(name, cams.GRADIENT_FORMULAS[name](acts, grads))
-            elif name == "saliency":
-                out[name] = finish(name, gradients.saliency_formula(result.gradients[-1]))
-            elif name == "eigencam":
-                out[name] = finish(name, cams.eigencam_formula(acts))
-            elif name == "cam" and layer is None and cam_layer(model) not in (None, probe.layers[0]):
-                # CAM's layer is the one feeding the pooling (block5_pool on a VGG16 base)
-                out[name] = cams.cam(model, images, target, **options.get(name, {}))
-            elif name == "cam":  # at the explained layer, which must feed GAP -> Dense
-                out[name] = finish(name, cams.cam_formula(acts, cams.cam_class_weights(probe, result)))
-            elif name == "scorecam":
-                opts = {k: v for k, v in options.get(name, {}).items() if k in ("n", "progress", "batch_size")}
-                if batch_size is not None:
-                    opts.setdefault("batch_size", batch_size)
-                raw = cams.scorecam_maps(model, x, result, target, **opts)
-                out[name] = finish(name, raw)
-    guided_target = target
-    if target is None and result is not None:  # guided maps explain the class the shared pass chose
-        guided_target = result.classes.numpy().tolist()
-        guided_target = guided_target[0] if single else guided_target
+    methods, options = _check(methods, options)
+    probe, compute = plan_explain(model, methods, target, layer, output=output, input=input,
+                                  batch_size=batch_size, options=options)
+    out, single = engine.run("explain", probe, images, target, compute,
+                             batch_size=batch_size or engine.DEFAULT_BATCH_SIZE, progress=progress, warn=False)
+    collector = maps_lib.Collector("explain")
     for name in methods:
-        if name == "guided_backprop":
-            out[name] = gradients.guided_backprop(model, images, guided_target, **options.get(name, {}))
-        elif name in _SEPARATE:
-            opts = dict(options.get(name, {}))
-            if batch_size is not None:
-                opts.setdefault("batch_size", batch_size)
-            out[name] = _SEPARATE[name](model, images, target, **opts)
-    if "guided_gradcam" in methods:
-        out["guided_gradcam"] = gradients.combine_guided(out["guided_backprop"], out["gradcam"])
-    return {name: out[name] for name in requested}
+        if f"flat:{name}" in out and not options.get(name, {}).get("raw"):
+            collector.method = name
+            collector.warn_flat({"flat": out[f"flat:{name}"], "scores": out.get("scores"), "classes": out.get("classes"),
+                                 "raw_max": out.get(f"raw_max:{name}"),
+                                 "zero_gradient": out.get(f"zero_gradient:{name}")}, "zero_gradient")
+    return {name: engine.pick(out, single, f"map:{name}") for name in methods}

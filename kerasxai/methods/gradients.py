@@ -1,34 +1,56 @@
-"""Gradient methods: attributions computed from d(score)/d(input)."""
+"""Gradient methods: attributions computed from d(score)/d(input).
+
+Every method here differentiates with respect to the *explained input* only
+(for a multi-input model, the others are held fixed), as the model computes
+with it: an integer input is differentiated through the float value fed to the
+model. The noisy copies (SmoothGrad), path points (Integrated Gradients) and
+their gradients are made inside the compiled step, ``batch_size`` at a time.
+Arguments shared with the CAM methods are documented in :mod:`kerasxai.methods.engine`.
+"""
 
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from kerasxai import maps as maps_lib
-from kerasxai.probe import get_probe
+from kerasxai.methods import engine
+from kerasxai.methods.engine import DEFAULT_BATCH_SIZE
+from kerasxai.probe import Fn, get_probe
 
 
 def saliency_formula(input_gradients):
-    """Vanilla saliency: |d(score)/d(input)|, maximum over colour channels. ``(N,H,W,C) -> (N,H,W)``."""
-    return tf.reduce_max(tf.abs(input_gradients), axis=-1)
+    """Vanilla saliency: |d(score)/d(input)|, maximum over channels. ``(N, spatial..., C) -> (N, spatial...)``."""
+    return ops.max(ops.abs(input_gradients), axis=-1)
 
 
-def saliency(model, images, target=None, *, raw=False):
-    """Vanilla saliency maps: |d(score)/d(input)|, maximum over colour channels.
+def saliency_post(p, raw=False):
+    """One step's saliency outputs."""
+    out = engine.checks(p)
+    out["zero_gradient"] = maps_lib.gradient_is_zero(p.input_gradient)
+    out.update(maps_lib.finish(saliency_formula(p.input_gradient), None, raw_output=raw))
+    return out
 
-    One forward and one backward pass to the input. The score is the target
-    class's logit (a final softmax or sigmoid is left out).
+
+def saliency(model, images, target=None, *, output=None, input=None, batch_size=DEFAULT_BATCH_SIZE,
+             progress=None, raw=False):
+    """Vanilla saliency maps: |d(score)/d(input)|, maximum over channels.
+
+    One forward and one backward pass to the input. The score is the target's
+    logit (a final softmax or sigmoid is left out).
 
     Args:
-        model: a Functional or Sequential Keras model; nested bases allowed.
-        images: ``(N, H, W, C)`` or one ``(H, W, C)`` image, preprocessed for the model.
-        target: ``None`` (predicted class), an int, one int per image, or a
+        model: a Keras model; any model, subclassed ones included.
+        images: ``(N, spatial..., C)`` or one example, preprocessed for the model (see
+            :mod:`kerasxai.methods.engine` for datasets, memmaps and multi-input models).
+        target: ``None`` (predicted class), an int, one int per image, ``"label"``, or a
             callable ``logits -> (N,) scores``.
-        raw: return the un-normalised ``(N, H, W)`` gradient magnitudes.
+        output, input: the output / input explained, for multi-output / multi-input models.
+        batch_size, progress: images per pass; progress bar.
+        raw: return the un-normalised ``(N, spatial...)`` gradient magnitudes.
 
     Returns:
-        float32 ``(N, H, W)`` (or ``(H, W)``) in ``[0, 1]``.
+        float32 ``(N, spatial...)`` (or without the batch axis for one example) in ``[0, 1]``.
 
     Example:
         >>> import keras, numpy as np
@@ -41,52 +63,74 @@ def saliency(model, images, target=None, *, raw=False):
     Visualising Image Classification Models and Saliency Maps", ICLR workshop 2014.
     https://arxiv.org/abs/1312.6034
     """
-    probe = get_probe(model, ())
-    x, single = probe.prepare(images)
-    result = probe.input_gradients(x, target)
-    maps = saliency_formula(result.gradients[0])
-    return maps_lib.finish("saliency", maps, x.shape[1:3], result, raw_output=raw, single=single)
+    probe, compute = plan_saliency(model, target, output, input, raw)
+    out, single = engine.run("saliency", probe, images, target, compute, batch_size=batch_size, progress=progress)
+    return engine.pick(out, single)
 
 
-def _check_count(name, value):
-    if not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an int of at least 1. Received: {name}={value!r}")
+def plan_saliency(model, target, output=None, input=None, raw=False):
+    """``(probe, compute)`` of saliency."""
+    probe = get_probe(model, (), output=output, input=input)
+    step = probe.step("input", Fn(saliency_post, raw=raw), target=target)
+    return probe, lambda batch, classes: step(batch.inputs, (), classes)
 
 
-def _fixed_targets(probe, x, target):
-    """Classes chosen on the clean images, so noisy or scaled copies explain the same class."""
-    if callable(target):
-        return target, None
-    result = probe.forward(x, target)
-    return None, result
+# --------------------------------------------------------------------------- many inputs per image
 
 
-def _input_gradient_batches(probe, inputs_fn, count, classes_fn, batch_size, target):
-    """Yields (start, gradients) over ``count`` generated inputs, ``batch_size`` at a time."""
-    for start in range(0, count, batch_size):
-        stop = min(start + batch_size, count)
-        batch = inputs_fn(start, stop)
-        batch_target = target if callable(target) else classes_fn(start, stop)
-        yield start, stop, probe.input_gradients(batch, batch_target).gradients[0]
+def _clean_pass(probe, batch, classes, target):
+    """Scores, classes and checks on the images themselves: copies explain the class chosen here."""
+    return probe.step(None, Fn(_checks_post), target=target)(batch.inputs, (), classes)
 
 
-def smoothgrad_noise(shape, seed, start, stop):
-    """Unit Gaussian noise for copies ``start..stop-1``: copy j uses the stateless seed (seed, j).
+def _checks_post(p):
+    return engine.checks(p)
 
-    The noise of a copy does not depend on ``batch_size``, so results do not either.
+
+def _copies(method, probe, batch, per_image, used, target, make_extra, post, pre, batch_size):
+    """Runs ``per_image`` generated inputs of every image of ``batch``, ``batch_size`` at a time.
+
+    ``make_extra(owner, copy)`` gives the extra step arguments of those copies.
+    Yields ``(owner, copy, outputs)`` per chunk.
     """
-    return tf.stack([tf.random.stateless_normal(shape, seed=[seed, j]) for j in range(start, stop)])
+    owner = np.repeat(np.arange(batch.size), per_image)
+    copy = np.tile(np.arange(per_image), batch.size)
+    step = probe.step("input", post, pre=pre, target=target)
+    for start in range(0, len(owner), batch_size):
+        idx = slice(start, min(start + batch_size, len(owner)))
+        inputs = [a[owner[idx]] for a in batch.inputs]
+        classes = None if used is None else used[owner[idx]].astype(np.int32)
+        out = step(inputs, make_extra(owner[idx], copy[idx]), classes)
+        maps_lib.check_finite(method, out["finite"], batch.start)
+        yield owner[idx], copy[idx], out
 
 
-def smoothgrad(model, images, target=None, *, n=20, noise=0.2, batch_size=16, seed=0, raw=False):
+def add_noise(x, noise, sigma):
+    """SmoothGrad's noisy copy: ``x + sigma * noise`` (noise unit Gaussian, sigma per copy)."""
+    shape = (-1,) + (1,) * (len(x.shape) - 1)
+    return x + ops.cast(ops.reshape(sigma, shape), x.dtype) * ops.cast(noise, x.dtype)
+
+
+def _saliency_sum_post(p):
+    return {"map": saliency_formula(p.input_gradient), "finite": maps_lib.logits_finite(p.logits),
+            "zero_gradient": maps_lib.gradient_is_zero(p.input_gradient)}
+
+
+def smoothgrad_noise(shape, seed: int, image: int, copy: int) -> np.ndarray:
+    """Unit Gaussian noise of one copy: the same for a (seed, image index, copy) on every backend and batch size."""
+    return np.random.default_rng([seed, image, copy]).standard_normal(shape, dtype=np.float32)
+
+
+def smoothgrad(model, images, target=None, *, output=None, input=None, n=20, noise=0.2,
+               batch_size=16, seed=0, progress=None, raw=False):
     """SmoothGrad: the mean saliency map over ``n`` noisy copies of each image.
 
     Gaussian noise with standard deviation ``noise * (max - min)`` of each image
-    is added; the noisy copies go through the model ``batch_size`` at a time,
-    so 50 copies of 32 images at 224x224 run in bounded memory (VGG16, first
-    call: about 0.35 GB at 16, 1.4 GB at 32, 3.7 GB at 64; the speed hardly
-    changes). The class explained is fixed on the clean image. ``seed`` makes
-    the noise repeatable. Other arguments as in :func:`saliency`.
+    is added; the noisy copies go through the model ``batch_size`` at a time, so
+    50 copies of 32 images at 224x224 run in bounded memory. The class explained
+    is fixed on the clean image. The noise of copy j of image i comes from
+    ``seed``, i and j alone, so results do not depend on ``batch_size`` nor on
+    the backend. Other arguments as in :func:`saliency`.
 
     Example:
         >>> import keras, numpy as np
@@ -98,44 +142,84 @@ def smoothgrad(model, images, target=None, *, n=20, noise=0.2, batch_size=16, se
     Reference: Smilkov et al., "SmoothGrad: removing noise by adding noise", 2017.
     https://arxiv.org/abs/1706.03825
     """
-    _check_count("n", n)
-    _check_count("batch_size", batch_size)
-    probe = get_probe(model, ())
-    x, single = probe.prepare(images)
-    target_fn, clean = _fixed_targets(probe, x, target)
-    sigma = noise * (tf.reduce_max(x, axis=[1, 2, 3]) - tf.reduce_min(x, axis=[1, 2, 3]))
-    owner = np.repeat(np.arange(x.shape[0]), n)  # copy -> image
-
-    def inputs(start, stop):
-        idx = owner[start:stop]
-        scale = tf.reshape(tf.gather(sigma, idx), [-1, 1, 1, 1])
-        return tf.gather(x, idx) + scale * smoothgrad_noise(x.shape[1:], seed, start, stop)
-
-    def classes(start, stop):
-        return clean.classes.numpy()[owner[start:stop]].tolist()
-
-    total = np.zeros(x.shape[:3], np.float32)
-    for start, stop, grads in _input_gradient_batches(probe, inputs, len(owner), classes, batch_size, target_fn):
-        np.add.at(total, owner[start:stop], saliency_formula(grads).numpy())
-    maps = total / n
-    result = clean if clean is not None else probe.forward(x, target)
-    return maps_lib.finish("smoothgrad", maps, x.shape[1:3], result, raw_output=raw, single=single)
+    probe, compute = plan_smoothgrad(model, target, output, input, n=n, noise=noise, batch_size=batch_size,
+                                     seed=seed, raw=raw)
+    out, single = engine.run("smoothgrad", probe, images, target, compute, batch_size=batch_size, progress=progress)
+    return engine.pick(out, single)
 
 
-def integrated_gradients(model, images, target=None, *, baseline=None, steps=50, batch_size=16, raw=False):
+def plan_smoothgrad(model, target, output=None, input=None, *, n=20, noise=0.2, batch_size=16, seed=0, raw=False):
+    """``(probe, compute)`` of SmoothGrad."""
+    engine.check_count("n", n)
+    engine.check_count("batch_size", batch_size)
+    probe = get_probe(model, (), output=output, input=input)
+    k = probe.explained_input
+
+    def compute(batch, classes):
+        clean = _clean_pass(probe, batch, classes, target)
+        x = batch.inputs[k]
+        axes = tuple(range(1, x.ndim))
+        sigma = noise * (x.max(axis=axes) - x.min(axis=axes))
+        used = None if callable(target) and not isinstance(target, str) else clean["classes"]
+
+        def extra(owner, copy):
+            noise_ = np.stack([smoothgrad_noise(x.shape[1:], seed, batch.start + o, c) for o, c in zip(owner, copy)])
+            return noise_, sigma[owner].astype(np.float32)
+
+        total = np.zeros(x.shape[:-1], np.float32)
+        zero = np.ones(len(x), bool)
+        for owner, _, out in _copies("smoothgrad", probe, batch, n, used, target, extra, Fn(_saliency_sum_post), Fn(add_noise), batch_size):
+            np.add.at(total, owner, out["map"])
+            np.logical_and.at(zero, owner, out["zero_gradient"])
+        finished = maps_lib.finish(total / n, None, raw_output=raw)
+        return {**clean, "zero_gradient": zero, **{key: ops.convert_to_numpy(v) for key, v in finished.items()}}
+
+    return probe, compute
+
+
+def interpolate(x, baseline, alpha):
+    """A point on Integrated Gradients' straight path: ``baseline + alpha * (x - baseline)``."""
+    shape = (-1,) + (1,) * (len(x.shape) - 1)
+    baseline = ops.cast(baseline, x.dtype)
+    return baseline + ops.cast(ops.reshape(alpha, shape), x.dtype) * (x - baseline)
+
+
+def _gradient_post(p):
+    return {"gradient": p.input_gradient, "finite": maps_lib.logits_finite(p.logits)}
+
+
+def _baseline_for(baseline, batch, x):
+    if baseline is None:
+        return np.zeros_like(x)
+    base = np.asarray(baseline, np.float32)
+    if base.shape == x.shape[1:]:
+        return np.broadcast_to(base, x.shape)
+    if base.ndim == x.ndim and len(base) > 1 and base.shape[1:] == x.shape[1:]:
+        if len(base) < batch.start + len(x):
+            raise ValueError(f"baseline has {len(base)} examples but there are more images: give one per image, or one for all.")
+        return base[batch.start : batch.start + len(x)]
+    try:
+        return np.broadcast_to(base, x.shape)
+    except ValueError:
+        raise ValueError(
+            f"baseline has shape {base.shape}; it must be one example {x.shape[1:]} or one per image."
+        ) from None
+
+
+def integrated_gradients(model, images, target=None, *, output=None, input=None, baseline=None, steps=50,
+                         batch_size=16, progress=None, raw=False):
     """Integrated Gradients: (x - baseline) times the mean gradient along the straight path.
 
     The path integral uses the trapezoidal rule on ``steps + 1`` points, in
-    batches of ``batch_size`` (memory as for :func:`smoothgrad`); attributions then sum to about
-    score(x) - score(baseline) (completeness). The class explained is fixed on
-    the image itself.
+    batches of ``batch_size``; attributions then sum to about score(x) -
+    score(baseline) (completeness). The class explained is fixed on the image itself.
 
     Args:
-        baseline: an input of the same shape as one image (or the batch); default
-            zeros — black for inputs scaled to [0, 1]. For caffe-style inputs
-            (VGG16, ResNet50) pass ``preprocess_input(np.zeros((H, W, 3)))`` for black.
+        baseline: one example (or one per image); default zeros — black for inputs
+            scaled to [0, 1]. For caffe-style inputs (VGG16, ResNet50) pass
+            ``preprocess_input(np.zeros((H, W, 3)))`` for black.
         steps: number of intervals of the path.
-        raw: return the ``(N, H, W, C)`` attributions themselves; otherwise the
+        raw: return the ``(N, spatial..., C)`` attributions themselves; otherwise the
             map is |sum over channels| normalised to [0, 1].
         Other arguments as in :func:`saliency`.
 
@@ -149,47 +233,65 @@ def integrated_gradients(model, images, target=None, *, baseline=None, steps=50,
     Reference: Sundararajan, Taly & Yan, "Axiomatic Attribution for Deep Networks",
     ICML 2017. https://arxiv.org/abs/1703.01365
     """
-    _check_count("steps", steps)
-    _check_count("batch_size", batch_size)
-    probe = get_probe(model, ())
-    x, single = probe.prepare(images)
-    base = tf.zeros_like(x) if baseline is None else tf.broadcast_to(tf.cast(baseline, tf.float32), x.shape)
-    target_fn, clean = _fixed_targets(probe, x, target)
+    probe, compute = plan_integrated_gradients(model, target, output, input, baseline=baseline, steps=steps,
+                                               batch_size=batch_size)
+    out, single = engine.run("integrated_gradients", probe, images, target, compute, batch_size=batch_size,
+                             progress=progress, warn=not raw)
+    return engine.pick(out, single, "attributions" if raw else "map")
+
+
+def plan_integrated_gradients(model, target, output=None, input=None, *, baseline=None, steps=50, batch_size=16):
+    """``(probe, compute)`` of Integrated Gradients (outputs ``attributions`` and the ``map``)."""
+    engine.check_count("steps", steps)
+    engine.check_count("batch_size", batch_size)
+    probe = get_probe(model, (), output=output, input=input)
+    k = probe.explained_input
     alphas = np.linspace(0.0, 1.0, steps + 1, dtype=np.float32)
     weights = np.full(steps + 1, 1.0 / steps, np.float32)
     weights[[0, -1]] *= 0.5  # trapezoid
-    owner = np.repeat(np.arange(x.shape[0]), steps + 1)
-    alpha_of = np.tile(alphas, x.shape[0])
-    weight_of = np.tile(weights, x.shape[0])
 
-    def inputs(start, stop):
-        idx = owner[start:stop]
-        a = tf.reshape(tf.constant(alpha_of[start:stop]), [-1, 1, 1, 1])
-        b = tf.gather(base, idx)
-        return b + a * (tf.gather(x, idx) - b)
+    def compute(batch, classes):
+        clean = _clean_pass(probe, batch, classes, target)
+        x = batch.inputs[k]
+        base = _baseline_for(baseline, batch, x)
+        used = None if callable(target) and not isinstance(target, str) else clean["classes"]
 
-    def classes(start, stop):
-        return clean.classes.numpy()[owner[start:stop]].tolist()
+        def extra(owner, copy):
+            return base[owner].astype(np.float32), alphas[copy]
 
-    mean_grad = np.zeros(x.shape, np.float32)
-    for start, stop, grads in _input_gradient_batches(probe, inputs, len(owner), classes, batch_size, target_fn):
-        np.add.at(mean_grad, owner[start:stop], grads.numpy() * weight_of[start:stop, None, None, None])
-    attributions = (x - base).numpy() * mean_grad
+        mean_grad = np.zeros(x.shape, np.float32)
+        for owner, copy, out in _copies("integrated_gradients", probe, batch, steps + 1, used, target, extra, Fn(_gradient_post), Fn(interpolate), batch_size):
+            np.add.at(mean_grad, owner, out["gradient"] * weights[copy].reshape((-1,) + (1,) * (x.ndim - 1)))
+        attributions = (x - base) * mean_grad
+        result = {**clean, "attributions": attributions}
+        raw_map = np.abs(attributions.sum(axis=-1))
+        finished = maps_lib.finish(raw_map, None)
+        result.update({key: ops.convert_to_numpy(v) for key, v in finished.items()})
+        result["zero_gradient"] = ~mean_grad.reshape(len(x), -1).any(axis=1)
+        return result
+
+    return probe, compute
+
+
+# --------------------------------------------------------------------------- guided
+
+
+def _guided_post(p, raw=False):
+    out = saliency_post(p, raw=False)
     if raw:
-        return attributions[0] if single else attributions
-    maps = np.abs(attributions.sum(axis=-1))
-    result = clean if clean is not None else probe.forward(x, target)
-    return maps_lib.finish("integrated_gradients", maps, x.shape[1:3], result, single=single)
+        out["map"] = p.input_gradient
+    return out
 
 
-def guided_backprop(model, images, target=None, *, raw=False):
+def guided_backprop(model, images, target=None, *, output=None, input=None, batch_size=DEFAULT_BATCH_SIZE,
+                    progress=None, raw=False):
     """Guided backpropagation: input gradients through ReLUs gated on positive input and gradient.
 
     Computed on a guided probe of the model, in which each ReLU (a separate
     layer or a Conv/Dense layer's own activation) passes back only positive
     gradients where its input was positive. The user's model and its
     gradients are not changed. Returns ``max_c |guided gradient|`` normalised
-    to [0, 1]; ``raw=True`` gives the ``(N, H, W, C)`` guided gradients.
+    to [0, 1]; ``raw=True`` gives the ``(N, spatial..., C)`` guided gradients.
     Other arguments as in :func:`saliency`.
 
     Example:
@@ -202,22 +304,21 @@ def guided_backprop(model, images, target=None, *, raw=False):
     Reference: Springenberg et al., "Striving for Simplicity: The All Convolutional
     Net", ICLR workshop 2015. https://arxiv.org/abs/1412.6806
     """
-    x, single, result = _guided_pass(model, images, target)
-    if raw:
-        out = result.gradients[0].numpy()
-        return out[0] if single else out
-    maps = saliency_formula(result.gradients[0])
-    return maps_lib.finish("guided_backprop", maps, x.shape[1:3], result, single=single)
+    probe, compute = plan_guided_backprop(model, target, output, input, raw)
+    out, single = engine.run("guided_backprop", probe, images, target, compute, batch_size=batch_size,
+                             progress=progress, warn=not raw)
+    return engine.pick(out, single)
 
 
-def _guided_pass(model, images, target):
-    """One forward and backward pass of the guided probe: ``(batch, was_single, Gradients)``."""
-    probe = get_probe(model, (), guided=True)
-    x, single = probe.prepare(images)
-    return x, single, probe.input_gradients(x, target)
+def plan_guided_backprop(model, target, output=None, input=None, raw=False):
+    """``(probe, compute)`` of guided backpropagation, on the guided probe."""
+    probe = get_probe(model, (), output=output, input=input, guided=True)
+    step = probe.step("input", Fn(_guided_post, raw=raw), target=target)
+    return probe, lambda batch, classes: step(batch.inputs, (), classes)
 
 
-def guided_gradcam(model, images, target=None, layer=None, *, raw=False):
+def guided_gradcam(model, images, target=None, layer=None, *, output=None, input=None,
+                   batch_size=DEFAULT_BATCH_SIZE, progress=None, raw=False):
     """Guided Grad-CAM: guided backpropagation times the upsampled Grad-CAM map.
 
     Both factors are the normalised maps of :func:`guided_backprop` and
@@ -234,14 +335,30 @@ def guided_gradcam(model, images, target=None, layer=None, *, raw=False):
     Reference: Selvaraju et al., "Grad-CAM: Visual Explanations from Deep Networks via
     Gradient-based Localization", ICCV 2017. https://arxiv.org/abs/1610.02391
     """
-    from kerasxai.methods.cams import gradcam
+    probe, compute = plan_guided_gradcam(model, target, layer, output, input, raw)
+    out, single = engine.run("guided_gradcam", probe, images, target, compute, batch_size=batch_size,
+                             progress=progress, warn=False)
+    return engine.pick(out, single)
 
-    x, single, result = _guided_pass(model, images, target)
-    guided = maps_lib.finish("guided_backprop", saliency_formula(result.gradients[0]), x.shape[1:3], result)
-    if not callable(target):  # Grad-CAM explains the class the guided pass chose
-        target = result.classes.numpy().tolist()
-    combined = combine_guided(guided, gradcam(model, x, target, layer), raw=raw)
-    return combined[0] if single else combined
+
+def plan_guided_gradcam(model, target, layer=None, output=None, input=None, raw=False):
+    """``(probe, compute)`` of Guided Grad-CAM: the guided pass, then Grad-CAM of the class it chose."""
+    from kerasxai.methods.cams import gradient_cam_post
+
+    guided = get_probe(model, (), output=output, input=input, guided=True)
+    probe = get_probe(model, layer, output=output, input=input)
+    guided_step = guided.step("input", Fn(_guided_post), target=target)
+    cam_step = probe.step("layers", Fn(gradient_cam_post, formulas=("gradcam",)), target=target)
+
+    def compute(batch, classes):
+        out = guided_step(batch.inputs, (), classes)
+        if classes is not None:  # Grad-CAM explains the class the guided pass chose
+            classes = out["classes"].astype(np.int32)
+        cam = cam_step(batch.inputs, (), classes)["map:gradcam"]
+        out["map"] = combine_guided(out["map"], cam, raw=raw)
+        return out
+
+    return guided, compute
 
 
 def combine_guided(guided_map, gradcam_map, *, raw=False):
@@ -249,7 +366,5 @@ def combine_guided(guided_map, gradcam_map, *, raw=False):
     product = np.asarray(guided_map, np.float32) * np.asarray(gradcam_map, np.float32)
     if raw:
         return product
-    single = product.ndim == 2
-    out, _ = maps_lib.normalize(product[None] if single else product)
-    out = out.numpy()
-    return out[0] if single else out
+    out, _ = maps_lib.normalize(product)
+    return out

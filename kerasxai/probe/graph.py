@@ -60,8 +60,10 @@ def is_graph_model(op) -> bool:
 def trace(model, inputs, substitute=None):
     """Re-runs ``model`` on ``inputs`` (symbolic tensors), nested models inlined.
 
+    ``inputs`` has the structure of ``model.input`` (one tensor, a list or a dict).
     ``substitute(layer)`` may return a callable to use in place of a leaf layer
-    (guided backpropagation swaps ReLUs this way); ``None`` keeps the layer.
+    (guided backpropagation swaps ReLUs this way; the probe adds a zero
+    perturbation to an explained layer's output); ``None`` keeps the layer.
 
     Returns:
         ``(outputs, calls)``: the model's outputs computed on ``inputs`` and the
@@ -108,7 +110,6 @@ def _run(model, inputs, path, calls, substitute=None):
         outputs = model._run_through_graph(inputs, operation_fn=wrap)
         return outputs
     raise TypeError(
-        f"kerasxai can explain Functional and Sequential Keras models; received "
-        f"{type(model).__name__}, a subclassed model whose graph cannot be read. "
-        "Wrap its layers in a Functional model (keras.Model(inputs, outputs))."
+        f"kerasxai can re-trace Functional and Sequential Keras models; received "
+        f"{type(model).__name__}, a subclassed model whose graph cannot be read."
     )

@@ -1,0 +1,99 @@
+"""Running a method over images of any size: batches, progress bar, collecting, checking.
+
+Every public method is a per-batch computation (usually one compiled step of
+the probe) handed to :func:`run`, which reads the images batch by batch
+(arrays, memmaps, datasets, generators: :mod:`kerasxai.probe.inputs`), collects
+the outputs and checks them (:class:`kerasxai.maps.Collector`): memory stays
+bounded by ``batch_size`` whatever the number of images.
+
+Arguments shared by the methods, documented once here:
+
+- ``model``: a Keras model (Functional or Sequential, nested bases allowed; see the README's
+  "Your model" for multi-input/output, 1-D, 3-D and subclassed models).
+- ``images``: a batch ``(N, spatial..., C)`` preprocessed for the model, or one example without
+  the batch axis; a list/dict of arrays for a multi-input model; a NumPy memmap, a
+  ``tf.data.Dataset``, a ``keras.utils.PyDataset`` or an iterable of batches.
+- ``target``: ``None`` (each image's top class), an int, one int per image, ``"label"`` (each
+  image's own label, for inputs that carry labels), or a callable ``logits -> (N,) scores``.
+- ``layer``: the explained layer (name, qualified name, Layer object) or None for the last one
+  with spatial axes.
+- ``output`` / ``input``: which output / input of a multi-output / multi-input model.
+- ``batch_size``: images per pass (memory grows with it).
+- ``progress``: show a progress bar; None shows one when there are more than 8 batches.
+- ``raw``: the raw map at the layer's resolution instead of upsampled and normalised.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from kerasxai import maps as maps_lib
+
+DEFAULT_BATCH_SIZE = 32
+
+
+def check_count(name: str, value) -> None:
+    """Raises a clear ``ValueError`` unless ``value`` is an int >= 1."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be an int of at least 1. Received: {name}={value!r}")
+
+
+def spatial_size(tensor) -> tuple:
+    """The static spatial axes of ``(N, spatial..., C)``."""
+    return tuple(tensor.shape[1:-1])
+
+
+def checks(p) -> dict:
+    """What every step returns besides its maps: scores, classes, finiteness of the model's output."""
+    return {"scores": p.scores, "classes": p.classes, "finite": maps_lib.logits_finite(p.logits)}
+
+
+def _progress_bar(progress, length, batch_size):
+    batches = None if length is None else -(-length // batch_size)
+    show = progress if progress is not None else (batches is not None and batches > 8)
+    return keras.utils.Progbar(length, unit_name="image") if show else None
+
+
+def run(method: str, probe, images, target, compute, *, batch_size: int = DEFAULT_BATCH_SIZE,
+        progress=None, warn: bool = True):
+    """Runs ``compute(batch, classes) -> dict of NumPy arrays`` over the images in batches.
+
+    Returns ``(outputs, single)``: the concatenated outputs and whether the caller gave
+    one image without the batch axis. Non-finite model outputs raise at the batch where
+    they appear; flat maps are reported once at the end.
+    """
+    check_count("batch_size", batch_size)
+    source = probe.source(images)
+    collector = maps_lib.Collector(method, source.length)
+    bar = _progress_bar(progress, source.length, batch_size)
+    for batch in source.batches(batch_size):
+        classes = probe.classes(target, batch, source.length)
+        collector.add(batch.start, compute(batch, classes))
+        if bar is not None:
+            bar.update(batch.start + batch.size)
+    if collector._seen == 0:
+        raise ValueError("No images given.")
+    if isinstance(target, (list, tuple)) or (hasattr(target, "shape") and getattr(target, "ndim", 0) == 1):
+        if len(target) != collector._seen:
+            raise ValueError(
+                f"target gives {len(target)} classes but there are {collector._seen} images: give one "
+                "class per image, or a single int for all."
+            )
+    return collector.result(warn=warn), source.single
+
+
+def pick(outputs: dict, single: bool, key: str = "map"):
+    """One output array, without the batch axis when the caller gave one image."""
+    array = outputs[key]
+    return array[0] if single else array
+
+
+def spatial_axes(tensor) -> tuple:
+    """Axes between batch and channels: ``(1,)`` for signals, ``(1, 2)`` images, ``(1, 2, 3)`` volumes."""
+    return tuple(range(1, len(tensor.shape) - 1))
+
+
+def to_float32(x):
+    """A backend tensor as float32."""
+    return ops.cast(x, "float32")

@@ -1,0 +1,296 @@
+"""Inputs: which input is explained, and the images of any size of data set, in batches.
+
+``images`` may be:
+
+- an array ``(N, spatial..., C)`` — NumPy, a NumPy memmap (read batch by batch),
+  or a backend tensor — or one image without the batch axis;
+- for a model with several inputs, a list/tuple in ``model.inputs`` order or a
+  dict keyed by input name, one entry per input, each with one row per image;
+- a ``tf.data.Dataset`` (batched or not) whose elements are the inputs or
+  ``(inputs, labels)`` (``target="label"`` explains each image's own label);
+- a ``keras.utils.PyDataset`` or any iterable/generator of batches, shaped like
+  the dataset's elements.
+
+Every batch is checked before any pass: the explained input must match the
+model's input shape and be finite (NaN or inf pixels raise a ``ValueError``
+naming the images). The explained input is fed to the model as float32, so an
+integer input (``uint8`` with a ``Rescaling`` layer inside) is differentiated
+through the float value the model computes with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterator
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class InputSpec:
+    """One model input: name, shape (batch as None) and dtype."""
+
+    name: str
+    shape: tuple
+    dtype: str
+
+    @property
+    def spatial(self) -> bool:
+        """True for inputs with spatial axes: ``(batch, spatial..., channels)``."""
+        return len(self.shape) >= 3
+
+
+@dataclasses.dataclass
+class Batch:
+    """Images ``start .. start + size - 1`` of the whole input."""
+
+    start: int
+    inputs: list  # one array per model input, model.inputs order; the explained one float32
+    labels: object = None
+
+    @property
+    def size(self) -> int:
+        return len(self.inputs[0])
+
+
+def input_specs(model) -> list | None:
+    """:class:`InputSpec` of each model input, or None for a model that has no input yet (subclassed)."""
+    try:
+        tensors = list(model.inputs or [])
+    except (AttributeError, ValueError):
+        tensors = []
+    if not tensors:
+        return None
+    return [InputSpec(getattr(t, "name", f"input_{i}"), tuple(t.shape), str(t.dtype)) for i, t in enumerate(tensors)]
+
+
+def select_input(specs, input, model_name: str) -> int:
+    """Position of the explained input: ``input`` (a name or index), or the only spatial input."""
+    listed = ", ".join(f"{i}: '{s.name}' {s.shape}" for i, s in enumerate(specs))
+    if input is None:
+        spatial = [i for i, s in enumerate(specs) if s.spatial]
+        if len(specs) == 1:
+            return 0
+        if len(spatial) == 1:
+            return spatial[0]
+        raise ValueError(
+            f"Model '{model_name}' has {len(specs)} inputs ({listed}) and "
+            f"{'none' if not spatial else len(spatial)} of them with spatial axes; say which one to "
+            "explain with input= (a name or an index)."
+        )
+    if isinstance(input, str):
+        names = [s.name for s in specs]
+        if input not in names:
+            raise ValueError(f"Model '{model_name}' has no input named '{input}'. Its inputs: {listed}.")
+        return names.index(input)
+    if isinstance(input, int) and not isinstance(input, bool):
+        if not -len(specs) <= input < len(specs):
+            raise ValueError(f"input={input} is out of range: model '{model_name}' has inputs {listed}.")
+        return input % len(specs)
+    raise TypeError(f"input must be an input name or index. Received: {input!r}")
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _shape_text(shape) -> str:
+    return "(N, " + ", ".join("any" if e is None else str(e) for e in shape[1:]) + ")"
+
+
+def check_batch(arrays, specs, explained: int, start: int, single: bool = False) -> list:
+    """Validates and converts one batch; returns the arrays to feed (explained input float32).
+
+    ``single``: the batch axis was added to one example given without it (errors show its own shape).
+    """
+    out = []
+    n = None
+    for i, (array, spec) in enumerate(zip(arrays, specs)):
+        array = np.asarray(array)
+        what = f"input '{spec.name}'" if len(specs) > 1 else "images"
+        if array.ndim != len(spec.shape) or any(
+            e is not None and e != g for e, g in zip(spec.shape[1:], array.shape[1:])
+        ):
+            shown = array.shape[1:] if single else array.shape
+            raise ValueError(
+                f"{what} have shape {shown}, but the model expects a batch {_shape_text(spec.shape)} "
+                "(or one example without the batch axis). Resize the images to the model's input size "
+                "and give them the same number of channels."
+            )
+        if n is None:
+            n = len(array)
+        elif len(array) != n:
+            raise ValueError(
+                f"The inputs have different numbers of examples ({n} and {len(array)} for '{spec.name}'): "
+                "give one entry per image for every input."
+            )
+        if i == explained:
+            if array.dtype.kind not in "biuf":
+                raise ValueError(f"{what} must be numbers; received dtype {array.dtype}.")
+            array = array.astype(np.float32, copy=False)
+            bad = ~np.isfinite(array.reshape(len(array), -1)).all(axis=1)
+            if bad.any():
+                idx = (np.flatnonzero(bad) + start).tolist()
+                shown = ", ".join(map(str, idx[:10])) + (f" and {len(idx) - 10} more" if len(idx) > 10 else "")
+                raise ValueError(
+                    f"{what} hold NaN or infinite values at image(s) {shown}: no explanation of them "
+                    "would mean anything. Fix or drop those images (np.isfinite(x).all(axis=...))."
+                )
+        elif array.dtype == np.float64:
+            array = array.astype(np.float32)
+        out.append(array)
+    return out
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def _is_dataset(obj) -> bool:
+    try:
+        import tensorflow as tf
+    except ImportError:  # pragma: no cover - TensorFlow is a dependency
+        return False
+    return isinstance(obj, tf.data.Dataset)
+
+
+def _is_pydataset(obj) -> bool:
+    import keras
+
+    return isinstance(obj, keras.utils.PyDataset)
+
+
+def _array_like(obj) -> bool:
+    return hasattr(obj, "shape") and hasattr(obj, "__getitem__") and hasattr(obj, "dtype")
+
+
+class Source:
+    """The images of one call, as batches: arrays, memmaps, datasets or generators.
+
+    Attributes:
+        length: number of images, or None when unknown until the end (datasets, generators).
+        single: the caller gave one image without the batch axis.
+        specs: the input specs used (inferred from the first batch for models without inputs).
+    """
+
+    def __init__(self, images, specs, explained: int, model_name: str = "model"):
+        self.specs, self.explained, self.single, self.length = specs, explained, False, None
+        self._model_name = model_name
+        self._arrays = None
+        self._iterable = None
+        self._unbatched = None
+        if _is_dataset(images):
+            self._iterable = self._from_dataset(images)
+        elif _is_pydataset(images):
+            self._iterable = (images[i] for i in range(len(images)))
+            self.length = None
+        elif self._is_structure(images):
+            self._arrays = self._structure(images)
+        elif _array_like(images) or isinstance(images, (list, tuple)):
+            self._arrays = [images if _array_like(images) else np.asarray(images)]
+        elif hasattr(images, "__iter__") or hasattr(images, "__next__"):
+            self._iterable = iter(images)
+        else:
+            raise TypeError(
+                "images must be an array, a list/dict of arrays (one per model input), a tf.data.Dataset, "
+                f"a keras.utils.PyDataset or an iterable of batches. Received: {type(images).__name__}"
+            )
+        if self._arrays is not None:
+            self._infer_specs(self._arrays)
+            rank = len(self.specs[self.explained].shape)
+            first = self._arrays[self.explained]
+            if len(first.shape) == rank - 1:
+                self.single = True
+                self._arrays = [np.asarray(a)[None] for a in self._arrays]
+            self.length = len(self._arrays[0])
+
+    # ----------------------------------------------------------------- structures
+
+    def _is_structure(self, images) -> bool:
+        n = 1 if self.specs is None else len(self.specs)
+        if isinstance(images, dict):
+            return True
+        return n > 1 and isinstance(images, (list, tuple)) and len(images) == n
+
+    def _structure(self, images) -> list:
+        specs = self.specs
+        if specs is None:
+            raise TypeError("A model without inputs takes one array of images, not a list or dict.")
+        names = [s.name for s in specs]
+        if isinstance(images, dict):
+            missing = [n for n in names if n not in images]
+            extra = [k for k in images if k not in names]
+            if missing or extra:
+                raise ValueError(
+                    f"images is a dict with keys {sorted(images)}, but model '{self._model_name}' takes inputs "
+                    f"{names}: give one entry per input name."
+                )
+            return [images[n] for n in names]
+        if len(images) != len(specs):
+            raise ValueError(
+                f"Model '{self._model_name}' has {len(specs)} inputs ({names}); images gives {len(images)}: "
+                "give one entry per input, in model.inputs order (or a dict by name)."
+            )
+        return list(images)
+
+    def _split(self, element):
+        """``(inputs list, labels)`` from one dataset/generator element."""
+        n = 1 if self.specs is None else len(self.specs)
+        labels = None
+        if isinstance(element, tuple) and len(element) in (2, 3) and not (n > 1 and len(element) == n):
+            element, labels = element[0], element[1]
+        elif isinstance(element, tuple) and n > 1 and len(element) == n + 1:
+            element, labels = list(element[:n]), element[n]
+        if isinstance(element, dict) or (n > 1 and isinstance(element, (list, tuple))):
+            arrays = self._structure(element)
+        else:
+            arrays = [element]
+        return [np.asarray(a) for a in arrays], (None if labels is None else np.asarray(labels))
+
+    def _from_dataset(self, dataset):
+        """Batched datasets are read as they are; unbatched ones are batched by ``batches()``."""
+        import tensorflow as tf
+
+        flat = tf.nest.flatten(dataset.element_spec)
+        rank = len(self.specs[self.explained].shape) if self.specs is not None else None
+        position = self.explained if self.specs is not None and len(flat) >= len(self.specs) else 0
+        if rank is not None and len(flat[position].shape) == rank - 1:
+            self._unbatched = dataset
+            if int(dataset.cardinality()) >= 0:
+                self.length = int(dataset.cardinality())
+            return None
+        return dataset.as_numpy_iterator()
+
+    def _infer_specs(self, arrays):
+        if self.specs is None:  # a model without inputs (subclassed): take the shape of the images
+            array = arrays[0]
+            self.specs = [InputSpec("input", (None,) + tuple(array.shape[1:]), "float32")]
+
+    # ----------------------------------------------------------------- batches
+
+    def batches(self, batch_size: int) -> Iterator[Batch]:
+        """Checked batches of at most ``batch_size`` images."""
+        if self._arrays is not None:
+            for start in range(0, self.length, batch_size):
+                stop = min(start + batch_size, self.length)
+                arrays = [a[start:stop] for a in self._arrays]
+                yield Batch(start, check_batch(arrays, self.specs, self.explained, start, self.single))
+            return
+        if self._unbatched is not None:
+            iterable = self._unbatched.batch(batch_size).as_numpy_iterator()
+        else:
+            iterable = self._iterable
+        start = 0
+        for element in iterable:
+            arrays, labels = self._split(element)
+            self._infer_specs(arrays)
+            total = len(arrays[0])
+            for lo in range(0, total, batch_size):
+                hi = min(lo + batch_size, total)
+                part = [a[lo:hi] for a in arrays]
+                yield Batch(
+                    start,
+                    check_batch(part, self.specs, self.explained, start),
+                    None if labels is None else labels[lo:hi],
+                )
+                start += hi - lo
+        self.length = start
+

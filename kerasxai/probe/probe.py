@@ -1,0 +1,457 @@
+"""The probe: one sub-model from a model's inputs to the explained layers and the logits.
+
+Every method runs on a :class:`Probe`, built once per (model, layers, output,
+input) and cached (see :mod:`kerasxai.probe.cache`).
+
+- The model's graph is re-run on fresh inputs with nested models stepped into
+  (:mod:`kerasxai.probe.graph`), so a layer inside a pretrained base can be explained.
+- A zero *perturbation* input is added to each explained layer's output (and to
+  the explained input), so every gradient is a gradient with respect to an
+  argument — the same on TensorFlow, JAX and PyTorch (:mod:`kerasxai.backend`).
+- The explained output's logits leave out a final softmax/sigmoid
+  (:mod:`kerasxai.probe.heads`); the target picks one score per image (:mod:`kerasxai.targets`).
+- A method's whole per-batch computation (forward, gradients, its formula,
+  upsampling, normalising, the flat-map statistics) is one compiled step,
+  built once per (method, target kind) and reused for every batch.
+- The user's model is never modified: no attribute is set on it or its layers.
+
+Example:
+    >>> import keras, numpy as np
+    >>> from kerasxai.probe import get_probe
+    >>> model = keras.Sequential([keras.Input((32, 32, 3)),
+    ...     keras.layers.Conv2D(4, 3, name="conv"), keras.layers.GlobalAveragePooling2D(),
+    ...     keras.layers.Dense(3, activation="softmax")])
+    >>> probe = get_probe(model)
+    >>> probe.layer_names, probe.head.kind
+    (['conv'], 'softmax')
+    >>> out = probe.gradients(np.zeros((2, 32, 32, 3), "float32"), target=1)
+    >>> out.activations[0].shape, out.gradients[0].shape, out.logits.shape
+    ((2, 30, 30, 4), (2, 30, 30, 4), (2, 3))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import weakref
+
+import keras
+import numpy as np
+from keras import ops
+
+from kerasxai import backend
+from kerasxai import targets as targets_lib
+from kerasxai.probe import cache, inputs as inputs_lib, layers as layers_lib
+from kerasxai.probe import traced as traced_lib
+from kerasxai.probe.subclassed import SubclassedForward, is_subclassed
+from kerasxai.probe.traced import TracedForward
+
+logger = logging.getLogger("kerasxai")
+
+GRADS = (None, "layers", "input", "both")
+
+
+@dataclasses.dataclass
+class Pass:
+    """What one pass of a probe gives (tensors inside a compiled step, NumPy arrays outside).
+
+    Attributes:
+        activations: one ``(N, spatial..., K)`` float32 tensor per explained layer.
+        gradients: d(score)/d(activations), same shapes (empty without layer gradients).
+        input_gradient: d(score)/d(explained input) ``(N, spatial..., C)``, or None.
+        logits: ``(N, K)`` float32 (the explained output, softmax/sigmoid left out).
+        scores: ``(N,)`` target score of each image.
+        classes: ``(N,)`` target class of each image (``-1`` for a callable target).
+        inputs: the explained input as fed to the model (after any ``pre`` step).
+        extra: the step's extra arguments.
+    """
+
+    activations: list
+    gradients: list
+    input_gradient: object
+    logits: object
+    scores: object
+    classes: object
+    inputs: object = None
+    extra: tuple = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Fn:
+    """A function with fixed keyword parameters, equal by value: a cache key for compiled steps.
+
+    Example:
+        >>> Fn(max, key=abs) == Fn(max, key=abs), Fn(max, key=abs)([-3, 2])
+        (True, -3)
+    """
+
+    fn: object
+    params: tuple = ()
+
+    def __init__(self, fn, **params):
+        object.__setattr__(self, "fn", fn)
+        object.__setattr__(self, "params", tuple(sorted(params.items())))
+
+    def __call__(self, *args):
+        return self.fn(*args, **dict(self.params))
+
+
+def _default_post(p: Pass):
+    out = {"logits": p.logits, "scores": p.scores, "classes": p.classes}
+    for i, a in enumerate(p.activations):
+        out[f"activation_{i}"] = a
+    for i, g in enumerate(p.gradients):
+        out[f"gradient_{i}"] = g
+    if p.input_gradient is not None:
+        out["input_gradient"] = p.input_gradient
+    return out
+
+
+DEFAULT_POST = Fn(_default_post)
+
+
+def _predict_post(p: Pass):
+    from kerasxai.maps import logits_finite
+
+    return {"logits": p.logits, "scores": p.scores, "classes": p.classes, "finite": logits_finite(p.logits)}
+
+
+class Probe:
+    """A cached sub-model ``inputs -> [activations of each layer..., logits]``, compiled per method.
+
+    Use :func:`get_probe` rather than this constructor, so that probes are shared between calls.
+    For a subclassed model, the attributes below are known after the first batch is seen.
+
+    Attributes:
+        layer_names: qualified names of the explained layers (``"vgg16/block5_conv3"``).
+        layers: the explained Keras layers.
+        head: the explained output (:class:`~kerasxai.probe.heads.Head`: name, kind, units,
+            removed activation).
+        removed_activation: ``"softmax"``, ``"sigmoid"`` or None (the head's).
+        input_specs: every model input (:class:`~kerasxai.probe.inputs.InputSpec`).
+        explained_input: position of the explained input in ``model.inputs``.
+        input_shape: the explained input's shape, batch as None.
+        n_classes: classes a class-index target can name (2 for a one-unit sigmoid), or None.
+        jit_compile: TensorFlow only: compile the steps with XLA (True), without (False), or
+            None for the automatic choice (see :mod:`kerasxai.backend`).
+    """
+
+    def __init__(self, model, layers=(None,), *, output=None, input=None, logits: bool = True, guided: bool = False):
+        self.model_name = model.name
+        if not isinstance(model, keras.Model):
+            raise TypeError(f"Expected a keras.Model. Received: {type(model).__name__}")
+        if not model.built:
+            raise ValueError(
+                f"Model '{model.name}' has not been built, so it has no weights yet: give it a keras.Input, or "
+                "call it once on a batch (model(images)) — and train it — before explaining it."
+            )
+        kind = SubclassedForward if is_subclassed(model) else TracedForward
+        self.net = kind(model, layers, output=output, input=input, logits=logits, guided=guided)
+        if self.net.input_specs is not None:
+            self._log()
+        self._steps: dict = {}
+        self._callable_steps = weakref.WeakKeyDictionary()
+        self.jit_compile = None
+
+    def _log(self):
+        if self.layer_names:
+            logger.info("kerasxai: explaining %s at layer(s) %s", self.model_name, self.layer_names)
+
+    # what the forward pass knows
+    layers = property(lambda self: self.net.layers)
+    layer_names = property(lambda self: self.net.layer_names)
+    head = property(lambda self: self.net.head)
+    input_specs = property(lambda self: self.net.input_specs)
+    explained_input = property(lambda self: self.net.explained_input)
+    removed_activation = property(lambda self: self.net.head.removed_activation if self.net.head else None)
+    n_classes = property(lambda self: self.net.head.n_classes if self.net.head else None)
+    submodel = property(lambda self: getattr(self.net, "submodel", None))
+
+    @property
+    def input_shape(self):
+        specs = self.net.input_specs
+        return None if specs is None else specs[self.net.explained_input].shape
+
+    # ----------------------------------------------------------------- as a function
+
+    @property
+    def variables(self) -> list:
+        """The Keras variables the probe reads (for :func:`kerasxai.backend.compile_step`)."""
+        return self.net.variables
+
+    def call(self, inputs, deltas=None):
+        """``inputs -> (activations, logits)`` in ``keras.ops``, not compiled, inference mode.
+
+        ``inputs``: the explained input's tensor for a one-input model, or a list of
+        tensors in ``model.inputs`` order. For use inside your own compiled step
+        (:func:`kerasxai.backend.compile_step`, with :attr:`variables`).
+        """
+        inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        if self.net.input_specs is None:
+            specs = [inputs_lib.InputSpec("input", (None,) + tuple(inputs[0].shape[1:]), "float32")]
+            self.net.infer(specs)
+        if deltas is None:
+            shapes = self.net.activation_shapes(inputs)
+            deltas = [ops.zeros(shape, dtype=dtype) for shape, dtype in zip(shapes, self.net.delta_dtypes)]
+        return self.net.call(inputs, deltas)
+
+    # ----------------------------------------------------------------- compiled steps
+
+    def step(self, grads=None, post=DEFAULT_POST, *, pre=None, target=None):
+        """The compiled step for ``(grads, post, pre, target kind)``, built once.
+
+        Args:
+            grads: None (forward only), ``"layers"``, ``"input"`` or ``"both"``.
+            post: ``post(p: Pass) -> dict of tensors``, run inside the step (an :class:`Fn`,
+                so equal posts share one compiled step).
+            pre: optional ``pre(x, *extra) -> x``: transforms the explained input inside the step
+                (noise, interpolation, masking); gradients are with respect to its result.
+            target: a callable target (compiled into the step), or anything else (class indices
+                are an argument of the step).
+
+        Returns:
+            ``run(inputs, extra, classes) -> dict of NumPy arrays`` for one batch: ``inputs`` the
+            checked arrays of :class:`~kerasxai.probe.inputs.Batch`, ``extra`` a tuple of
+            per-image arrays for ``pre``/``post``, ``classes`` ``(N,)`` int32.
+        """
+        if grads not in GRADS:
+            raise ValueError(f"grads must be one of {GRADS}. Received: {grads!r}")
+        if callable(target) and not isinstance(target, str):
+            table = self._callable_steps.setdefault(target, {})
+            scorer = lambda logits, classes: targets_lib.callable_scores(target, logits, classes)  # noqa: E731
+        else:
+            table = self._steps
+            scorer = lambda logits, classes: targets_lib.class_scores(self.head, logits, classes)  # noqa: E731
+        key = (grads, post, pre)
+        if key not in table:
+            table[key] = self._compile(grads, post, pre, scorer)
+        return table[key]
+
+    def _compile(self, grads, post, pre, scorer):
+        want_input = grads in ("input", "both")
+        want_layers = grads in ("layers", "both")
+        state: dict = {}  # set at the first batch: a subclassed model's probe is complete only then
+
+        def forward(*args):
+            n_in, k = state["n_in"], self.explained_input
+            inputs = list(args[:n_in])
+            extra = tuple(args[n_in : n_in + state["n_extra"]])
+            deltas = list(args[n_in + state["n_extra"] : -1])
+            input_delta = deltas.pop(0) if want_input else None
+            x = ops.cast(inputs[k], state["dtype"])
+            if pre is not None:
+                x = pre(x, *extra)
+            if input_delta is not None:
+                x = ops.add(x, ops.cast(input_delta, x.dtype))
+            inputs[k] = x
+            acts, head = self.net.call(inputs, deltas)
+            logits = ops.cast(head, "float32")
+            scores, used = scorer(logits, args[-1])
+            return scores, ([ops.cast(a, "float32") for a in acts], logits, scores, used, ops.cast(x, "float32"), extra)
+
+        def finish(aux, gradients):
+            acts, logits, scores, used, x, extra = aux
+            gradients = list(gradients)
+            input_gradient = gradients.pop(0) if want_input else None
+            if want_input and input_gradient is None:
+                raise ValueError(
+                    f"The score of output '{self.head.name}' does not depend differentiably on input "
+                    f"'{self.input_specs[self.explained_input].name}': the gradient is cut (a cast to an integer "
+                    "type, an Embedding, argmax or a stop_gradient on the way), so gradient methods have nothing to show."
+                )
+            if want_layers and any(g is None for g in gradients):
+                bad = [n for n, g in zip(self.layer_names, gradients) if g is None]
+                raise ValueError(f"The score of output '{self.head.name}' does not depend differentiably on layer(s) {bad}.")
+            return post(Pass(acts, gradients if want_layers else [], input_gradient, logits, scores, used, x, extra))
+
+        compiled: dict = {}  # one compiled step per argument shapes (batch axis free)
+
+        def run(inputs, extra=(), classes=None):
+            k = self.explained_input
+            n = len(inputs[0])
+            tensors = [ops.convert_to_tensor(a) for a in inputs]
+            extra = tuple(ops.convert_to_tensor(e) for e in extra)
+            deltas = [ops.zeros(tuple(inputs[k].shape), dtype="float32")] if want_input else []
+            for shape, dtype in zip(self.net.activation_shapes(tensors), self.net.delta_dtypes):
+                deltas.append(ops.zeros(shape, dtype=dtype))
+            if classes is None:
+                classes = np.full((n,), targets_lib.PREDICTED, np.int32)
+            args = tensors + list(extra) + deltas + [ops.convert_to_tensor(classes, "int32")]
+            key = tuple((tuple(a.shape[1:]), keras.backend.standardize_dtype(a.dtype)) for a in args)
+            spec_dtype = str(self.input_specs[k].dtype)
+            state.update(n_in=len(tensors), n_extra=len(extra),
+                         dtype=spec_dtype if spec_dtype.startswith(("float", "bfloat")) else "float32")
+            if key not in compiled:
+                first = len(tensors) + len(extra)
+                differentiate = [first] if want_input else []
+                if want_layers:
+                    start = first + len(differentiate)
+                    differentiate += list(range(start, start + len(self.layers)))
+                specs = [((None,) + shape, dtype) for shape, dtype in key]
+                compiled[key] = backend.compile_step(forward, self.variables, differentiate=differentiate, post=finish,
+                                                     specs=specs, jit_compile=self.jit_compile)
+            return backend.to_numpy(compiled[key](*args))
+
+        run.compiled = compiled
+        return run
+
+    # ----------------------------------------------------------------- inputs and targets
+
+    def source(self, images) -> inputs_lib.Source:
+        """The images of a call as checked batches (arrays, memmaps, datasets, generators)."""
+        return inputs_lib.Source(images, self.input_specs, self.explained_input, self.model_name)
+
+    def classes(self, target, batch, total=None):
+        """``(N,)`` int32 class indices of a batch for a non-callable ``target`` (None for a callable).
+
+        For a subclassed model, the first batch also completes the probe (input spec, layers, head).
+        """
+        if self.net.input_specs is None:
+            self.net.infer([inputs_lib.InputSpec("input", (None,) + tuple(batch.inputs[0].shape[1:]), "float32")])
+            self._log()
+        if callable(target) and not isinstance(target, str):
+            return None
+        return targets_lib.class_indices(target, batch.size, self.head, start=batch.start, labels=batch.labels, total=total)
+
+    # ----------------------------------------------------------------- one batch, for convenience
+
+    def _one(self, images, target, grads):
+        source = self.source(images)
+        batch = next(source.batches(max(1, source.length or 1 << 30)))
+        return self.step(grads, target=target)(batch.inputs, (), self.classes(target, batch, source.length))
+
+    def _as_pass(self, out):
+        n = len(self.layers)
+        return Pass(
+            [out[f"activation_{i}"] for i in range(n)],
+            [out[f"gradient_{i}"] for i in range(n) if f"gradient_{i}" in out],
+            out.get("input_gradient"),
+            out["logits"], out["scores"], out["classes"],
+        )
+
+    def predict(self, images, target=None, *, batch_size: int = 32, progress=None) -> dict:
+        """Logits, target scores and classes of every image, batched: a dict of NumPy arrays.
+
+        Example:
+            >>> import keras, numpy as np
+            >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+            >>> get_probe(model, ()).predict(np.zeros((5, 4)))["logits"].shape
+            (5, 3)
+        """
+        from kerasxai.methods import engine
+
+        step = self.step(None, Fn(_predict_post), target=target)
+        out, _ = engine.run("predict", self, images, target, lambda b, c: step(b.inputs, (), c),
+                            batch_size=batch_size, progress=progress)
+        return out
+
+    def forward(self, images, target=None) -> Pass:
+        """One forward pass over ``images`` (one batch): activations, logits, target scores, as NumPy."""
+        return self._as_pass(self._one(images, target, None))
+
+    def gradients(self, images, target=None) -> Pass:
+        """Activations of the explained layers and d(score)/d(activations), in one pass (NumPy).
+
+        Example:
+            >>> import keras, numpy as np
+            >>> model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(2, 3),
+            ...     keras.layers.Flatten(), keras.layers.Dense(2)])
+            >>> get_probe(model).gradients(np.ones((1, 8, 8, 1), "float32"), target=0).gradients[0].shape
+            (1, 6, 6, 2)
+        """
+        return self._as_pass(self._one(images, target, "layers"))
+
+    def input_gradients(self, images, target=None) -> Pass:
+        """d(score)/d(explained input) in one pass, as :attr:`Pass.input_gradient` (NumPy)."""
+        return self._as_pass(self._one(images, target, "input"))
+
+    def tracing_count(self) -> int:
+        """How many times this probe's compiled steps were traced (TensorFlow; for tests)."""
+        steps = list(self._steps.values())
+        for table in self._callable_steps.values():
+            steps.extend(table.values())
+        return sum(
+            s.experimental_get_tracing_count() for run in steps for s in run.compiled.values()
+            if hasattr(s, "experimental_get_tracing_count")
+        )
+
+    # ----------------------------------------------------------------- CAM head
+
+    def cam_head(self):
+        """The classifier ``Dense`` fed by global average pooling of the explained layer (CAM's weights)."""
+        return self.net.cam_head()
+
+
+# --------------------------------------------------------------------------- public entry points
+
+
+def _layer_key(layer):
+    if layer is None or isinstance(layer, str):
+        return layer
+    return ("layer", id(layer))  # the model holds its layers, so their ids are stable while cached
+
+
+def get_probe(model, layer=None, *, output=None, input=None, logits: bool = True, guided: bool = False) -> Probe:
+    """Returns the cached :class:`Probe` of ``model`` for ``layer``, building it once.
+
+    Args:
+        model: a Functional or Sequential Keras model (nested models allowed).
+        layer: a layer name (searched in nested models too; ``"base/name"`` also
+            works), a Layer object, ``None`` for the default layer (the last one
+            whose output has spatial axes, not pooling), a list of those for several
+            layers, or ``()`` for no layer (input gradients only).
+        output: the explained output of a multi-output model (a name or an index).
+        input: the explained input of a multi-input model (a name or an index;
+            default: the only input with spatial axes).
+        logits: leave out a final softmax/sigmoid (default) or explain the output as it is.
+        guided: a probe whose ReLUs back-propagate only positive gradients through
+            positive inputs (guided backpropagation).
+
+    Example:
+        >>> import keras
+        >>> model = keras.applications.VGG16(weights=None)
+        >>> get_probe(model).layer_names
+        ['block5_conv3']
+        >>> get_probe(model) is get_probe(model)
+        True
+    """
+    layers = tuple(layer) if isinstance(layer, (list, tuple)) else (layer,)
+    key = ("probe", tuple(_layer_key(item) for item in layers), output, input, logits, guided)
+    return cache.cached(model, key, lambda: Probe(model, layers, output=output, input=input, logits=logits, guided=guided))
+
+
+def explainable_layers(model) -> list:
+    """Lists the layers of ``model`` that a CAM method can explain, in order.
+
+    Nested models are searched too; the last entry is the default layer. Signals
+    (Conv1D), images (Conv2D) and volumes (Conv3D) alike: any output with spatial axes.
+
+    Example:
+        >>> import keras
+        >>> from kerasxai import explainable_layers
+        >>> model = keras.applications.VGG16(weights=None)
+        >>> [info.name for info in explainable_layers(model)][-2:]
+        ['block5_conv2', 'block5_conv3']
+    """
+    _refuse_subclassed(model, "explainable_layers")
+    return layers_lib.infos(traced_lib.traced(model).calls)
+
+
+def _refuse_subclassed(model, what):
+    if is_subclassed(model):
+        raise ValueError(
+            f"{what} reads the graph of a Functional or Sequential model; '{model.name}' is subclassed (or has "
+            "no inputs yet). Its layers are found while explaining: kerasxai.gradcam(model, images, "
+            "layer=...) works, or call get_probe(model, layer) and run a method once."
+        )
+
+
+def cam_layer(model):
+    """The layer whose output feeds the model's global average pooling -> Dense head, or None.
+
+    This is CAM's layer: in ``Sequential([VGG16(include_top=False), GlobalAveragePooling2D(),
+    Dense(1)])`` it is ``block5_pool``, not the last conv layer.
+    """
+    if is_subclassed(model):
+        return None
+    return layers_lib.feeding_global_average_pool(traced_lib.traced(model).calls)

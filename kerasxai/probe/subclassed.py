@@ -1,0 +1,285 @@
+"""The forward pass of a subclassed model, whose graph cannot be re-traced.
+
+A subclassed ``keras.Model`` hides its graph in Python code, so kerasxai calls
+the model itself (through a weak reference: the probe cache never keeps it
+alive) and learns what it needs by *observing* one symbolic call on the first
+batch's shape: which leaf layers run, in what order, with what output shapes.
+
+- Gradient methods (saliency, SmoothGrad, Integrated Gradients) work on any
+  subclassed model.
+- CAM methods work at a layer the model calls exactly once: during the forward
+  pass that layer's ``call`` is wrapped (an instance attribute, removed again in
+  a ``finally``) to record its output and add the zero perturbation whose
+  gradient is the layer's gradient. The default layer is the last one called
+  whose output has spatial axes.
+- Logits: when the model's output is exactly the output of its last layer and
+  that layer applies softmax/sigmoid, the layer's logits are taken instead, as
+  for graph models. Otherwise the output is explained as it is.
+
+Guided backpropagation needs to replace the model's ReLUs and is refused with a
+snippet that wraps the model's layers in a Functional model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import weakref
+
+import keras
+import numpy as np
+from keras import ops
+
+from kerasxai.probe import heads, inputs as inputs_lib, layers as layers_lib
+
+WRAP_SNIPPET = """
+    inputs = keras.Input(shape=...)            # one example's shape
+    x = model.backbone(inputs)                 # call the model's own layers, in order
+    outputs = model.head(x)
+    functional = keras.Model(inputs, outputs)  # shares the weights: explain this one
+"""
+
+
+def leaf_layers(model) -> list:
+    """The model's layers that have no sublayers, nested ones included, in tracking order."""
+    found = model._flatten_layers(include_self=False, recursive=True)
+    return [layer for layer in found if not list(layer._flatten_layers(include_self=False, recursive=False))]
+
+
+@contextlib.contextmanager
+def wrapped_calls(hooks: dict):
+    """Temporarily replaces ``layer.call`` by ``make(original_call)`` for each ``layer: make`` in ``hooks``.
+
+    The replacement is an instance attribute set with ``object.__setattr__`` (no Keras
+    tracking) and deleted again in ``finally``: afterwards the layer is as it was.
+    """
+    done = []
+    try:
+        for layer, make in hooks.items():
+            previous = layer.__dict__.get("call", None)
+            object.__setattr__(layer, "call", make(layer.call))
+            done.append((layer, previous))
+        yield
+    finally:
+        for layer, previous in reversed(done):
+            if previous is None:
+                del layer.__dict__["call"]
+            else:
+                object.__setattr__(layer, "call", previous)
+
+
+class SubclassedForward:
+    """``[input, perturbations...] -> [activations..., logits]`` by calling a subclassed model."""
+
+    def __init__(self, model, layers, *, output, input, logits, guided):
+        if guided:
+            raise ValueError(
+                f"Guided backpropagation replaces the ReLUs of the model's graph, and '{model.name}' is a "
+                f"subclassed model whose graph is Python code. Wrap its layers in a Functional model:{WRAP_SNIPPET}"
+            )
+        if input not in (None, 0):
+            raise ValueError(f"A subclassed model is explained through its one input; received input={input!r}.")
+        self._model = weakref.ref(model)
+        self.model_name = model.name
+        self._wanted_layers, self._output, self._logits = tuple(layers), output, logits
+        self.input_specs = None
+        self.explained_input = 0
+        self.head = None
+        self.layers, self.layer_names = [], []
+        self._logit_layer = None
+        self._shapes: dict = {}
+
+    # ----------------------------------------------------------------- observing one call
+
+    def model(self):
+        model = self._model()
+        if model is None:  # pragma: no cover - the probe cache goes with the model
+            raise ReferenceError("the model was deleted")
+        return model
+
+    def _observe(self, shape, dtype):
+        """Runs the model once on a random example: the leaf layers called (inputs, outputs), and its output."""
+        model = self.model()
+        calls = []
+
+        def recorder(layer):
+            def make(original):
+                def call(*args, **kwargs):
+                    out = original(*args, **kwargs)
+                    calls.append((layer, args[0] if args else None, out))
+                    return out
+
+                return call
+
+            return make
+
+        example = np.random.default_rng(0).normal(size=shape).astype(dtype)
+        with wrapped_calls({layer: recorder(layer) for layer in leaf_layers(model)}):
+            output = model(example, training=False)
+        return calls, output
+
+    def infer(self, specs):
+        """Completes the probe from the first batch's input spec (shapes, layers, head)."""
+        if self.input_specs is not None:
+            return
+        if len(specs) != 1:
+            raise ValueError("A subclassed model is explained through one input array.")
+        spec = specs[0]
+        calls, output = self._observe((1,) + tuple(spec.shape[1:]), "float32")
+        self._resolve_layers(calls)
+        self._resolve_head(calls, output)
+        self.input_specs = list(specs)
+
+    def _resolve_layers(self, calls):
+        model = self.model()
+        called = [layer for layer, _, _ in calls]
+        spatial = [layer for layer, _, out in calls
+                   if layers_lib.spatial_shape(out) is not None and not isinstance(layer, layers_lib.POOLING)
+                   and _is_spatial(out)]
+        chosen = []
+        for wanted in self._wanted_layers:
+            if wanted is None:
+                if not spatial:
+                    raise ValueError(
+                        f"Subclassed model '{model.name}' calls no layer whose output has spatial axes, so CAM "
+                        "methods have nothing to explain; the gradient methods work on it."
+                    )
+                layer = spatial[-1]
+            else:
+                matches = [layer for layer in leaf_layers(model)
+                           if layer is wanted or (isinstance(wanted, str) and layer.name == wanted)]
+                if not matches:
+                    names = ", ".join(layer.name for layer in spatial) or "none"
+                    raise ValueError(
+                        f"No layer {wanted if isinstance(wanted, str) else wanted.name!r} can be reached in "
+                        f"subclassed model '{model.name}'. Layers its call() runs with spatial outputs: {names}. "
+                        f"Or wrap its layers in a Functional model:{WRAP_SNIPPET}"
+                    )
+                layer = matches[0]
+                if called.count(layer) != 1:
+                    raise ValueError(
+                        f"Layer '{layer.name}' is called {called.count(layer)} times in the forward pass of "
+                        f"subclassed model '{model.name}'; kerasxai explains a layer called exactly once. Wrap "
+                        f"the layers in a Functional model:{WRAP_SNIPPET}"
+                    )
+                out = next(o for lay, _, o in calls if lay is layer)
+                if not _is_spatial(out):
+                    raise ValueError(f"Layer '{layer.name}' cannot be explained: its output has shape {tuple(out.shape)}, "
+                                     "without spatial axes.")
+            layers_lib.check_channels_last(_CallLike(layer))
+            chosen.append(layer)
+        self.layers = chosen
+        self.layer_names = [layer.name for layer in chosen]
+
+    def _resolve_head(self, calls, output):
+        flat = keras.tree.flatten(output)
+        if isinstance(output, dict):
+            names = sorted(output)
+        else:
+            names = [f"output_{i}" for i in range(len(flat))]
+        if self._output is None and len(flat) > 1:
+            raise ValueError(f"Subclassed model has {len(flat)} outputs ({names}); say which one with output=.")
+        index = 0 if self._output is None else (names.index(self._output) if isinstance(self._output, str) else self._output)
+        tensor = flat[index]
+        squashing = None
+        last = calls[-1][2] if calls else None
+        if self._logits and last is not None and tuple(last.shape) == tuple(tensor.shape) and np.allclose(
+            ops.convert_to_numpy(last), ops.convert_to_numpy(tensor), atol=1e-6
+        ):  # the model's output is its last layer's output
+            layer, inner, _ = calls[-1]
+            name = layers_lib.graph_activation_name(layer)
+            if name in ("softmax", "sigmoid") and (
+                isinstance(layer, (keras.layers.Activation, keras.layers.Softmax)) or heads.is_affine(layer)
+            ):
+                squashing, self._logit_layer = name, layer
+        self._output_index = index
+        spec = keras.KerasTensor((None,) + tuple(tensor.shape[1:]))
+        self.head = heads.head_of(names[index], index, spec, squashing, squashing is not None)
+
+    # ----------------------------------------------------------------- the forward pass
+
+    @property
+    def variables(self) -> list:
+        return list(self.model().variables)
+
+    @property
+    def delta_dtypes(self) -> list:
+        return [layer.compute_dtype for layer in self.layers]
+
+    def call(self, inputs: list, deltas: list):
+        captured: dict = {}
+        hooks = {}
+        for i, layer in enumerate(self.layers):
+            def perturb(original, i=i):
+                def call(*args, **kwargs):
+                    captured[i] = original(*args, **kwargs)
+                    return ops.add(captured[i], ops.cast(deltas[i], captured[i].dtype))
+
+                return call
+
+            hooks[layer] = perturb
+        if self._logit_layer is not None:
+            layer = self._logit_layer
+
+            def to_logits(original, layer=layer):
+                def call(x, *args, **kwargs):
+                    if heads.is_affine(layer):
+                        return heads.AffineWithoutActivation.call(_Affine(layer), x)
+                    return x
+
+                return call
+
+            hooks[layer] = to_logits if layer not in hooks else hooks[layer]
+        with wrapped_calls(hooks):
+            output = self.model()(inputs[0], training=False)
+        head = keras.tree.flatten(output)[self._output_index]
+        missing = [self.layer_names[i] for i in range(len(self.layers)) if i not in captured]
+        if missing:
+            raise ValueError(f"Layer(s) {missing} were not called in this forward pass of '{self.model_name}'.")
+        return [captured[i] for i in range(len(self.layers))], head
+
+    def activation_shapes(self, inputs: list) -> list:
+        if not self.layers:
+            return []
+        key = tuple(ops.shape(inputs[0])[1:])
+        if key not in self._shapes:
+            calls, _ = self._observe((1,) + key, "float32")
+            self._shapes[key] = [tuple(next(o for lay, _, o in calls if lay is layer).shape[1:]) for layer in self.layers]
+        n = ops.shape(inputs[0])[0]
+        return [(n,) + s for s in self._shapes[key]]
+
+    def cam_head(self):
+        raise ValueError(
+            f"CAM reads the classifier behind global average pooling from the model's graph, which subclassed "
+            f"model '{self.model_name}' hides. Use gradcam() (on a GAP -> Dense model it equals CAM up to ReLU "
+            f"and scale), or wrap the layers in a Functional model:{WRAP_SNIPPET}"
+        )
+
+
+class _CallLike:
+    """Enough of a graph call for :func:`kerasxai.probe.layers.check_channels_last`."""
+
+    def __init__(self, layer):
+        self.op, self.qualified_name = layer, layer.name
+
+
+class _Affine:
+    """The attributes :meth:`AffineWithoutActivation.call` reads, for a layer used directly."""
+
+    def __init__(self, layer):
+        self.affine = layer
+
+
+def _is_spatial(tensor) -> bool:
+    axes = layers_lib.spatial_shape(tensor)
+    if axes is None:
+        return False
+    known = [a for a in axes if a is not None]
+    return len(known) < len(axes) or math.prod(known) > 1
+
+
+def is_subclassed(model) -> bool:
+    """True for a model whose graph cannot be re-traced (not Functional, not Sequential)."""
+    from kerasxai.probe import graph
+
+    return not graph.is_graph_model(model) or inputs_lib.input_specs(model) is None

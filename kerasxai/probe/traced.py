@@ -1,0 +1,166 @@
+"""The forward pass of a Functional or Sequential model, re-traced for explaining.
+
+The model's graph is re-run on fresh inputs with nested models stepped into
+(:mod:`kerasxai.probe.graph`), and a zero *perturbation* input is added to the
+output of each explained layer: the result is one connected ``keras.Model``
+``[inputs..., perturbations...] -> [activations..., logits]`` that shares the
+user's layers (and so their weights). The gradient of a score with respect to
+a perturbation is its gradient with respect to the layer's activations, on
+every backend, also for a layer that is not a cut of the graph.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+from keras import ops
+
+from kerasxai.probe import cache, graph, guided as guided_lib, heads, inputs as inputs_lib, layers as layers_lib
+
+
+@dataclasses.dataclass
+class Traced:
+    """A plain re-trace of a model: fresh inputs, outputs and the call records."""
+
+    inputs: list
+    outputs: object
+    calls: list
+
+
+def fresh_inputs(model, explained: int) -> list:
+    """New ``keras.Input`` tensors like the model's, the explained one float32 (integer inputs included)."""
+    fresh = []
+    for i, t in enumerate(model.inputs):
+        dtype = t.dtype
+        if i == explained and not str(dtype).startswith(("float", "bfloat")):
+            dtype = "float32"
+        fresh.append(keras.Input(tuple(t.shape[1:]), dtype=dtype, name=getattr(t, "name", None)))
+    return fresh
+
+
+def structured(model, fresh: list):
+    """``fresh`` inputs in the structure the model takes (one tensor, a list or a dict)."""
+    if isinstance(model, keras.Sequential) or len(fresh) == 1:
+        return fresh[0]
+    return keras.tree.pack_sequence_as(model.input, fresh)
+
+
+def traced(model, explained: int = 0) -> Traced:
+    """The model re-traced once (nested models stepped into), cached per model as it is now."""
+
+    def build():
+        fresh = fresh_inputs(model, explained)
+        outputs, calls = graph.trace(model, structured(model, fresh))
+        return Traced(fresh, outputs, calls)
+
+    return cache.cached(model, ("trace", explained), build)
+
+
+def check_feeds(calls, layer_call, target_tensor, output_name):
+    """Refuses a layer that does not lead to the explained output (its gradient would be cut)."""
+    consumers: dict = {}
+    for c in calls:
+        if not c.is_model:
+            for t in c.inputs:
+                consumers.setdefault(id(t), []).append(c)
+    seen, stack = set(), [layer_call.output]
+    while stack:
+        t = stack.pop()
+        if t is target_tensor:
+            return
+        for c in consumers.get(id(t), []):
+            if id(c.output) not in seen:
+                seen.add(id(c.output))
+                stack.extend(keras.tree.flatten(c.output))
+    raise ValueError(
+        f"Layer '{layer_call.qualified_name}' does not lead to output '{output_name}', so its activations "
+        "cannot explain that output. Pick a layer on the way to it (kerasxai.explainable_layers(model)), "
+        "or another output= ."
+    )
+
+
+class TracedForward:
+    """``[inputs..., perturbations...] -> [activations..., logits]`` for a graph model.
+
+    Attributes:
+        input_specs, explained_input, head, layers, layer_names: as on :class:`~kerasxai.probe.Probe`.
+        submodel: the ``keras.Model`` itself, sharing the user's layers.
+    """
+
+    def __init__(self, model, layers, *, output, input, logits, guided):
+        self.input_specs = inputs_lib.input_specs(model)
+        self.explained_input = inputs_lib.select_input(self.input_specs, input, model.name)
+        output_index = heads.select_output(model, output)
+        plain = traced(model, self.explained_input)
+        layer_calls = [
+            layers_lib.default_call(plain.calls, model) if layer is None else layers_lib.find_call(plain.calls, layer, model)
+            for layer in layers
+        ]
+        for call in layer_calls:
+            layers_lib.check_channels_last(call)
+        self.layers = [c.op for c in layer_calls]
+        self.layer_names = [c.qualified_name for c in layer_calls]
+
+        deltas = [keras.Input(tuple(c.output.shape[1:]), dtype=c.output.dtype, name=f"delta_{i}")
+                  for i, c in enumerate(layer_calls)]
+        by_layer = {id(c.op): i for i, c in enumerate(layer_calls)}
+        captured: dict = {}
+
+        def substitute(layer):
+            replacement = guided_lib.substitute(layer) if guided else None
+            if id(layer) not in by_layer:
+                return replacement
+            i, run = by_layer[id(layer)], replacement or layer
+
+            def perturbed(*args, **kwargs):
+                captured[i] = run(*args, **kwargs)
+                return ops.add(captured[i], deltas[i])
+
+            return perturbed
+
+        fresh = fresh_inputs(model, self.explained_input)
+        outputs, calls = graph.trace(model, structured(model, fresh), substitute)
+        out_tensor = keras.tree.flatten(outputs)[output_index]
+        tensor, squashing, removed, head_call = heads.logits(out_tensor, calls, logits)
+        self.head = heads.head_of(heads.output_names(model)[output_index], output_index, tensor, squashing, removed)
+        self._calls, self._head_call = calls, head_call
+        self._layer_calls = [next(c for c in calls if c.op is lc.op and not c.is_model) for lc in layer_calls]
+        for call in self._layer_calls:
+            check_feeds(calls, call, out_tensor, self.head.name)
+        self.submodel = keras.Model(fresh + deltas, [captured[i] for i in range(len(layer_calls))] + [tensor],
+                                    name=f"{model.name}_probe")
+        self._n_inputs = len(fresh)
+        self._shapes_model = keras.Model(plain.inputs, [c.output for c in layer_calls]) if layer_calls else None
+        self._shapes: dict = {}
+
+    @property
+    def variables(self) -> list:
+        return list(self.submodel.variables)
+
+    @property
+    def delta_dtypes(self) -> list:
+        return [t.dtype for t in self.submodel.inputs[self._n_inputs:]]
+
+    def call(self, inputs: list, deltas: list):
+        outs = self.submodel(list(inputs) + list(deltas), training=False)
+        outs = outs if isinstance(outs, (list, tuple)) else [outs]
+        return list(outs[: len(self.layers)]), outs[-1]
+
+    def activation_shapes(self, inputs: list) -> list:
+        """The explained layers' output shapes for these inputs (batch included)."""
+        if not self.layers:
+            return []
+        n = ops.shape(inputs[self.explained_input])[0]
+        static = [tuple(t.shape[1:]) for t in self._shapes_model.outputs]
+        if all(d is not None for s in static for d in s):
+            return [(n,) + s for s in static]
+        key = tuple(tuple(ops.shape(t)) for t in inputs)
+        if key not in self._shapes:
+            specs = [keras.KerasTensor(s, dtype=t.dtype) for s, t in zip(key, self._shapes_model.inputs)]
+            spec = self._shapes_model.compute_output_spec(specs if len(specs) > 1 else specs[0])
+            self._shapes[key] = [tuple(t.shape) for t in (spec if isinstance(spec, (list, tuple)) else [spec])]
+        return self._shapes[key]
+
+    def cam_head(self):
+        return layers_lib.cam_head(self._calls, self._layer_calls[0], self._head_call, self.layer_names[0])
