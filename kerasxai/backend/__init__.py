@@ -59,14 +59,38 @@ def compile_step(forward, variables, *, differentiate=(), post=None, specs=None,
             Default: return ``(aux, gradients)``.
         specs: ``[(shape, dtype), ...]`` of the arguments, ``None`` for the batch
             axis; TensorFlow traces once with them instead of once per batch size.
-        jit_compile: TensorFlow only: compile with XLA (``True``), without
-            (``False``), or ``None`` for TensorFlow's default (without).
+        jit_compile: TensorFlow only: XLA (``True``), plain ``tf.function``
+            (``False``), or ``None``: :func:`set_jit_compile`'s setting (by default,
+            measured: the faster of the two on this machine, see
+            :mod:`kerasxai.backend.tensorflow`). JAX always compiles with XLA.
 
     Returns:
         ``step(*args) -> outputs``, backend tensors.
     """
     post = post if post is not None else (lambda aux, grads: (aux, grads))
     return _impl.compile_step(forward, list(_unique(variables)), tuple(differentiate), post, specs, jit_compile)
+
+
+_JIT_COMPILE = [None]
+
+
+def set_jit_compile(value) -> None:
+    """Sets how TensorFlow steps compile: ``True`` (XLA), ``False`` (plain ``tf.function``) or
+    ``None`` (default: each step times both on its first batches and keeps the faster).
+
+    Example:
+        >>> set_jit_compile(False); jit_compile_setting()
+        False
+        >>> set_jit_compile(None)
+    """
+    if value not in (None, True, False):
+        raise ValueError(f"jit_compile must be True, False or None. Received: {value!r}")
+    _JIT_COMPILE[0] = value
+
+
+def jit_compile_setting():
+    """The value :func:`set_jit_compile` last set (None: measured per step)."""
+    return _JIT_COMPILE[0]
 
 
 def to_numpy(tree):

@@ -132,8 +132,6 @@ class Probe:
         explained_input: position of the explained input in ``model.inputs``.
         input_shape: the explained input's shape, batch as None.
         n_classes: classes a class-index target can name (2 for a one-unit sigmoid), or None.
-        jit_compile: TensorFlow only: compile the steps with XLA (True), without (False), or
-            None for the automatic choice (see :mod:`kerasxai.backend`).
     """
 
     def __init__(self, model, layers=(None,), *, output=None, input=None, logits: bool = True, guided: bool = False):
@@ -151,7 +149,6 @@ class Probe:
             self._log()
         self._steps: dict = {}
         self._callable_steps = weakref.WeakKeyDictionary()
-        self.jit_compile = None
 
     def _log(self):
         if self.layer_names:
@@ -289,7 +286,7 @@ class Probe:
                     differentiate += list(range(start, start + len(self.layers)))
                 specs = [((None,) + shape, dtype) for shape, dtype in key]
                 compiled[key] = backend.compile_step(forward, self.variables, differentiate=differentiate, post=finish,
-                                                     specs=specs, jit_compile=self.jit_compile)
+                                                     specs=specs)
             return backend.to_numpy(compiled[key](*args))
 
         run.compiled = compiled

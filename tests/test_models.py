@@ -1,0 +1,290 @@
+"""The model shapes real projects have: 1-D and 3-D, several inputs and outputs, regression,
+multi-label, integer inputs, data sets and generators, models changed after a call."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from keras import layers
+
+import kerasxai
+from kerasxai.probe import get_probe
+from tests import reference as ref
+
+
+def _flatten_head_reference(model, layer_name, images, classes, formula):
+    """Raw map from independently computed activations and the analytic Flatten -> Dense gradient."""
+    acts = ref.activations(model.input, model.get_layer(layer_name).output, images)
+    grads = ref.flatten_dense_gradient(model.get_layer("predictions"), acts.shape[1:], classes)
+    spatial = tuple(range(1, acts.ndim - 1))
+    if formula == "gradcam":
+        return np.maximum((grads.mean(axis=spatial, keepdims=True) * acts).sum(-1), 0)
+    return np.maximum((np.maximum(grads, 0) * acts).sum(-1), 0)  # layercam
+
+
+def _classes(model, images):
+    dense = model.get_layer("predictions")
+    features = keras.Model(model.input, dense.input)(images).numpy()
+    return (features @ dense.kernel.numpy() + dense.bias.numpy()).argmax(axis=1)
+
+
+@pytest.fixture(scope="module")
+def conv1d_model():
+    keras.utils.set_random_seed(31)
+    inp = keras.Input((40, 2))
+    x = layers.Conv1D(4, 5, activation="relu", name="c1")(inp)
+    x = layers.MaxPooling1D()(x)
+    x = layers.Conv1D(6, 3, activation="relu", name="c2")(x)
+    out = layers.Dense(3, activation="softmax", name="predictions")(layers.Flatten()(x))
+    return keras.Model(inp, out)
+
+
+@pytest.fixture(scope="module")
+def conv3d_model():
+    keras.utils.set_random_seed(40)
+    inp = keras.Input((8, 10, 12, 1))
+    x = layers.Conv3D(3, 3, activation="relu", padding="same", name="c1")(inp)
+    x = layers.MaxPooling3D()(x)
+    x = layers.Conv3D(8, 3, activation="relu", name="c2")(x)
+    out = layers.Dense(2, activation="softmax", name="predictions")(layers.Flatten()(x))
+    return keras.Model(inp, out)
+
+
+@pytest.mark.parametrize("method", ["gradcam", "layercam"])
+def test_conv1d_signals_against_numpy(conv1d_model, method):
+    signals = np.random.default_rng(0).normal(size=(3, 40, 2)).astype("float32")
+    expected = _flatten_head_reference(conv1d_model, "c2", signals, _classes(conv1d_model, signals), method)
+    assert (expected.max(axis=1) > 0).all()  # no flat map: the comparison means something
+    raw = getattr(kerasxai, method)(conv1d_model, signals, raw=True)
+    assert raw.shape == (3, 16)
+    np.testing.assert_allclose(raw, expected, rtol=1e-4, atol=1e-6)
+    full = getattr(kerasxai, method)(conv1d_model, signals)
+    assert full.shape == (3, 40) and full.max() == pytest.approx(1.0)
+    assert [i.spatial_rank for i in kerasxai.explainable_layers(conv1d_model)] == [1, 1]
+
+
+@pytest.mark.parametrize("method", ["gradcam", "layercam"])
+def test_conv3d_volumes_against_numpy(conv3d_model, method):
+    volumes = np.random.default_rng(1).normal(size=(2, 8, 10, 12, 1)).astype("float32")
+    classes = _classes(conv3d_model, volumes)
+    expected = _flatten_head_reference(conv3d_model, "c2", volumes, classes, method)
+    assert (expected.reshape(2, -1).max(axis=1) > 0).all()
+    raw = getattr(kerasxai, method)(conv3d_model, volumes, target=classes.tolist(), raw=True)
+    assert raw.shape == (2, 2, 3, 4)
+    np.testing.assert_allclose(raw, expected, rtol=1e-4, atol=1e-6)
+    full = getattr(kerasxai, method)(conv3d_model, volumes)
+    assert full.shape == (2, 8, 10, 12) and np.isfinite(full).all()
+
+
+def test_every_method_runs_on_signals_and_volumes(conv1d_model, conv3d_model):
+    from kerasxai.methods.explain import METHODS
+
+    for model, shape in ((conv1d_model, (2, 40, 2)), (conv3d_model, (1, 8, 10, 12, 1))):
+        x = np.random.default_rng(2).normal(size=shape).astype("float32")
+        options = {"scorecam": {"n": 2}, "smoothgrad": {"n": 2}, "integrated_gradients": {"steps": 2}}
+        out = kerasxai.explain(model, x, methods=[m for m in METHODS if m != "cam"], options=options)
+        for name, maps in out.items():
+            assert maps.shape == shape[:-1] and np.isfinite(maps).all(), name
+
+
+def test_multi_input_saliency_differentiates_only_the_explained_input():
+    """Image + metadata: saliency of the image against central finite differences, metadata held fixed."""
+    keras.utils.set_random_seed(33)
+    f64 = {"dtype": "float64"}
+    image = keras.Input((6, 6, 2), name="image", dtype="float64")
+    meta = keras.Input((3,), name="meta", dtype="float64")
+    x = layers.Flatten(**f64)(layers.Conv2D(3, 3, activation="tanh", **f64)(image))
+    x = layers.Concatenate(**f64)([x, layers.Dense(4, activation="tanh", **f64)(meta)])
+    logits = layers.Dense(3, name="logits", **f64)(x)
+    model = keras.Model({"image": image, "meta": meta}, layers.Softmax(**f64)(logits))
+    score = keras.Model([image, meta], logits)
+
+    rng = np.random.default_rng(3)
+    images, metas = rng.uniform(-1, 1, (2, 6, 6, 2)), rng.uniform(-1, 1, (2, 3))
+    got = kerasxai.saliency(model, {"image": images, "meta": metas}, target=[2, 0], raw=True)
+    eps, grads = 1e-5, np.zeros_like(images)
+    for n, cls in enumerate([2, 0]):
+        for idx in np.ndindex(images.shape[1:]):
+            plus, minus = images[n : n + 1].copy(), images[n : n + 1].copy()
+            plus[(0,) + idx] += eps
+            minus[(0,) + idx] -= eps
+            grads[(n,) + idx] = (score([plus, metas[n : n + 1]]).numpy()[0, cls]
+                                 - score([minus, metas[n : n + 1]]).numpy()[0, cls]) / (2 * eps)
+    np.testing.assert_allclose(got, np.abs(grads).max(axis=-1), rtol=1e-4, atol=1e-8)
+    # the same as a list in model.inputs order; the default explained input is the only spatial one
+    np.testing.assert_allclose(kerasxai.saliency(model, [images, metas], target=[2, 0], raw=True), got, rtol=1e-6)
+    assert get_probe(model, ()).explained_input == 0
+    with pytest.raises(ValueError, match=r"one entry per input name"):
+        kerasxai.saliency(model, {"image": images})
+    cam = kerasxai.gradcam(model, [images, metas])
+    assert cam.shape == (2, 6, 6)
+
+
+def test_two_spatial_inputs_need_input_argument():
+    a, b = keras.Input((8, 8, 1), name="left"), keras.Input((8, 8, 1), name="right")
+    x = layers.Concatenate()([layers.Flatten()(a), layers.Flatten()(b)])
+    model = keras.Model([a, b], layers.Dense(2)(x))
+    pair = [np.ones((1, 8, 8, 1), "float32"), np.zeros((1, 8, 8, 1), "float32")]
+    with pytest.raises(ValueError, match=r"2 inputs.*'left'.*'right'.*input="):
+        kerasxai.saliency(model, pair)
+    assert kerasxai.saliency(model, pair, input="right").shape == (1, 8, 8)
+
+
+def test_multi_output_picks_the_named_head():
+    keras.utils.set_random_seed(34)
+    inp = keras.Input((16, 16, 3))
+    feat = layers.Conv2D(4, 3, activation="relu", name="conv")(inp)
+    flat = layers.Flatten()(feat)
+    cls = layers.Dense(3, activation="softmax", name="cls")(flat)
+    box = layers.Dense(4, name="box")(flat)
+    model = keras.Model(inp, [cls, box])
+    x = np.random.default_rng(4).normal(size=(2, 16, 16, 3)).astype("float32")
+    with pytest.raises(ValueError, match=r"2 outputs \(0: 'cls', 1: 'box'\).*output="):
+        kerasxai.gradcam(model, x)
+    cls_only = keras.Model(inp, cls)
+    np.testing.assert_allclose(kerasxai.gradcam(model, x, output="cls"), kerasxai.gradcam(cls_only, x), atol=1e-6)
+    box_only = keras.Model(inp, box)
+    np.testing.assert_allclose(kerasxai.gradcam(model, x, output=1, target=2), kerasxai.gradcam(box_only, x, target=2), atol=1e-6)
+    assert get_probe(model, output="box").head.kind == "logits"
+
+
+def test_regression_output_is_explained_with_its_own_sign():
+    """Dense(1) without activation: the map of y, whatever the sign of y, equals the map of lambda o: o[:, 0]."""
+    keras.utils.set_random_seed(35)
+    inp = keras.Input((12, 12, 1))
+    x = layers.Conv2D(3, 3, activation="relu", name="conv")(inp)
+    model = keras.Model(inp, layers.Dense(1)(layers.Flatten()(x)))
+    x = np.random.default_rng(5).normal(size=(4, 12, 12, 1)).astype("float32")
+    y = model.predict(x, verbose=0)[:, 0]
+    assert get_probe(model).head.kind == "regression"
+    for method in (kerasxai.saliency, kerasxai.gradcam, kerasxai.integrated_gradients):
+        value = method(model, x, raw=True)
+        np.testing.assert_allclose(method(model, x, target=0, raw=True), value, atol=1e-6)
+        np.testing.assert_allclose(method(model, x, target=lambda o: o[:, 0], raw=True), value, atol=1e-6)
+    ig = kerasxai.integrated_gradients(model, x, steps=64, raw=True)
+    base = model.predict(np.zeros_like(x), verbose=0)[:, 0]
+    np.testing.assert_allclose(ig.sum(axis=(1, 2, 3)), y - base, rtol=0.02, atol=1e-3)  # y itself, not -y
+    with pytest.raises(ValueError, match="regression"):
+        kerasxai.gradcam(model, x, target=1)
+    with pytest.raises(ValueError, match="regression"):
+        kerasxai.top_k(model, x)
+
+
+def test_multilabel_head_scores_each_class_logit_and_top_k_gives_sigmoids():
+    keras.utils.set_random_seed(36)
+    inp = keras.Input((8, 8, 3))
+    logits = layers.Dense(4, name="logits")(layers.Flatten()(layers.Conv2D(2, 3, name="conv")(inp)))
+    model = keras.Model(inp, layers.Activation("sigmoid")(logits))
+    x = np.random.default_rng(6).normal(size=(2, 8, 8, 3)).astype("float32")
+    probs = model.predict(x, verbose=0)
+    rows = kerasxai.top_k(model, x, k=4)
+    for row, p in zip(rows, probs):
+        for c, _, q in row:
+            assert q == pytest.approx(float(p[c]), rel=1e-5)  # sigmoid per class, not a softmax
+    probe = get_probe(model)
+    assert probe.head.kind == "multilabel"
+    z = keras.Model(inp, logits).predict(x, verbose=0)
+    np.testing.assert_allclose(probe.forward(x, target=[3, 1]).scores, z[[0, 1], [3, 1]], rtol=1e-5)
+
+
+def test_uint8_input_with_rescaling_gives_the_float_models_saliency():
+    keras.utils.set_random_seed(37)
+    conv, dense = layers.Conv2D(3, 3, activation="tanh"), layers.Dense(2)
+
+    def build(dtype):
+        inp = keras.Input((10, 10, 3), dtype=dtype)
+        x = layers.Rescaling(1 / 255)(inp)
+        return keras.Model(inp, layers.Activation("softmax")(dense(layers.Flatten()(conv(x)))))
+
+    as_uint8, as_float = build("uint8"), build("float32")
+    pixels = np.random.default_rng(7).integers(0, 256, (2, 10, 10, 3)).astype("uint8")
+    got = kerasxai.saliency(as_uint8, pixels, target=1, raw=True)
+    assert got.any()  # the cast to float does not cut the gradient
+    np.testing.assert_allclose(got, kerasxai.saliency(as_float, pixels.astype("float32"), target=1, raw=True), rtol=1e-5)
+    ig = kerasxai.integrated_gradients(as_uint8, pixels, target=1, raw=True)
+    assert np.abs(ig).sum() > 0
+
+
+def test_non_finite_inputs_are_refused_before_any_pass(gap_model, images):
+    bad = images.copy()
+    bad[1, 3, 3, 0] = np.nan
+    bad[2, 0, 0, 1] = np.inf
+    for method in (kerasxai.saliency, kerasxai.gradcam, kerasxai.top_k):
+        with pytest.raises(ValueError, match=r"NaN or infinite values at image\(s\) 1, 2"):
+            method(gap_model, bad)
+
+
+def test_non_finite_model_output_is_an_error_naming_the_images(images):
+    inp = keras.Input((32, 32, 3))
+    x = layers.Conv2D(2, 3, name="conv")(inp)
+    logits = layers.Dense(2)(layers.Lambda(lambda t: keras.ops.log(t))(layers.Flatten()(x)))
+    model = keras.Model(inp, logits)
+    with pytest.raises(ValueError, match=r"output is NaN or infinite for image\(s\) 0, 1, 2"):
+        kerasxai.gradcam(model, images)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        kerasxai.top_k(model, images)
+
+
+def test_a_model_changed_after_a_call_gets_a_fresh_probe(images):
+    keras.utils.set_random_seed(38)
+    model = keras.Sequential([keras.Input((32, 32, 3)), layers.Conv2D(4, 3, name="a"), layers.Conv2D(5, 3, name="b"),
+                              layers.GlobalAveragePooling2D(), layers.Dense(3, activation="softmax")])
+    assert get_probe(model).layer_names == ["b"]
+    kerasxai.gradcam(model, images)
+    model.pop()
+    model.add(layers.Dense(2, activation="softmax"))
+    assert get_probe(model).n_classes == 2
+    with pytest.raises(ValueError, match=r"0\.\.1"):
+        kerasxai.gradcam(model, images, target=2)
+    fresh = keras.Model(model.inputs, model.outputs)
+    np.testing.assert_allclose(kerasxai.gradcam(model, images), kerasxai.gradcam(fresh, images), atol=1e-6)
+
+
+def test_datasets_generators_and_memmaps_equal_arrays(gap_model, images, tmp_path):
+    expected = kerasxai.gradcam(gap_model, images)
+    labels = np.array([1, 4, 2])
+    batched = tf.data.Dataset.from_tensor_slices((images, labels)).batch(2)
+    np.testing.assert_allclose(kerasxai.gradcam(gap_model, batched.map(lambda x, y: x)), expected, atol=1e-6)
+    unbatched = tf.data.Dataset.from_tensor_slices(images)
+    np.testing.assert_allclose(kerasxai.gradcam(gap_model, unbatched, batch_size=2), expected, atol=1e-6)
+    by_label = kerasxai.gradcam(gap_model, batched, target="label")
+    np.testing.assert_allclose(by_label, kerasxai.gradcam(gap_model, images, target=labels.tolist()), atol=1e-6)
+    generator = (images[i : i + 2] for i in range(0, 3, 2))
+    np.testing.assert_allclose(kerasxai.gradcam(gap_model, generator), expected, atol=1e-6)
+    path = tmp_path / "images.npy"
+    np.save(path, images)
+    np.testing.assert_allclose(kerasxai.gradcam(gap_model, np.load(path, mmap_mode="r"), batch_size=1), expected, atol=1e-6)
+    rows = kerasxai.top_k(gap_model, batched.map(lambda x, y: x), k=2)
+    assert [r[0][0] for r in rows] == [r[0][0] for r in kerasxai.top_k(gap_model, images, k=2)]
+    with pytest.raises(ValueError, match="carry none"):
+        kerasxai.gradcam(gap_model, images, target="label")
+
+
+def test_batch_size_bounds_the_pass_without_changing_maps(gap_model, images):
+    for method in (kerasxai.gradcam, kerasxai.saliency, kerasxai.eigencam):
+        np.testing.assert_allclose(method(gap_model, images, batch_size=1), method(gap_model, images), atol=1e-6)
+    with pytest.raises(ValueError, match="batch_size must be an int of at least 1"):
+        kerasxai.gradcam(gap_model, images, batch_size=0)
+
+
+def test_a_layer_off_the_explained_output_is_refused():
+    inp = keras.Input((8, 8, 1))
+    a = layers.Conv2D(2, 3, name="for_a")(inp)
+    b = layers.Conv2D(2, 3, name="for_b")(inp)
+    model = keras.Model(inp, [layers.Dense(2, name="out_a")(layers.Flatten()(a)), layers.Dense(2, name="out_b")(layers.Flatten()(b))])
+    with pytest.raises(ValueError, match="'for_b' does not lead to output 'out_a'"):
+        kerasxai.gradcam(model, np.zeros((1, 8, 8, 1), "float32"), layer="for_b", output="out_a")
+
+
+def test_a_cut_gradient_is_an_error_not_a_blank_map():
+    """An integer cast inside the model cuts the input gradient: said, not drawn."""
+    inp = keras.Input((6, 6, 1))
+    x = layers.Lambda(lambda t: keras.ops.cast(keras.ops.cast(t, "int32"), "float32"))(inp)
+    model = keras.Model(inp, layers.Dense(2)(layers.Flatten()(x)))
+    x = np.random.default_rng(8).uniform(0, 5, (2, 6, 6, 1)).astype("float32")
+    if keras.backend.backend() == "jax":  # JAX differentiates the cast as zero: the flat-map warning says so
+        with pytest.warns(RuntimeWarning, match="gradient is exactly zero"):
+            kerasxai.saliency(model, x)
+    else:
+        with pytest.raises(ValueError, match="gradient is cut"):
+            kerasxai.saliency(model, x)
