@@ -257,9 +257,10 @@ def write_report(run_dir: str, out: str | None = None) -> str:
         >>> row = {"id": "cat1", "file": "cat1.jpg", "top_k": [{"class": 281, "name": "tabby", "probability": 0.62}]}
         >>> with open(os.path.join(run, "predictions.jsonl"), "w") as fh:
         ...     _ = fh.write(json.dumps(row) + "\\n")
-        >>> import warnings; warnings.simplefilter("ignore")  # no run.json here
-        >>> os.path.basename(write_report(run))
-        'report.html'
+        >>> with warnings.catch_warnings(record=True) as caught:  # no run.json here: a warning says so
+        ...     page = write_report(run)
+        >>> os.path.basename(page), str(caught[0].message).endswith("run.json is missing")
+        ('report.html', True)
     """
     out = out or os.path.join(run_dir, REPORT_FILE)
     out_dir = os.path.dirname(os.path.abspath(out))
