@@ -32,6 +32,7 @@ _EXPORTS = {
     "kerasxai.predictions": ("top_k",),
     "kerasxai.plot": ("overlay", "plot_explanations", "plot_layer_views", "plot_feature_maps"),
     "kerasxai.plot_nd": ("plot_signal", "plot_volume"),
+    "kerasxai.report": ("write_report",),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = list(_WHERE)

@@ -226,10 +226,10 @@
         truth(c),
         el("span", { text: "explains " + (c.target || "–") + (c.layer ? " at " + c.layer : "") }),
       ]),
+      el("div", { className: "legend" }, [scale(c.target || "the target"),
+        D.overlays ? el("p", { className: "prob", text: "overlays: " + Math.round(100 * D.alpha) + "% colour over the photo; each map is scaled to its own maximum" }) : null]),
       el("div", { className: "panels" }, panels),
-      el("div", { className: "tables" }, [scale(c.target || "the target"),
-        D.overlays ? el("p", { className: "prob", text: "overlays: " + Math.round(100 * D.alpha) + "% colour over the photo; each map is scaled to its own maximum" }) : null,
-        top, stats]),
+      el("div", { className: "tables" }, [top, stats]),
     ]));
     box.hidden = false;
     document.body.style.overflow = "hidden";
