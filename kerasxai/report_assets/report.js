@@ -146,7 +146,7 @@
           (c.layer ? " at " + c.layer : "") + ". Nothing to overlay." }) : null]);
     if (c.overlays && c.overlays[m])
       return el("img", { src: c.overlays[m], alt: m + " overlay for " + baseName(c.file), loading: large ? "eager" : "lazy", decoding: "async" });
-    const why = c.overlays ? "overlay file missing" : "no overlay written";
+    const why = c.overlays && m in c.overlays ? "overlay file missing" : "no overlay written";
     return el("div", { className: "placeholder" }, s
       ? [el("div", { className: "stat", text: "max " + num(s.max) }), el("div", { className: "stat", text: "mean " + num(s.mean) }), el("div", { text: why })]
       : [el("div", { text: why })]);
