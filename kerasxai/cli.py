@@ -2,6 +2,7 @@
 
     kerasxai explain IMAGE_OR_DIR... --model vgg16 --methods gradcam,saliency [--out DIR]
     kerasxai layers MODEL
+    kerasxai report RUN_DIR
     kerasxai train --data-dir DIR --out RUN_DIR [...]
     kerasxai demo --out DIR
     kerasxai evaluate [--methods gradcam,saliency]
@@ -144,6 +145,23 @@ def cmd_layers(args):
         print(f"{info.path:<{width}}  {str(info.output_shape):<22} {info.kind}{mark}")
 
 
+def cmd_report(args):
+    import warnings
+
+    from kerasxai.report import write_report
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            path = write_report(args.run_dir, out=args.out)
+    except (FileNotFoundError, NotADirectoryError) as err:
+        raise UserError(str(err)) from None
+    for warning in caught:
+        print(f"kerasxai: warning: {warning.message}", file=sys.stderr)
+    if not args.quiet:
+        print(f"{path} written: open it in a browser (it works offline, next to the run's files)")
+
+
 def cmd_train(argv):
     from kerasxai import train
 
@@ -177,6 +195,12 @@ def build_parser():
     la.add_argument("model", help=f"{'|'.join(ZOO)} or PATH.keras")
     la.add_argument("--weights", default="none", help="none (default; shapes only) or imagenet")
     la.set_defaults(func=cmd_layers)
+
+    r = sub.add_parser("report", help="(re)write RUN_DIR/report.html: browse a run's explanations, offline")
+    r.add_argument("run_dir", help="a folder written by kerasxai explain (predictions.jsonl, run.json, ...)")
+    r.add_argument("--out", default=None, help="where to write the page (default RUN_DIR/report.html)")
+    r.add_argument("--quiet", action="store_true")
+    r.set_defaults(func=cmd_report)
 
     sub.add_parser("train", help="VGG16 transfer learning (kerasxai train --help)", add_help=False)
     sub.add_parser("evaluate", help="score every method on generated images with known object masks", add_help=False)

@@ -1,58 +1,56 @@
-"""Pictures: heatmap overlays and figures of several methods side by side.
+"""Pictures: heatmap overlays and figures of explanations for images, signals and volumes.
 
 Figures are ``matplotlib.figure.Figure`` objects made without ``pyplot``, so
 nothing opens a window (tests and servers need no display) and a notebook
 shows them inline. ``fig.savefig("explained.png")`` saves one.
+
+Every figure is made so that it cannot be misread:
+
+- a colour scale says what the colours mean ("0 = least, 1 = most evidence
+  for <target>": maps are min-max normalised per image, so 1 is the map's own
+  maximum, not an absolute amount);
+- a flat map (kerasxai returns all zeros, with a warning, when there is no
+  positive evidence) is drawn as a grey, hatched panel marked "flat: no
+  positive evidence", never as a dimmed photo that looks like "the model
+  looked nowhere"; a map with NaN or inf values is marked as invalid, with a
+  warning;
+- panel titles say the method, the layer (``method @ layer``) and the target
+  explained, when the caller passes them;
+- photos are shown at their own aspect ratio, with the map (at the model's
+  input resolution) resized back onto them.
+
+Signals (1-D models) get :func:`plot_signal`, volumes (3-D models)
+:func:`plot_volume`; the shared pieces live in :mod:`kerasxai._figures`.
 """
 
 from __future__ import annotations
 
-import io
 from typing import Mapping, Sequence
 
-import matplotlib
-import matplotlib.figure
 import numpy as np
-import tensorflow as tf
 
+from kerasxai._figures import (
+    PIXEL_METHODS,
+    Figure,
+    as_uint8_rgb,
+    colorize,
+    draw_unusable,
+    evidence_label,
+    map_state,
+    panel_title,
+    per_image,
+    resize_linear,
+    scale_colorbar,
+    target_label,
+    validate_range,
+    warn_invalid,
+)
 
-class Figure(matplotlib.figure.Figure):
-    """A matplotlib Figure that notebooks display as PNG, with or without pyplot."""
-
-    def _repr_png_(self):
-        buffer = io.BytesIO()
-        self.savefig(buffer, format="png", dpi=90)
-        return buffer.getvalue()
-
-# Methods whose maps are about pixels rather than regions: shown as grayscale maps.
-PIXEL_METHODS = {"saliency", "smoothgrad", "integrated_gradients", "guided_backprop", "guided_gradcam"}
-
-
-def _as_uint8_rgb(image) -> np.ndarray:
-    image = np.asarray(image)
-    if image.ndim == 2:
-        image = image[..., None]
-    if image.shape[-1] == 1:
-        image = np.repeat(image, 3, axis=-1)
-    if image.shape[-1] == 4:
-        image = image[..., :3]
-    if image.dtype == np.uint8:
-        return image
-    image = image.astype(np.float32)
-    if image.max() <= 1.0 + 1e-6 and image.min() >= 0:
-        image = image * 255.0
-    return np.clip(np.round(image), 0, 255).astype(np.uint8)
-
-
-def colorize(heatmap, cmap: str = "jet") -> np.ndarray:
-    """A ``(H, W)`` map in ``[0, 1]`` as a ``(H, W, 3)`` uint8 RGB image through a matplotlib colormap.
-
-    Example:
-        >>> colorize(np.array([[0.0, 1.0]]), "jet")[0].tolist()
-        [[0, 0, 128], [128, 0, 0]]
-    """
-    colors = matplotlib.colormaps[cmap](np.clip(np.asarray(heatmap, np.float32), 0, 1))[..., :3]
-    return np.round(colors * 255).astype(np.uint8)
+__all__ = [
+    "Figure", "PIXEL_METHODS", "colorize", "overlay", "plot_explanations", "depth_layers", "plot_layer_views",
+    "plot_feature_maps", "plot_signal", "plot_volume",
+]
+_as_uint8_rgb = as_uint8_rgb  # the name other modules have used
 
 
 def overlay(image, heatmap, cmap: str = "jet", alpha: float = 0.4) -> np.ndarray:
@@ -60,23 +58,25 @@ def overlay(image, heatmap, cmap: str = "jet", alpha: float = 0.4) -> np.ndarray
 
     Args:
         image: the *display* image ``(H, W, 3)`` (or grayscale ``(H, W)``), uint8
-            or float in ``[0, 1]`` or ``[0, 255]`` — not the preprocessed tensor.
-        heatmap: ``(h, w)`` map in ``[0, 1]``; resized (bilinear) to the image.
+            or float in ``[0, 1]`` or ``[0, 255]``, at any size — not the
+            preprocessed tensor.
+        heatmap: ``(h, w)`` map in ``[0, 1]``; resized (bilinear) onto the image,
+            which undoes ``load_images``'s resize to the model's input.
         cmap: a matplotlib colormap name.
         alpha: weight of the heatmap.
 
     Returns:
-        ``(H, W, 3)`` uint8 RGB.
+        ``(H, W, 3)`` uint8 RGB. A flat (all-zero) map gives the image tinted
+        with the colormap's 0 colour: figures draw those as marked panels
+        instead (see :func:`plot_explanations`).
 
     Example:
-        >>> img = np.zeros((64, 64, 3), np.uint8)
+        >>> img = np.zeros((64, 96, 3), np.uint8)
         >>> overlay(img, np.ones((7, 7))).shape
-        (64, 64, 3)
+        (64, 96, 3)
     """
-    rgb = _as_uint8_rgb(image)
-    heat = np.asarray(heatmap, np.float32)
-    if heat.shape != rgb.shape[:2]:
-        heat = tf.image.resize(heat[..., None], rgb.shape[:2], method="bilinear").numpy()[..., 0]
+    rgb = as_uint8_rgb(image)
+    heat = resize_linear(np.asarray(heatmap, np.float32), rgb.shape[:2])
     blended = (1 - alpha) * rgb.astype(np.float32) + alpha * colorize(heat, cmap).astype(np.float32)
     return np.clip(np.round(blended), 0, 255).astype(np.uint8)
 
@@ -87,7 +87,33 @@ def _title_for(prediction) -> str:
     if isinstance(prediction, str):
         return prediction
     index, name, probability = prediction
-    return f"{name or index}: {probability:.1%}"
+    return f"{name or f'class {index}'}: {probability:.1%}"
+
+
+def _as_image_list(images, single: bool) -> list:
+    if single:
+        return [np.asarray(images)]
+    if isinstance(images, np.ndarray):
+        return list(images)
+    return [np.asarray(image) for image in images]
+
+
+def _cell_size(images, cell_size: float):
+    """(width, height) of one panel for the widest and tallest of ``images``, aspect kept."""
+    aspects = [image.shape[1] / image.shape[0] for image in images]
+    return cell_size * float(np.clip(max(aspects), 1.0, 2.2)), cell_size * float(np.clip(1 / min(aspects), 1.0, 2.2))
+
+
+def _draw_map(ax, rgb, heat, name, *, cmap, alpha) -> str:
+    """One method's panel: overlay (CAMs) or map (pixel methods), or a marked unusable panel."""
+    state = map_state(heat)
+    if state != "ok":
+        draw_unusable(ax, rgb.shape[:2], state)
+    elif name in PIXEL_METHODS:
+        ax.imshow(resize_linear(heat, rgb.shape[:2]), cmap="gray", vmin=0, vmax=1)
+    else:
+        ax.imshow(overlay(rgb, heat, cmap=cmap, alpha=alpha))
+    return state
 
 
 def plot_explanations(
@@ -95,21 +121,33 @@ def plot_explanations(
     maps: Mapping[str, np.ndarray],
     predictions: Sequence | None = None,
     *,
+    layer=None,
+    targets=None,
     cmap: str = "jet",
     alpha: float = 0.4,
     cell_size: float = 2.6,
 ) -> Figure:
-    """A figure with one row per image: the input, then one column per method.
+    """A figure with one row per image: the input, then one panel per method, and a colour scale.
 
     Region methods (CAMs) are drawn as overlays on the image; pixel methods
-    (saliency and other gradients) as grayscale maps.
+    (saliency and other gradients) as grayscale maps. A flat map is drawn as a
+    marked "flat: no positive evidence" panel.
 
     Args:
-        images: ``(N, H, W, 3)`` display images (not preprocessed), or one image.
-        maps: method name -> ``(N, H, W)`` maps in ``[0, 1]`` (what
-            ``kerasxai.gradcam`` etc. return).
-        predictions: per image, a title: a string or ``(class_index, name,
-            probability)`` — e.g. the first entry of ``kerasxai.top_k`` per image.
+        images: display images (not preprocessed): ``(N, H, W, 3)``, one image
+            ``(H, W, 3)``, or a list of images of different sizes — each is
+            shown at its own aspect ratio, the maps resized onto it.
+        maps: method name -> ``(N, h, w)`` maps in ``[0, 1]`` (what
+            ``kerasxai.gradcam`` etc. return, at the model's input size).
+        predictions: per image, a title for the input panel: a string or
+            ``(class_index, name, probability)`` — e.g. the first entry of
+            ``kerasxai.top_k`` per image (for one image, the title alone).
+        layer: the layer the CAMs explain (a name), or a dict method -> layer;
+            titles then read ``gradcam @ block5_conv3``. Pixel methods are
+            ``@ input``.
+        targets: the class explained, for the titles and the colour scale: an
+            int, a name, ``(index, name[, probability])``, or a list of those,
+            one per image.
 
     Returns:
         ``matplotlib.figure.Figure``; ``fig.savefig("out.png")`` saves it.
@@ -117,35 +155,57 @@ def plot_explanations(
     Example:
         >>> import numpy as np
         >>> imgs = np.zeros((2, 32, 32, 3), np.uint8)
-        >>> fig = plot_explanations(imgs, {"gradcam": np.random.rand(2, 32, 32)})
-        >>> len(fig.axes)
-        4
+        >>> fig = plot_explanations(imgs, {"gradcam": np.random.rand(2, 32, 32)}, layer="conv2", targets=3)
+        >>> [ax.get_title() for ax in fig.axes[:2]], fig.axes[-1].get_ylabel()
+        (['input', 'gradcam @ conv2\\nfor class 3'], '0 = least, 1 = most evidence\\nfor class 3')
     """
-    images = np.asarray(images)
-    if images.ndim == 3:
-        images = images[None]
-        maps = {k: np.asarray(v)[None] for k, v in maps.items()}
+    maps = {name: np.asarray(m, np.float32) for name, m in maps.items()}
+    if not maps:
+        raise ValueError("maps is empty: give at least one method's maps, e.g. {'gradcam': kerasxai.gradcam(model, x)}.")
+    single = all(m.ndim == 2 for m in maps.values())
+    if single:
+        maps = {name: m[None] for name, m in maps.items()}
+        if isinstance(predictions, (str, tuple)):
+            predictions = [predictions]
+    images = _as_image_list(images, single)
     n, names = len(images), list(maps)
     for name, m in maps.items():
+        if m.ndim != 3:
+            raise ValueError(f"maps['{name}'] must be (N, H, W) or one (H, W) map. Received: shape {m.shape}")
         if len(m) != n:
             raise ValueError(f"maps['{name}'] has {len(m)} maps for {n} images.")
+        validate_range(name, m)
     if predictions is not None and len(predictions) != n:
         raise ValueError(f"predictions has {len(predictions)} entries for {n} images.")
-    fig = Figure(figsize=(cell_size * (1 + len(names)), cell_size * n), layout="constrained")
+    labels = [target_label(t) for t in per_image(targets, n, "targets")]
+    cams = [name for name in names if name not in PIXEL_METHODS]
+    pixels = [name for name in names if name in PIXEL_METHODS]
+    width, height = _cell_size(images, cell_size)
+    fig = Figure(figsize=(width * (1 + len(names)) + 0.7 * (bool(cams) + bool(pixels)), (height + 0.4) * n),
+                 layout="compressed")
     axes = fig.subplots(n, 1 + len(names), squeeze=False)
+    unusable = {}
     for i in range(n):
-        rgb = _as_uint8_rgb(images[i])
+        rgb = as_uint8_rgb(images[i])
         axes[i, 0].imshow(rgb)
         axes[i, 0].set_title(_title_for(predictions[i]) if predictions is not None else "input", fontsize=9)
         for j, name in enumerate(names, start=1):
-            ax = axes[i, j]
-            if name in PIXEL_METHODS:
-                ax.imshow(maps[name][i], cmap="gray", vmin=0, vmax=1)
-            else:
-                ax.imshow(overlay(rgb, maps[name][i], cmap=cmap, alpha=alpha))
-            ax.set_title(name, fontsize=9)
+            state = _draw_map(axes[i, j], rgb, maps[name][i], name, cmap=cmap, alpha=alpha)
+            if state == "invalid":
+                unusable.setdefault(name, []).append(i)
+            axes[i, j].set_title(panel_title(name, layer, labels[i]), fontsize=8)
     for ax in axes.ravel():
-        ax.set_axis_off()
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if ax.images and not ax.patches:
+            ax.set_axis_off()
+    for name, rows in unusable.items():
+        warn_invalid(f"maps['{name}']", rows)
+    label = evidence_label(labels)
+    if cams:
+        scale_colorbar(fig, axes, cmap, label if not pixels else f"overlays: {label}")
+    if pixels:
+        scale_colorbar(fig, axes, "gray", label if not cams else f"pixel maps: {label}")
     return fig
 
 
@@ -157,11 +217,29 @@ def depth_layers(model, count: int = 3) -> list:
         >>> depth_layers(keras.applications.VGG16(weights=None))
         ['block1_conv1', 'block3_conv3', 'block5_conv3']
     """
-    from kerasxai.probe import explainable_layers
+    import kerasxai
 
-    infos = [i for i in explainable_layers(model) if "Conv" in i.kind] or explainable_layers(model)
+    infos = [i for i in kerasxai.explainable_layers(model) if "Conv" in i.kind] or kerasxai.explainable_layers(model)
     picks = np.unique(np.linspace(0, len(infos) - 1, count).round().astype(int))
     return [infos[i].path for i in picks]
+
+
+def _explain_at_layers(model, x, method, layers, target):
+    """The calls into the core for :func:`plot_layer_views`: maps per layer, targets explained, top classes.
+
+    The target is fixed first (the top class, named by ``top_k``) so every
+    layer explains the same class.
+    """
+    import kerasxai
+
+    top = [row[0] for row in kerasxai.top_k(model, x, k=1)]
+    if target is None:
+        target = [c for c, _, _ in top]
+        labels = [(c, name) for c, name, _ in top]
+    else:
+        labels = list(target) if isinstance(target, (list, tuple, np.ndarray)) else [target] * len(x)
+    fn = getattr(kerasxai, method)
+    return {name: fn(model, x, target=target, layer=name) for name in layers}, labels, top
 
 
 def plot_layer_views(model, display, x, method: str = "layercam", layers=None, target=None, *,
@@ -170,7 +248,8 @@ def plot_layer_views(model, display, x, method: str = "layercam", layers=None, t
 
     Args:
         model: the model.
-        display: uint8 RGB images ``(N, H, W, 3)`` (or one), e.g. from ``load_images``.
+        display: display images ``(N, H, W, 3)`` (or one, or a list of
+            differently sized ones), e.g. from ``load_images``.
         x: the same images preprocessed for the model.
         method: a CAM method name (``"layercam"`` suits shallow layers; Grad-CAM blurs there).
         layers: layer names; default the first, middle and last conv layers.
@@ -181,30 +260,33 @@ def plot_layer_views(model, display, x, method: str = "layercam", layers=None, t
         >>> import keras, numpy as np
         >>> model = keras.applications.VGG16(weights=None, input_shape=(32, 32, 3), classes=3)
         >>> x = np.random.rand(1, 32, 32, 3).astype("float32")
-        >>> len(plot_layer_views(model, (x * 255).astype("uint8"), x).axes)
-        4
+        >>> fig = plot_layer_views(model, (x * 255).astype("uint8"), x, target=1)
+        >>> [ax.get_title() for ax in fig.axes[1:3]]
+        ['layercam @ block1_conv1\\nfor class 1', 'layercam @ block3_conv3\\nfor class 1']
     """
-    import kerasxai
-    from kerasxai.probe import get_probe
-
-    display = np.asarray(display)
-    if display.ndim == 3:
-        display, x = display[None], np.asarray(x)[None]
+    x = np.asarray(x)
+    if x.ndim == 3:
+        display, x = [np.asarray(display)], x[None]
+    display = _as_image_list(display, False)
     layers = list(layers) if layers is not None else depth_layers(model)
-    if target is None:
-        target = get_probe(model, ()).predict(x)["classes"].tolist()
-    fn = getattr(kerasxai, method)
-    heat = {name: fn(model, x, target=target, layer=name) for name in layers}
-    fig = Figure(figsize=(cell_size * (1 + len(layers)), cell_size * len(display)), layout="constrained")
+    heat, targets, top = _explain_at_layers(model, x, method, layers, target)
+    labels = [target_label(t) for t in targets]
+    width, height = _cell_size(display, cell_size)
+    fig = Figure(figsize=(width * (1 + len(layers)) + 0.7, (height + 0.4) * len(display)), layout="compressed")
     axes = fig.subplots(len(display), 1 + len(layers), squeeze=False)
     for i in range(len(display)):
-        axes[i, 0].imshow(_as_uint8_rgb(display[i]))
-        axes[i, 0].set_title("input", fontsize=9)
+        rgb = as_uint8_rgb(display[i])
+        axes[i, 0].imshow(rgb)
+        axes[i, 0].set_title(_title_for(top[i]), fontsize=9)
         for j, name in enumerate(layers, start=1):
-            axes[i, j].imshow(overlay(display[i], heat[name][i], cmap=cmap, alpha=alpha))
-            axes[i, j].set_title(f"{method}\n{name}", fontsize=8)
+            _draw_map(axes[i, j], rgb, heat[name][i], method, cmap=cmap, alpha=alpha)
+            axes[i, j].set_title(panel_title(method, name, labels[i]), fontsize=8)
     for ax in axes.ravel():
-        ax.set_axis_off()
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if ax.images and not ax.patches:
+            ax.set_axis_off()
+    scale_colorbar(fig, axes, cmap, evidence_label(labels))
     return fig
 
 
@@ -234,12 +316,16 @@ def plot_feature_maps(model, x, layer=None, n: int = 16, *, cmap: str = "viridis
     order = np.argsort(-strength, kind="stable")[: min(n, acts.shape[-1])]
     cols = int(np.ceil(np.sqrt(len(order))))
     rows = int(np.ceil(len(order) / cols))
-    fig = Figure(figsize=(cell_size * cols, cell_size * rows + 0.4), layout="constrained")
+    fig = Figure(figsize=(cell_size * cols, cell_size * rows + 0.4), layout="compressed")
     axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.ravel():
         ax.set_axis_off()
     for ax, k in zip(axes.ravel(), order):
         ax.imshow(acts[..., k], cmap=cmap)
         ax.set_title(f"#{k}  mean {strength[k]:.3g}", fontsize=7)
-    fig.suptitle(f"{probe.layer_names[0]}: {len(order)} strongest of {acts.shape[-1]} feature maps", fontsize=9)
+    fig.suptitle(f"{probe.layer_names[0]}: {len(order)} strongest of {acts.shape[-1]} feature maps "
+                 "(each channel on its own colour range)", fontsize=9)
     return fig
+
+
+from kerasxai.plot_nd import plot_signal, plot_volume  # noqa: E402  (re-exported: kerasxai.plot has every figure)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Sequence
 
 import numpy as np
@@ -10,28 +9,15 @@ import numpy as np
 
 
 def _imagenet_names(order):
-    """ImageNet names of the class indices in ``order`` (one row per image), or None offline.
+    """ImageNet names of the class indices in ``order`` (one row per image).
 
-    ``decode_predictions`` sorts by score, so it gets strictly decreasing scores
-    in our order: the names then match our indices even where probabilities tie.
+    Read from the index shipped with kerasxai (:mod:`kerasxai.imagenet`): no
+    download is attempted, online or off.
     """
-    from keras.applications import imagenet_utils
+    from kerasxai.imagenet import class_names
 
-    k = len(order[0])
-    ranked = np.zeros((len(order), 1000), np.float32)
-    for row, idx in zip(ranked, order):
-        row[idx] = np.arange(k, 0, -1)
-    try:
-        decoded = imagenet_utils.decode_predictions(ranked, top=k)
-    except Exception as err:  # no internet and no cached class index
-        warnings.warn(
-            "kerasxai.top_k: ImageNet class names unavailable (the class index could not be "
-            f"downloaded: {str(err).splitlines()[0][:100]}); showing class indices.",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        return None
-    return [[name for _, name, _ in row] for row in decoded]
+    names = class_names()
+    return [[names[int(c)] for c in idx] for idx in order]
 
 
 def top_k(model, images, k: int = 5, class_names: Sequence[str] | None = None, *, output=None, input=None,
@@ -42,9 +28,10 @@ def top_k(model, images, k: int = 5, class_names: Sequence[str] | None = None, *
     softmax of the logits for a softmax (or linear multi-class) output; both classes for
     a one-unit sigmoid; an independent sigmoid per class for a multi-label sigmoid output
     (they need not sum to 1). Names come from ``class_names`` if given, from ImageNet's
-    class index for 1000-class models, else ``None``. Images of any kind the methods take
-    (arrays, datasets, generators), ``batch_size`` at a time. A model whose output is not
-    finite for an image raises a ``ValueError`` naming it.
+    class index for 1000-class models (shipped with kerasxai, so no download is ever
+    attempted: see :mod:`kerasxai.imagenet`), else ``None``. Images of any kind the
+    methods take (arrays, datasets, generators), ``batch_size`` at a time. A model whose
+    output is not finite for an image raises a ``ValueError`` naming it.
 
     Example:
         >>> import keras, numpy as np

@@ -7,24 +7,65 @@ import pytest
 from kerasxai import top_k
 
 
-def test_1000_class_model_offline_falls_back_to_indices(monkeypatch):
-    def offline(*args, **kwargs):
-        raise OSError("no internet")
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to reach the network (a socket, or Keras's downloader) fails the test."""
+    import socket
 
-    # decode_predictions downloads the class index through this module (cached after the first time)
+    import keras.src.utils.file_utils as file_utils
+
+    attempts = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args)
+        raise AssertionError(f"network access attempted: {args[:2]}")
+
+    monkeypatch.setattr(socket, "socket", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(keras.utils, "get_file", refuse)
+    monkeypatch.setattr(file_utils, "get_file", refuse)
     from keras.src.applications import imagenet_utils
 
-    monkeypatch.setattr(imagenet_utils, "CLASS_INDEX", None)
-    monkeypatch.setattr(imagenet_utils.file_utils, "get_file", offline)
-    model = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Flatten(), keras.layers.Dense(1000, activation="softmax")])
+    monkeypatch.setattr(imagenet_utils, "CLASS_INDEX", None)  # a download would be needed through Keras
+    return attempts
+
+
+def test_1000_class_model_names_come_from_the_shipped_index(no_network):
+    import warnings
+
+    model = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Flatten(), keras.layers.Dense(1000)])
+    kernel = np.zeros((48, 1000), "float32")
+    bias = np.full(1000, -5.0, "float32")
+    bias[[281, 0, 999, 134, 517]] = [4.0, 3.0, 2.0, 1.0, 0.5]  # tabby, tench, toilet tissue, both cranes
+    model.layers[-1].set_weights([kernel, bias])
     x = np.random.default_rng(0).normal(size=(2, 4, 4, 3)).astype("float32")
-    with pytest.warns(RuntimeWarning, match="class names unavailable"):
-        result = top_k(model, x)
-    probs = model.predict(x, verbose=0)
-    for row, p in zip(result, probs):
-        assert [c for c, _, _ in row] == list(np.argsort(-p, kind="stable")[:5])
-        assert all(name is None for _, name, _ in row)
-        np.testing.assert_allclose([q for _, _, q in row], np.sort(p)[-5:][::-1], rtol=1e-5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "names unavailable" fallback any more
+        rows = top_k(model, x)
+    expected = [(281, "tabby"), (0, "tench"), (999, "toilet_tissue"), (134, "crane"), (517, "crane")]
+    e = np.exp(bias - bias.max())
+    for row in rows:
+        assert [(c, n) for c, n, _ in row] == expected
+        np.testing.assert_allclose([p for _, _, p in row], (e / e.sum())[[281, 0, 999, 134, 517]], rtol=1e-5)
+    assert no_network == []
+
+
+def test_shipped_index_is_keras_format_in_sorted_wnid_order():
+    from kerasxai import imagenet
+
+    index = imagenet.class_index()
+    assert list(index) == [str(i) for i in range(1000)]
+    wnids, names = imagenet.wnids(), imagenet.class_names()
+    assert wnids == sorted(wnids) and len(set(wnids)) == 1000
+    assert all(len(w) == 9 and w[0] == "n" and w[1:].isdigit() for w in wnids)
+    assert index["0"] == ["n01440764", "tench"]
+    assert index["281"] == ["n02123045", "tabby"]
+    assert index["999"] == ["n15075141", "toilet_tissue"]
+    # spot checks across the range, against Keras's published index
+    assert names[1] == "goldfish" and names[151] == "Chihuahua" and names[409] == "analog_clock"
+    assert names[638] == names[639] == "maillot" and names[134] == names[517] == "crane"
+    assert all(" " not in n for n in names)  # Keras writes spaces as underscores
 
 
 def test_two_class_softmax_with_names_and_sigmoid_head():
@@ -43,12 +84,11 @@ def test_two_class_softmax_with_names_and_sigmoid_head():
         top_k(soft, x, class_names=["a", "b", "c"])
 
 
-def test_imagenet_names_follow_our_indices_even_on_ties(monkeypatch):
-    """decode_predictions is asked for exactly our indices, in our order."""
-    from keras.src.applications import imagenet_utils
+def test_imagenet_names_follow_our_indices_even_on_ties(no_network):
+    from kerasxai.imagenet import class_names
 
-    index = {str(i): [f"n{i:08d}", f"class_{i}"] for i in range(1000)}
-    monkeypatch.setattr(imagenet_utils, "CLASS_INDEX", index)
     model = keras.Sequential([keras.Input((2, 2, 1)), keras.layers.Flatten(), keras.layers.Dense(1000, kernel_initializer="zeros")])
     rows = top_k(model, np.zeros((1, 2, 2, 1), "float32"), k=3)  # all 1000 tie at 0.001
-    assert rows[0] == [(0, "class_0", pytest.approx(0.001)), (1, "class_1", pytest.approx(0.001)), (2, "class_2", pytest.approx(0.001))]
+    names = class_names()
+    assert rows[0] == [(i, names[i], pytest.approx(0.001)) for i in range(3)]
+    assert [n for _, n, _ in rows[0]] == ["tench", "goldfish", "great_white_shark"]
