@@ -6,7 +6,7 @@ import numpy as np
 
 def activations(layer_model_input, layer_output, images):
     """Activations of a layer through a plain keras.Model (no kerasxai code)."""
-    return keras.Model(layer_model_input, layer_output)(images).numpy().astype("float64")
+    return keras.ops.convert_to_numpy(keras.Model(layer_model_input, layer_output)(images)).astype("float64")
 
 
 def flatten_dense_gradient(dense, act_shape, classes):
