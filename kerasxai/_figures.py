@@ -15,6 +15,8 @@ import matplotlib.figure
 import matplotlib.patches
 import numpy as np
 
+from kerasxai import backend
+
 
 class Figure(matplotlib.figure.Figure):
     """A matplotlib Figure that notebooks display as PNG, with or without pyplot."""
@@ -74,8 +76,6 @@ def resize_linear(values, shape) -> np.ndarray:
         >>> resize_linear(np.array([0.0, 1.0]), (4,)).tolist()
         [0.0, 0.25, 0.75, 1.0]
     """
-    from keras import ops
-
     from kerasxai.maps import resize_linear as resize_batch
 
     out = np.asarray(values, np.float32)
@@ -83,7 +83,7 @@ def resize_linear(values, shape) -> np.ndarray:
         raise ValueError(f"Cannot resize an array of shape {out.shape} to {tuple(shape)}: the ranks differ.")
     if out.shape == tuple(shape):
         return out
-    return ops.convert_to_numpy(resize_batch(out[None], tuple(shape)))[0]
+    return backend.to_numpy(resize_batch(out[None], tuple(shape)))[0]
 
 
 def map_state(heat) -> str:

@@ -25,6 +25,8 @@ import warnings
 import numpy as np
 from keras import ops
 
+from kerasxai import backend
+
 
 # --------------------------------------------------------------------------- in the compiled step
 
@@ -96,7 +98,7 @@ def normalize(maps, eps: float = 1e-12):
         ([[[0.0, 1.0]], [[0.0, 0.0]]], [False, True])
     """
     out, flat = minmax(maps, eps)
-    return ops.convert_to_numpy(out), ops.convert_to_numpy(flat)
+    return backend.to_numpy(out), backend.to_numpy(flat)
 
 
 def finish(raw, size=None, *, raw_output: bool = False):

@@ -23,6 +23,7 @@ from typing import Callable
 import keras
 import numpy as np
 
+from kerasxai import backend
 from kerasxai.probe import get_probe
 from kerasxai.probe.heads import probabilities
 
@@ -292,7 +293,7 @@ def randomization_check(model, images, method: Callable, target=None, *, seed: i
     layers = _weighted_layers(copy)[::-1]
     for layer in layers[: max_steps or len(layers)]:
         for w in layer.weights:
-            value = keras.ops.convert_to_numpy(w)
+            value = backend.to_numpy(w)
             scale = value.std() or 0.05
             w.assign(rng.normal(0.0, scale, value.shape).astype(value.dtype))
         maps = method(copy, x, classes, **kwargs)

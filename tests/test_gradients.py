@@ -30,8 +30,8 @@ def test_saliency_matches_finite_differences():
             plus, minus = base.copy(), base.copy()
             plus[(n,) + idx] += eps
             minus[(n,) + idx] -= eps
-            zp = score_model(plus[n : n + 1]).numpy()[0, target[n]]
-            zm = score_model(minus[n : n + 1]).numpy()[0, target[n]]
+            zp = keras.ops.convert_to_numpy(score_model(plus[n : n + 1]))[0, target[n]]
+            zm = keras.ops.convert_to_numpy(score_model(minus[n : n + 1]))[0, target[n]]
             grads[(n,) + idx] = (zp - zm) / (2 * eps)
     expected = np.abs(grads).max(axis=-1)
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-7)

@@ -24,7 +24,7 @@ def _flatten_head_reference(model, layer_name, images, classes, formula):
 
 def _classes(model, images):
     dense = model.get_layer("predictions")
-    features = keras.Model(model.input, dense.input)(images).numpy()
+    features = keras.ops.convert_to_numpy(keras.Model(model.input, dense.input)(images))
     return (features @ dense.kernel.numpy() + dense.bias.numpy()).argmax(axis=1)
 
 
@@ -108,8 +108,8 @@ def test_multi_input_saliency_differentiates_only_the_explained_input():
             plus, minus = images[n : n + 1].copy(), images[n : n + 1].copy()
             plus[(0,) + idx] += eps
             minus[(0,) + idx] -= eps
-            grads[(n,) + idx] = (score([plus, metas[n : n + 1]]).numpy()[0, cls]
-                                 - score([minus, metas[n : n + 1]]).numpy()[0, cls]) / (2 * eps)
+            grads[(n,) + idx] = (keras.ops.convert_to_numpy(score([plus, metas[n : n + 1]]))[0, cls]
+                                 - keras.ops.convert_to_numpy(score([minus, metas[n : n + 1]]))[0, cls]) / (2 * eps)
     np.testing.assert_allclose(got, np.abs(grads).max(axis=-1), rtol=1e-4, atol=1e-8)
     # the same as a list in model.inputs order; the default explained input is the only spatial one
     np.testing.assert_allclose(kerasxai.saliency(model, [images, metas], target=[2, 0], raw=True), got, rtol=1e-6)

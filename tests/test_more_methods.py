@@ -58,7 +58,7 @@ def test_eigencam_reference(flatten_model, images, acts_grads):
 
 def _scorecam_loop(model, image, layer, cls, n=None):
     """Score-CAM written as a plain loop: one masked input at a time."""
-    acts = keras.Model(model.input, model.get_layer(layer).output)(image[None]).numpy()[0]
+    acts = keras.ops.convert_to_numpy(keras.Model(model.input, model.get_layer(layer).output)(image[None]))[0]
     logits_model = keras.Model(model.input, model.get_layer("predictions").input)
     kernel, bias = (v.numpy() for v in model.get_layer("predictions").weights)
     channels = range(acts.shape[-1])
@@ -69,7 +69,7 @@ def _scorecam_loop(model, image, layer, cls, n=None):
         up = tf.image.resize(acts[..., k][None, ..., None], image.shape[:2]).numpy()[0, ..., 0]
         span = up.max() - up.min()
         mask = (up - up.min()) / span if span > 0 else np.zeros_like(up)
-        feats = logits_model((image * mask[..., None])[None]).numpy()
+        feats = keras.ops.convert_to_numpy(logits_model((image * mask[..., None])[None]))
         scores.append((feats @ kernel + bias)[0, cls])
         kept.append(acts[..., k])
     w = np.exp(scores - np.max(scores))

@@ -149,7 +149,7 @@ def test_layer_views_and_feature_maps():
     grid = plot_feature_maps(model, x[0], "block2_conv1", n=10)
     shown = [ax for ax in grid.axes if ax.images]
     assert len(shown) == 10
-    acts = keras.Model(model.input, model.get_layer("block2_conv1").output)(x[:1]).numpy()[0]
+    acts = keras.ops.convert_to_numpy(keras.Model(model.input, model.get_layer("block2_conv1").output)(x[:1]))[0]
     strongest = np.argsort(-acts.mean(axis=(0, 1)), kind="stable")[0]
     assert shown[0].get_title().startswith(f"#{strongest} ")
 

@@ -45,20 +45,6 @@ def test_users_model_is_unchanged(fixture, request, images, tmp_path):
     np.testing.assert_allclose(reloaded.predict(images, verbose=0), preds, rtol=1e-6)
 
 
-def test_probe_is_cached_and_not_retraced(gap_model, images):
-    probe = get_probe(gap_model, "conv2")
-    assert get_probe(gap_model, "conv2") is probe
-    assert get_probe(gap_model, gap_model.get_layer("conv2")) is not None
-    kerasxai.gradcam(gap_model, images, layer="conv2")
-    count = probe.tracing_count()
-    kerasxai.gradcam(gap_model, images[:2], layer="conv2", target=[1, 2])
-    kerasxai.gradcam(gap_model, images[:1], layer="conv2", target=0)
-    assert probe.tracing_count() == count  # new batch sizes and targets: no retrace
-    kerasxai.layercam(gap_model, images, layer="conv2")  # another method: its own compiled step, once
-    kerasxai.layercam(gap_model, images[:1], layer="conv2", target=4)
-    assert probe.tracing_count() == count + 1
-    steps = [s for run in probe._steps.values() for s in run.compiled.values()]
-    assert steps and all(step.experimental_get_tracing_count() == 1 for step in steps)
 
 
 def test_cache_does_not_keep_the_model_alive():
@@ -203,7 +189,7 @@ def test_cam_uses_the_layer_feeding_global_pooling():
     model = keras.Sequential([base, layers.GlobalAveragePooling2D(), layers.Dense(2, activation="softmax")])
     x = np.random.default_rng(0).uniform(0, 255, (1, 64, 64, 3)).astype("float32")
     model(x)
-    acts = keras.Model(base.input, base.output)(x).numpy()  # block5_pool, 2x2
+    acts = keras.ops.convert_to_numpy(keras.Model(base.input, base.output)(x))  # block5_pool, 2x2
     expected = np.einsum("nhwk,k->nhw", acts, model.layers[-1].kernel.numpy()[:, 1])
     np.testing.assert_allclose(kerasxai.cam(model, x, target=1, raw=True), expected, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="feeds MaxPooling2D"):
@@ -258,7 +244,7 @@ def test_subclassed_models_are_explained_as_their_functional_twin(images):
     weights = [w.copy() for w in model.get_weights()]
     np.testing.assert_allclose(kerasxai.saliency(model, images), kerasxai.saliency(twin, images), atol=1e-6)
     np.testing.assert_allclose(kerasxai.gradcam(model, images), kerasxai.gradcam(twin, images), atol=1e-6)
-    np.testing.assert_allclose(kerasxai.layercam(model, images, layer="conv2d"),
+    np.testing.assert_allclose(kerasxai.layercam(model, images, layer=model.conv.name),
                                kerasxai.layercam(twin, images, layer=model.conv), atol=1e-6)
     probe = get_probe(model)
     assert probe.layer_names == [model.second.name] and probe.removed_activation == "softmax"
@@ -319,33 +305,3 @@ def test_layer_lookups_are_cached_not_retraced(gap_model, images):
         _graph.trace = original
     assert traced == []
 
-
-def test_layer_gradients_do_not_back_propagate_below_the_layer(images):
-    """What TensorFlow executes for a layer step holds no backprop below the layer; saliency's does.
-
-    The traced graph of a GradientTape step contains gradient ops for every recorded op; TF prunes
-    those the outputs do not need before running. The run metadata shows the graph that runs.
-    (``context.enable_run_metadata`` is TensorFlow's internal API, used here in a test only.)
-    """
-    from tensorflow.python.eager import context
-
-    keras.utils.set_random_seed(12)
-    model = keras.Model(*(lambda i: (i, layers.Dense(4, activation="softmax")(layers.Flatten()(
-        layers.Conv2D(8, 3, activation="relu", name="top")(layers.MaxPooling2D()(
-            layers.Conv2D(6, 3, activation="relu", name="bottom")(i)))))))(keras.Input((32, 32, 3))))
-
-    def executed_ops(run):
-        context.enable_run_metadata()
-        try:
-            run()  # first call: the function is instantiated and its partition graphs exported
-            metadata = context.export_run_metadata()
-        finally:
-            context.disable_run_metadata()
-        return {node.op for graph in metadata.partition_graphs for node in graph.node}
-
-    layer_step = executed_ops(lambda: get_probe(model, "top").gradients(images))
-    input_step = executed_ops(lambda: get_probe(model, ()).input_gradients(images))
-    assert layer_step and input_step
-    backprop = lambda ops: {op for op in ops if "Backprop" in op or op.endswith(("ReluGrad", "MaxPoolGrad"))}  # noqa: E731
-    assert backprop(layer_step) == set()  # Grad-CAM at "top": nothing below it is differentiated
-    assert any("Conv2DBackpropInput" in op for op in backprop(input_step))

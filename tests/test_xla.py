@@ -12,6 +12,9 @@ import kerasxai
 from kerasxai import backend
 from kerasxai.backend.tensorflow import AdaptiveStep
 
+pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                                reason="TensorFlow's own machinery; tests/test_backends.py runs the rest under JAX and PyTorch")
+
 
 @pytest.fixture
 def jit(request):

@@ -95,7 +95,8 @@ def jit_compile_setting():
 
 def to_numpy(tree):
     """Backend tensors (any nest) as NumPy arrays; ``None`` stays ``None``."""
-    return keras.tree.map_structure(lambda t: None if t is None else keras.ops.convert_to_numpy(t), tree)
+    convert = getattr(_impl, "to_numpy", keras.ops.convert_to_numpy)
+    return keras.tree.map_structure(lambda t: None if t is None else convert(t), tree)
 
 
 def _unique(variables):

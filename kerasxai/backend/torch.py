@@ -25,3 +25,10 @@ def compile_step(forward, variables, differentiate, post, specs, jit_compile):
             return post(aux, [None if g is None else g.float() for g in grads])
 
     return step
+
+
+def to_numpy(tensor):
+    """A tensor as NumPy, detached and on the CPU."""
+    if isinstance(tensor, torch.Tensor):
+        return tensor.detach().cpu().numpy()
+    return keras.ops.convert_to_numpy(tensor)

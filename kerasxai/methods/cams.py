@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 from keras import ops
 
+from kerasxai import backend
 from kerasxai import maps as maps_lib
 from kerasxai.methods import engine
 from kerasxai.methods.engine import DEFAULT_BATCH_SIZE, spatial_axes
@@ -462,7 +463,7 @@ def scorecam_maps(probe, batch, first, target, *, batch_size=DEFAULT_BATCH_SIZE,
         if bar is not None:
             bar.update(stop)
     weights = ops.softmax(ops.convert_to_tensor(scores.reshape(n_images, per_image)), axis=-1)
-    first["raw"] = ops.convert_to_numpy(cam_formula(ops.convert_to_tensor(chosen), weights))
+    first["raw"] = backend.to_numpy(cam_formula(ops.convert_to_tensor(chosen), weights))
     return first
 
 
@@ -520,4 +521,4 @@ def scorecam_finish(probe, batch, first, target, *, batch_size, progress=None, r
     raw_map = ops.relu(ops.convert_to_tensor(out.pop("raw")))
     size = tuple(batch.inputs[probe.explained_input].shape[1:-1])
     finished = maps_lib.finish(raw_map, size, raw_output=raw)
-    return {**out, **{k: ops.convert_to_numpy(v) for k, v in finished.items()}}
+    return {**out, **{k: backend.to_numpy(v) for k, v in finished.items()}}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 from keras import ops
 
+from kerasxai import backend
 from kerasxai import maps as maps_lib
 from kerasxai.methods import engine
 from kerasxai.methods.engine import DEFAULT_BATCH_SIZE
@@ -172,7 +173,7 @@ def plan_smoothgrad(model, target, output=None, input=None, *, n=20, noise=0.2, 
             np.add.at(total, owner, out["map"])
             np.logical_and.at(zero, owner, out["zero_gradient"])
         finished = maps_lib.finish(total / n, None, raw_output=raw)
-        return {**clean, "zero_gradient": zero, **{key: ops.convert_to_numpy(v) for key, v in finished.items()}}
+        return {**clean, "zero_gradient": zero, **{key: backend.to_numpy(v) for key, v in finished.items()}}
 
     return probe, compute
 
@@ -266,7 +267,7 @@ def plan_integrated_gradients(model, target, output=None, input=None, *, baselin
         result = {**clean, "attributions": attributions}
         raw_map = np.abs(attributions.sum(axis=-1))
         finished = maps_lib.finish(raw_map, None)
-        result.update({key: ops.convert_to_numpy(v) for key, v in finished.items()})
+        result.update({key: backend.to_numpy(v) for key, v in finished.items()})
         result["zero_gradient"] = ~mean_grad.reshape(len(x), -1).any(axis=1)
         return result
 

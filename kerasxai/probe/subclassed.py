@@ -30,6 +30,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from kerasxai import backend
 from kerasxai.probe import heads, inputs as inputs_lib, layers as layers_lib
 
 WRAP_SNIPPET = """
@@ -184,7 +185,7 @@ class SubclassedForward:
         squashing = None
         last = calls[-1][2] if calls else None
         if self._logits and last is not None and tuple(last.shape) == tuple(tensor.shape) and np.allclose(
-            ops.convert_to_numpy(last), ops.convert_to_numpy(tensor), atol=1e-6
+            backend.to_numpy(last), backend.to_numpy(tensor), atol=1e-6
         ):  # the model's output is its last layer's output
             layer, inner, _ = calls[-1]
             name = layers_lib.graph_activation_name(layer)
