@@ -30,3 +30,27 @@ def bilinear_minmax(raw, size):
     low = up.min(axis=(1, 2), keepdims=True)
     high = up.max(axis=(1, 2), keepdims=True)
     return (up - low) / np.where(high > low, high - low, 1.0)
+
+
+def conv_valid(x, kernel, bias):
+    """'valid' 2-D convolution (Keras's cross-correlation) of one (H, W, C) image, in NumPy float64."""
+    kh, kw, _, k_out = kernel.shape
+    h, w = x.shape[0] - kh + 1, x.shape[1] - kw + 1
+    out = np.zeros((h, w, k_out))
+    for i in range(h):
+        for j in range(w):
+            out[i, j] = np.tensordot(x[i : i + kh, j : j + kw], kernel, axes=3) + bias
+    return out
+
+
+def conv_tanh_dense_input_gradient(x, kernel, bias, dense_column):
+    """d logit / d x for x -> Conv2D(valid, tanh) -> Flatten -> Dense column, by the chain rule in NumPy."""
+    x = np.asarray(x, np.float64)
+    pre = conv_valid(x, kernel, bias)
+    d_pre = np.asarray(dense_column, np.float64).reshape(pre.shape) * (1 - np.tanh(pre) ** 2)
+    kh, kw = kernel.shape[:2]
+    d_x = np.zeros_like(x)
+    for i in range(pre.shape[0]):
+        for j in range(pre.shape[1]):
+            d_x[i : i + kh, j : j + kw] += np.tensordot(kernel, d_pre[i, j], axes=([3], [0]))
+    return d_x

@@ -21,6 +21,7 @@ through the float value the model computes with.
 from __future__ import annotations
 
 import dataclasses
+import sys
 from typing import Iterator
 
 import numpy as np
@@ -145,11 +146,8 @@ def check_batch(arrays, specs, explained: int, start: int, single: bool = False)
 
 
 def _is_dataset(obj) -> bool:
-    try:
-        import tensorflow as tf
-    except ImportError:  # pragma: no cover - TensorFlow is a dependency
-        return False
-    return isinstance(obj, tf.data.Dataset)
+    tf = sys.modules.get("tensorflow")  # a Dataset exists only once TensorFlow is imported: never import it here
+    return tf is not None and isinstance(obj, tf.data.Dataset)
 
 
 def _is_pydataset(obj) -> bool:

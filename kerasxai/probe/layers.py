@@ -216,7 +216,6 @@ def graph_activation_name(op) -> str | None:
     activation = getattr(op, "activation", None)
     if activation is None:
         return None
-    try:
-        return keras.activations.serialize(activation)
-    except (ValueError, TypeError):
-        return getattr(activation, "__name__", None)
+    # the function's own name (keras.activations.softmax is "softmax"); serialize() would import
+    # TensorFlow on the other backends
+    return getattr(activation, "__name__", None)
