@@ -113,6 +113,20 @@ def validate_range(name: str, maps) -> None:
         )
 
 
+def check_maps(maps, n: int, predictions, shape_text: str, what: str = "images") -> None:
+    """Refuses maps that are not ``shape_text`` (e.g. ``"(N, H, W)"``) with one map per row and values in
+    [0, 1], and ``predictions`` without one entry per row."""
+    rank = shape_text.count(",") + 1
+    for name, m in maps.items():
+        if m.ndim != rank:
+            raise ValueError(f"maps['{name}'] must be {shape_text} or one map. Received: shape {m.shape}")
+        if len(m) != n:
+            raise ValueError(f"maps['{name}'] has {len(m)} maps for {n} {what}.")
+        validate_range(name, m)
+    if predictions is not None and len(predictions) != n:
+        raise ValueError(f"predictions has {len(predictions)} entries for {n} {what}.")
+
+
 def per_image(value, n: int, what: str) -> list:
     """``value`` for each of ``n`` rows: a list (or array) gives one per row, anything else is shared."""
     if isinstance(value, np.ndarray) and value.ndim == 0:

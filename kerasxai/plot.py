@@ -33,6 +33,7 @@ from kerasxai._figures import (
     PIXEL_METHODS,
     Figure,
     as_uint8_rgb,
+    check_maps,
     colorize,
     draw_unusable,
     evidence_label,
@@ -42,7 +43,6 @@ from kerasxai._figures import (
     resize_linear,
     scale_colorbar,
     target_label,
-    validate_range,
     warn_invalid,
 )
 
@@ -169,14 +169,7 @@ def plot_explanations(
             predictions = [predictions]
     images = _as_image_list(images, single)
     n, names = len(images), list(maps)
-    for name, m in maps.items():
-        if m.ndim != 3:
-            raise ValueError(f"maps['{name}'] must be (N, H, W) or one (H, W) map. Received: shape {m.shape}")
-        if len(m) != n:
-            raise ValueError(f"maps['{name}'] has {len(m)} maps for {n} images.")
-        validate_range(name, m)
-    if predictions is not None and len(predictions) != n:
-        raise ValueError(f"predictions has {len(predictions)} entries for {n} images.")
+    check_maps(maps, n, predictions, "(N, H, W)")
     labels = [target_label(t) for t in per_image(targets, n, "targets")]
     cams = [name for name in names if name not in PIXEL_METHODS]
     pixels = [name for name in names if name in PIXEL_METHODS]

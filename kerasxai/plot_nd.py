@@ -14,6 +14,7 @@ import numpy as np
 
 from kerasxai._figures import (
     Figure,
+    check_maps,
     draw_unusable,
     evidence_label,
     map_state,
@@ -88,14 +89,7 @@ def plot_signal(
     for s in signals:
         if s.ndim != 2:
             raise ValueError(f"A signal must be (T,) or (T, C). Received: shape {s.shape}")
-    for name, m in maps.items():
-        if m.ndim != 2:
-            raise ValueError(f"maps['{name}'] must be (N, T) or one (T,) map. Received: shape {m.shape}")
-        if len(m) != n:
-            raise ValueError(f"maps['{name}'] has {len(m)} maps for {n} signals.")
-        validate_range(name, m)
-    if predictions is not None and len(predictions) != n:
-        raise ValueError(f"predictions has {len(predictions)} entries for {n} signals.")
+    check_maps(maps, n, predictions, "(N, T)", "signals")
     labels = [target_label(t) for t in per_image(targets, n, "targets")]
     per_row = 1 + len(names)
     ratios = ([3.0] + [0.55] * len(names)) * n
