@@ -38,7 +38,7 @@ from keras import ops
 from kerasxai import backend
 from kerasxai.visualize import objectives, param as param_lib, transforms as transforms_lib
 from kerasxai.visualize.preprocessing import to_model_input
-from kerasxai.visualize.probing import layer_probe
+from kerasxai.visualize.probing import cached_step, layer_probe
 
 _BETA1, _BETA2, _EPSILON = 0.9, 0.999, 1e-8
 
@@ -239,9 +239,17 @@ def visualize_activation(
     param = param_lib.make(parameterization, size, channels)
     transforms = transforms_lib.resolve(transforms)
     to_input = to_model_input(model, preprocess, input_range, channels)
-    step, evaluate, render = _compile(probe, param, objective, to_input, model_size, channels,
-                                      learning_rate=float(learning_rate),
-                                      tv=float(tv), lp=float(lp), lp_p=float(lp_p))
+    settings = dict(learning_rate=float(learning_rate), tv=float(tv), lp=float(lp), lp_p=float(lp_p))
+
+    def build():
+        return _compile(probe, param, objective, to_input, model_size, channels, **settings)
+
+    if isinstance(parameterization, str) and (preprocess is None or isinstance(preprocess, str)):
+        key = ("activation", probe.layer_name, objective, parameterization, size, model_size, channels, preprocess,
+               None if input_range is None else tuple(float(v) for v in input_range), tuple(settings.items()))
+        step, evaluate, render = cached_step(model, key, build)
+    else:  # a custom parameterisation or preprocessing function: compiled for this call only
+        step, evaluate, render = build()
 
     rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(len(units))]
     start = np.stack([param.init(rng, 1)[0] for rng in rngs])

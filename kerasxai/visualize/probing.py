@@ -29,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import weakref
 
 import keras
 
@@ -110,7 +111,7 @@ def _plain_probe(model, layer, error):
         if name in ("softmax", "sigmoid"):
             raise ValueError(f"Model '{model.name}' ends in {name}; leaving it out to get the logits needs "
                              "kerasxai's probe, which runs on the TensorFlow backend today.")
-        submodel = keras.Model(inputs, model.outputs[0])
+        submodel = keras.Model(inputs[0], model.outputs[0])
         return LayerProbe(lambda x: ([], submodel(x, training=False)), list(submodel.variables), None,
                           tuple(model.outputs[0].shape), tuple(inputs[0].shape))
     found = _top_level_layer(model, layer)
@@ -126,9 +127,43 @@ def _plain_probe(model, layer, error):
                "TensorFlow backend today).")
         )
     try:
-        submodel = keras.Model(inputs, found.output)
+        submodel = keras.Model(inputs[0], found.output)
     except (ValueError, AttributeError) as err:
         raise ValueError(f"Layer '{found.name}' of model '{model.name}' cannot be reached from the "
                          f"model's input: {str(err).splitlines()[0]}") from None
     return LayerProbe(lambda x: ([submodel(x, training=False)], None), list(submodel.variables), found.name,
                       tuple(found.output.shape), tuple(inputs[0].shape))
+
+
+_STEPS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def cached_step(model, key, build):
+    """``build()`` once per (model, key): compiled steps are kept, weakly keyed on the model.
+
+    ``build`` must not hold the model itself (the probe's layers are fine), or
+    the entry would keep the model alive.
+    """
+    try:
+        table = _STEPS.setdefault(model, {})
+    except TypeError:
+        return build()
+    if key not in table:
+        table[key] = build()
+    return table[key]
+
+
+def spatial_layers(model) -> list:
+    """Qualified names of the layers with a spatial output (nested bases included), in order.
+
+    Example:
+        >>> import keras
+        >>> spatial_layers(keras.applications.VGG16(weights=None, input_shape=(32, 32, 3), classes=2))[:2]
+        ['block1_conv1', 'block1_conv2']
+    """
+    try:
+        from kerasxai.probe import explainable_layers
+    except ImportError:
+        return [layer.name for layer in model.layers if len(getattr(layer, "output", ()).shape or ()) > 3
+                and not isinstance(layer, (keras.layers.InputLayer, keras.Model))]
+    return [info.path for info in explainable_layers(model)]
