@@ -16,8 +16,11 @@ reproduce the same images on every backend. All randomness (initial
 parameters, transforms) comes from NumPy generators seeded by ``seed``, one per
 unit, so a unit's image does not depend on which other units share its batch.
 
-The activation reported is measured again on the returned uint8 image, without
-transforms: it is what that picture makes the unit do.
+A unit that gets no gradient at the start (a ReLU filter negative everywhere on
+a near-grey image) restarts from louder noise, up to three times; one that is
+still silent is named in a warning. The activation reported is measured again
+on the returned uint8 image, without transforms: it is what that picture makes
+the unit do.
 
 References:
     Erhan, Bengio, Courville & Vincent, "Visualizing Higher-Layer Features of a Deep
@@ -41,6 +44,26 @@ from kerasxai.visualize.preprocessing import to_model_input
 from kerasxai.visualize.probing import cached_step, layer_probe
 
 _BETA1, _BETA2, _EPSILON = 0.9, 0.999, 1e-8
+_RESTARTS, _LOUDER = 3, 4.0
+
+
+def _restart_silent(params, m, v, largest, rngs, param, attempt):
+    """Units with no gradient at all restart from louder noise (x4 per attempt, up to x64).
+
+    A near-grey start leaves some filters negative everywhere (a ReLU gives 0
+    and no gradient) even though other images excite them; a start with more
+    contrast reaches them. Only units still silent after the loudest start are
+    reported as never activated.
+    """
+    silent = np.flatnonzero(backend.to_numpy(largest) == 0)
+    if not len(silent):
+        return params, m, v
+    params, m, v = (np.array(backend.to_numpy(a)) for a in (params, m, v))
+    for j in silent:
+        params[j] = param.init(rngs[j], 1)[0] * _LOUDER**attempt
+        m[j] = 0.0
+        v[j] = 0.0
+    return params, m, v
 
 
 @dataclasses.dataclass
@@ -103,17 +126,25 @@ def _sizes(input_shape, size):
     return size, model_size
 
 
-def _compile(probe, param, objective, to_input, out_size, channels, *, learning_rate, tv, lp, lp_p):
-    """The optimisation step, the evaluation step and the rendering step, compiled."""
+def _scorer(probe, objective, to_input, out_size):
+    """``score(images in [0, 1], matrices, units) -> (n,)``: transform, preprocess, probe, objective."""
 
-    def score_of(x, units):
-        acts, logits = probe.call(to_input(x))
+    def score(images, matrices, units):
+        x = to_input(transforms_lib.warp(images, matrices, out_size))
+        acts, logits = probe.call(x)
         values = objectives.per_unit(objective, acts[0] if acts else None, logits)
         return ops.cast(objectives.select(values, units), "float32")
 
+    return score
+
+
+def _compile(probe, param, objective, to_input, out_size, channels, *, learning_rate, tv, lp, lp_p):
+    """The optimisation step, the evaluation step and the rendering step, compiled."""
+    score_of = _scorer(probe, objective, to_input, out_size)
+
     def forward(params, m, v, t, units, matrices):
         image = param.image(params)
-        raw = score_of(transforms_lib.warp(image, matrices, out_size), units)
+        raw = score_of(image, matrices, units)
         score = raw
         if tv:
             score = score - tv * objectives.total_variation(image)
@@ -140,7 +171,7 @@ def _compile(probe, param, objective, to_input, out_size, channels, *, learning_
 
     def evaluate_forward(images, units):
         matrices = ops.repeat(identity, ops.shape(images)[0], axis=0)
-        return ops.zeros((1,)), score_of(transforms_lib.warp(images, matrices, out_size), units)
+        return ops.zeros((1,)), score_of(images, matrices, units)
 
     image_shape = (None,) + tuple(param.size) + (channels,)
     evaluate = backend.compile_step(evaluate_forward, probe.variables, post=lambda aux, _: aux,
@@ -274,6 +305,8 @@ def visualize_activation(
             params, m, v, raw, largest = step(params, m, v, np.float32(t), unit_array[rows], matrices)
             scores.append(raw)
             grads.append(largest)
+            if t <= _RESTARTS:
+                params, m, v = _restart_silent(params, m, v, largest, [rngs[i] for i in rows], param, t)
             if t in snapshots and t > 0:
                 snapshots[t].append(_to_uint8(render(params)))
             if bar is not None and (t % every == 0 or t == steps):
@@ -302,3 +335,43 @@ def visualize_activation(
     frames_array = np.stack([np.concatenate(snapshots[s]) for s in frame_steps]) if frame_steps else None
     return ActivationImages(images, reached, units, probe.layer_name, objective, history, frames_array,
                             frame_steps, dead)
+
+
+def objective_gradients(model, images, layer=None, units=0, *, objective=None, preprocess="auto",
+                        input_range=None):
+    """The objective :func:`visualize_activation` climbs, and its gradient, for given display images.
+
+    Args:
+        model, layer, objective, preprocess, input_range: as in :func:`visualize_activation`.
+        images: float ``(N, H, W, C)`` in ``[0, 1]`` (display space, before the
+            model's preprocessing), at the model's input size.
+        units: one unit for all images, or one per image.
+
+    Returns:
+        ``(scores, gradients)``: ``(N,)`` objective values and ``(N, H, W, C)``
+        their gradients with respect to the display images (no transforms).
+
+    Example:
+        >>> import keras, numpy as np
+        >>> model = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.GlobalAveragePooling2D(),
+        ...     keras.layers.Dense(1, kernel_initializer="ones", bias_initializer="zeros")])
+        >>> scores, grads = objective_gradients(model, np.full((1, 4, 4, 3), 0.5, "float32"), input_range=(0, 1))
+        >>> round(float(scores[0]), 3), round(float(grads[0, 0, 0, 0]), 4)  # 3 * 0.5; 1 / 16
+        (1.5, 0.0625)
+    """
+    probe = layer_probe(model, layer)
+    objective = objectives.choose(objective, probe.layer_name, probe.output_shape)
+    images = np.asarray(images, np.float32)
+    if images.ndim != 4:
+        raise ValueError(f"images must be (N, H, W, C) in [0, 1]. Received shape {images.shape}")
+    n_units = probe.output_shape[-1]
+    what = "the model's output" if probe.layer_name is None else f"layer '{probe.layer_name}'"
+    unit_list = _units([units] * len(images) if isinstance(units, (int, np.integer)) else units, n_units, what)
+    if len(unit_list) != len(images):
+        raise ValueError(f"units must be one index or one per image ({len(images)}). Received {len(unit_list)}.")
+    _, model_size = _sizes(probe.input_shape, images.shape[1:3])
+    score_of = _scorer(probe, objective, to_model_input(model, preprocess, input_range, images.shape[-1]), model_size)
+    step = backend.compile_step(lambda x, m, u: (lambda score: (score, score))(score_of(x, m, u)),
+                                probe.variables, differentiate=(0,), post=lambda score, grads: (score, grads[0]))
+    scores, grads = step(images, transforms_lib.identity_matrices(len(images)), np.asarray(unit_list, np.int32))
+    return backend.to_numpy(scores), backend.to_numpy(grads)

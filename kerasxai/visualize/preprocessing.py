@@ -68,7 +68,7 @@ def to_model_input(model, preprocess="auto", input_range=None, channels=None):
     fn = preprocess_function(preprocess, model)
     if fn is None:
         return lambda x: 255.0 * x
-    channels = channels or int(model.inputs[0].shape[-1])
+    channels = channels or (int(model.inputs[0].shape[-1]) if model is not None else 3)
     fitted = _fit_affine(fn, channels)
     if fitted is None:
         return lambda x: fn(255.0 * x)
