@@ -24,6 +24,8 @@ Example:
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 from keras import ops
 
@@ -116,6 +118,14 @@ def layer_embeddings(model, images, layer=None, *, pool="avg", batch_size: int =
     return np.concatenate(out).astype(np.float32)
 
 
+def _sklearn(module: str, name: str):
+    try:
+        return getattr(importlib.import_module(f"sklearn.{module}"), name)
+    except ImportError:
+        raise ImportError(f"{name} needs scikit-learn: pip install 'kerasxai[embeddings]' "
+                          "(or pip install scikit-learn).") from None
+
+
 def project(features, method: str = "pca", *, seed: int = 0, **options) -> np.ndarray:
     """``(N, 2)`` projection of ``(N, K)`` features by PCA, t-SNE or UMAP.
 
@@ -138,12 +148,10 @@ def project(features, method: str = "pca", *, seed: int = 0, **options) -> np.nd
         raise ValueError("features contain NaN or inf: a projection of them would be meaningless. Check the "
                          "model and the images (were they preprocessed for this model?).")
     if method == "pca":
-        from sklearn.decomposition import PCA
-
+        PCA = _sklearn("decomposition", "PCA")  # noqa: N806
         return PCA(n_components=2, random_state=seed, **options).fit_transform(x).astype(np.float32)
     if method == "tsne":
-        from sklearn.manifold import TSNE
-
+        TSNE = _sklearn("manifold", "TSNE")  # noqa: N806
         options.setdefault("perplexity", min(30.0, (len(x) - 1) / 3.0))
         options.setdefault("init", "pca")
         return TSNE(n_components=2, random_state=seed, **options).fit_transform(x).astype(np.float32)
@@ -176,8 +184,7 @@ def nearest_neighbors(features, queries, k: int = 5, *, metric: str = "cosine"):
         >>> nearest_neighbors(f, [0], k=1)[0].tolist()
         [[1]]
     """
-    from sklearn.neighbors import NearestNeighbors
-
+    NearestNeighbors = _sklearn("neighbors", "NearestNeighbors")  # noqa: N806
     features = np.asarray(features, np.float32)
     q = np.asarray(queries)
     by_index = q.ndim == 1 and np.issubdtype(q.dtype, np.integer)

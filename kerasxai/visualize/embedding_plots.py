@@ -71,7 +71,8 @@ def _draw_embedding(ax, points, labels=None, *, class_names=None, thumbnails=Non
 
 
 def plot_embeddings(features, labels=None, *, method: str = "pca", thumbnails=None, class_names=None,
-                    title=None, seed: int = 0, cell_size: float = 5.0, max_thumbnails: int = 120) -> Figure:
+                    title=None, seed: int = 0, cell_size: float = 5.0, max_thumbnails: int = 120,
+                    **options) -> Figure:
     """A 2-D projection of ``(N, K)`` features, coloured by class (or prediction), optionally with thumbnails.
 
     Args:
@@ -82,6 +83,7 @@ def plot_embeddings(features, labels=None, *, method: str = "pca", thumbnails=No
             (at most ``max_thumbnails``, a seeded random subset).
         class_names: names of the label values (a list or dict).
         title: the axes' title.
+        options: passed to the projection's estimator (e.g. ``max_iter=250`` for t-SNE).
 
     Example:
         >>> import numpy as np
@@ -90,7 +92,7 @@ def plot_embeddings(features, labels=None, *, method: str = "pca", thumbnails=No
         >>> len(fig.axes[0].artists)
         12
     """
-    points = project(features, method, seed=seed)
+    points = project(features, method, seed=seed, **options)
     fig = Figure(figsize=(cell_size, cell_size), layout="constrained")
     ax = fig.subplots()
     _draw_embedding(ax, points, labels, class_names=class_names, thumbnails=thumbnails, seed=seed,

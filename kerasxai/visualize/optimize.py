@@ -221,8 +221,10 @@ def visualize_activation(
         parameterization: ``"fourier"`` (decorrelated colours, the default),
             ``"pixel"`` (the classic keras-vis look) or an object from
             :mod:`kerasxai.visualize.param`.
-        transforms: random jitter, scale and rotation at every step: ``True``
-            (default), ``False``, or a :class:`~kerasxai.visualize.transforms.Transforms`.
+        transforms: random jitter, scale and rotation at every step, fading out
+            over the last steps: ``True`` (default), ``False``, a dict of
+            :class:`~kerasxai.visualize.transforms.Transforms` fields (e.g.
+            ``{"jitter": 0.1, "fade": None}``) or a ``Transforms``.
         steps: optimisation steps per image.
         learning_rate: Adam's step size.
         size: ``(H, W)`` (or an int) of the images; default the model's input
@@ -301,7 +303,10 @@ def visualize_activation(
             snapshots[0].append(_to_uint8(render(params)))
         scores, grads = [], []
         for t in range(1, steps + 1):
-            matrices = transforms.draw([rngs[i] for i in rows]) if transforms else transforms_lib.identity_matrices(len(rows))
+            if transforms is None:
+                matrices = transforms_lib.identity_matrices(len(rows))
+            else:
+                matrices = transforms.draw([rngs[i] for i in rows], transforms.strength(t, steps))
             params, m, v, raw, largest = step(params, m, v, np.float32(t), unit_array[rows], matrices)
             scores.append(raw)
             grads.append(largest)

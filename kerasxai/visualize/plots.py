@@ -16,6 +16,8 @@ Example:
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 from PIL import Image
 
@@ -58,7 +60,7 @@ def plot_activation_images(result: ActivationImages, titles=None, *, cols=None, 
                   for u, a in zip(result.units, result.activations)]
     cols = _columns(n, cols)
     rows = int(np.ceil(n / cols))
-    fig = Figure(figsize=(cell_size * cols, cell_size * rows + 0.5), layout="constrained")
+    fig = Figure(figsize=(cell_size * cols, cell_size * rows + 0.7), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.ravel():
         ax.set_axis_off()
@@ -69,7 +71,8 @@ def plot_activation_images(result: ActivationImages, titles=None, *, cols=None, 
     if title is None:
         what = {"logit": "class logit", "channel": "mean activation", "unit": "activation"}[result.objective]
         title = f"{result.layer or 'classes'}: images that maximise each unit ({what} reached)"
-    fig.suptitle(title, fontsize=9)
+    # wrapped to the figure's width (about 13 characters per inch at this size), never cut off
+    fig.suptitle(textwrap.fill(title, max(20, int(13 * cell_size * cols))), fontsize=9)
     return fig
 
 

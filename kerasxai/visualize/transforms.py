@@ -7,6 +7,10 @@ are drawn together as one affine map per image and applied in one resampling
 (bilinear, edges mirrored), which also resizes the image to the model's input
 size when the two differ.
 
+They are strongest at first and fade out over the last part of the run
+(:attr:`Transforms.fade`): the picture returned is shown without transforms,
+so its last steps refine exactly that picture.
+
 The random draws come from NumPy generators (seeded by the caller) and enter
 the compiled step as a ``(n, 6)`` array of matrices, so a seed gives the same
 transforms on TensorFlow, JAX and PyTorch. The resampling is written with
@@ -38,24 +42,43 @@ class Transforms:
         jitter: largest shift, as a fraction of the image's side (0.05: 5%).
         scale: ``(low, high)`` zoom factors, drawn uniformly.
         rotate: largest rotation in degrees, either way.
+        fade: ``(start, end)`` fractions of the steps: full strength until
+            ``start``, shrinking linearly to none at ``end``, so the last steps
+            refine the very image that is returned (it is shown and measured
+            untransformed). ``None``: full strength to the end.
 
     Example:
         >>> rngs = [np.random.default_rng(s) for s in range(3)]
         >>> Transforms().draw(rngs).shape
         (3, 6)
+        >>> [Transforms().strength(t, 10) for t in (5, 7, 8)]
+        [1.0, 0.33..., 0.0]
     """
 
     jitter: float = 0.05
     scale: tuple = (0.9, 1.1)
     rotate: float = 10.0
+    fade: tuple | None = (0.5, 0.8)
 
-    def draw(self, rngs) -> np.ndarray:
-        """One ``(6,)`` matrix per generator: ``[a00, a01, a10, a11, tx, ty]`` (see :func:`warp`)."""
+    def strength(self, step: int, steps: int) -> float:
+        """How strong the transforms are at ``step`` of ``steps`` (1: full, 0: none)."""
+        if self.fade is None:
+            return 1.0
+        start, end = self.fade
+        x = step / steps
+        return float(np.clip((end - x) / max(end - start, 1e-9), 0.0, 1.0))
+
+    def draw(self, rngs, strength: float = 1.0) -> np.ndarray:
+        """One ``(6,)`` matrix per generator: ``[a00, a01, a10, a11, tx, ty]`` (see :func:`warp`).
+
+        The same numbers are drawn whatever the ``strength`` (they are scaled
+        after), so a seed gives the same run.
+        """
         out = np.empty((len(rngs), 6), np.float32)
         for i, rng in enumerate(rngs):
-            zoom = rng.uniform(*self.scale)
-            angle = np.deg2rad(rng.uniform(-self.rotate, self.rotate))
-            tx, ty = rng.uniform(-self.jitter, self.jitter, 2)
+            zoom = 1.0 + (rng.uniform(*self.scale) - 1.0) * strength
+            angle = np.deg2rad(rng.uniform(-self.rotate, self.rotate)) * strength
+            tx, ty = rng.uniform(-self.jitter, self.jitter, 2) * strength
             c, s = np.cos(angle) / zoom, np.sin(angle) / zoom
             out[i] = (c, -s, s, c, tx, ty)
         return out
