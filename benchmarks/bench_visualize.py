@@ -58,9 +58,9 @@ def train(epochs: int, seed: int = 0):
 def measurers(model):
     """Independent of kerasxai: plain sub-models for the logits and the layer's filters."""
     head = model.get_layer("predictions")
-    features = keras.Model(model.inputs, head.input)
+    features = keras.Model(model.inputs[0], head.input)
     kernel, bias = (np.asarray(w) for w in head.get_weights())
-    layer = keras.Model(model.inputs, model.get_layer(LAYER).output)
+    layer = keras.Model(model.inputs[0], model.get_layer(LAYER).output)
 
     def logits(images):
         return features.predict(np.asarray(images, np.float32), verbose=0) @ kernel + bias
@@ -160,14 +160,15 @@ def main(argv=None):
     print("|---|---|---|---|---|---|")
     for kind, name, ours, best, theirs, dead in rows:
         verdict = "dead (0 on every image; warned)" if dead and best <= 0 else ("yes" if ours > best else "NO")
-        versus = "–" if np.isnan(theirs) else ("yes" if ours > theirs else "NO")
+        versus = "–" if np.isnan(theirs) else ("yes" if ours > theirs else (
+            "tie: dead for both" if dead and ours == theirs == 0 else "NO"))
         print(f"| {kind} {name} | {ours:.3f} | {best:.3f} | {verdict} | "
               f"{'–' if np.isnan(theirs) else f'{theirs:.3f}'} | {versus} |")
     live = [r for r in rows if not (r[5] and r[3] <= 0)]
     print(f"\nkerasxai above every training image: {sum(r[2] > r[3] for r in live)}/{len(live)} live units "
           f"({len(rows) - len(live)} dead)")
     if compare:
-        print(f"kerasxai above tf-keras-vis: {sum(r[2] > r[4] for r in rows)}/{len(rows)} units")
+        print(f"kerasxai above tf-keras-vis: {sum(r[2] > r[4] for r in live)}/{len(live)} live units")
     print("\n| units | kerasxai first call (s) | kerasxai again (s) | tf-keras-vis (s) | first call / tf-keras-vis |")
     print("|---|---|---|---|---|")
     for kind, n, first, warm, theirs in times:
