@@ -281,7 +281,12 @@ def test_jax_and_torch_give_the_same_images_as_tensorflow(tmp_path):
         np.testing.assert_allclose(other["embeddings"], features, rtol=1e-4, atol=1e-5)
 
 
-def test_no_warnings_on_a_healthy_run(gap_model):
+def test_no_warnings_on_a_healthy_run_and_one_when_the_input_range_is_unknown(gap_model):
     with warnings.catch_warnings():
-        warnings.simplefilter("error", RuntimeWarning)
-        visualize_activation(gap_model, None, units=[0, 1], steps=3, progress=False)
+        warnings.simplefilter("error")
+        visualize_activation(gap_model, None, units=[0, 1], steps=3, progress=False, input_range=(-1, 1))
+        rescaled = keras.Sequential([keras.Input((8, 8, 3)), layers.Rescaling(1 / 255), layers.Flatten(),
+                                     layers.Dense(2)])
+        visualize_activation(rescaled, None, units=0, steps=2, progress=False)  # takes 0..255: nothing to say
+    with pytest.warns(UserWarning, match="cannot tell what input range model 'gap_net' was trained on"):
+        visualize_activation(gap_model, None, units=0, steps=2, progress=False)

@@ -312,7 +312,7 @@ def visualize_activation(
             grads.append(largest)
             if t <= _RESTARTS:
                 params, m, v = _restart_silent(params, m, v, largest, [rngs[i] for i in rows], param, t)
-            if t in snapshots and t > 0:
+            if t in snapshots:
                 snapshots[t].append(_to_uint8(render(params)))
             if bar is not None and (t % every == 0 or t == steps):
                 bar.update(c * steps + t)

@@ -24,10 +24,23 @@ Example:
 
 from __future__ import annotations
 
+import warnings
+
+import keras
 import numpy as np
 from keras import ops
 
 from kerasxai.images import preprocess_function
+
+
+def _rescales_itself(model) -> bool:
+    """True when the model starts by rescaling its input (Rescaling/Normalization), so 0..255 is right."""
+    for layer in getattr(model, "layers", [])[:4]:
+        if isinstance(layer, (keras.layers.Rescaling, keras.layers.Normalization)):
+            return True
+        if isinstance(layer, keras.Model) and _rescales_itself(layer):
+            return True
+    return False
 
 
 def _fit_affine(fn, channels: int):
@@ -67,6 +80,12 @@ def to_model_input(model, preprocess="auto", input_range=None, channels=None):
         return lambda x: low + (high - low) * x
     fn = preprocess_function(preprocess, model)
     if fn is None:
+        if preprocess == "auto" and model is not None and not _rescales_itself(model):
+            warnings.warn(
+                f"kerasxai cannot tell what input range model '{model.name}' was trained on (no keras.applications "
+                "family in its name, no Rescaling layer first), so images are fed as 0..255. If it was trained "
+                "on other values, say so: input_range=(0, 1) or (-1, 1), or preprocess=<family or function>; "
+                "otherwise the pictures show what the model does on inputs it never saw.", UserWarning, stacklevel=3)
         return lambda x: 255.0 * x
     channels = channels or (int(model.inputs[0].shape[-1]) if model is not None else 3)
     fitted = _fit_affine(fn, channels)
