@@ -47,10 +47,13 @@ def _pooled(activation, pool):
     return ops.reshape(activation, (ops.shape(activation)[0], -1))
 
 
-def _batches(images, batch_size):
-    """Yields float32 NumPy batches from an array or an iterable of batches (``x`` or ``(x, y, ...)``)."""
+def _batches(images, batch_size, rank):
+    """Float32 NumPy batches from an array (one image or a batch) or an iterable of batches
+    (``x`` or ``(x, y, ...)``)."""
     if hasattr(images, "shape") and not hasattr(images, "element_spec"):
         array = np.asarray(images, np.float32)
+        if array.ndim == rank - 1:  # one image
+            array = array[None]
         for start in range(0, len(array), batch_size):
             yield array[start : start + batch_size]
         return
@@ -64,8 +67,8 @@ def layer_embeddings(model, images, layer=None, *, pool="avg", batch_size: int =
 
     Args:
         model: a Keras model (one input, one output).
-        images: a batch ``(N, H, W, C)`` preprocessed for the model, or an
-            iterable of such batches (a ``tf.data.Dataset`` of images or of
+        images: a batch ``(N, H, W, C)`` preprocessed for the model (or one
+            image ``(H, W, C)``), or an iterable of such batches (a ``tf.data.Dataset`` of images or of
             ``(images, labels)`` pairs, a generator).
         layer: a layer name or Layer (nested bases included for spatial
             layers; a Dense/pooling layer of the outer model), or ``None`` for
@@ -106,10 +109,10 @@ def layer_embeddings(model, images, layer=None, *, pool="avg", batch_size: int =
     step = cached_step(model, ("embeddings", probe.layer_name, pool), build)
     expected = tuple(probe.input_shape[1:])
     out = []
-    for batch in _batches(images, int(batch_size)):
-        if batch.ndim == len(expected) and len(out) == 0 and batch.shape == expected:
-            batch = batch[None]
-        if batch.shape[1:] != expected and None not in expected:
+    for batch in _batches(images, int(batch_size), len(probe.input_shape)):
+        if batch.ndim != len(probe.input_shape) or (
+            None not in expected and batch.shape[1:] != expected
+        ):
             raise ValueError(f"images have shape {batch.shape[1:]} per image, but the model expects {expected}. "
                              "Resize and preprocess them for the model (kerasxai.load_images does both).")
         out.append(backend.to_numpy(step(batch)))

@@ -25,6 +25,8 @@ def test_embeddings_equal_a_plain_submodel_pooled(flatten_model, batch):
                                maps.max(axis=(1, 2)), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(layer_embeddings(flatten_model, batch, "conv2", pool=None, batch_size=4),
                                maps.reshape(7, -1), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(layer_embeddings(flatten_model, batch[3], "conv2"),  # one image
+                               maps[3:4].mean(axis=(1, 2)), rtol=1e-5, atol=1e-6)
 
 
 def test_nested_layer_and_dense_layer(nested_sequential, batch):
