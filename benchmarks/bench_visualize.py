@@ -119,7 +119,8 @@ def main(argv=None):
 
     start = time.perf_counter()
     model, x, y, accuracy = train(args.epochs)
-    print(f"shapes model: test accuracy {accuracy:.1%} after {args.epochs} epochs ({time.perf_counter() - start:.0f} s); "
+    took = time.perf_counter() - start
+    print(f"shapes model: test accuracy {accuracy:.1%} after {args.epochs} epochs ({took:.0f} s); "
           f"{args.steps} steps per image; keras backend {keras.backend.backend()}")
     logits, filters = measurers(model)
     data = x[: args.n_train]

@@ -93,7 +93,8 @@ def test_fourier_basis_is_orthonormal_and_images_are_valid():
     plain = param_lib.FourierImage((6, 10), decorrelate=False)
     coefficients = np.zeros((1, 3, 6, 10), "float32")
     coefficients[0, 0, 1, 2] = 1.0
-    logit = np.log(keras.ops.convert_to_numpy(plain.image(coefficients)) / (1 - keras.ops.convert_to_numpy(plain.image(coefficients))))
+    image = keras.ops.convert_to_numpy(plain.image(coefficients))
+    logit = np.log(image / (1 - image))
     y, x = np.mgrid[0:6, 0:10]
     cas = lambda a: np.cos(a) + np.sin(a)  # noqa: E731
     wave = cas(2 * np.pi * y / 6) * cas(2 * np.pi * 2 * x / 10) / np.sqrt(60) * plain._scale[1, 2]
@@ -129,7 +130,10 @@ def test_pixel_parameterization_regularisers_size_and_frames(flatten_model):
                                  parameterization="pixel", input_range=(0, 1))
     smooth = visualize_activation(flatten_model, "conv1", units=[1], steps=12, progress=False,
                                   parameterization="pixel", input_range=(0, 1), tv=50.0)
-    tv = lambda im: np.abs(np.diff(im.astype(float), axis=1)).mean() + np.abs(np.diff(im.astype(float), axis=2)).mean()  # noqa: E731
+    def tv(images):
+        images = images.astype(float)
+        return np.abs(np.diff(images, axis=1)).mean() + np.abs(np.diff(images, axis=2)).mean()
+
     assert tv(smooth.images) < tv(plain.images)
     big = visualize_activation(flatten_model, "conv1", units=[0], steps=3, progress=False, size=48,
                                frames=3, transforms=False)
@@ -214,7 +218,8 @@ def test_figures_and_gif(flatten_model, tmp_path):
     with pytest.raises(ValueError, match="plot_filters"):
         kerasxai.plot_class_images(visualize_activation(flatten_model, "conv1", units=0, steps=1, progress=False))
     with pytest.raises(ValueError, match="no frames"):
-        kerasxai.save_gif(visualize_activation(flatten_model, None, units=0, steps=1, progress=False), tmp_path / "x.gif")
+        no_frames = visualize_activation(flatten_model, None, units=0, steps=1, progress=False)
+        kerasxai.save_gif(no_frames, tmp_path / "x.gif")
 
 
 def test_command_writes_grid_and_activations(flatten_model, tmp_path, capsys):
@@ -248,7 +253,8 @@ out = {}
 for layer in (None, "conv"):
     r = visualize_activation(model, layer, units=[0, 1], steps=6, seed=4, progress=False, input_range=(0, 1))
     out[str(layer)] = [r.images.tolist(), r.activations.tolist()]
-out["embeddings"] = layer_embeddings(model, np.linspace(0, 1, 2 * 12 * 12 * 3, dtype="float32").reshape(2, 12, 12, 3), "conv").tolist()
+x = np.linspace(0, 1, 2 * 12 * 12 * 3, dtype="float32").reshape(2, 12, 12, 3)
+out["embeddings"] = layer_embeddings(model, x, "conv").tolist()
 print("RESULT" + json.dumps(out))
 """
 

@@ -256,7 +256,7 @@ def visualize_activation(
         >>> import keras
         >>> model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3, name="conv"),
         ...                           keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)])
-        >>> result = visualize_activation(model, "conv", units=[0, 1], steps=8, progress=False)
+        >>> result = visualize_activation(model, "conv", units=[0, 1], steps=8, input_range=(0, 1), progress=False)
         >>> result.images.shape, result.images.dtype.name, result.activations.shape
         ((2, 16, 16, 3), 'uint8', (2,))
     """

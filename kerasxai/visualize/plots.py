@@ -9,7 +9,7 @@ Example:
     >>> import keras
     >>> model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3, name="conv"),
     ...                           keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)])
-    >>> fig = plot_filters(model, "conv", steps=8, progress=False)
+    >>> fig = plot_filters(model, "conv", steps=8, input_range=(0, 1), progress=False)
     >>> [ax.get_title() for ax in fig.axes]  # unit and the activation its image reaches
     ['#0  ...', '#1  ...', '#2  ...', '#3  ...']
 """
@@ -93,7 +93,7 @@ def plot_filters(model_or_result, layer=None, units=None, *, cols=None, cell_siz
         >>> import keras
         >>> model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(3, 3, name="conv"),
         ...                           keras.layers.Flatten(), keras.layers.Dense(2)])
-        >>> len(plot_filters(model, "conv", steps=4, progress=False).axes)
+        >>> len(plot_filters(model, "conv", steps=4, input_range=(0, 1), progress=False).axes)
         4
     """
     result = model_or_result
@@ -119,7 +119,7 @@ def plot_class_images(model_or_result, classes=None, class_names=None, *, cols=N
         >>> import keras
         >>> model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Flatten(),
         ...                           keras.layers.Dense(2, activation="softmax")])
-        >>> fig = plot_class_images(model, class_names=["disc", "cross"], steps=4, progress=False)
+        >>> fig = plot_class_images(model, class_names=["disc", "cross"], steps=4, input_range=(0, 1), progress=False)
         >>> [ax.get_title().split(chr(10))[0] for ax in fig.axes]
         ['disc', 'cross']
     """
@@ -170,7 +170,7 @@ def save_gif(result: ActivationImages, path, *, cols=None, scale: int = 1, durat
         >>> import keras, os, tempfile
         >>> model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(2, 3, name="conv"),
         ...                           keras.layers.Flatten(), keras.layers.Dense(2)])
-        >>> result = visualize_activation(model, "conv", steps=6, frames=4, progress=False)
+        >>> result = visualize_activation(model, "conv", steps=6, frames=4, input_range=(0, 1), progress=False)
         >>> path = save_gif(result, os.path.join(tempfile.mkdtemp(), "opt.gif"))
         >>> Image.open(path).n_frames
         4
