@@ -33,6 +33,10 @@ _EXPORTS = {
     "kerasxai.plot": ("overlay", "plot_explanations", "plot_layer_views", "plot_feature_maps"),
     "kerasxai.plot_nd": ("plot_signal", "plot_volume"),
     "kerasxai.report": ("write_report",),
+    "kerasxai.visualize.optimize": ("visualize_activation", "ActivationImages"),
+    "kerasxai.visualize.plots": ("plot_filters", "plot_class_images", "plot_activation_images", "save_gif"),
+    "kerasxai.embeddings": ("layer_embeddings", "nearest_neighbors"),
+    "kerasxai.visualize.embedding_plots": ("plot_embeddings", "plot_layer_embeddings", "plot_neighbors"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = list(_WHERE)

@@ -6,6 +6,7 @@
     kerasxai train --data-dir DIR --out RUN_DIR [...]
     kerasxai demo --out DIR
     kerasxai evaluate [--methods gradcam,saliency]
+    kerasxai visualize --model vgg16 [--layer block1_conv1] [--units 0-15] [--out DIR]
 
 ``--model`` takes a ``keras.applications`` name (vgg16, resnet50, mobilenet_v2,
 densenet121, inception_v3, efficientnet_b0) or a saved ``.keras`` file.
@@ -174,6 +175,81 @@ def cmd_demo(args):
     demo.run(args.out, epochs=args.epochs)
 
 
+def _parse_units(text):
+    """``"0-3,7"`` -> ``[0, 1, 2, 3, 7]``."""
+    units = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            if "-" in part:
+                low, high = (int(v) for v in part.split("-", 1))
+                units += list(range(low, high + 1))
+            else:
+                units.append(int(part))
+        except ValueError:
+            raise UserError(f"--units takes indices and ranges such as 0-15 or 0,3,7; got '{text}'") from None
+    if not units:
+        raise UserError("--units is empty")
+    return units
+
+
+def cmd_visualize(args):
+    import warnings
+
+    import numpy as np
+
+    import kerasxai
+    from kerasxai.visualize.probing import layer_probe
+
+    model = load_model(args.model, args.weights)
+    input_range = None
+    if args.input_range:
+        try:
+            input_range = tuple(float(v) for v in args.input_range.split(","))
+        except ValueError:
+            input_range = ()
+        if len(input_range) != 2:
+            raise UserError(f"--input-range takes LOW,HIGH such as 0,1; got '{args.input_range}'")
+    try:
+        n_units = layer_probe(model, args.layer).output_shape[-1]
+        units = _parse_units(args.units) if args.units else list(range(min(16, n_units)))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = kerasxai.visualize_activation(
+                model, args.layer, units, steps=args.steps, size=args.size, seed=args.seed,
+                parameterization=args.parameterization, batch_size=args.batch_size, input_range=input_range,
+                frames=24 if args.gif else 0, progress=not args.quiet,
+            )
+    except (ValueError, TypeError) as err:
+        raise UserError(str(err).splitlines()[0]) from None
+    for warning in caught:
+        print(f"kerasxai: warning: {warning.message}", file=sys.stderr)
+    os.makedirs(args.out, exist_ok=True)
+    if args.layer is None:
+        names = args.class_names.split(",") if args.class_names else None
+        fig = kerasxai.plot_class_images(result, class_names=names)
+        stem = "classes"
+    else:
+        fig = kerasxai.plot_filters(result)
+        stem = "filters_" + result.layer.replace("/", "_")
+    png = os.path.join(args.out, stem + ".png")
+    fig.savefig(png, dpi=100)
+    written = [png]
+    if args.gif:
+        written.append(kerasxai.save_gif(result, os.path.join(args.out, stem + ".gif"), scale=2))
+    with open(os.path.join(args.out, stem + ".json"), "w") as fh:
+        json.dump({
+            "model": args.model, "layer": result.layer, "objective": result.objective, "steps": args.steps,
+            "units": result.units, "activation_reached": [round(float(a), 6) for a in result.activations],
+            "never_activated": result.dead, "start_activation": np.round(result.history[0], 6).tolist(),
+        }, fh, indent=2)
+    written.append(os.path.join(args.out, stem + ".json"))
+    if not args.quiet:
+        print("written: " + ", ".join(written))
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="kerasxai", description="Explain Keras image classifiers.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -204,6 +280,25 @@ def build_parser():
 
     sub.add_parser("train", help="VGG16 transfer learning (kerasxai train --help)", add_help=False)
     sub.add_parser("evaluate", help="score every method on generated images with known object masks", add_help=False)
+
+    v = sub.add_parser("visualize", help="images that maximise a layer's filters or the model's classes -> PNG grid")
+    v.add_argument("--model", default="vgg16", help=f"{'|'.join(ZOO)} or PATH.keras (default vgg16)")
+    v.add_argument("--weights", default="imagenet", help="imagenet (download) or none (random, offline)")
+    v.add_argument("--layer", default=None, help="a conv (or Dense) layer; default: the classes (logits)")
+    v.add_argument("--units", default=None, help="filters or classes, e.g. 0-15 or 1,5,9 (default: the first 16)")
+    v.add_argument("--class-names", default=None, help="comma-separated names for the titles of class images")
+    v.add_argument("--steps", type=int, default=256)
+    v.add_argument("--size", type=int, default=None, help="image side in pixels (default: the model's input)")
+    v.add_argument("--parameterization", default="fourier", choices=("fourier", "pixel"))
+    v.add_argument("--input-range", default=None,
+                   help="LOW,HIGH for a model fed images scaled to that range (e.g. 0,1); "
+                        "default: the model family's preprocessing, or 0..255")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--batch-size", type=int, default=16)
+    v.add_argument("--gif", action="store_true", help="also write the optimisation as an animated GIF")
+    v.add_argument("--out", default="kerasxai-visualize")
+    v.add_argument("--quiet", action="store_true")
+    v.set_defaults(func=cmd_visualize)
 
     d = sub.add_parser("demo", help="offline demo: train a small CNN on generated shapes and explain it")
     d.add_argument("--out", default="kerasxai-demo")

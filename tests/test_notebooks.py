@@ -9,11 +9,12 @@ from nbclient import NotebookClient
 NOTEBOOKS = sorted((pathlib.Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 
 
-def test_there_are_three_notebooks_with_cleared_outputs():
+def test_the_notebooks_have_badges_and_cleared_outputs():
     assert [p.name for p in NOTEBOOKS] == [
         "01_vgg16_saliency_gradcam.ipynb",
         "02_cats_vs_dogs_finetune.ipynb",
         "03_cam_family_and_layers.ipynb",
+        "04_what_the_network_learned.ipynb",
     ]
     for path in NOTEBOOKS:
         book = nbformat.read(path, as_version=4)
