@@ -144,10 +144,10 @@ def cmd_layers(args):
         print(f"{info.path:<{width}}  {str(info.output_shape):<22} {info.kind}{mark}")
 
 
-def cmd_train(argv):
-    from kerasxai import train
+def cmd_train(argv) -> int:
+    from kerasxai.train.cli import main
 
-    train.main(argv)
+    return main(argv)  # its own options and one-line errors; 2 for a mistake, 130 for Ctrl-C
 
 
 def cmd_demo(args):
@@ -178,7 +178,8 @@ def build_parser():
     la.add_argument("--weights", default="none", help="none (default; shapes only) or imagenet")
     la.set_defaults(func=cmd_layers)
 
-    sub.add_parser("train", help="VGG16 transfer learning (kerasxai train --help)", add_help=False)
+    sub.add_parser("train", help="fine-tune VGG16, or a small CNN offline, then explain (kerasxai train --help)",
+                   add_help=False)
     sub.add_parser("evaluate", help="score every method on generated images with known object masks", add_help=False)
 
     d = sub.add_parser("demo", help="offline demo: train a small CNN on generated shapes and explain it")
@@ -199,8 +200,7 @@ def main(argv=None) -> int:
     warnings.showwarning = _one_line_warning
     try:
         if argv[:1] == ["train"]:
-            cmd_train(argv[1:])
-            return 0
+            return cmd_train(argv[1:])
         if argv[:1] == ["evaluate"]:
             from kerasxai import evaluate
 

@@ -1,0 +1,407 @@
+"""``train(cfg)``: data, model, the training phases, then evaluation, figures and the summary."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import signal
+import sys
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kerasxai.images import preprocess_function
+from kerasxai.train import explaining, figures
+from kerasxai.train.config import Config, TrainError, resolve, resume_command
+from kerasxai.train.data import check_files, files_digest, renamed_formats, scan_data, split
+from kerasxai.train.model import (build_model, cam_resolution, compile_model, compute_features, head_model,
+                                  set_trainable)
+from kerasxai.train.pipeline import EpochOrder, feature_dataset, image_dataset
+from kerasxai.train.runfolder import Progress, RunFolder, load_progress, save_weights
+
+TRAINABLE = {"head": "head", "all": "all", "fine-tune": "last block"}
+
+
+@dataclasses.dataclass
+class RunData:
+    """The usable images of a run, their split, and the validation images shown in the figures."""
+
+    paths: list
+    labels: np.ndarray
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    preprocess: object
+    shown_idx: np.ndarray
+    display: np.ndarray
+    x_shown: np.ndarray
+
+    def pick(self, idx):
+        return [self.paths[i] for i in idx], self.labels[idx]
+
+
+def warn(message: str):
+    """A warning the user must see, whatever ``verbose`` says."""
+    print(f"kerasxai: warning: {message}", file=sys.stderr, flush=True)
+
+
+def chance_check(true, predicted, names) -> dict:
+    """Is the accuracy above what always answering the commonest class gets? One-sided binomial test.
+
+    ``warning`` is None when the accuracy is above that chance level at p < 0.05.
+
+    Example:
+        >>> chance_check(np.array([0, 1] * 10), np.zeros(20, int), ["cat", "dog"])["warning"][:40]
+        'AT CHANCE LEVEL: validation accuracy 50%'
+    """
+    true, predicted = np.asarray(true), np.asarray(predicted)
+    n, correct = len(true), int((true == predicted).sum())
+    counts = np.bincount(true, minlength=len(names))
+    chance = float(counts.max() / n)
+    # P(X >= correct) for X ~ Binomial(n, chance), in logs so that n = 6000 does not overflow
+    terms = [math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+             + (k * math.log(chance) if k else 0.0) + ((n - k) * math.log1p(-chance) if n - k else 0.0)
+             for k in range(correct, n + 1)] if chance < 1 else [0.0]
+    top = max(terms)
+    p_value = float(min(1.0, math.exp(top) * sum(math.exp(t - top) for t in terms)))
+    warning = None
+    if p_value >= 0.05:
+        answers = sorted(set(predicted.tolist()))
+        one = f" It answers '{names[answers[0]]}' for every image." if len(answers) == 1 else ""
+        warning = (f"AT CHANCE LEVEL: validation accuracy {correct / n:.0%} ({correct} of {n}) is not above what "
+                   f"always answering '{names[int(counts.argmax())]}' gets ({chance:.0%}; p = {p_value:.2f})."
+                   f"{one} The model has not learned to tell the classes apart, so its Grad-CAM maps explain "
+                   "nothing.")
+    return {"accuracy": correct / n, "chance_level": chance, "p_value": p_value, "above_chance": warning is None,
+            "warning": warning}
+
+
+class GradCAMImages(keras.callbacks.Callback):
+    """Logs Grad-CAM overlays of fixed validation images to TensorBoard at the end of each epoch."""
+
+    def __init__(self, log_dir, model, display, x):
+        super().__init__()
+        self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "gradcam"))
+        self.explained, self.display, self.x = model, display, x
+
+    def on_epoch_end(self, epoch, logs=None):
+        images = explaining.gradcam_overlays(self.explained, self.display, self.x)
+        with self.writer.as_default():
+            tf.summary.image("gradcam_overlays", images, step=epoch, max_outputs=len(images))
+        self.writer.flush()
+
+
+class EpochEndGuard:
+    """Holds Ctrl-C back while an epoch's end is written (state, log, checkpoint, TensorBoard), so that an
+    interruption never leaves an epoch half recorded: ``opening`` and ``closing`` go around those callbacks."""
+
+    def __init__(self):
+        self.pending, self.previous = False, None
+        guard = self
+
+        class Opening(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                guard.pending = False
+                try:
+                    guard.previous = signal.signal(signal.SIGINT, guard._hold)
+                except ValueError:  # not the main thread: signals cannot be caught here
+                    guard.previous = None
+
+        class Closing(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                guard.release()
+                if guard.pending:
+                    raise KeyboardInterrupt
+
+        self.opening, self.closing = Opening(), Closing()
+
+    def release(self):
+        """Gives Ctrl-C back (also called when ``fit`` ends by an error between the two callbacks)."""
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
+
+    def _hold(self, signum, frame):
+        self.pending = True
+
+
+def _has_tensorboard() -> bool:
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _describe_model(settings, cfg, base) -> str:
+    layer, (h, w) = cam_resolution(base)
+    if settings.base == "vgg16" and settings.pretrained:
+        what = "VGG16 with ImageNet weights, " + ("frozen" if settings.freeze_base else "trained whole")
+    elif settings.base == "vgg16":
+        what = "VGG16 with RANDOM weights (--weights none), " + (
+            "FROZEN" if settings.freeze_base else "trained from scratch (all layers)")
+    else:
+        what = "a small CNN with RANDOM initial weights (--weights none), trained from scratch (all layers)"
+    return (f"Model: {what}; {settings.head} head, {cfg.output} output, {cfg.image_size}x{cfg.image_size} "
+            f"inputs; Grad-CAM maps come from {base.name}/{layer} at {h}x{w}.")
+
+
+def _plan(cfg, settings):
+    phases = [("head" if settings.freeze_base else "all", cfg.epochs, settings.learning_rate)]
+    if cfg.fine_tune_epochs:
+        phases.append(("fine-tune", cfg.fine_tune_epochs, cfg.fine_tune_lr))
+    return phases
+
+
+def _fit_phases(cfg, settings, folder, model, base, data, extra_callbacks, say):
+    """Runs (or continues) every training phase; returns the feature-caching seconds per phase."""
+    paths, labels, train_idx, val_idx, preprocess = data.paths, data.labels, data.train_idx, data.val_idx, data.preprocess
+    state = folder.state
+    pick = data.pick
+    order = EpochOrder(len(train_idx), cfg.seed, cfg.augment)
+    load_saved = cfg.resume
+    caching = {}
+    tensorboard = []
+    if _has_tensorboard():
+        tensorboard = [keras.callbacks.TensorBoard(folder.file("tensorboard"), write_graph=False),
+                       GradCAMImages(folder.file("tensorboard"), model, data.display, data.x_shown)]
+    else:
+        say("TensorBoard is not installed (pip install tensorboard, or kerasxai[train]): no TensorBoard logs.")
+    for index, (name, n_epochs, lr) in enumerate(_plan(cfg, settings)):
+        if index < len(state["phases"]) and state["phases"][index]["done"]:
+            continue
+        if index == len(state["phases"]):
+            state["phases"].append({"name": name, "first_epoch": folder.epochs_done() + 1, "epochs": n_epochs,
+                                    "done": False, "stopped_early": None})
+            state["phase_best"], state["wait"] = None, 0
+        phase = state["phases"][index]
+        begin = phase["first_epoch"] - 1
+        done = folder.epochs_done() - begin
+        set_trainable(model, base, TRAINABLE[name], settings.last_block)
+        fast = name == "head" and cfg.feature_cache and not cfg.augment
+        compile_model(model, cfg.output, lr)
+        fit_model = head_model(model, base) if fast else model
+        if fast:
+            compile_model(fit_model, cfg.output, lr)
+            model.optimizer.build(model.trainable_variables)  # best.keras then reloads without a warning
+        if load_saved:
+            load_progress(folder, model, fit_model, phase_has_epochs=done > 0)
+            load_saved = False
+        if done < phase["epochs"] and not phase["stopped_early"]:
+            what = {"head": f"the head on the frozen {base.name} base",
+                    "all": "every layer", "fine-tune": f"the head and {settings.last_block} of {base.name}"}[name]
+            say(f"\nPhase {index + 1} ({name}): training {what} at learning rate {lr:g}, epochs "
+                f"{begin + done + 1}-{begin + phase['epochs']}" + (" (resumed)" if done else "") + ".")
+            if fast:
+                started = time.perf_counter()
+                bar = keras.utils.Progbar(len(paths), unit_name="image") if cfg.verbose else None
+                feats = {}
+                for part, idx in (("train", train_idx), ("val", val_idx)):
+                    ds = image_dataset(*pick(idx), cfg.image_size, preprocess, cfg.batch_size)
+                    offset = len(train_idx) if part == "val" else 0
+                    feats[part] = compute_features(base, ds, len(idx), folder.file("cache", f"{part}.npy"),
+                                                   bar and (lambda k, o=offset: bar.update(o + k)))
+                caching[name] = round(time.perf_counter() - started, 2)
+                say(f"Features of the frozen base computed once for {len(paths)} images in {caching[name]:.1f} s "
+                    f"({folder.file('cache')}); each epoch now trains the head on them.")
+                train_ds = feature_dataset(feats["train"], labels[train_idx], cfg.batch_size, order)
+                val_ds = feature_dataset(feats["val"], labels[val_idx], cfg.batch_size)
+            else:
+                train_ds = image_dataset(*pick(train_idx), cfg.image_size, preprocess, cfg.batch_size, order)
+                val_ds = image_dataset(*pick(val_idx), cfg.image_size, preprocess, cfg.batch_size)
+            guard = EpochEndGuard()
+            callbacks = [order, guard.opening, Progress(folder, model, name, settings.patience), *tensorboard,
+                         guard.closing, *extra_callbacks]
+            try:
+                fit_model.fit(train_ds, validation_data=val_ds, initial_epoch=begin + done,
+                              epochs=begin + phase["epochs"], callbacks=callbacks, verbose=cfg.verbose,
+                              shuffle=False)
+            finally:
+                guard.release()
+                for cb in tensorboard[:1]:  # close the writers, also on Ctrl-C, so no event is lost
+                    try:
+                        cb.on_train_end()
+                    except Exception:  # noqa: BLE001 - writers may not have been opened
+                        pass
+            if phase["stopped_early"]:
+                say(f"Early stopping after epoch {phase['stopped_early']}: no better validation accuracy "
+                    f"for {settings.patience} epoch(s).")
+        phase["done"] = True
+        best = keras.models.load_model(folder.file("best.keras"), safe_mode=True)
+        model.set_weights(best.get_weights())  # go on (or end) from the best epoch, as restore_best_weights does
+        start_name = f"phase{index + 2}-start.weights.npz"
+        save_weights(model, folder.file("resume", start_name))
+        state["saved"] = {"weights": start_name, "optimizer": None}
+        folder.save_state()
+        shutil.rmtree(folder.file("cache"), ignore_errors=True)
+    return caching
+
+
+def _interrupted(folder, cfg, during: str):
+    state = folder.state or {}
+    rows = state.get("rows", [])
+    if not rows:
+        message = (f"kerasxai: interrupted {during} before the first epoch ended: nothing was saved"
+                   + (f" ('{cfg.out}' removed)." if folder.discard() else "."))
+    else:
+        best = state["best"]
+        message = (f"kerasxai: interrupted {during}: epochs 1-{len(rows)} are saved in '{cfg.out}' (best.keras: "
+                   f"epoch {best['epoch']}, validation accuracy {best['val_accuracy']:.1%}); resume with: "
+                   f"{resume_command(cfg)}")
+    print(message, file=sys.stderr, flush=True)
+
+
+def train(cfg: Config, callbacks=()) -> dict:
+    """Runs the experiment described by ``cfg``; returns the summary (also in ``OUT/summary.json``).
+
+    ``callbacks`` are Keras callbacks added to every ``fit``. Mistakes in the
+    data or the options raise ``TrainError`` (the command prints one line);
+    Ctrl-C prints what was saved and the command that resumes, then re-raises.
+
+    Example:
+        >>> summary = train(Config(data_dir="PetImages", out="runs/vgg16"))  # doctest: +SKIP
+    """
+    started = time.perf_counter()
+    say = print if cfg.verbose else (lambda *a, **k: None)
+    settings = resolve(cfg)
+    out, data_dir = os.path.abspath(cfg.out), os.path.abspath(cfg.data_dir)
+    if out == data_dir or out.startswith(data_dir + os.sep):
+        raise TrainError(f"--out '{cfg.out}' is inside --data-dir '{cfg.data_dir}': the run's figures would "
+                         "become training images; put the run folder elsewhere")
+    folder = RunFolder(cfg.out, cfg.resume, cfg.overwrite)
+    scan = scan_data(cfg.data_dir, cfg.classes)
+    for line in scan.describe():
+        say(line)
+    good, bad, formats = check_files(scan.paths)
+    paths = [p for p, ok in zip(scan.paths, good) if ok]
+    labels, names = scan.labels[good], scan.class_names
+    renamed = renamed_formats(paths, formats)
+    say(f"Decoded all {len(scan.paths)} image files: {len(bad)} cannot be decoded and are skipped (listed in "
+        f"{folder.file('bad_files.txt')})" + ("; decoded whatever their name says: " + ", ".join(
+            f"{n} {k}" for k, n in renamed.items()) if renamed else "") + ".")
+    train_idx, val_idx = split(labels, cfg.val_fraction, cfg.seed, names)
+    say(f"Split: {len(train_idx)} training and {len(val_idx)} validation images (stratified, seed {cfg.seed}).")
+
+    keras.utils.set_random_seed(cfg.seed)
+    model, base = build_model(settings, cfg.image_size, cfg.output, len(names), cfg.weights)
+    say(_describe_model(settings, cfg, base))
+    if not settings.pretrained and settings.freeze_base:
+        warn("the base is random AND frozen: the head learns from random features, so expect chance-level "
+             "accuracy; this only tests the pipeline or measures speed")
+    preprocess = preprocess_function("auto", model)
+    shown = np.concatenate([val_idx[labels[val_idx] == c][:2] for c in range(len(names))])[:6]
+    display, x_shown = explaining.load(model, [paths[i] for i in shown])
+    data = RunData(paths, labels, train_idx, val_idx, preprocess, shown, display, x_shown)
+
+    folder.start(cfg, files_digest(scan.root, paths, labels), len(paths))
+    during = "during training"
+    try:
+        with open(folder.file("bad_files.txt"), "w") as fh:
+            fh.write(f"# {len(bad)} of {len(scan.paths)} image files cannot be decoded and were skipped "
+                     "(none was changed)\n")
+            for path, reason in bad:
+                fh.write(f"{path}\t{reason}\n")
+        caching = _fit_phases(cfg, settings, folder, model, base, data, list(callbacks), say)
+        during = "while writing the figures (training had finished)"
+        summary = _report(cfg, settings, folder, scan, bad, renamed, data, caching, started, say)
+    except KeyboardInterrupt:
+        _interrupted(folder, cfg, during)
+        raise
+    except BaseException:
+        folder.discard()
+        raise
+    folder.finish()
+    return summary
+
+
+def _report(cfg, settings, folder, scan, bad, renamed, data, caching, started, say) -> dict:
+    paths, labels, train_idx, val_idx, preprocess = data.paths, data.labels, data.train_idx, data.val_idx, data.preprocess
+    display, x_shown = data.display, data.x_shown
+    names, state = scan.class_names, folder.state
+    best = keras.models.load_model(folder.file("best.keras"), safe_mode=True)
+    val_paths = [paths[i] for i in val_idx]
+    probs = best.predict(image_dataset(val_paths, labels[val_idx], cfg.image_size, preprocess, cfg.batch_size),
+                         verbose=0)
+    if probs.shape[-1] == 1:
+        probs = np.concatenate([1 - probs, probs], axis=1)
+    true, predicted = labels[val_idx], probs.argmax(axis=1)
+    check = chance_check(true, predicted, names)
+    warning = check["warning"]
+    matrix = np.zeros((len(names), len(names)), np.int64)
+    np.add.at(matrix, (true, predicted), 1)
+
+    rows = state["rows"]
+    fine_tune = next((p["first_epoch"] for p in state["phases"] if p["name"] == "fine-tune"), None)
+    figures.curves_figure(rows, state["best"]["epoch"], check["chance_level"], fine_tune, warning).savefig(
+        folder.file("curves.png"), dpi=100)
+    figures.confusion_figure(matrix, names, warning).savefig(folder.file("confusion.png"), dpi=100)
+
+    shown_probs = best.predict(x_shown, verbose=0)
+    shown_probs = np.concatenate([1 - shown_probs, shown_probs], 1) if shown_probs.shape[-1] == 1 else shown_probs
+    shown_true = labels[data.shown_idx]
+    titles = [f"said {names[p.argmax()]} ({p.max():.0%}), true {names[t]}" for p, t in zip(shown_probs, shown_true)]
+    figures.explained_figure(best, display, x_shown, titles, warning).savefig(folder.file("explanations.png"), dpi=90)
+
+    wrong = np.flatnonzero(predicted != true)
+    wrong = wrong[np.argsort(-probs[wrong].max(axis=1), kind="stable")][:6]  # the most confident mistakes first
+    if len(wrong):
+        w_display, w_x = explaining.load(best, [val_paths[i] for i in wrong])
+        w_titles = [f"true {names[true[i]]}, said {names[predicted[i]]} ({probs[i].max():.0%})" for i in wrong]
+        fig = figures.explained_figure(best, w_display, w_x, w_titles, warning)
+        fig.suptitle(warning or f"The {len(wrong)} most confident of {int((predicted != true).sum())} mistakes on "
+                     f"{len(true)} validation images", color=figures.WARNING_COLOUR if warning else "black",
+                     fontsize=9, fontweight="bold" if warning else "normal", wrap=True)
+    else:
+        fig = figures.images_figure([], [], f"No mistakes on the {len(true)} validation images.")
+    fig.savefig(folder.file("misclassified.png"), dpi=90)
+
+    seconds = {}
+    for phase in state["phases"]:
+        times = [r["seconds"] for r in rows if r["phase"] == phase["name"]]
+        seconds[phase["name"]] = round(float(np.median(times)), 3) if times else None
+    summary = {
+        "classes": names,
+        "data_root": scan.root,
+        "layout": scan.layout,
+        "image_files": len(scan.paths),
+        "unreadable_files": len(bad),
+        "ignored": {reason: len(p) for reason, p in scan.ignored.items()},
+        "nested_folders_used": scan.nested,
+        "decoded_despite_name": renamed,
+        "train_images": len(train_idx),
+        "validation_images": len(val_idx),
+        "base": settings.base,
+        "base_weights": "imagenet" if settings.pretrained else "random",
+        "base_trained": "frozen" if settings.freeze_base else "all layers",
+        "head": settings.head,
+        "epochs_run": len(rows),
+        "phases": [{k: p[k] for k in ("name", "first_epoch", "epochs", "stopped_early")} for p in state["phases"]],
+        "best_epoch": state["best"]["epoch"],
+        "best_val_accuracy": state["best"]["val_accuracy"],
+        "validation_accuracy": check["accuracy"],
+        "chance_level": check["chance_level"],
+        "p_value_vs_chance": check["p_value"],
+        "above_chance": check["above_chance"],
+        "warning": warning,
+        "confusion_matrix": matrix.tolist(),
+        "median_epoch_seconds": seconds,
+        "feature_caching_seconds": caching,
+        "checkpoint": folder.file("best.keras"),
+        "seconds": round(time.perf_counter() - started, 1),
+        "config": dataclasses.asdict(cfg),
+    }
+    with open(folder.file("summary.json"), "w") as fh:
+        json.dump(summary, fh, indent=2)
+    say(f"\nValidation accuracy {check['accuracy']:.1%} on {len(val_idx)} held-out images with the best model "
+        f"(epoch {summary['best_epoch']} of {len(rows)}; chance level {check['chance_level']:.0%}, "
+        f"p = {check['p_value']:.2g}).")
+    say(f"Confusion matrix (rows: true {names}; columns: predicted):\n{matrix}")
+    if warning:
+        warn(warning)
+    say(f"Best model: {folder.file('best.keras')}; figures, log.csv and summary.json in {cfg.out}")
+    return summary
+
