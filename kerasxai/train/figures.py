@@ -98,8 +98,15 @@ def images_figure(display, titles, note: str) -> Figure:
     return banner(fig, note)
 
 
+def message_figure(text: str) -> Figure:
+    """A small figure holding one sentence (e.g. that there is no mistake to show)."""
+    fig = Figure(figsize=(5, 1.0))
+    fig.text(0.5, 0.5, text, ha="center", va="center", fontsize=11, wrap=True)
+    return fig
+
+
 def explained_figure(model, display, x, titles, warning=None) -> Figure:
     """Saliency and Grad-CAM of each image's predicted class, or, at chance level, the images and ``warning``."""
     if warning:
-        return images_figure(display, titles, warning + " No heatmaps: they would explain nothing.")
+        return images_figure(display, titles, warning + " Heatmaps are not drawn.")
     return explaining.explanation_figure(display, explaining.explain(model, x), titles)

@@ -119,7 +119,7 @@ def compute_features(base, image_ds, n: int, path: str, progress=None) -> np.nda
     out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=shape)
     start = 0
     for x, _ in image_ds:
-        features = np.asarray(base.predict_on_batch(x), np.float32)
+        features = keras.ops.convert_to_numpy(base(x, training=False)).astype(np.float32, copy=False)
         out[start : start + len(features)] = features
         start += len(features)
         if progress is not None:

@@ -49,10 +49,13 @@ def warn(message: str):
     print(f"kerasxai: warning: {message}", file=sys.stderr, flush=True)
 
 
-def chance_check(true, predicted, names) -> dict:
+def chance_check(true, predicted, names, choices: int = 1) -> dict:
     """Is the accuracy above what always answering the commonest class gets? One-sided binomial test.
 
-    ``warning`` is None when the accuracy is above that chance level at p < 0.05.
+    ``choices``: how many epochs the model was picked from by its accuracy on
+    these same images; the p-value is multiplied by it (Bonferroni), since the
+    best of many chance-level epochs looks better than chance. ``warning`` is
+    None when the accuracy is above the chance level at that adjusted p < 0.05.
 
     Example:
         >>> chance_check(np.array([0, 1] * 10), np.zeros(20, int), ["cat", "dog"])["warning"][:40]
@@ -68,16 +71,18 @@ def chance_check(true, predicted, names) -> dict:
              for k in range(correct, n + 1)] if chance < 1 else [0.0]
     top = max(terms)
     p_value = float(min(1.0, math.exp(top) * sum(math.exp(t - top) for t in terms)))
+    adjusted = min(1.0, p_value * max(1, int(choices)))
     warning = None
-    if p_value >= 0.05:
+    if adjusted >= 0.05:
         answers = sorted(set(predicted.tolist()))
         one = f" It answers '{names[answers[0]]}' for every image." if len(answers) == 1 else ""
+        picked = f", adjusted for picking the best of {choices} epochs on these images" if choices > 1 else ""
         warning = (f"AT CHANCE LEVEL: validation accuracy {correct / n:.0%} ({correct} of {n}) is not above what "
-                   f"always answering '{names[int(counts.argmax())]}' gets ({chance:.0%}; p = {p_value:.2f})."
-                   f"{one} The model has not learned to tell the classes apart, so its Grad-CAM maps explain "
-                   "nothing.")
-    return {"accuracy": correct / n, "chance_level": chance, "p_value": p_value, "above_chance": warning is None,
-            "warning": warning}
+                   f"always answering '{names[int(counts.argmax())]}' gets ({chance:.0%}; p = {adjusted:.2f}"
+                   f"{picked}).{one} The model has not learned to tell the classes apart, so its Grad-CAM maps "
+                   "explain nothing.")
+    return {"accuracy": correct / n, "chance_level": chance, "p_value": p_value, "p_adjusted": adjusted,
+            "above_chance": warning is None, "warning": warning}
 
 
 class GradCAMImages(keras.callbacks.Callback):
@@ -329,7 +334,7 @@ def _report(cfg, settings, folder, scan, bad, renamed, data, caching, started, s
     if probs.shape[-1] == 1:
         probs = np.concatenate([1 - probs, probs], axis=1)
     true, predicted = labels[val_idx], probs.argmax(axis=1)
-    check = chance_check(true, predicted, names)
+    check = chance_check(true, predicted, names, choices=len(state["rows"]))
     warning = check["warning"]
     matrix = np.zeros((len(names), len(names)), np.int64)
     np.add.at(matrix, (true, predicted), 1)
@@ -340,7 +345,7 @@ def _report(cfg, settings, folder, scan, bad, renamed, data, caching, started, s
         folder.file("curves.png"), dpi=100)
     figures.confusion_figure(matrix, names, warning).savefig(folder.file("confusion.png"), dpi=100)
 
-    shown_probs = best.predict(x_shown, verbose=0)
+    shown_probs = keras.ops.convert_to_numpy(best(x_shown, training=False))
     shown_probs = np.concatenate([1 - shown_probs, shown_probs], 1) if shown_probs.shape[-1] == 1 else shown_probs
     shown_true = labels[data.shown_idx]
     titles = [f"said {names[p.argmax()]} ({p.max():.0%}), true {names[t]}" for p, t in zip(shown_probs, shown_true)]
@@ -356,7 +361,7 @@ def _report(cfg, settings, folder, scan, bad, renamed, data, caching, started, s
                      f"{len(true)} validation images", color=figures.WARNING_COLOUR if warning else "black",
                      fontsize=9, fontweight="bold" if warning else "normal", wrap=True)
     else:
-        fig = figures.images_figure([], [], f"No mistakes on the {len(true)} validation images.")
+        fig = figures.message_figure(f"No mistakes on the {len(true)} validation images.")
     fig.savefig(folder.file("misclassified.png"), dpi=90)
 
     seconds = {}
@@ -385,6 +390,7 @@ def _report(cfg, settings, folder, scan, bad, renamed, data, caching, started, s
         "validation_accuracy": check["accuracy"],
         "chance_level": check["chance_level"],
         "p_value_vs_chance": check["p_value"],
+        "p_value_adjusted_for_epoch_choice": check["p_adjusted"],
         "above_chance": check["above_chance"],
         "warning": warning,
         "confusion_matrix": matrix.tolist(),
@@ -398,7 +404,7 @@ def _report(cfg, settings, folder, scan, bad, renamed, data, caching, started, s
         json.dump(summary, fh, indent=2)
     say(f"\nValidation accuracy {check['accuracy']:.1%} on {len(val_idx)} held-out images with the best model "
         f"(epoch {summary['best_epoch']} of {len(rows)}; chance level {check['chance_level']:.0%}, "
-        f"p = {check['p_value']:.2g}).")
+        f"p = {check['p_adjusted']:.2g} adjusted for picking the best of {len(rows)} epochs).")
     say(f"Confusion matrix (rows: true {names}; columns: predicted):\n{matrix}")
     if warning:
         warn(warning)

@@ -196,7 +196,7 @@ class Progress(keras.callbacks.Callback):
         state["saved"] = saved
         self.folder.save_state()  # the state names the files: an interruption leaves a consistent pair
         for name in previous.values():
-            if name not in saved.values() and os.path.exists(self.folder.file("resume", name)):
+            if name and name not in saved.values() and os.path.exists(self.folder.file("resume", name)):
                 os.remove(self.folder.file("resume", name))
 
 
