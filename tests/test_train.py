@@ -202,6 +202,25 @@ def test_fast_frozen_phase_matches_the_slow_path_and_a_chance_model_says_so(tmp_
     assert fast["p_value_adjusted_for_epoch_choice"] >= 0.05
 
 
+def test_augmentation_flips_training_images_and_needs_them_each_epoch(demo):
+    from kerasxai.train.pipeline import EpochOrder
+    from kerasxai.train.run import uses_feature_cache
+
+    paths = list(demo.images)[:6]
+    order = EpochOrder(len(paths), seed=1, augment=True)
+    flips = [f for _, f in order()]
+    assert any(flips) and not all(flips)
+    plain = np.concatenate([x.numpy() for x, _ in image_dataset(paths, np.zeros(6), 24, None, 6)])
+    augmented = np.concatenate([x.numpy() for x, _ in image_dataset(paths, np.zeros(6), 24, None, 6, order)])
+    for (index, flip), image in zip(order(), augmented):
+        np.testing.assert_array_equal(image, plain[index][:, ::-1] if flip else plain[index])
+    order.on_epoch_begin(1)
+    assert [i for i, _ in order()] != [i for i, _ in EpochOrder(6, seed=1)()]  # another order next epoch
+    assert not uses_feature_cache(Config("d", "o", augment=True), "head")
+    assert not uses_feature_cache(Config("d", "o", feature_cache=False), "head")
+    assert uses_feature_cache(Config("d", "o"), "head") and not uses_feature_cache(Config("d", "o"), "fine-tune")
+
+
 def test_chance_check_against_scipy():
     from scipy.stats import binomtest
 

@@ -55,8 +55,15 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"kerasxai: warning: {message}", file=sys.stderr)
+
+
 def main(argv=None) -> int:
     """Runs the command; returns the exit status (2 for a mistake in the data or options, 130 for Ctrl-C)."""
+    import warnings
+
+    warnings.showwarning = _one_line_warning
     args = vars(parser().parse_args(argv))
     args["verbose"] = 0 if args.pop("quiet") else 1
     from kerasxai.train.run import train

@@ -150,9 +150,20 @@ def _describe_model(settings, cfg, base) -> str:
         what = "VGG16 with RANDOM weights (--weights none), " + (
             "FROZEN" if settings.freeze_base else "trained from scratch (all layers)")
     else:
-        what = "a small CNN with RANDOM initial weights (--weights none), trained from scratch (all layers)"
+        what = "a small CNN with RANDOM initial weights (--weights none), " + (
+            "FROZEN" if settings.freeze_base else "trained from scratch (all layers)")
     return (f"Model: {what}; {settings.head} head, {cfg.output} output, {cfg.image_size}x{cfg.image_size} "
             f"inputs; Grad-CAM maps come from {base.name}/{layer} at {h}x{w}.")
+
+
+def uses_feature_cache(cfg: Config, phase: str) -> bool:
+    """The head trains on the frozen base's features computed once: base frozen, images the same each epoch.
+
+    Example:
+        >>> uses_feature_cache(Config("d", "o"), "head"), uses_feature_cache(Config("d", "o", augment=True), "head")
+        (True, False)
+    """
+    return phase == "head" and cfg.feature_cache and not cfg.augment
 
 
 def _plan(cfg, settings):
@@ -184,10 +195,11 @@ def _fit_phases(cfg, settings, folder, model, base, data, extra_callbacks, say):
                                     "done": False, "stopped_early": None})
             state["phase_best"], state["wait"] = None, 0
         phase = state["phases"][index]
+        phase["epochs"] = n_epochs  # a resumed run may ask for more (or fewer) epochs in the current phase
         begin = phase["first_epoch"] - 1
         done = folder.epochs_done() - begin
         set_trainable(model, base, TRAINABLE[name], settings.last_block)
-        fast = name == "head" and cfg.feature_cache and not cfg.augment
+        fast = uses_feature_cache(cfg, name)
         compile_model(model, cfg.output, lr)
         fit_model = head_model(model, base) if fast else model
         if fast:
@@ -270,6 +282,15 @@ def train(cfg: Config, callbacks=()) -> dict:
     Example:
         >>> summary = train(Config(data_dir="PetImages", out="runs/vgg16"))  # doctest: +SKIP
     """
+    try:
+        return _train(cfg, list(callbacks))
+    except KeyboardInterrupt as interrupt:
+        if not getattr(interrupt, "reported", False):
+            print("kerasxai: interrupted before training started: nothing was saved.", file=sys.stderr, flush=True)
+        raise
+
+
+def _train(cfg: Config, callbacks: list) -> dict:
     started = time.perf_counter()
     say = print if cfg.verbose else (lambda *a, **k: None)
     settings = resolve(cfg)
@@ -310,11 +331,12 @@ def train(cfg: Config, callbacks=()) -> dict:
                      "(none was changed)\n")
             for path, reason in bad:
                 fh.write(f"{path}\t{reason}\n")
-        caching = _fit_phases(cfg, settings, folder, model, base, data, list(callbacks), say)
+        caching = _fit_phases(cfg, settings, folder, model, base, data, callbacks, say)
         during = "while writing the figures (training had finished)"
         summary = _report(cfg, settings, folder, scan, bad, renamed, data, caching, started, say)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         _interrupted(folder, cfg, during)
+        interrupt.reported = True
         raise
     except BaseException:
         folder.discard()
