@@ -25,9 +25,10 @@ No data file is ever changed.
 
 Modules: ``config`` (options), ``data`` (finding and checking files),
 ``pipeline`` (tf.data), ``model``, ``runfolder`` (resume state, log, best
-checkpoint), ``run`` (the phases, evaluation, summary), ``figures``,
-``explaining`` (the only calls into kerasxai's explanation API), ``cli``,
-``demo_data`` (a generated PetImages-like folder with the real traps).
+checkpoint), ``callbacks``, ``run`` (the phases), ``report`` (evaluation, the
+chance test, summary), ``figures``, ``explaining`` (the only calls into
+kerasxai's explanation API), ``cli``, ``demo_data`` (a generated
+PetImages-like folder with the real traps).
 """
 
 import os
@@ -37,7 +38,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from kerasxai.train.cli import main, parser  # noqa: E402
 from kerasxai.train.config import Config, TrainError, resolve  # noqa: E402
 from kerasxai.train.data import IMAGE_EXTENSIONS, check_files, find_files, scan_data  # noqa: E402
-from kerasxai.train.run import chance_check, train  # noqa: E402
+from kerasxai.train.report import chance_check  # noqa: E402
+from kerasxai.train.run import train  # noqa: E402
 
 __all__ = ["Config", "TrainError", "train", "find_files", "scan_data", "check_files", "chance_check",
            "write_demo_folder", "resolve", "main", "parser", "IMAGE_EXTENSIONS"]

@@ -191,7 +191,8 @@ def scan_data(data_dir: str, classes: int = 2) -> DataScan:
         paths += per_class[name]
         labels += [label] * found[name]
     return DataScan(root=root, layout=layout, class_names=class_names, paths=paths,
-                    labels=np.array(labels, np.int32), counts={n.lower(): c for n, c in found.items()}, ignored=ignored, nested=nested)
+                    labels=np.array(labels, np.int32), counts={n.lower(): c for n, c in found.items()},
+                    ignored=ignored, nested=nested)
 
 
 def find_files(data_dir: str, classes: int = 2):

@@ -58,8 +58,8 @@ def build_model(settings: Settings, image_size: int, output: str, n_classes: int
     Example:
         >>> from kerasxai.train.config import Config, resolve
         >>> model, base = build_model(resolve(Config("d", "o", weights="none")), 32, "sigmoid", 2, None)
-        >>> model.name, base.name, model.output.shape
-        ('small_gap_sigmoid', 'small_cnn', (None, 1))
+        >>> model.name, base.name, tuple(model(np.zeros((2, 32, 32, 3))).shape)
+        ('small_gap_sigmoid', 'small_cnn', (2, 1))
     """
     size = image_size
     if settings.base == "vgg16":
