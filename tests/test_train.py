@@ -221,6 +221,21 @@ def test_augmentation_flips_training_images_and_needs_them_each_epoch(demo):
     assert uses_feature_cache(Config("d", "o"), "head") and not uses_feature_cache(Config("d", "o"), "fine-tune")
 
 
+def test_auto_options_follow_the_weights(tmp_path):
+    """ImageNet (or a weights file): the original experiment. Random: a small CNN trained whole, said so."""
+    online = resolve(Config("d", "o"))
+    assert (online.base, online.pretrained, online.freeze_base, online.head, online.learning_rate,
+            online.patience) == ("vgg16", True, True, "flatten", 1e-4, 3)
+    offline = resolve(Config("d", "o", weights="none"))
+    assert (offline.base, offline.pretrained, offline.freeze_base, offline.head, offline.learning_rate,
+            offline.patience) == ("small", False, False, "gap", 1e-3, 5)
+    (tmp_path / "vgg.weights.h5").write_bytes(b"")
+    from_file = resolve(Config("d", "o", weights=str(tmp_path / "vgg.weights.h5"), head="gap"))
+    assert from_file.base == "vgg16" and from_file.pretrained and from_file.freeze_base and from_file.head == "gap"
+    with pytest.raises(TrainError, match="--weights must be 'imagenet', 'none' or a weights file"):
+        resolve(Config("d", "o", weights="imagenet21k"))
+
+
 def test_chance_check_against_scipy():
     from scipy.stats import binomtest
 
