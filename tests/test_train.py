@@ -180,7 +180,7 @@ def test_fast_frozen_phase_matches_the_slow_path_and_a_chance_model_says_so(tmp_
     rng = np.random.default_rng(3)
     for folder in ("Cat", "Dog"):
         (tmp_path / "data" / folder).mkdir(parents=True)
-        for i in range(20):
+        for i in range(14):
             image, _ = draw(rng, 0, 36, 36)  # discs in both classes
             Image.fromarray(image).save(tmp_path / "data" / folder / f"{i}.jpg")
     options = dict(data_dir=str(tmp_path / "data"), epochs=2, freeze_base=True, head="flatten", image_size=32,

@@ -162,8 +162,9 @@ def _fit_phases(cfg, settings, folder, model, base, data, extra_callbacks, say):
                 say(f"Early stopping after epoch {phase['stopped_early']}: no better validation accuracy "
                     f"for {settings.patience} epoch(s).")
         phase["done"] = True
-        best = keras.models.load_model(folder.file("best.keras"), safe_mode=True)
-        model.set_weights(best.get_weights())  # go on (or end) from the best epoch, as restore_best_weights does
+        if folder.best_weights is None:  # resumed after the best epoch: it is on disk only
+            folder.best_weights = keras.models.load_model(folder.file("best.keras"), safe_mode=True).get_weights()
+        model.set_weights(folder.best_weights)  # go on (or end) from the best epoch, as restore_best_weights does
         start_name = f"phase{index + 2}-start.weights.npz"
         save_weights(model, folder.file("resume", start_name))
         state["saved"] = {"weights": start_name, "optimizer": None}

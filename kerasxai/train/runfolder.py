@@ -69,6 +69,7 @@ class RunFolder:
                                  "runs; choose another --out")
         self.created = False
         self.state = None
+        self.best_weights = None  # those of best.keras, once this process has saved it
 
     def file(self, *parts) -> str:
         return os.path.join(self.path, *parts)
@@ -176,6 +177,7 @@ class Progress(keras.callbacks.Callback):
                **{k: float(logs[k]) for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in logs}}
         if better(row, state["best"]):
             self.full_model.save(self.folder.file("best.keras"))
+            self.folder.best_weights = self.full_model.get_weights()
             state["best"] = {k: row[k] for k in ("epoch", "val_accuracy", "val_loss")}
         if better(row, state["phase_best"]):
             state["phase_best"], state["wait"] = {k: row[k] for k in ("epoch", "val_accuracy", "val_loss")}, 0
