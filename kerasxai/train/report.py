@@ -115,7 +115,7 @@ def write_report(cfg, settings, folder, scan, bad, renamed, data, caching, start
         "train_images": len(train_idx),
         "validation_images": len(val_idx),
         "base": settings.base,
-        "base_weights": "imagenet" if settings.pretrained else "random",
+        "base_weights": str(cfg.weights) if settings.pretrained else "random",
         "base_trained": "frozen" if settings.freeze_base else "all layers",
         "head": settings.head,
         "epochs_run": len(rows),

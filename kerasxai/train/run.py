@@ -58,7 +58,8 @@ def _has_tensorboard() -> bool:
 def _describe_model(settings, cfg, base) -> str:
     layer, (h, w) = cam_resolution(base)
     if settings.base == "vgg16" and settings.pretrained:
-        what = "VGG16 with ImageNet weights, " + ("frozen" if settings.freeze_base else "trained whole")
+        source = "ImageNet weights" if cfg.weights == "imagenet" else f"the weights in {cfg.weights}"
+        what = f"VGG16 with {source}, " + ("frozen" if settings.freeze_base else "trained whole")
     elif settings.base == "vgg16":
         what = "VGG16 with RANDOM weights (--weights none), " + (
             "FROZEN" if settings.freeze_base else "trained from scratch (all layers)")
