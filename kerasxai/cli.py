@@ -163,10 +163,10 @@ def cmd_report(args):
         print(f"{path} written: open it in a browser (it works offline, next to the run's files)")
 
 
-def cmd_train(argv):
-    from kerasxai import train
+def cmd_train(argv) -> int:
+    from kerasxai.train.cli import main
 
-    train.main(argv)
+    return main(argv)  # its own options and one-line errors; 2 for a mistake, 130 for Ctrl-C
 
 
 def cmd_demo(args):
@@ -278,7 +278,8 @@ def build_parser():
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(func=cmd_report)
 
-    sub.add_parser("train", help="VGG16 transfer learning (kerasxai train --help)", add_help=False)
+    sub.add_parser("train", help="fine-tune VGG16, or a small CNN offline, then explain (kerasxai train --help)",
+                   add_help=False)
     sub.add_parser("evaluate", help="score every method on generated images with known object masks", add_help=False)
 
     v = sub.add_parser("visualize", help="images that maximise a layer's filters or the model's classes -> PNG grid")
@@ -318,8 +319,7 @@ def main(argv=None) -> int:
     warnings.showwarning = _one_line_warning
     try:
         if argv[:1] == ["train"]:
-            cmd_train(argv[1:])
-            return 0
+            return cmd_train(argv[1:])
         if argv[:1] == ["evaluate"]:
             from kerasxai import evaluate
 

@@ -8,15 +8,25 @@ model eats. Overlays are drawn on the first, never on the second.
 Preprocessing goes through ``keras.applications.<family>.preprocess_input``
 (VGG's caffe BGR mean, ResNet's, MobileNet's [-1, 1], ...), chosen from the
 model's (or its nested base's) name, or given as a family name or a function.
+
+One pixel path, the one ``keras.utils.image_dataset_from_directory`` uses by
+default: files are decoded by ``decode_image_bytes`` (``tf.io.decode_image``,
+3 channels, first frame of a GIF) and resized by ``resize_image``
+(``tf.image.resize``, bilinear, no antialiasing, on float32 0..255 pixels).
+``load_images`` and ``kerasxai.train``'s ``tf.data`` pipeline both go through
+these two functions, so a model is explained on exactly the pixels it was
+trained on; the display image is the same resized pixels rounded to uint8.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from typing import Callable
 
 import keras
 import numpy as np
+import tensorflow as tf
 from PIL import Image, UnidentifiedImageError
 
 # model-name prefix -> keras.applications module holding preprocess_input
@@ -85,26 +95,82 @@ def preprocess_function(preprocess, model=None) -> Callable | None:
     return module.preprocess_input
 
 
-def load_image(source, size=None) -> np.ndarray:
-    """One image as uint8 RGB ``(H, W, 3)``, resized (bilinear) to ``size = (H, W)`` if given.
+def decode_image_bytes(data) -> tf.Tensor:
+    """Encoded image bytes (JPEG, PNG, GIF, BMP, WebP) -> uint8 RGB tensor ``(H, W, 3)``.
 
-    ``source``: a path, a PIL image, or an array ``(H, W)``, ``(H, W, 1|3|4)``
-    (uint8, or floats in [0, 1] or [0, 255]).
+    ``tf.io.decode_image`` with 3 channels and the first frame of an animated
+    GIF, exactly as ``keras.utils.image_dataset_from_directory`` decodes:
+    grayscale is repeated, alpha dropped, CMYK JPEGs converted. The format is
+    read from the bytes, not the file name (a PNG named ``.jpg`` decodes).
+    Works eagerly and inside ``tf.data``; raises ``tf.errors.InvalidArgumentError``
+    on data it cannot decode.
 
     Example:
-        >>> load_image(np.zeros((10, 20), np.uint8), size=(5, 5)).shape
-        (5, 5, 3)
+        >>> png = tf.io.encode_png(tf.zeros((4, 6, 1), tf.uint8))
+        >>> decode_image_bytes(png).shape
+        TensorShape([4, 6, 3])
     """
+    image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    image.set_shape((None, None, 3))
+    return image
+
+
+def resize_image(images, size) -> tf.Tensor:
+    """Resizes ``(H, W, C)`` or ``(N, H, W, C)`` pixels to ``size = (h, w)``: float32, 0..255 kept.
+
+    The one resize of kerasxai: ``tf.image.resize`` with bilinear
+    interpolation and no antialiasing on float32 pixels, the default of
+    ``keras.utils.image_dataset_from_directory``, so that images explained by
+    ``load_images`` match the ones a model was trained on. Images already at
+    ``size`` come back unchanged (as float32). Round and clip to get uint8
+    display pixels.
+
+    Example:
+        >>> x = resize_image(np.array([[[0.0], [255.0]]]), (1, 4))
+        >>> x.numpy()[0, :, 0].tolist()
+        [0.0, 63.75, 191.25, 255.0]
+    """
+    images = tf.cast(images, tf.float32)
+    return tf.image.resize(images, tuple(int(v) for v in size), method="bilinear", antialias=False)
+
+
+def _to_uint8(pixels) -> np.ndarray:
+    return np.clip(np.round(np.asarray(pixels)), 0, 255).astype(np.uint8)
+
+
+def tf_error_text(err) -> str:
+    """TensorFlow's message without its ``{{function_node ...}}`` prefix and ``[Op:...] name:`` suffix.
+
+    Example:
+        >>> tf_error_text(ValueError("{{function_node f}} Invalid PNG data, size 9 [Op:DecodeImage] name: "))
+        'Invalid PNG data, size 9'
+    """
+    text = str(getattr(err, "message", None) or err).strip().splitlines()[0] if str(err).strip() else ""
+    text = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", text)
+    text = re.sub(r"\s*\[Op:[^\]]*\].*$", "", text)
+    return text.strip().rstrip(".")
+
+
+def _read_path(path: str) -> np.ndarray:
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No such image file: '{path}'")
+    try:
+        return decode_image_bytes(tf.io.read_file(path)).numpy()
+    except tf.errors.InvalidArgumentError as err:
+        if "Unknown image file format" not in str(err):  # a damaged JPEG/PNG/...: say why
+            raise ValueError(f"'{path}' is not an image file that can be read ({tf_error_text(err)})") from None
+    try:  # a format TensorFlow does not decode (TIFF, ...): PIL's turn
+        return np.asarray(keras.utils.load_img(path).convert("RGB"), np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise ValueError(f"'{path}' is not an image file that can be read ({type(err).__name__}: {err})") from None
+
+
+def _load_float(source, size=None) -> np.ndarray:
+    """One source as float32 RGB ``(H, W, 3)`` pixels 0..255, resized by ``resize_image``."""
     if isinstance(source, (str, os.PathLike)):
-        path = os.fspath(source)
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"No such image file: '{path}'")
-        try:
-            pil = keras.utils.load_img(path)
-        except (UnidentifiedImageError, OSError, ValueError) as err:
-            raise ValueError(f"'{path}' is not an image file that can be read ({type(err).__name__}: {err})") from None
+        array = _read_path(os.fspath(source))
     elif isinstance(source, Image.Image):
-        pil = source
+        array = np.asarray(source.convert("RGB"), np.uint8)  # RGBA, grayscale, palette -> RGB
     else:
         array = np.asarray(source)
         if array.ndim == 3 and array.shape[-1] == 1:
@@ -113,13 +179,26 @@ def load_image(source, size=None) -> np.ndarray:
             raise ValueError(f"An image array must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4). Received: {array.shape}")
         if array.dtype != np.uint8:
             array = array.astype(np.float32)
-            array = array * 255.0 if array.max() <= 1.0 else array
-            array = np.clip(np.round(array), 0, 255).astype(np.uint8)
-        pil = Image.fromarray(array)
-    pil = pil.convert("RGB")  # RGBA, grayscale, palette -> RGB
-    if size is not None and tuple(pil.size) != (size[1], size[0]):
-        pil = pil.resize((size[1], size[0]), Image.BILINEAR)
-    return np.asarray(pil, np.uint8)
+            array = _to_uint8(array * 255.0 if array.max() <= 1.0 else array)
+        array = np.asarray(Image.fromarray(array).convert("RGB"), np.uint8)
+    if size is None or tuple(array.shape[:2]) == tuple(size):
+        return array.astype(np.float32)
+    return resize_image(array, size).numpy()
+
+
+def load_image(source, size=None) -> np.ndarray:
+    """One image as uint8 RGB ``(H, W, 3)``, resized by ``resize_image`` to ``size = (H, W)`` if given.
+
+    ``source``: a path, a PIL image, or an array ``(H, W)``, ``(H, W, 1|3|4)``
+    (uint8, or floats in [0, 1] or [0, 255]). Files are decoded by
+    ``decode_image_bytes`` (PIL only for formats TensorFlow cannot read, such
+    as TIFF).
+
+    Example:
+        >>> load_image(np.zeros((10, 20), np.uint8), size=(5, 5)).shape
+        (5, 5, 3)
+    """
+    return _to_uint8(_load_float(source, size))
 
 
 def model_input_size(model, default=(224, 224)):
@@ -143,7 +222,10 @@ def load_images(sources, model=None, *, size=None, preprocess="auto"):
 
     Returns:
         ``display``: uint8 RGB ``(N, H, W, 3)`` for plotting; ``x``: float32
-        ``(N, H, W, 3)`` preprocessed for the model.
+        ``(N, H, W, 3)`` preprocessed for the model. Both come from the same
+        ``resize_image`` pixels: ``x`` from the float values (as
+        ``image_dataset_from_directory`` and ``kerasxai.train`` feed a model),
+        ``display`` from the same values rounded to uint8.
 
     Example:
         >>> import keras, numpy as np
@@ -163,9 +245,10 @@ def load_images(sources, model=None, *, size=None, preprocess="auto"):
         size = model_input_size(model)
     if size is None:
         size = load_image(sources[0]).shape[:2]
-    display = np.stack([load_image(s, size) for s in sources])
+    pixels = np.stack([_load_float(s, size) for s in sources])  # float32 0..255, as in training
+    display = _to_uint8(pixels)
     fn = preprocess_function(preprocess, model)
-    x = display.astype(np.float32)
+    x = pixels
     if fn is not None:
         x = np.asarray(fn(x.copy()), np.float32)
     return display, x

@@ -1,0 +1,5 @@
+import sys
+
+from kerasxai.train.cli import main
+
+sys.exit(main())
