@@ -42,14 +42,28 @@ def top_k(model, images, k: int = 5, class_names: Sequence[str] | None = None, *
         (['cat', 'dog'], 1.0)
     """
     from kerasxai.probe import get_probe
-    from kerasxai.probe.heads import probabilities
 
     probe = get_probe(model, (), output=output, input=input)
-    if probe.head.kind in ("regression", "dense"):
-        probabilities(probe.head, np.zeros((1, 1)))  # raises the explanation
-    source_single = _is_single(probe, images)
-    logits = probe.predict(images, batch_size=batch_size)["logits"]
-    probs = probabilities(probe.head, logits)
+    rows = rows_from_logits(probe.head, probe.predict(images, batch_size=batch_size)["logits"], k, class_names)
+    return rows[0] if _is_single(probe, images) else rows
+
+
+def rows_from_logits(head, logits, k: int = 5, class_names: Sequence[str] | None = None) -> list:
+    """Top-k rows ``[(index, name, probability), ...]`` per image from logits already computed.
+
+    What :func:`top_k` returns, for logits that came with the maps of the same pass
+    (``kerasxai.methods.explain.plan_explain``): no second forward pass.
+
+    Example:
+        >>> from kerasxai.probe.heads import Head
+        >>> rows = rows_from_logits(Head("out", 0, "softmax", 3, "softmax"), np.array([[0.0, 2.0, 1.0]]), k=2,
+        ...                         class_names="abc")
+        >>> [(c, name, round(p, 3)) for c, name, p in rows[0]]
+        [(1, 'b', 0.665), (2, 'c', 0.245)]
+    """
+    from kerasxai.probe.heads import probabilities
+
+    probs = probabilities(head, logits)
     k = min(k, probs.shape[1])
     if class_names is not None and len(class_names) != probs.shape[1]:
         raise ValueError(f"class_names has {len(class_names)} names but the model has {probs.shape[1]} classes.")
@@ -64,7 +78,7 @@ def top_k(model, images, k: int = 5, class_names: Sequence[str] | None = None, *
             name = class_names[c] if class_names is not None else (names[i][j] if names else None)
             row.append((int(c), name, float(probs[i, c])))
         out.append(row)
-    return out[0] if source_single else out
+    return out
 
 
 def _is_single(probe, images) -> bool:
