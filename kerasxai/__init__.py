@@ -31,6 +31,7 @@ _EXPORTS = {
     "kerasxai.images": ("load_images",),
     "kerasxai.predictions": ("top_k",),
     "kerasxai.plot": ("overlay", "plot_explanations", "plot_layer_views", "plot_feature_maps"),
+    "kerasxai.pipeline": ("explain_folder", "explain_dataset"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = list(_WHERE)

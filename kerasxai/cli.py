@@ -83,16 +83,23 @@ def cmd_explain(args):
     import warnings
 
     from kerasxai import pipeline
+    from kerasxai.runfolder import RunFolder
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1. Received: {args.batch_size}")
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     target = _target(args.target)
     class_names = _class_names(args.class_names)
-    try:
-        pipeline.list_images(args.images)  # a missing file or an empty folder: say so before loading a model
+    try:  # a missing file, an empty folder, a folder that is not a run: said before TensorFlow starts
+        pipeline.list_images(args.images)
+        RunFolder.check(args.out, resume=args.resume, force=args.force)
     except ValueError as err:
         raise UserError(str(err)) from None
+    from kerasxai.methods.explain import METHODS
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise UserError(f"unknown method '{unknown[0]}': choose from {', '.join(METHODS)}")
     model = load_model(args.model, args.weights)
     key = args.model.lower().replace("-", "_")
     weights = args.model if key not in ZOO else ("none" if str(args.weights).lower() == "none" else args.weights)

@@ -175,7 +175,10 @@ def _file_batches(items, size, batch_size, display_side):
         x, jpeg, hw = image_tensors(decode_file(path), size, display_side)
         return {"index": index, "x": x, "jpeg": jpeg, "size": hw}
 
-    ds = tf.data.Dataset.from_tensor_slices((np.arange(len(items), dtype=np.int64), [it.file for it in items]))
+    if not items:
+        return iter(())
+    files = tf.constant([it.file for it in items], tf.string)
+    ds = tf.data.Dataset.from_tensor_slices((np.arange(len(items), dtype=np.int64), files))
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
     ds = ds.ignore_errors()  # unreadable files drop out here; the run finds and reports them afterwards
     return ds.batch(batch_size).prefetch(2).as_numpy_iterator()
@@ -325,6 +328,7 @@ class _Warnings:
 
     def summary(self, writer, total):
         for method, ids in writer.flat.items():
+            ids = sorted(ids)
             shown = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
             warnings.warn(
                 f"kerasxai.{self.where}: the {method} map is flat (all zeros, marked \"flat\" in predictions.jsonl) "
@@ -334,7 +338,7 @@ class _Warnings:
         if writer.nonfinite:
             warnings.warn(
                 f"kerasxai.{self.where}: the model's outputs are not finite (NaN or inf) for "
-                f"{len(writer.nonfinite)} images ({', '.join(writer.nonfinite[:10])}): their probabilities are "
+                f"{len(writer.nonfinite)} images ({', '.join(sorted(writer.nonfinite)[:10])}): their probabilities are "
                 "recorded as null and their maps mean nothing. Check the inputs and the model's weights.",
                 RuntimeWarning, stacklevel=3)
 

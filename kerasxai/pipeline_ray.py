@@ -44,12 +44,27 @@ def start(address=None):
         return False
     import logging
 
-    ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=True)
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False  # the run shows its own progress bar
-    ctx.print_on_execution_start = False
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
     return address is None
+
+
+class _Quiet:
+    """Ray Data without its own progress bars and INFO lines while a run shows its progress bar."""
+
+    def __enter__(self):
+        import logging
+
+        import ray.data
+
+        self.ctx = ray.data.DataContext.get_current()
+        self.logger = logging.getLogger("ray.data")
+        self.saved = (self.ctx.enable_progress_bars, self.logger.level)
+        self.ctx.enable_progress_bars = False
+        self.logger.setLevel(logging.WARNING)
+
+    def __exit__(self, *exc):
+        self.ctx.enable_progress_bars, level = self.saved
+        self.logger.setLevel(level)
 
 
 class ExplainWorker:
@@ -132,6 +147,8 @@ def explain_items(model, items, job, writer, bar, warn, *, batch_size=16, addres
     if not items:
         return
     started = start(address)
+    quiet = _Quiet()
+    quiet.__enter__()
     try:
         workers, resources = _resources(ray, workers)
         label_index = [job.class_names.index(it.label) if job.target == "label" else -1 for it in items]
@@ -168,5 +185,6 @@ def explain_items(model, items, job, writer, bar, warn, *, batch_size=16, addres
                           "(listed in errors.txt): " + ", ".join(failed[:5]) + (" ..." if len(failed) > 5 else ""),
                           RuntimeWarning, stacklevel=4)
     finally:
+        quiet.__exit__()
         if started:
             ray.shutdown()

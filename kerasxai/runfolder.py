@@ -105,19 +105,12 @@ class RunFolder:
         of images that were not finished (they are redone).
         """
         path = os.fspath(path)
-        if os.path.exists(path) and not os.path.isdir(path):
-            raise ValueError(f"output folder '{path}' is a file: choose a folder.")
-        entries = sorted(os.listdir(path)) if os.path.isdir(path) else []
+        entries = cls.check(path, resume=resume, force=force)
         done = set()
         if RUN_JSON in entries:
             with open(os.path.join(path, RUN_JSON)) as fh:
                 old = json.load(fh)
             rows = read_predictions(path)
-            if not resume:
-                state = "finished" if old.get("finished") else "unfinished"
-                raise ValueError(
-                    f"'{path}' already holds a kerasxai run ({state}, {len(rows)} rows): pass resume=True "
-                    "(--resume) to continue it, or choose another output folder.")
             changed = [k for k in RESUME_KEYS if old.get(k) != meta.get(k)]
             if changed:
                 diffs = "; ".join(f"{k}: run has {old.get(k)!r}, asked {meta.get(k)!r}" for k in changed)
@@ -135,6 +128,29 @@ class RunFolder:
                 fh.writelines(json.dumps(row) + "\n" for row in kept)
             os.replace(tmp, os.path.join(path, PREDICTIONS))
             meta = {**meta, "started": old.get("started", meta["started"]), "finished": None, "images": len(kept)}
+        os.makedirs(path, exist_ok=True)
+        for sub in SUBFOLDERS:
+            if sub != "overlays" or meta.get("overlays"):
+                os.makedirs(os.path.join(path, sub), exist_ok=True)
+        run = cls(path, meta, done)
+        run.save_meta()
+        return run
+
+    @staticmethod
+    def check(path, *, resume=False, force=False):
+        """Raises the ``ValueError`` :meth:`open` would for ``path`` (before any work); returns its entries."""
+        path = os.fspath(path)
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise ValueError(f"output folder '{path}' is a file: choose a folder.")
+        entries = sorted(os.listdir(path)) if os.path.isdir(path) else []
+        if RUN_JSON in entries:
+            if not resume:
+                with open(os.path.join(path, RUN_JSON)) as fh:
+                    state = "finished" if json.load(fh).get("finished") else "unfinished"
+                rows = len(read_predictions(path))
+                raise ValueError(
+                    f"'{path}' already holds a kerasxai run ({state}, {rows} rows): pass resume=True "
+                    "(--resume) to continue it, or choose another output folder.")
         elif entries:
             if not force:
                 raise ValueError(
@@ -144,13 +160,7 @@ class RunFolder:
             if clash:
                 raise ValueError(f"output folder '{path}' already has {', '.join(clash)}, which a run would "
                                  "overwrite: choose a new or empty folder.")
-        os.makedirs(path, exist_ok=True)
-        for sub in SUBFOLDERS:
-            if sub != "overlays" or meta.get("overlays"):
-                os.makedirs(os.path.join(path, sub), exist_ok=True)
-        run = cls(path, meta, done)
-        run.save_meta()
-        return run
+        return entries
 
     def save_meta(self):
         _write_json_atomic(os.path.join(self.path, RUN_JSON), self.meta)
