@@ -333,13 +333,37 @@ def draw_overlay(photo, heatmap, flat):
     """
     from PIL import Image, ImageDraw
 
-    from kerasxai.plot import overlay
-
     if not flat:
-        return overlay(photo, heatmap)
+        return _fast_overlay(photo, heatmap)
     grey = np.asarray(Image.fromarray(photo).convert("L").convert("RGB"))
     marked = Image.fromarray((grey * 0.6 + 40).astype(np.uint8))
     draw = ImageDraw.Draw(marked)
     draw.rectangle([0, 0, marked.width, 14], fill=(0, 0, 0))
     draw.text((3, 2), "flat: no positive evidence", fill=(255, 255, 255))
     return np.asarray(marked)
+
+
+_JET = None
+
+
+def _fast_overlay(photo, heatmap, alpha=0.4):
+    """:func:`kerasxai.overlay` (jet, alpha 0.4) through a 256-colour table: the same picture in a tenth of the time.
+
+    The map is resized to the photo with bilinear interpolation (PIL's, on
+    float32) and looked up in the colormap's 256 entries instead of evaluating
+    it per pixel; colours differ from ``kerasxai.overlay`` by a few levels at most.
+    """
+    global _JET
+    from PIL import Image
+
+    if _JET is None:
+        from kerasxai.plot import colorize
+
+        _JET = colorize(np.linspace(0, 1, 256)[None])[0].astype(np.float32)
+    heat = np.asarray(heatmap, np.float32)
+    h, w = photo.shape[:2]
+    if heat.shape != (h, w):
+        heat = np.asarray(Image.fromarray(heat, "F").resize((w, h), Image.BILINEAR))
+    index = np.clip(np.round(heat * 255), 0, 255).astype(np.uint8)
+    blended = (1 - alpha) * photo.astype(np.float32) + alpha * _JET[index]
+    return np.clip(np.round(blended), 0, 255).astype(np.uint8)

@@ -283,3 +283,11 @@ def test_ray_workers_write_the_same_run_as_the_local_pipeline(model, folder, tmp
             np.testing.assert_allclose(ma[m].astype(np.float32), mb[m].astype(np.float32), atol=1e-3)
             assert ra["methods"][m]["flat"] == rb["methods"][m]["flat"]
         assert Image.open(tmp_path / "ray" / rb["image"]).size == Image.open(tmp_path / "local" / ra["image"]).size
+
+
+def test_overlays_match_kerasxai_overlay():
+    photo = _photo(3, 61, 97)
+    heat = tf.image.resize(np.random.default_rng(0).random((7, 7, 1)).astype("float32"), (32, 32)).numpy()[..., 0]
+    drawn = runfolder.draw_overlay(photo, heat, flat=False)
+    assert drawn.shape == photo.shape
+    assert np.abs(drawn.astype(int) - kerasxai.overlay(photo, heat)).max() <= 3
