@@ -296,7 +296,8 @@ def _meta(model, job, model_name, weights, n_images):
     return {"model": model_name or model.name, "weights": weights, "methods": list(job.methods),
             "layer": job.layer_name, "target": job.target, "class_names": job.class_names,
             "kerasxai_version": kerasxai.__version__, "started": runfolder.now(), "finished": None,
-            "images": n_images, "overlays": job.overlays, "display_images": bool(job.display_side)}
+            "images": 0, "errors": 0, "listed": n_images, "overlays": job.overlays,
+            "display_images": bool(job.display_side)}
 
 
 def _batch_for_writer(job, ids, files, labels, result, jpegs, sizes, errors=None):
@@ -353,17 +354,18 @@ def _run(out, job, meta, resume, force, progress, compute, where):
                       "chance and the maps explain an untrained network.", RuntimeWarning, stacklevel=3)
     writer = runfolder.Writer(run, layer=job.layer_name, overlays=job.overlays)
     warn = _Warnings(where)
-    total = meta["images"] or None  # None: a data set of unknown length
+    total = meta["listed"] or None  # None: a data set of unknown length
     bar = keras.utils.Progbar(total, unit_name="image", verbose=1 if progress else 0)
     if run.done:
         bar.update(len(run.done))
     try:
         compute(run, writer, bar, warn)
     except BaseException:
-        try:
-            writer.close()  # keep what was computed
-        finally:
+        try:  # keep what was computed; the exception that stopped the run is the one to see
+            writer.close()
             run.finish(interrupted=True)
+        except Exception:
+            pass
         raise
     writer.close()
     rows = run.finish()

@@ -3,7 +3,8 @@
 A run folder holds::
 
     run.json            what was run: model, weights, methods, layer, target, class names,
-                        kerasxai version, start/finish times, number of images
+                        kerasxai version, start/finish times (finish null while running or
+                        after an interruption), images explained so far, errors, images listed
     predictions.jsonl   one JSON object per image (any order), written after the image's files
     predictions.csv     the same, one flat row per image (rewritten at the end of a run)
     errors.txt          files that could not be read, with the reason (only when there are some)
@@ -127,7 +128,8 @@ class RunFolder:
             with open(tmp, "w") as fh:
                 fh.writelines(json.dumps(row) + "\n" for row in kept)
             os.replace(tmp, os.path.join(path, PREDICTIONS))
-            meta = {**meta, "started": old.get("started", meta["started"]), "finished": None, "images": len(kept)}
+            meta = {**meta, "started": old.get("started", meta["started"]), "finished": None, "images": len(kept),
+                    "errors": 0}
         os.makedirs(path, exist_ok=True)
         for sub in SUBFOLDERS:
             if sub != "overlays" or meta.get("overlays"):
@@ -217,8 +219,12 @@ class Writer:
     ``close`` writes what is queued and stops the thread.
     """
 
-    def __init__(self, run: RunFolder, *, layer=None, overlays=False, depth=3):
+    def __init__(self, run: RunFolder, *, layer=None, overlays=False, depth=3, threads=None):
+        from concurrent.futures import ThreadPoolExecutor
+
         self.run = run
+        # per-image files are encoded by a few threads (PIL and zlib release the GIL): a GPU can outrun one
+        self.pool = ThreadPoolExecutor(threads or min(8, os.cpu_count() or 1), thread_name_prefix="kerasxai-write")
         self.layer = layer
         self.overlays = overlays
         self.queue = queue.Queue(maxsize=depth)
@@ -243,8 +249,14 @@ class Writer:
 
     def close(self):
         """Writes the queued batches, then stops the thread; re-raises a writing error."""
-        self.put(None)
+        while self._thread.is_alive():  # after a writing error the thread only drains, so this ends
+            try:
+                self.queue.put(None, timeout=0.5)
+                break
+            except queue.Full:
+                continue
         self._thread.join()
+        self.pool.shutdown()
         self._fh.close()
         if self.error is not None:
             raise RuntimeError(f"writing the run folder failed: {self.error}") from self.error
@@ -270,12 +282,10 @@ class Writer:
         ``(class, name, probability)``); ``flat`` {method: ``(B,)`` bool};
         ``targets``; ``target_names``.
         """
-        rows = []
-        for i, image_id in enumerate(batch["ids"]):
-            if batch["errors"][i]:
-                rows.append(self._error_row(batch, i))
-            else:
-                rows.append(self._write_image(batch, i))
+        def one(i):
+            return self._error_row(batch, i) if batch["errors"][i] else self._write_image(batch, i)
+
+        rows = list(self.pool.map(one, range(len(batch["ids"]))))
         self._fh.write("".join(json.dumps(row) + "\n" for row in rows))
         self._fh.flush()
         self.written += len(rows)
