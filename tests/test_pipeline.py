@@ -136,7 +136,7 @@ def test_resume_after_an_interruption_writes_each_image_once(model, folder, tmp_
     first = rows_by_id(out)
     assert len(first) == 4  # the two batches computed before the interruption were written
     assert json.load(open(out / "run.json"))["finished"] is None and json.load(open(out / "run.json"))["images"] == 4
-    assert len(open(out / "predictions.csv").read().splitlines()) == 5  # the two batches computed before the interruption were written
+    assert len(open(out / "predictions.csv").read().splitlines()) == 5
     # a crash can also cut the last line, or leave a row whose files are gone
     victim = sorted(first)[0]
     os.remove(out / first[victim]["overlays"]["gradcam"])
