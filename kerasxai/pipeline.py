@@ -115,7 +115,13 @@ def list_images(sources) -> list:
 
 
 def resize_for_model(pixels, size):
-    """``(H, W, 3)`` pixels -> float32 ``(h, w, 3)`` pixels 0..255 at ``size``, as ``image_dataset_from_directory`` resizes."""
+    """``(H, W, 3)`` pixels -> float32 ``(h, w, 3)`` pixels 0..255 at ``size``, as ``image_dataset_from_directory`` resizes.
+
+    Example:
+        >>> x = resize_for_model(np.full((30, 50, 3), 200, np.uint8), (32, 32))
+        >>> x.shape, x.dtype.name, float(x[0, 0, 0])
+        (TensorShape([32, 32, 3]), 'float32', 200.0)
+    """
     import tensorflow as tf
 
     return tf.image.resize(tf.cast(pixels, tf.float32), size, method="bilinear", antialias=False)
@@ -142,6 +148,12 @@ def image_tensors(pixels, size, display_side=DISPLAY_SIDE):
 
     The one function both the local pipeline (inside ``tf.data``) and the Ray
     workers (eagerly) use, so both feed the model the same numbers.
+
+    Example:
+        >>> import tensorflow as tf
+        >>> x, jpeg, size = image_tensors(np.zeros((600, 300, 3), np.uint8), (32, 32))
+        >>> x.shape, size.numpy().tolist(), tf.io.decode_jpeg(jpeg).shape  # photo: long side 512
+        (TensorShape([32, 32, 3]), [600, 300], TensorShape([512, 256, 3]))
     """
     import tensorflow as tf
 
@@ -158,7 +170,15 @@ def decode_file(path):
 
 
 def read_error(path) -> str:
-    """Why ``path`` cannot be read, in one line (from trying to decode it again)."""
+    """Why ``path`` cannot be read, in one line (from trying to decode it again).
+
+    Example:
+        >>> import tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "notes.jpg")
+        >>> _ = open(path, "w").write("not a photo")
+        >>> read_error(path)
+        'not an image file that can be read (Unknown image file format. One of JPEG, ...)'
+    """
     try:
         decode_file(path)
     except Exception as err:  # a TF error: strip its op decorations
@@ -233,7 +253,13 @@ def explain_quietly(model, x, methods, target, layer, class_names, k=5):
 
 
 def preprocess_batch(fn, pixels):
-    """The family's ``preprocess_input`` on a float32 batch of pixels 0..255, as ``load_images`` applies it."""
+    """The family's ``preprocess_input`` on a float32 batch of pixels 0..255, as ``load_images`` applies it.
+
+    Example:
+        >>> import keras
+        >>> preprocess_batch(keras.applications.mobilenet_v2.preprocess_input, np.full((1, 2, 2, 3), 255.0))[0, 0, 0]
+        array([1., 1., 1.], dtype=float32)
+    """
     x = np.asarray(pixels, np.float32)
     return x if fn is None else np.asarray(fn(x.copy()), np.float32)
 
@@ -300,7 +326,7 @@ def _meta(model, job, model_name, weights, n_images):
             "display_images": bool(job.display_side)}
 
 
-def _batch_for_writer(job, ids, files, labels, result, jpegs, sizes, errors=None):
+def _batch_for_writer(ids, files, labels, result, jpegs, sizes, errors=None):
     n = len(ids)
     return {"ids": ids, "files": files, "labels": labels, "errors": errors or [None] * n, "sizes": sizes,
             "jpegs": jpegs, "maps": result["maps"], "flat": result["flat"], "top_k": result["top_k"],
@@ -460,7 +486,7 @@ def explain_folder(model, sources, out, methods=("gradcam",), target=None, layer
             x = preprocess_batch(job.preprocess, batch["x"])
             result, messages = explain_quietly(model, x, job.methods, tgt, job.layer, job.class_names, job.k)
             warn.add(messages)
-            writer.put(_batch_for_writer(job, [it.id for it in chosen], [it.file for it in chosen], labels,
+            writer.put(_batch_for_writer([it.id for it in chosen], [it.file for it in chosen], labels,
                                          result, list(batch["jpeg"]), batch["size"].tolist()))
             bar.add(len(index))
         failed = [todo[i] for i in np.flatnonzero(~seen)]
@@ -553,7 +579,7 @@ def explain_dataset(model, dataset, out, methods=("gradcam",), target=None, laye
             result, messages = explain_quietly(model, x, job.methods, tgt, job.layer, job.class_names, job.k)
             warn.add(messages)
             ids = [f"{i:06d}" for i in index]
-            writer.put(_batch_for_writer(job, ids, [f"dataset[{i}]" for i in index], labels, result,
+            writer.put(_batch_for_writer(ids, [f"dataset[{i}]" for i in index], labels, result,
                                          list(batch["jpeg"]), batch["size"].tolist()))
             bar.add(len(index))
 

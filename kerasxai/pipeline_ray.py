@@ -38,6 +38,9 @@ def start(address=None):
     """Connects to Ray (``address``), or starts a local Ray in this process; returns True if it started one.
 
     An already running Ray (``ray.init`` called before) is used as it is.
+
+    Example (starts Ray: seconds; ``tests/test_pipeline.py`` runs it through ``explain_folder``):
+        >>> started = start()  # doctest: +SKIP
     """
     ray = _import_ray()
     if ray.is_initialized():
@@ -154,7 +157,13 @@ def explain_items(model, items, job, writer, bar, warn, *, batch_size=16, addres
         label_index = [job.class_names.index(it.label) if job.target == "label" else -1 for it in items]
         ds = ray.data.from_items([{"index": i, "file": it.file, "label_index": label_index[i]}
                                   for i, it in enumerate(items)])
-        ds = ds.map_batches(ExplainWorker, fn_constructor_args=(ray.put(pickle.dumps(model)), job),
+        try:
+            model_bytes = pickle.dumps(model)  # Keras 3 pickles a model as its .keras archive
+        except Exception as err:
+            raise ValueError(f"the model cannot be sent to Ray workers: pickling it failed ({type(err).__name__}: "
+                             f"{str(err).splitlines()[0][:200]}). Custom layers must be serializable "
+                             "(keras.saving.register_keras_serializable) and importable on the workers.") from err
+        ds = ds.map_batches(ExplainWorker, fn_constructor_args=(ray.put(model_bytes), job),
                             batch_size=batch_size, batch_format="numpy",
                             compute=ray.data.ActorPoolStrategy(size=workers), **resources)
         failed = []
@@ -172,7 +181,7 @@ def explain_items(model, items, job, writer, bar, warn, *, batch_size=16, addres
                 "targets": [None if t < 0 else int(t) for t in out["target"]],
                 "target_names": [t or None for t in out["target_name"]],
             }
-            batch = pipeline._batch_for_writer(job, [it.id for it in chosen], [it.file for it in chosen],
+            batch = pipeline._batch_for_writer([it.id for it in chosen], [it.file for it in chosen],
                                                [it.label for it in chosen], result, list(out["jpeg"]),
                                                out["size"].tolist(), errors)
             writer.put(batch)

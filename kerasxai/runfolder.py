@@ -88,6 +88,19 @@ class RunFolder:
     """One run folder: created fresh, or reopened to resume. See the module docstring.
 
     Use :meth:`open`; ``done`` holds the ids already explained.
+
+    Example:
+        >>> import tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "run")
+        >>> run = RunFolder.open(path, {"started": now(), "methods": ["gradcam"]})
+        >>> sorted(os.listdir(path))
+        ['images', 'maps', 'run.json']
+        >>> RunFolder.open(path, {"started": now(), "methods": ["gradcam"]})
+        Traceback (most recent call last):
+        ...
+        ValueError: '...' already holds a kerasxai run (unfinished, 0 rows): pass resume=True (--resume) ...
+        >>> RunFolder.open(path, {"started": now(), "methods": ["gradcam"]}, resume=True).done
+        set()
     """
 
     def __init__(self, path, meta, done):
@@ -188,7 +201,16 @@ class RunFolder:
 
 
 def write_csv(path, rows, methods):
-    """One row per image: id, file, label, top class and probability, target, and per-method statistics."""
+    """One row per image: id, file, label, top class and probability, target, and per-method statistics.
+
+    Example:
+        >>> import tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "p.csv")
+        >>> write_csv(path, [{"id": "a", "top_k": [{"class": 3, "name": "cat", "probability": 0.9}],
+        ...                   "methods": {"gradcam": {"flat": False, "max": 1.0, "mean": 0.2}}}], ["gradcam"])
+        >>> open(path).read().splitlines()[1]
+        'a,,,3,cat,0.9,,,,,False,1.0,0.2'
+    """
     columns = ["id", "file", "label", "top_class", "top_name", "top_probability", "target", "target_name",
                "layer", "error"]
     for m in methods:

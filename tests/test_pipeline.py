@@ -247,15 +247,9 @@ def test_a_writing_error_stops_the_run_with_its_cause(model, folder, tmp_path, m
     assert runfolder.read_predictions(tmp_path / "run") == []
 
 
-@pytest.fixture(scope="module")
-def local_ray():
+def test_ray_workers_write_the_same_run_as_the_local_pipeline(model, folder, tmp_path):
     ray = pytest.importorskip("ray")  # the test extra installs ray[data]
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
-    yield ray
-    ray.shutdown()
-
-
-def test_ray_workers_write_the_same_run_as_the_local_pipeline(model, folder, tmp_path, local_ray):
+    assert not ray.is_initialized()
     broken = tmp_path / "src"
     broken.mkdir()
     (broken / "broken.png").write_bytes(b"\x89PNG but cut")
@@ -264,7 +258,7 @@ def test_ray_workers_write_the_same_run_as_the_local_pipeline(model, folder, tmp
                   progress=False)
     local = kerasxai.explain_folder(model, sources, tmp_path / "local", **kwargs)
     on_ray = kerasxai.explain_folder(model, sources, tmp_path / "ray", ray=True, workers=2, **kwargs)
-    assert local_ray.is_initialized()  # a running Ray is used, not shut down
+    assert not ray.is_initialized()  # the local Ray it started in-process is shut down again
     assert {k: v for k, v in on_ray.items() if k not in ("started", "finished")} == \
         {k: v for k, v in local.items() if k not in ("started", "finished")}
     a, b = rows_by_id(tmp_path / "local"), rows_by_id(tmp_path / "ray")
