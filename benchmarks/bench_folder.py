@@ -1,10 +1,11 @@
-"""Throughput of explaining a folder against predicting on it (not a test; a few minutes per round).
+"""Throughput of explaining a folder against predicting on it (not a test; tens of minutes on 2 cores).
 
     python benchmarks/bench_folder.py                 # 512 JPEGs, VGG16 (weights=None) 224x224, batch 16, 3 rounds
     python benchmarks/bench_folder.py --images 64 --rounds 1    # a quick look
 
 A generated folder of JPEGs of mixed sizes (160..640 px a side, many aspect
-ratios). Each round times, in this order and in this process:
+ratios), in chunks of 64 (one sub-folder each). For every chunk, in this order
+and in this process:
 
 - ``predict``: ``model.predict`` over ``keras.utils.image_dataset_from_directory``
   (parallel decode and resize, prefetch) with VGG16's ``preprocess_input`` mapped on it;
@@ -12,10 +13,12 @@ ratios). Each round times, in this order and in this process:
   defaults (maps, display photos, predictions.jsonl and CSV);
 - ``+ overlays``: the same with ``overlays=True``.
 
-Ratios are taken within each round and the median over rounds is reported, so
-other load on the machine affects both sides alike. Inside the explain runs the
-time spent in the per-batch explanation is measured too (and in ``top_k``, its
-second forward pass), which splits a run into compute and pipeline overhead.
+Interleaving by chunks of a minute or two, not by whole passes over the
+folder, keeps other load on a shared machine from favouring one side: each
+ratio is taken between neighbouring runs on the same chunk, and the median
+over chunks and rounds is reported. Inside the explain runs the time spent in
+the per-batch explanation is measured too (and in ``top_k``, its second forward
+pass), which splits a run into compute and pipeline overhead.
 """
 
 from __future__ import annotations
@@ -104,37 +107,42 @@ def predict_folder(model, folder, batch_size):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=512)
+    parser.add_argument("--chunk", type=int, default=64, help="images per interleaved chunk")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--workdir", default=None, help="where the images and runs go (default: a temp folder)")
     args = parser.parse_args(argv)
 
     work = args.workdir or tempfile.mkdtemp(prefix="bench_folder_")
-    folder, warm = os.path.join(work, "images"), os.path.join(work, "warm")
-    if not os.path.isdir(folder) or len(os.listdir(folder)) != args.images:
-        shutil.rmtree(folder, ignore_errors=True)
-        make_folder(folder, args.images)
-        make_folder(warm, args.batch_size * 2 + 3, seed=1)
+    chunks = [os.path.join(work, f"images_{args.images}", f"part{c}") for c in range(-(-args.images // args.chunk))]
+    for c, folder in enumerate(chunks):
+        if not os.path.isdir(folder):
+            make_folder(folder, min(args.chunk, args.images - c * args.chunk), seed=c)
+    warm = os.path.join(work, "warm")
+    if not os.path.isdir(warm):
+        make_folder(warm, args.batch_size * 2 + 3, seed=99)
     model = keras.applications.VGG16(weights=None)
     # The ImageNet class index cannot be downloaded here; names are given so top_k never tries.
     names = [f"class {i}" for i in range(1000)]
-    print(f"{args.images} JPEGs in {folder}, VGG16 (weights=None) 224x224, batch {args.batch_size}; "
-          f"TensorFlow {tf.__version__}, {os.cpu_count()} CPU(s)", flush=True)
+    print(f"{args.images} JPEGs in {len(chunks)} chunks under {os.path.dirname(chunks[0])}, VGG16 (weights=None) "
+          f"224x224, batch {args.batch_size}; TensorFlow {tf.__version__}, {os.cpu_count()} CPU(s)", flush=True)
 
     timers = {"explain_batch": Timed(pipeline._explain_batch), "top_k": Timed(kerasxai.top_k)}
     pipeline._explain_batch = timers["explain_batch"]
     kerasxai.top_k = timers["top_k"]  # what _explain_batch calls
 
-    def run(name, out, **kwargs):
+    def run(name, folder, options):
+        out = os.path.join(work, "run")
+        shutil.rmtree(out, ignore_errors=True)
         for t in timers.values():
             t.seconds = 0.0
         with PeakRSS() as mem:
             start = time.perf_counter()
             if name == "predict":
-                predict_folder(model, kwargs["folder"], args.batch_size)
+                predict_folder(model, folder, args.batch_size)
             else:
-                kerasxai.explain_folder(model, kwargs["folder"], out, methods=("gradcam",), batch_size=args.batch_size,
-                                        class_names=names, progress=False, **kwargs.get("options", {}))
+                kerasxai.explain_folder(model, folder, out, methods=("gradcam",), batch_size=args.batch_size,
+                                        class_names=names, progress=False, **options)
             seconds = time.perf_counter() - start
         shutil.rmtree(out, ignore_errors=True)
         return {"s": seconds, "compute": timers["explain_batch"].seconds, "top_k": timers["top_k"].seconds,
@@ -142,40 +150,47 @@ def main(argv=None):
 
     variants = {"predict": {}, "maps + jsonl": {}, "+ overlays": {"overlays": True}}
     for name, options in variants.items():  # warm-up: traces and compiles everything once
-        run(name, os.path.join(work, "warm_run"), folder=warm, options=options)
+        run(name, warm, options)
 
-    results = {name: [] for name in variants}
+    pairs = {name: [] for name in variants}  # one entry per (round, chunk)
     for r in range(args.rounds):
-        for name, options in variants.items():
-            results[name].append(run(name, os.path.join(work, "run"), folder=folder, options=options))
-        line = ", ".join(f"{name} {results[name][-1]['s']:.1f} s" for name in variants)
+        for folder in chunks:
+            for name, options in variants.items():
+                pairs[name].append(run(name, folder, options))
+        last = slice(-len(chunks), None)
+        line = ", ".join(f"{name} {sum(m['s'] for m in pairs[name][last]):.1f} s" for name in variants)
         print(f"round {r + 1}: {line}", flush=True)
 
-    base = [m["s"] for m in results["predict"]]
+    base = [m["s"] for m in pairs["predict"]]
+    total = {name: sum(m["s"] for m in runs) for name, runs in pairs.items()}
+    n_images = args.images * args.rounds
+
+    def median_ratio(values):
+        return statistics.median(v / b for v, b in zip(values, base))
+
     print()
-    print(f"| {args.images} JPEGs, VGG16 224², batch {args.batch_size} | seconds (median) | images/s "
-          "| × predict (median of rounds) | in the per-batch explanation | of which top_k | peak RSS rise |")
-    print("|---|---|---|---|---|---|---|")
-    for name, runs in results.items():
-        s = statistics.median(m["s"] for m in runs)
-        ratio = statistics.median(m["s"] / b for m, b in zip(runs, base))
+    print(f"| {args.images} JPEGs × {args.rounds} rounds, VGG16 224², batch {args.batch_size} | images/s "
+          "| × predict (median of chunks) | in the per-batch explanation | of which top_k | peak RSS rise |")
+    print("|---|---|---|---|---|---|")
+    for name, runs in pairs.items():
+        mib = max(m["mib"] for m in runs)
         if name == "predict":
-            print(f"| `model.predict` via image_dataset_from_directory | {s:.1f} | {args.images / s:.2f} | 1.00 "
-                  f"| – | – | {statistics.median(m['mib'] for m in runs):.0f} MiB |")
+            print(f"| `model.predict` via image_dataset_from_directory | {n_images / total[name]:.2f} | 1.00 "
+                  f"| – | – | {mib:.0f} MiB |")
             continue
-        compute = statistics.median(m["compute"] for m in runs)
-        top = statistics.median(m["top_k"] for m in runs)
-        print(f"| explain_folder gradcam, {name} | {s:.1f} | {args.images / s:.2f} | {ratio:.2f} | {compute:.1f} s "
-              f"| {top:.1f} s | {statistics.median(m['mib'] for m in runs):.0f} MiB |")
+        compute = sum(m["compute"] for m in runs) / total[name]
+        top = sum(m["top_k"] for m in runs) / total[name]
+        print(f"| explain_folder gradcam, {name} | {n_images / total[name]:.2f} "
+              f"| {median_ratio([m['s'] for m in runs]):.2f} | {compute:.0%} of the run | {top:.0%} of the run "
+              f"| {mib:.0f} MiB |")
     print()
     for name in ("maps + jsonl", "+ overlays"):
-        runs = results[name]
-        overhead = statistics.median((m["s"] - m["compute"]) / b for m, b in zip(runs, base))
-        one_pass = statistics.median((m["s"] - m["top_k"]) / b for m, b in zip(runs, base))
-        explain_only = statistics.median((m["compute"] - m["top_k"]) / b for m, b in zip(runs, base))
-        print(f"{name}: pipeline outside the per-batch explanation {overhead:.2f}× predict; "
-              f"explain() alone {explain_only:.2f}×; without top_k's second forward pass the run would be "
-              f"{one_pass:.2f}× predict")
+        runs = pairs[name]
+        overhead = median_ratio([m["s"] - m["compute"] for m in runs])
+        explain_only = median_ratio([m["compute"] - m["top_k"] for m in runs])
+        one_pass = median_ratio([m["s"] - m["top_k"] for m in runs])
+        print(f"{name}: outside the per-batch explanation {overhead:.2f}× predict; kerasxai.explain alone "
+              f"{explain_only:.2f}×; the run without top_k's second forward pass {one_pass:.2f}× predict")
     if not args.workdir:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -80,8 +80,6 @@ def _target(value):
 
 
 def cmd_explain(args):
-    import warnings
-
     from kerasxai import pipeline
     from kerasxai.runfolder import RunFolder
 
@@ -103,19 +101,14 @@ def cmd_explain(args):
     model = load_model(args.model, args.weights)
     key = args.model.lower().replace("-", "_")
     weights = args.model if key not in ZOO else ("none" if str(args.weights).lower() == "none" else args.weights)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            meta = pipeline.explain_folder(
-                model, args.images, args.out, methods=methods, target=target, layer=args.layer,
-                batch_size=args.batch_size, overlays=args.overlays, resume=args.resume, class_names=class_names,
-                top=args.top, weights=weights, model_name=args.model, force=args.force, progress=not args.quiet,
-                ray=args.ray or args.ray_address is not None, ray_address=args.ray_address, workers=args.workers)
-        except ValueError as err:
-            raise UserError(str(err).splitlines()[0]) from None
-        finally:
-            for w in caught:
-                print(f"kerasxai: warning: {w.message}", file=sys.stderr)
+    try:  # warnings are printed as one "kerasxai: warning:" line each (see main)
+        meta = pipeline.explain_folder(
+            model, args.images, args.out, methods=methods, target=target, layer=args.layer,
+            batch_size=args.batch_size, overlays=args.overlays, resume=args.resume, class_names=class_names,
+            top=args.top, weights=weights, model_name=args.model, force=args.force, progress=not args.quiet,
+            ray=args.ray or args.ray_address is not None, ray_address=args.ray_address, workers=args.workers)
+    except ValueError as err:
+        raise UserError(str(err).splitlines()[0]) from None
     if meta["images"] == 0 and meta.get("errors"):
         raise UserError(f"none of the {meta['errors']} file(s) could be read (see {os.path.join(args.out, 'errors.txt')})"
                         + _first_error(args.out))

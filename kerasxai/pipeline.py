@@ -249,7 +249,9 @@ def explain_quietly(model, x, methods, target, layer, class_names, k=5):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = _explain_batch(model, x, methods, target, layer, class_names, k)
-    return result, [str(w.message) for w in caught if "map is flat" not in str(w.message)]
+    hidden = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)  # off by default
+    return result, [str(w.message) for w in caught
+                    if not issubclass(w.category, hidden) and "map is flat" not in str(w.message)]
 
 
 def preprocess_batch(fn, pixels):

@@ -63,7 +63,7 @@ class _Quiet:
         self.logger = logging.getLogger("ray.data")
         self.saved = (self.ctx.enable_progress_bars, self.logger.level)
         self.ctx.enable_progress_bars = False
-        self.logger.setLevel(logging.WARNING)
+        self.logger.setLevel(logging.ERROR)  # also its "Progress bars disabled" notice
 
     def __exit__(self, *exc):
         self.ctx.enable_progress_bars, level = self.saved
