@@ -35,6 +35,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 DISPLAY_SIDE = 512  # long side of the photo kept for display
 # methods that explain pixels, not a layer (everything else is explained at a layer)
 PIXEL_METHODS = ("saliency", "smoothgrad", "integrated_gradients", "guided_backprop")
+REFUSED = "not explained: "  # starts the error of an image read but refused by the model or the core
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,6 +192,7 @@ def read_error(path) -> str:
 def _file_batches(items, size, batch_size, display_side):
     import tensorflow as tf
 
+    @tf.autograph.experimental.do_not_convert  # plain TF ops: nothing for AutoGraph to rewrite
     def load(index, path):
         x, jpeg, hw = image_tensors(decode_file(path), size, display_side)
         return {"index": index, "x": x, "jpeg": jpeg, "size": hw}
@@ -239,16 +241,49 @@ def _explain_batch(model, x, methods, target, layer, class_names, k=5):
     return {"maps": maps, "top_k": top, "targets": targets, "target_names": names, "flat": flat}
 
 
+def _one_by_one(model, x, methods, target, layer, class_names, k, first_error):
+    """The batch explained image by image, after it failed as a whole: the images that fail alone get an error.
+
+    If every image fails, the first error is raised (a setting, not an image, is wrong).
+    """
+    parts, errors = [], []
+    for i in range(len(x)):
+        t = target if target is None or isinstance(target, (int, np.integer)) else [target[i]]
+        try:
+            parts.append(_explain_batch(model, x[i:i + 1], methods, t, layer, class_names, k))
+            errors.append(None)
+        except ValueError as err:
+            parts.append(None)
+            errors.append(REFUSED + str(err).splitlines()[0])
+    if all(p is None for p in parts):
+        raise first_error
+    shape = next(p for p in parts if p is not None)["maps"]
+    maps = {m: np.stack([p["maps"][m][0] if p else np.zeros_like(shape[m][0]) for p in parts]) for m in methods}
+    return {"maps": maps, "top_k": [p["top_k"][0] if p else [] for p in parts],
+            "targets": [p["targets"][0] if p else None for p in parts],
+            "target_names": [p["target_names"][0] if p else None for p in parts],
+            "flat": {m: np.array([bool(p["flat"][m][0]) if p else False for p in parts]) for m in methods},
+            "errors": errors}
+
+
 def explain_quietly(model, x, methods, target, layer, class_names, k=5):
-    """:func:`_explain_batch`, with the core's warnings collected instead of shown.
+    """:func:`_explain_batch`, with the core's warnings collected instead of shown, and per-image errors.
 
     Per-batch warnings would name images by their place in the batch; the run
     records flat maps per image and warns once at the end instead. Returns
-    ``(result, messages)`` with the other warnings' messages.
+    ``(result, messages)`` with the other warnings' messages. When the core
+    refuses the batch (a ``ValueError``, e.g. outputs that are not finite for
+    one image), the images are explained one by one and those refused alone get
+    their message in ``result["errors"]``, so one bad image does not stop a run.
     """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = _explain_batch(model, x, methods, target, layer, class_names, k)
+        try:
+            result = _explain_batch(model, x, methods, target, layer, class_names, k)
+        except ValueError as err:
+            if len(x) == 1:
+                raise
+            result = _one_by_one(model, x, methods, target, layer, class_names, k, err)
     hidden = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)  # off by default
     return result, [str(w.message) for w in caught
                     if not issubclass(w.category, hidden) and "map is flat" not in str(w.message)]
@@ -356,6 +391,11 @@ class _Warnings:
                 warnings.warn(message, RuntimeWarning, stacklevel=4)
 
     def summary(self, writer, total):
+        refused = sorted(writer.refused)
+        if refused:
+            shown = "; ".join(f"{i}: {e[len(REFUSED):]}" for i, e in refused[:3]) + (" ..." if len(refused) > 3 else "")
+            warnings.warn(f"kerasxai.{self.where}: {len(refused)} of {total} images were read but could not be "
+                          f"explained (rows with an error; errors.txt): {shown}", RuntimeWarning, stacklevel=3)
         for method, ids in writer.flat.items():
             ids = sorted(ids)
             shown = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
@@ -462,12 +502,15 @@ def explain_folder(model, sources, out, methods=("gradcam",), target=None, layer
     items = list_images(sources)
     job = _prepare_job(model, methods, target, layer, class_names, top, preprocess, images, overlays)
     if job.target == "label":
-        missing = sorted({it.label for it in items if job.class_names is None or it.label not in job.class_names},
-                         key=str)
-        if missing:
-            raise ValueError("target='label' explains each image's true class: it needs class sub-folders named "
-                             f"after class_names (folder(s) {missing[:5]} are not among class_names "
-                             f"{job.class_names}).")
+        unlabelled = [it.file for it in items if it.label is None]
+        unknown = sorted({it.label for it in items if it.label is not None and it.label not in (job.class_names or [])})
+        if job.class_names is None or unlabelled or unknown:
+            shown = ("no class_names given" if job.class_names is None else
+                     f"{unlabelled[0]} is in no class sub-folder" if unlabelled else
+                     f"sub-folder(s) {', '.join(unknown[:5])} not among the {len(job.class_names)} class_names "
+                     f"({', '.join(job.class_names[:5])}{', ...' if len(job.class_names) > 5 else ''})")
+            raise ValueError("target='label' explains each image's true class: it needs folders of class "
+                             f"sub-folders named after class_names ({shown}).")
     meta = _meta(model, job, model_name, weights, len(items))
 
     def compute(run, writer, bar, warn):
@@ -489,7 +532,7 @@ def explain_folder(model, sources, out, methods=("gradcam",), target=None, layer
             result, messages = explain_quietly(model, x, job.methods, tgt, job.layer, job.class_names, job.k)
             warn.add(messages)
             writer.put(_batch_for_writer([it.id for it in chosen], [it.file for it in chosen], labels,
-                                         result, list(batch["jpeg"]), batch["size"].tolist()))
+                                         result, list(batch["jpeg"]), batch["size"].tolist(), result.get("errors")))
             bar.add(len(index))
         failed = [todo[i] for i in np.flatnonzero(~seen)]
         if failed:
@@ -545,6 +588,7 @@ def explain_dataset(model, dataset, out, methods=("gradcam",), target=None, laye
     n = int(ds.cardinality())
     meta = _meta(model, job, model_name, weights, n if n >= 0 else 0)
 
+    @tf.autograph.experimental.do_not_convert
     def to_label(label):
         label = tf.convert_to_tensor(label)
         if label.shape.rank and label.shape[-1] > 1:
@@ -553,6 +597,7 @@ def explain_dataset(model, dataset, out, methods=("gradcam",), target=None, laye
         return tf.cast(tf.round(tf.cast(label, tf.float32)), tf.int64) if label.dtype.is_floating \
             else tf.cast(label, tf.int64)
 
+    @tf.autograph.experimental.do_not_convert
     def load(index, element):
         pixels, label = (element if has_labels else (element, tf.constant(-1, tf.int64)))
         pixels = tf.convert_to_tensor(pixels)
@@ -568,8 +613,8 @@ def explain_dataset(model, dataset, out, methods=("gradcam",), target=None, laye
             done = np.zeros(max(numbers) + 1, bool)
             done[numbers] = True
             mask = tf.constant(done)
-            data = data.filter(lambda i, _: tf.logical_or(
-                i >= len(done), tf.logical_not(tf.gather(mask, tf.minimum(i, len(done) - 1)))))
+            data = data.filter(tf.autograph.experimental.do_not_convert(lambda i, _: tf.logical_or(
+                i >= len(done), tf.logical_not(tf.gather(mask, tf.minimum(i, len(done) - 1))))))
         batches = data.map(load, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(2)
         for batch in batches.as_numpy_iterator():
             index = batch["index"]
@@ -582,7 +627,7 @@ def explain_dataset(model, dataset, out, methods=("gradcam",), target=None, laye
             warn.add(messages)
             ids = [f"{i:06d}" for i in index]
             writer.put(_batch_for_writer(ids, [f"dataset[{i}]" for i in index], labels, result,
-                                         list(batch["jpeg"]), batch["size"].tolist()))
+                                         list(batch["jpeg"]), batch["size"].tolist(), result.get("errors")))
             bar.add(len(index))
 
     return _run(out, job, meta, resume, force, progress, compute, "explain_dataset")

@@ -124,6 +124,9 @@ class ExplainWorker:
                                                         job.class_names, job.k)
             out["warnings"][ok[0]] = json.dumps(messages)
             for j, i in enumerate(ok):
+                if result.get("errors") and result["errors"][j]:
+                    out["error"][i] = result["errors"][j]
+                    continue
                 out["top_k"][i] = json.dumps(result["top_k"][j])
                 out["target"][i] = result["targets"][j]
                 out["target_name"][i] = result["target_names"][j] or ""
@@ -185,7 +188,7 @@ def explain_items(model, items, job, writer, bar, warn, *, batch_size=16, addres
                                                [it.label for it in chosen], result, list(out["jpeg"]),
                                                out["size"].tolist(), errors)
             writer.put(batch)
-            failed += [it.file for it, e in zip(chosen, errors) if e]
+            failed += [it.file for it, e in zip(chosen, errors) if e and not e.startswith(pipeline.REFUSED)]
             bar.add(len(index))
         if failed:
             import warnings

@@ -254,6 +254,7 @@ class Writer:
         self.written = 0
         self.flat = {}  # method -> ids with a flat map
         self.nonfinite = []  # ids whose probabilities are not finite
+        self.refused = []  # (id, error) of images read but not explained
         self._fh = open(os.path.join(run.path, PREDICTIONS), "a")
         self._thread = threading.Thread(target=self._loop, name="kerasxai-writer", daemon=True)
         self._thread.start()
@@ -313,6 +314,8 @@ class Writer:
         self.written += len(rows)
 
     def _error_row(self, batch, i):
+        if batch["errors"][i].startswith("not explained: "):
+            self.refused.append((batch["ids"][i], batch["errors"][i]))
         return {"id": batch["ids"][i], "file": batch["files"][i], "size": None, "label": batch["labels"][i],
                 "top_k": [], "target": None, "target_name": None, "layer": self.layer, "maps": None,
                 "image": None, "methods": {}, "error": batch["errors"][i]}

@@ -56,11 +56,17 @@ def rows_by_id(run):
     return {r["id"]: r for r in rows}
 
 
-def reference(model, path, methods):
-    """Decoded by PIL, resized with the op image_dataset_from_directory uses, preprocessed, explained alone."""
+def reference_x(path):
+    """Decoded by PIL, resized with the op image_dataset_from_directory uses, preprocessed: a batch of one."""
     pixels = np.asarray(Image.open(path).convert("RGB"))
     x = tf.image.resize(pixels.astype("float32"), (32, 32), method="bilinear", antialias=False).numpy()
-    x = keras.applications.vgg16.preprocess_input(x[None].copy())
+    return keras.applications.vgg16.preprocess_input(x[None].copy())
+
+
+def reference(model, path, methods):
+    """The image explained alone, each method by its own function."""
+    pixels = np.asarray(Image.open(path).convert("RGB"))
+    x = reference_x(path)
     maps = {m: getattr(kerasxai, m)(model, x)[0] for m in methods}
     return pixels.shape[:2], kerasxai.top_k(model, x, k=3, class_names=CLASSES)[0], maps
 
@@ -115,8 +121,8 @@ def test_explain_dataset_matches_the_folder_run(model, folder, tmp_path):
         assert a["file"] == f"dataset[{i}]" and a["image"] is None and b["image"] is None
         assert a["label"] == b["label"] and a["target"] == CLASSES.index(a["label"]) == b["target"]
         assert a["target_name"] == a["label"]
-        np.testing.assert_array_equal(np.load(tmp_path / "ds" / a["maps"])["gradcam"],
-                                      np.load(tmp_path / "dir" / b["maps"])["gradcam"])
+        np.testing.assert_allclose(np.load(tmp_path / "ds" / a["maps"])["gradcam"].astype(np.float32),
+                                   np.load(tmp_path / "dir" / b["maps"])["gradcam"].astype(np.float32), atol=1e-3)
 
 
 def test_resume_after_an_interruption_writes_each_image_once(model, folder, tmp_path, monkeypatch):
@@ -229,8 +235,15 @@ def test_flat_and_non_finite_maps_are_flagged_not_drawn_as_heatmaps(folder, tmp_
 
     broken = keras.models.clone_model(dead)
     broken.layers[-1].set_weights([np.full_like(w, np.nan) for w in broken.layers[-1].get_weights()])
-    with pytest.warns(RuntimeWarning, match="not finite"):
-        kerasxai.explain_folder(broken, folder, tmp_path / "nan", progress=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            kerasxai.explain_folder(broken, folder, tmp_path / "nan", progress=False)
+        except ValueError as err:  # a core that refuses non-finite outputs: every image is refused, the run stops
+            assert "NaN or infinite" in str(err) or "not finite" in str(err)
+            assert runfolder.read_predictions(tmp_path / "nan") == []
+            return
+    assert any("outputs are not finite" in str(w.message) for w in caught)  # a core that returns them: flagged
     text = open(tmp_path / "nan" / "predictions.jsonl").read()
     rows = [json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} in the JSON")) for line in text.splitlines()]
     assert all(t["probability"] is None for r in rows for t in r["top_k"])
@@ -286,3 +299,60 @@ def test_overlays_match_kerasxai_overlay():
     drawn = runfolder.draw_overlay(photo, heat, flat=False)
     assert drawn.shape == photo.shape
     assert np.abs(drawn.astype(int) - kerasxai.overlay(photo, heat)).max() <= 3
+
+
+def test_an_image_the_core_refuses_becomes_an_error_row_not_a_stopped_run(model, folder, tmp_path, monkeypatch):
+    real = pipeline._explain_batch
+    black = keras.applications.vgg16.preprocess_input(np.zeros((1, 1, 3), "float32"))[0, 0]
+
+    def refuse_black(m, x, *args):  # as the core refuses an image whose outputs are not finite
+        bad = [i for i in range(len(x)) if np.allclose(x[i, 0, 0], black)]
+        if bad:
+            raise ValueError(f"the model's output is not finite for image {bad[0]}")
+        return real(m, x, *args)
+
+    monkeypatch.setattr(pipeline, "_explain_batch", refuse_black)
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("a", "b", "c"):
+        Image.fromarray(_photo(ord(name), 40, 40)).save(src / f"{name}.png")
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(src / "black.png")
+    with pytest.warns(RuntimeWarning, match="1 of 4 images were read but could not be explained"):
+        meta = kerasxai.explain_folder(model, src, tmp_path / "run", batch_size=4, progress=False)
+    rows = rows_by_id(tmp_path / "run")
+    assert meta["images"] == 3 and meta["errors"] == 1
+    assert rows["black"]["error"] == "not explained: the model's output is not finite for image 0"
+    for name in ("a", "b", "c"):  # the others, explained one by one, equal a run without the black image
+        alone = real(model, reference_x(src / f"{name}.png"), ("gradcam",), None, None, None, 5)
+        np.testing.assert_allclose(np.load(tmp_path / "run" / rows[name]["maps"])["gradcam"].astype(np.float32),
+                                   alone["maps"]["gradcam"][0], atol=2e-3)
+        assert rows[name]["target"] == alone["targets"][0]
+    monkeypatch.setattr(pipeline, "_explain_batch", lambda *a: (_ for _ in ()).throw(ValueError("bad layer")))
+    with pytest.raises(ValueError, match="bad layer"):  # every image refused: a setting is wrong, the run stops
+        kerasxai.explain_folder(model, src, tmp_path / "run2", batch_size=4, progress=False)
+
+
+def test_explain_dataset_resumes_by_position(model, tmp_path, monkeypatch):
+    pixels = np.stack([_photo(i, 32, 32) for i in range(7)])
+    ds = tf.data.Dataset.from_tensor_slices((pixels, np.arange(7) % 3))  # unbatched, int labels
+    real, calls, interrupt = pipeline._explain_batch, [], [True]
+
+    def interrupted(m, x, *args):
+        calls.append(len(x))
+        if len(calls) == 2 and interrupt and interrupt.pop():
+            raise KeyboardInterrupt
+        return real(m, x, *args)
+
+    monkeypatch.setattr(pipeline, "_explain_batch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        kerasxai.explain_dataset(model, ds, tmp_path / "run", batch_size=3, progress=False)
+    assert sorted(rows_by_id(tmp_path / "run")) == ["000000", "000001", "000002"]
+    calls.clear()
+    meta = kerasxai.explain_dataset(model, ds, tmp_path / "run", batch_size=3, resume=True, progress=False)
+    rows = rows_by_id(tmp_path / "run")
+    assert calls == [3, 1] and meta["images"] == 7 and sorted(rows) == [f"{i:06d}" for i in range(7)]
+    assert [rows[f"{i:06d}"]["label"] for i in range(7)] == ["0", "1", "2", "0", "1", "2", "0"]
+    for i in (0, 6):
+        x = keras.applications.vgg16.preprocess_input(pixels[i : i + 1].astype("float32"))
+        np.testing.assert_allclose(np.load(tmp_path / "run" / rows[f"{i:06d}"]["maps"])["gradcam"].astype(np.float32),
+                                   kerasxai.gradcam(model, x)[0], atol=2e-3)
