@@ -82,13 +82,14 @@ def _target(value):
 def cmd_explain(args):
     from kerasxai import pipeline
     from kerasxai.runfolder import RunFolder
+    from kerasxai.sources import list_images
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1. Received: {args.batch_size}")
     target = _target(args.target)
     class_names = _class_names(args.class_names)
     try:  # a missing file, an empty folder, a folder that is not a run: said before TensorFlow starts
-        pipeline.list_images(args.images)
+        list_images(args.images)
         RunFolder.check(args.out, resume=args.resume, force=args.force)
     except ValueError as err:
         raise UserError(str(err)) from None

@@ -4,7 +4,7 @@
 The images are split into batches by Ray Data and sent to ``workers`` actors
 (``map_batches`` with the callable class :class:`ExplainWorker`), each holding
 one copy of the model — a whole GPU each where the cluster has GPUs. A worker
-decodes its batch with :func:`kerasxai.pipeline.image_tensors` and explains it
+decodes its batch with :func:`kerasxai.sources.image_tensors` and explains it
 with :func:`kerasxai.pipeline.explain_quietly`: the same functions, so the same
 numbers, as the local pipeline. The results stream back to this process,
 whose writer thread writes the run folder exactly as locally (resuming too).
@@ -85,13 +85,13 @@ class ExplainWorker:
         self.pool = ThreadPoolExecutor(4)  # TF's decode ops release the GIL
 
     def _load(self, path):
-        from kerasxai import pipeline
+        from kerasxai import sources
 
         try:
-            x, jpeg, hw = pipeline.image_tensors(pipeline.decode_file(path), self.job.size, self.job.display_side)
+            x, jpeg, hw = sources.image_tensors(sources.decode_file(path), self.job.size, self.job.display_side)
             return x.numpy(), jpeg.numpy(), hw.numpy(), None
         except Exception:
-            return None, b"", np.zeros(2, np.int64), pipeline.read_error(path)
+            return None, b"", np.zeros(2, np.int64), sources.read_error(path)
 
     def __call__(self, batch):
         from kerasxai import pipeline
@@ -146,7 +146,7 @@ def _resources(ray, workers):
 
 
 def explain_items(model, items, job, writer, bar, warn, *, batch_size=16, address=None, workers=None):
-    """Explains ``items`` (:class:`kerasxai.pipeline.ImageItem`) on Ray, handing each result batch to ``writer``."""
+    """Explains ``items`` (:class:`kerasxai.sources.ImageItem`) on Ray, handing each result batch to ``writer``."""
     from kerasxai import pipeline
 
     ray = _import_ray()
