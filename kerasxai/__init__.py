@@ -37,6 +37,7 @@ _EXPORTS = {
     "kerasxai.visualize.plots": ("plot_filters", "plot_class_images", "plot_activation_images", "save_gif"),
     "kerasxai.embeddings": ("layer_embeddings", "nearest_neighbors"),
     "kerasxai.visualize.embedding_plots": ("plot_embeddings", "plot_layer_embeddings", "plot_neighbors"),
+    "kerasxai.pipeline": ("explain_folder", "explain_dataset"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = list(_WHERE)

@@ -1,6 +1,6 @@
 """The ``kerasxai`` command.
 
-    kerasxai explain IMAGE_OR_DIR... --model vgg16 --methods gradcam,saliency [--out DIR]
+    kerasxai explain IMAGE_OR_DIR... --out RUN --model vgg16 --methods gradcam [--overlays] [--resume] [--ray]
     kerasxai layers MODEL
     kerasxai report RUN_DIR
     kerasxai train --data-dir DIR --out RUN_DIR [...]
@@ -18,7 +18,6 @@ status 2.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -63,74 +62,70 @@ def load_model(spec: str, weights: str = "imagenet"):
     raise UserError(f"unknown model '{spec}': use one of {', '.join(ZOO)} or a path to a .keras file")
 
 
-def _image_paths(items):
-    from kerasxai.train import IMAGE_EXTENSIONS
+def _class_names(value):
+    """``--class-names``: comma-separated names, or a text file with one name per line."""
+    if not value:
+        return None
+    if os.path.isfile(value):
+        with open(value) as fh:
+            return [line.strip() for line in fh if line.strip()]
+    return [name.strip() for name in value.split(",")]
 
-    paths = []
-    for item in items:
-        if os.path.isdir(item):
-            found = sorted(
-                os.path.join(d, f) for d, _, fs in os.walk(item) for f in fs if f.lower().endswith(IMAGE_EXTENSIONS)
-            )
-            if not found:
-                raise UserError(f"no images found in folder {item}")
-            paths += found
-        elif os.path.isfile(item):
-            paths.append(item)
-        else:
-            raise UserError(f"no such file or folder: {item}")
-    return paths
+
+def _target(value):
+    if value is None or value == "label":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise UserError(f"--target must be a class index or 'label'. Received: {value!r}") from None
 
 
 def cmd_explain(args):
-    import keras
+    from kerasxai import pipeline
+    from kerasxai.runfolder import RunFolder
+    from kerasxai.sources import list_images
 
-    import kerasxai
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1. Received: {args.batch_size}")
+    target = _target(args.target)
+    class_names = _class_names(args.class_names)
+    try:  # a missing file, an empty folder, a folder that is not a run: said before TensorFlow starts
+        list_images(args.images)
+        RunFolder.check(args.out, resume=args.resume, force=args.force)
+    except ValueError as err:
+        raise UserError(str(err)) from None
     from kerasxai.methods.explain import METHODS
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise UserError(f"unknown method '{unknown[0]}': choose from {', '.join(METHODS)}")
-    paths = _image_paths(args.images)
     model = load_model(args.model, args.weights)
-    os.makedirs(args.out, exist_ok=True)
-    class_names = args.class_names.split(",") if args.class_names else None
-    bar = keras.utils.Progbar(len(paths), unit_name="image") if len(paths) > 1 and not args.quiet else None
-    report = []
-    for start in range(0, len(paths), args.batch_size):
-        batch_paths = paths[start : start + args.batch_size]
-        try:
-            display, x = kerasxai.load_images(batch_paths, model)
-        except (ValueError, FileNotFoundError) as err:
-            raise UserError(str(err)) from None
-        predictions = kerasxai.top_k(model, x, k=5, class_names=class_names)
-        target = args.target if args.target is not None else [row[0][0] for row in predictions]
-        try:
-            maps = kerasxai.explain(model, x, methods=methods, target=target, layer=args.layer)
-        except ValueError as err:
-            raise UserError(str(err).splitlines()[0]) from None
-        for i, path in enumerate(batch_paths):
-            cls = target if isinstance(target, int) else target[i]
-            prob = next((p for c, _, p in predictions[i] if c == cls), None)
-            name = next((n for c, n, _ in predictions[i] if c == cls), None)
-            title = f"{name or cls}" + (f": {prob:.1%}" if prob is not None else "")
-            fig = kerasxai.plot_explanations(display[i : i + 1], {m: v[i : i + 1] for m, v in maps.items()}, [title])
-            png = os.path.join(args.out, os.path.splitext(os.path.basename(path))[0] + "_explained.png")
-            fig.savefig(png, dpi=100)
-            report.append({
-                "image": path,
-                "figure": png,
-                "target": int(cls),
-                "top5": [{"class": c, "name": n, "probability": round(p, 6)} for c, n, p in predictions[i]],
-                "methods": methods,
-            })
-        if bar is not None:
-            bar.update(min(start + args.batch_size, len(paths)))
-    with open(os.path.join(args.out, "predictions.json"), "w") as fh:
-        json.dump(report, fh, indent=2)
+    key = args.model.lower().replace("-", "_")
+    weights = args.model if key not in ZOO else ("none" if str(args.weights).lower() == "none" else args.weights)
+    try:  # warnings are printed as one "kerasxai: warning:" line each (see main)
+        meta = pipeline.explain_folder(
+            model, args.images, args.out, methods=methods, target=target, layer=args.layer,
+            batch_size=args.batch_size, overlays=args.overlays, resume=args.resume, class_names=class_names,
+            top=args.top, weights=weights, model_name=args.model, force=args.force, progress=not args.quiet,
+            ray=args.ray or args.ray_address is not None, ray_address=args.ray_address, workers=args.workers)
+    except ValueError as err:
+        raise UserError(str(err).splitlines()[0]) from None
+    if meta["images"] == 0 and meta.get("errors"):
+        raise UserError(f"none of the {meta['errors']} file(s) could be read (see {os.path.join(args.out, 'errors.txt')})"
+                        + _first_error(args.out))
     if not args.quiet:
-        print(f"{len(report)} figure(s) and predictions.json written to {args.out}")
+        errors = f", {meta['errors']} unreadable (errors.txt)" if meta.get("errors") else ""
+        print(f"{meta['images']} image(s) explained{errors}: {args.out}/predictions.jsonl, maps/, images/"
+              + (", overlays/" if args.overlays else ""))
+
+
+def _first_error(out):
+    from kerasxai.runfolder import read_predictions
+
+    bad = [r for r in read_predictions(out) if r.get("error")]
+    return f": {bad[0]['file']} is {bad[0]['error']}" if bad else ""
 
 
 def cmd_layers(args):
@@ -254,16 +249,23 @@ def build_parser():
     parser = argparse.ArgumentParser(prog="kerasxai", description="Explain Keras image classifiers.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    e = sub.add_parser("explain", help="explain images with one or more methods, one PNG per image")
-    e.add_argument("images", nargs="+", help="image files or folders")
+    e = sub.add_parser("explain", help="explain every image in folders or files into a run folder")
+    e.add_argument("images", nargs="+", help="image files or folders (class sub-folders give true labels)")
+    e.add_argument("--out", default="kerasxai-out", help="the run folder (default kerasxai-out)")
     e.add_argument("--model", default="vgg16", help=f"{'|'.join(ZOO)} or PATH.keras (default vgg16)")
     e.add_argument("--weights", default="imagenet", help="imagenet (download) or none (random, offline)")
-    e.add_argument("--methods", default="saliency,gradcam", help="comma-separated (default saliency,gradcam)")
+    e.add_argument("--methods", default="gradcam", help="comma-separated (default gradcam)")
     e.add_argument("--layer", default=None, help="layer to explain (default: the last spatial layer)")
-    e.add_argument("--target", type=int, default=None, help="class index (default: each image's top class)")
-    e.add_argument("--class-names", default=None, help="comma-separated names for a model's classes")
-    e.add_argument("--batch-size", type=int, default=8)
-    e.add_argument("--out", default="kerasxai-out")
+    e.add_argument("--target", default=None, help="class index, or 'label' (default: each image's top class)")
+    e.add_argument("--class-names", default=None, help="comma-separated names, or a file with one name per line")
+    e.add_argument("--top", type=int, default=5, help="classes kept per image (default 5)")
+    e.add_argument("--batch-size", type=int, default=16)
+    e.add_argument("--overlays", action="store_true", help="also write overlays/<id>_<method>.png")
+    e.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished images")
+    e.add_argument("--force", action="store_true", help="allow a non-empty --out that is not a kerasxai run")
+    e.add_argument("--ray", action="store_true", help="run on Ray Data (a local Ray unless --ray-address)")
+    e.add_argument("--ray-address", default=None, help="a Ray cluster's address (implies --ray)")
+    e.add_argument("--workers", type=int, default=None, help="Ray workers (default: one per GPU, else per node)")
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=cmd_explain)
 

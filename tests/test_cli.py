@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import keras
 import numpy as np
@@ -28,34 +29,81 @@ def photos(tmp_path_factory):
     return folder
 
 
+def rows_of(run):
+    lines = open(os.path.join(run, "predictions.jsonl")).read().splitlines()
+    return [json.loads(line) for line in lines]
+
+
 def test_explain_two_photos_offline(photos, tmp_path):
     out = tmp_path / "out"
     result = run("explain", str(photos / "chelsea.png"), str(photos / "coffee.jpg"), "--weights", "none",
-                 "--methods", "gradcam,saliency,layercam", "--out", str(out))
+                 "--methods", "gradcam,saliency,layercam", "--overlays", "--out", str(out))
     assert result.returncode == 0, result.stderr[-2000:]
-    for name in ("chelsea_explained.png", "coffee_explained.png"):
-        png = Image.open(out / name)
-        assert png.size[0] > 3 * png.size[1]  # one row: input + three methods
-    report = json.load(open(out / "predictions.json"))
-    assert [os.path.basename(r["image"]) for r in report] == ["chelsea.png", "coffee.jpg"]
-    for r in report:
-        assert len(r["top5"]) == 5 and r["target"] == r["top5"][0]["class"]
-        probs = [t["probability"] for t in r["top5"]]
+    assert "weights are random" in result.stderr and "2 image(s) explained" in result.stdout
+    meta = json.load(open(out / "run.json"))
+    assert meta["model"] == "vgg16" and meta["weights"] == "none" and meta["layer"] == "block5_conv3"
+    assert meta["methods"] == ["gradcam", "saliency", "layercam"] and meta["images"] == 2 and meta["finished"]
+    rows = {r["id"]: r for r in rows_of(out)}
+    assert sorted(rows) == ["chelsea", "coffee"]
+    assert rows["chelsea"]["size"] == [300, 451] and rows["coffee"]["size"] == [400, 600]
+    assert Image.open(out / rows["coffee"]["image"]).size == (512, 341)  # its own aspect ratio
+    for r in rows.values():
+        assert len(r["top_k"]) == 5 and r["target"] == r["top_k"][0]["class"] and r["layer"] == "block5_conv3"
+        probs = [t["probability"] for t in r["top_k"]]
         assert probs == sorted(probs, reverse=True) and 0 < probs[0] < 1
-        assert r["methods"] == ["gradcam", "saliency", "layercam"]
+        assert sorted(np.load(out / r["maps"])) == ["gradcam", "layercam", "saliency"]
+        assert Image.open(out / r["overlays"]["layercam"]).size == Image.open(out / r["image"]).size
+
+    again = run("explain", str(photos / "chelsea.png"), "--weights", "none", "--out", str(out))
+    assert again.returncode == 2 and "already holds a kerasxai run" in again.stderr and "--resume" in again.stderr
 
 
-def test_explain_a_folder_with_a_saved_model_and_target(photos, tmp_path):
+@pytest.fixture(scope="module")
+def small_model_file(tmp_path_factory):
     model = keras.Sequential([keras.Input((48, 48, 3)), keras.layers.Conv2D(4, 3, activation="relu", name="c"),
                               keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2, activation="softmax")])
-    path = tmp_path / "m.keras"
+    path = tmp_path_factory.mktemp("model") / "m.keras"
     model.save(path)
+    return path
+
+
+def test_explain_a_folder_with_a_saved_model_and_target(photos, tmp_path, small_model_file):
+    path = small_model_file
     result = run("explain", str(photos), "--model", str(path), "--methods", "cam,gradcam", "--target", "1",
                  "--class-names", "cat,coffee", "--out", str(tmp_path / "o"))
     assert result.returncode == 0, result.stderr[-2000:]
-    report = json.load(open(tmp_path / "o" / "predictions.json"))
-    assert len(report) == 2 and all(r["target"] == 1 for r in report)
-    assert {t["name"] for t in report[0]["top5"]} == {"cat", "coffee"}
+    rows = rows_of(tmp_path / "o")
+    assert len(rows) == 2 and all(r["target"] == 1 and r["target_name"] == "coffee" for r in rows)
+    assert {t["name"] for t in rows[0]["top_k"]} == {"cat", "coffee"}
+    meta = json.load(open(tmp_path / "o" / "run.json"))
+    assert meta["weights"] == str(path) and meta["target"] == 1 and meta["class_names"] == ["cat", "coffee"]
+
+
+def test_a_killed_run_resumes_with_each_image_once(photos, tmp_path, small_model_file):
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(40):
+        Image.open(photos / "chelsea.png").resize((40 + i, 30 + i)).save(src / f"{i:02d}.png")
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "kerasxai", "explain", str(src), "--model", str(small_model_file),
+            "--batch-size", "1", "--out", str(out), "--quiet"]
+    proc = subprocess.Popen(args, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    jsonl = out / "predictions.jsonl"
+    try:
+        while proc.poll() is None and not (jsonl.exists() and jsonl.read_bytes().count(b"\n") >= 2):
+            time.sleep(0.02)
+    finally:
+        proc.kill()  # SIGKILL: no clean-up of any kind
+        proc.wait()
+    killed_with = len(rows_of(out))
+    assert 2 <= killed_with < 40, "the run ended before it could be interrupted"
+    assert json.load(open(out / "run.json"))["finished"] is None
+    result = run(*args[3:], "--resume")
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = rows_of(out)
+    assert sorted(r["id"] for r in rows) == [f"{i:02d}" for i in range(40)]
+    assert all(os.path.exists(out / r["maps"]) and os.path.exists(out / r["image"]) for r in rows)
+    assert json.load(open(out / "run.json"))["images"] == 40
 
 
 def test_layers_on_a_nested_model_file(tmp_path):
@@ -83,14 +131,23 @@ def test_demo(tmp_path):
         (("explain", "PHOTO", "--model", "vgg17"), "unknown model 'vgg17'"),
         (("explain", "PHOTO", "--methods", "gradkam", "--weights", "none"), "unknown method 'gradkam'"),
         (("layers", "missing.keras"), "model file not found: missing.keras"),
-        (("explain", "TEXT", "--weights", "none"), "is not an image file"),
+        (("explain", "TEXT", "--model", "SMALL"), "notes.jpg is not an image file that can be read"),
+        (("explain", "PHOTO", "--target", "dog"), "--target must be a class index or 'label'"),
+        (("explain", "PHOTO", "--out", "FULL"), "is not empty and holds no kerasxai run"),
     ],
 )
-def test_errors_exit_non_zero_with_one_line(photos, tmp_path, args, message):
+def test_errors_exit_non_zero_with_one_line(photos, tmp_path, small_model_file, args, message):
     (tmp_path / "notes.jpg").write_text("not an image")
-    args = [str(photos / "chelsea.png") if a == "PHOTO" else str(tmp_path / "notes.jpg") if a == "TEXT" else a for a in args]
-    result = run(*args, "--out", str(tmp_path / "o")) if args[0] == "explain" else run(*args)
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep.txt").write_text("mine")
+    swap = {"PHOTO": str(photos / "chelsea.png"), "TEXT": str(tmp_path / "notes.jpg"), "FULL": str(tmp_path / "full"),
+            "SMALL": str(small_model_file)}
+    args = [swap.get(a, a) for a in args]
+    if args[0] == "explain" and "--out" not in args:
+        args += ["--out", str(tmp_path / "o")]
+    result = run(*args)
     assert result.returncode == 2
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("kerasxai: error:") and message in last
     assert "Traceback" not in result.stderr
+    assert (tmp_path / "full" / "keep.txt").read_text() == "mine" and os.listdir(tmp_path / "full") == ["keep.txt"]

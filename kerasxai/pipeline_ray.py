@@ -1,0 +1,202 @@
+"""The folder job on Ray Data: one model per worker actor, the same batches and files as on one machine.
+
+``explain_folder(..., ray=True)`` (``kerasxai explain ... --ray``) lands here.
+The images are split into batches by Ray Data and sent to ``workers`` actors
+(``map_batches`` with the callable class :class:`ExplainWorker`), each holding
+one copy of the model — a whole GPU each where the cluster has GPUs. A worker
+decodes its batch with :func:`kerasxai.sources.image_tensors` and explains it
+with :func:`kerasxai.pipeline.explain_quietly`: the same functions, so the same
+numbers, as the local pipeline. The results stream back to this process,
+whose writer thread writes the run folder exactly as locally (resuming too).
+
+Ray is started in-process (``ray.init()``: nothing to set up) unless it is
+already running or ``address`` names a cluster (``"ray://head:10001"``,
+``"auto"``). On a cluster, the image files must be readable at the same paths
+on every node (a shared file system) and kerasxai installed there.
+Install with ``pip install "kerasxai[ray]"``.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+
+def _import_ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise ImportError('Running on Ray needs Ray Data: pip install "kerasxai[ray]" (or "ray[data]").') from None
+    return ray
+
+
+def start(address=None):
+    """Connects to Ray (``address``), or starts a local Ray in this process; returns True if it started one.
+
+    An already running Ray (``ray.init`` called before) is used as it is.
+
+    Example (starts Ray: seconds; ``tests/test_pipeline.py`` runs it through ``explain_folder``):
+        >>> started = start()  # doctest: +SKIP
+    """
+    ray = _import_ray()
+    if ray.is_initialized():
+        return False
+    import logging
+
+    ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
+    return address is None
+
+
+class _Quiet:
+    """Ray Data without its own progress bars and INFO lines while a run shows its progress bar."""
+
+    def __enter__(self):
+        import logging
+
+        import ray.data
+
+        self.ctx = ray.data.DataContext.get_current()
+        self.logger = logging.getLogger("ray.data")
+        self.saved = (self.ctx.enable_progress_bars, self.logger.level)
+        self.ctx.enable_progress_bars = False
+        self.logger.setLevel(logging.ERROR)  # also its "Progress bars disabled" notice
+
+    def __exit__(self, *exc):
+        self.ctx.enable_progress_bars, level = self.saved
+        self.logger.setLevel(level)
+
+
+class ExplainWorker:
+    """A Ray Data worker: builds its model once, then decodes and explains one batch per call."""
+
+    def __init__(self, model_bytes, job):
+        import os
+
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        ray = _import_ray()
+        if isinstance(model_bytes, ray.ObjectRef):  # the model is shipped once, through the object store
+            model_bytes = ray.get(model_bytes)
+        self.model = pickle.loads(model_bytes)
+        self.job = job
+        self.pool = ThreadPoolExecutor(4)  # TF's decode ops release the GIL
+
+    def _load(self, path):
+        from kerasxai import sources
+
+        try:
+            x, jpeg, hw = sources.image_tensors(sources.decode_file(path), self.job.size, self.job.display_side)
+            return x.numpy(), jpeg.numpy(), hw.numpy(), None
+        except Exception:
+            return None, b"", np.zeros(2, np.int64), sources.read_error(path)
+
+    def __call__(self, batch):
+        from kerasxai import pipeline
+
+        job = self.job
+        loaded = list(self.pool.map(self._load, [str(f) for f in batch["file"]]))
+        ok = [i for i, item in enumerate(loaded) if item[3] is None]
+        n = len(loaded)
+        h, w = job.size
+        out = {
+            "index": np.asarray(batch["index"], np.int64),
+            "error": np.array([item[3] or "" for item in loaded], dtype=object),
+            "size": np.stack([item[2] for item in loaded]).astype(np.int64),
+            "jpeg": np.array([item[1] for item in loaded], dtype=object),
+            "top_k": np.array(["[]"] * n, dtype=object),
+            "target": np.full(n, -1, np.int64),
+            "target_name": np.array([""] * n, dtype=object),
+            "warnings": np.array(["[]"] * n, dtype=object),
+        }
+        for m in job.methods:
+            out[f"map:{m}"] = np.zeros((n, h, w), np.float16)
+            out[f"flat:{m}"] = np.zeros(n, bool)
+        if ok:
+            x = pipeline.preprocess_batch(job.preprocess, np.stack([loaded[i][0] for i in ok]))
+            if job.target == "label":
+                target = [int(batch["label_index"][i]) for i in ok]
+            else:
+                target = job.target
+            result, messages = pipeline.explain_quietly(self.model, x, job.methods, target, job.layer,
+                                                        job.class_names, job.k)
+            out["warnings"][ok[0]] = json.dumps(messages)
+            for j, i in enumerate(ok):
+                if result.get("errors") and result["errors"][j]:
+                    out["error"][i] = result["errors"][j]
+                    continue
+                out["top_k"][i] = json.dumps(result["top_k"][j])
+                out["target"][i] = result["targets"][j]
+                out["target_name"][i] = result["target_names"][j] or ""
+                for m in job.methods:
+                    out[f"map:{m}"][i] = result["maps"][m][j]
+                    out[f"flat:{m}"][i] = result["flat"][m][j]
+        return out
+
+
+def _resources(ray, workers):
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    if workers is None:
+        workers = gpus or max(1, len([n for n in ray.nodes() if n.get("Alive")]))
+    if gpus:
+        return workers, {"num_gpus": 1}
+    return workers, {"num_cpus": 1}
+
+
+def explain_items(model, items, job, writer, bar, warn, *, batch_size=16, address=None, workers=None):
+    """Explains ``items`` (:class:`kerasxai.sources.ImageItem`) on Ray, handing each result batch to ``writer``."""
+    from kerasxai import pipeline
+
+    ray = _import_ray()
+    if not items:
+        return
+    started = start(address)
+    quiet = _Quiet()
+    quiet.__enter__()
+    try:
+        workers, resources = _resources(ray, workers)
+        label_index = [job.class_names.index(it.label) if job.target == "label" else -1 for it in items]
+        ds = ray.data.from_items([{"index": i, "file": it.file, "label_index": label_index[i]}
+                                  for i, it in enumerate(items)])
+        try:
+            model_bytes = pickle.dumps(model)  # Keras 3 pickles a model as its .keras archive
+        except Exception as err:
+            raise ValueError(f"the model cannot be sent to Ray workers: pickling it failed ({type(err).__name__}: "
+                             f"{str(err).splitlines()[0][:200]}). Custom layers must be serializable "
+                             "(keras.saving.register_keras_serializable) and importable on the workers.") from err
+        ds = ds.map_batches(ExplainWorker, fn_constructor_args=(ray.put(model_bytes), job),
+                            batch_size=batch_size, batch_format="numpy",
+                            compute=ray.data.ActorPoolStrategy(size=workers), **resources)
+        failed = []
+        for out in ds.iter_batches(batch_size=None, batch_format="numpy"):
+            index = out["index"]
+            chosen = [items[i] for i in index]
+            errors = [e or None for e in out["error"]]
+            for e in out["warnings"]:
+                warn.add(json.loads(e))
+            top = [[tuple(r) for r in json.loads(t)] for t in out["top_k"]]
+            result = {
+                "maps": {m: out[f"map:{m}"] for m in job.methods},
+                "flat": {m: out[f"flat:{m}"] for m in job.methods},
+                "top_k": top,
+                "targets": [None if t < 0 else int(t) for t in out["target"]],
+                "target_names": [t or None for t in out["target_name"]],
+            }
+            batch = pipeline._batch_for_writer([it.id for it in chosen], [it.file for it in chosen],
+                                               [it.label for it in chosen], result, list(out["jpeg"]),
+                                               out["size"].tolist(), errors)
+            writer.put(batch)
+            failed += [it.file for it, e in zip(chosen, errors) if e and not e.startswith(pipeline.REFUSED)]
+            bar.add(len(index))
+        if failed:
+            import warnings
+
+            warnings.warn(f"kerasxai.explain_folder: {len(failed)} of {len(items)} files could not be read "
+                          "(listed in errors.txt): " + ", ".join(failed[:5]) + (" ..." if len(failed) > 5 else ""),
+                          RuntimeWarning, stacklevel=4)
+    finally:
+        quiet.__exit__()
+        if started:
+            ray.shutdown()

@@ -1,0 +1,358 @@
+"""explain_folder / explain_dataset: per-image equality, resuming, errors, the run folder, Ray."""
+
+import json
+import os
+import warnings
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from keras import layers
+from PIL import Image
+
+import kerasxai
+from kerasxai import pipeline, runfolder
+
+CLASSES = ["circle", "cross", "stripe"]
+
+
+@pytest.fixture(scope="module")
+def model():
+    """Named vgg16_*: its family's preprocess_input (caffe BGR mean) applies, as for a VGG16 fine-tune."""
+    keras.utils.set_random_seed(7)
+    inputs = keras.Input((32, 32, 3))
+    x = layers.Rescaling(1 / 64.0)(inputs)
+    x = layers.Conv2D(6, 3, padding="same", activation="relu", name="conv1")(x)
+    x = layers.MaxPooling2D()(x)
+    x = layers.Conv2D(8, 3, padding="same", activation="relu", name="conv2")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, layers.Dense(3, activation="softmax")(x), name="vgg16_tiny")
+
+
+def _photo(seed, h, w):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([np.sin(xx / (3 + seed)) * 100 + 120, yy * 200 / h, (xx + yy) % 255], -1)
+    return np.clip(base + rng.normal(0, 20, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """Class sub-folders; PNGs of mixed sizes and modes (RGB, grey, RGBA), one wider than 512 px."""
+    root = tmp_path_factory.mktemp("photos")
+    specs = [("circle/a.png", 40, 60, "RGB"), ("circle/b.png", 90, 30, "L"), ("circle/c.png", 32, 32, "RGBA"),
+             ("cross/a.png", 300, 600, "RGB"), ("cross/b b.png", 50, 50, "RGB"), ("stripe/x.png", 70, 45, "RGB"),
+             ("stripe/y.png", 33, 77, "L")]
+    for seed, (name, h, w, mode) in enumerate(specs):
+        os.makedirs(root / os.path.dirname(name), exist_ok=True)
+        Image.fromarray(_photo(seed, h, w)).convert(mode).save(root / name)
+    return root
+
+
+def rows_by_id(run):
+    rows = runfolder.read_predictions(run)
+    assert len(rows) == len({r["id"] for r in rows}), "an image has two rows"
+    return {r["id"]: r for r in rows}
+
+
+def reference_x(path):
+    """Decoded by PIL, resized with the op image_dataset_from_directory uses, preprocessed: a batch of one."""
+    pixels = np.asarray(Image.open(path).convert("RGB"))
+    x = tf.image.resize(pixels.astype("float32"), (32, 32), method="bilinear", antialias=False).numpy()
+    return keras.applications.vgg16.preprocess_input(x[None].copy())
+
+
+def reference(model, path, methods):
+    """The image explained alone, each method by its own function."""
+    pixels = np.asarray(Image.open(path).convert("RGB"))
+    x = reference_x(path)
+    maps = {m: getattr(kerasxai, m)(model, x)[0] for m in methods}
+    return pixels.shape[:2], kerasxai.top_k(model, x, k=3, class_names=CLASSES)[0], maps
+
+
+def test_folder_outputs_equal_per_image_calls(model, folder, tmp_path):
+    out = tmp_path / "run"
+    meta = kerasxai.explain_folder(model, folder, out, methods=("gradcam", "saliency"), batch_size=3,
+                                   class_names=CLASSES, top=3, weights="none", progress=False)
+    assert meta["images"] == 7 and meta["errors"] == 0 and meta["finished"]
+    saved = json.load(open(out / "run.json"))
+    assert saved == meta and saved["layer"] == "conv2" and saved["weights"] == "none"
+    assert saved["methods"] == ["gradcam", "saliency"] and saved["class_names"] == CLASSES
+    rows = rows_by_id(out)
+    assert sorted(rows) == ["circle__a", "circle__b", "circle__c", "cross__a", "cross__b_b", "stripe__x", "stripe__y"]
+    for image_id, row in rows.items():
+        size, top, maps = reference(model, row["file"], ("gradcam", "saliency"))
+        assert row["size"] == list(size) and row["label"] == os.path.basename(os.path.dirname(row["file"]))
+        assert [t["class"] for t in row["top_k"]] == [c for c, _, _ in top]
+        assert [t["name"] for t in row["top_k"]] == [n for _, n, _ in top]
+        np.testing.assert_allclose([t["probability"] for t in row["top_k"]], [p for _, _, p in top], atol=2e-6)
+        assert row["target"] == top[0][0] and row["target_name"] == top[0][1] and row["layer"] == "conv2"
+        saved_maps = np.load(out / row["maps"])
+        assert sorted(saved_maps) == ["gradcam", "saliency"]
+        for m in maps:
+            assert saved_maps[m].dtype == np.float16 and saved_maps[m].shape == (32, 32)
+            np.testing.assert_allclose(saved_maps[m].astype(np.float32), maps[m], atol=2e-3)
+            assert row["methods"][m] == {"flat": False, "max": pytest.approx(float(maps[m].max()), abs=2e-3),
+                                         "mean": pytest.approx(float(maps[m].mean()), abs=2e-3)}
+        photo = Image.open(out / row["image"])
+        h, w = size
+        scale = min(1.0, 512 / max(h, w))
+        assert photo.size == (round(w * scale), round(h * scale))  # its own aspect ratio, long side <= 512
+        assert "overlays" not in row and row["error"] is None
+    assert rows["cross__a"]["size"] == [300, 600] and Image.open(out / "images/cross__a.jpg").size == (512, 256)
+    csv_lines = open(out / "predictions.csv").read().splitlines()
+    assert len(csv_lines) == 8 and csv_lines[0].startswith("id,file,label,top_class")
+
+
+def test_explain_dataset_matches_the_folder_run(model, folder, tmp_path):
+    ds = keras.utils.image_dataset_from_directory(folder, image_size=(32, 32), batch_size=4, shuffle=False)
+    assert ds.class_names == CLASSES
+    meta = kerasxai.explain_dataset(model, ds, tmp_path / "ds", methods=("gradcam",), target="label",
+                                    class_names=CLASSES, batch_size=3, images=False, progress=False)
+    kerasxai.explain_folder(model, folder, tmp_path / "dir", methods=("gradcam",), target="label",
+                            class_names=CLASSES, batch_size=5, images=False, progress=False)
+    assert meta["images"] == 7 and meta["target"] == "label"
+    by_dataset = rows_by_id(tmp_path / "ds")
+    by_folder = rows_by_id(tmp_path / "dir")
+    assert sorted(by_dataset) == [f"{i:06d}" for i in range(7)]
+    for i, image_id in enumerate(sorted(by_folder)):  # the data set lists files in the same order
+        a, b = by_dataset[f"{i:06d}"], by_folder[image_id]
+        assert a["file"] == f"dataset[{i}]" and a["image"] is None and b["image"] is None
+        assert a["label"] == b["label"] and a["target"] == CLASSES.index(a["label"]) == b["target"]
+        assert a["target_name"] == a["label"]
+        np.testing.assert_allclose(np.load(tmp_path / "ds" / a["maps"])["gradcam"].astype(np.float32),
+                                   np.load(tmp_path / "dir" / b["maps"])["gradcam"].astype(np.float32), atol=1e-3)
+
+
+def test_resume_after_an_interruption_writes_each_image_once(model, folder, tmp_path, monkeypatch):
+    out, full = tmp_path / "run", tmp_path / "full"
+    kerasxai.explain_folder(model, folder, full, batch_size=2, overlays=True, progress=False)
+    real, calls, interrupt = pipeline._explain_batch, [], [True]
+
+    def interrupted(m, x, *args):
+        calls.append(len(x))
+        if len(calls) == 3 and interrupt and interrupt.pop():
+            raise KeyboardInterrupt  # as Ctrl-C would, while the third batch is being explained
+        return real(m, x, *args)
+
+    monkeypatch.setattr(pipeline, "_explain_batch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        kerasxai.explain_folder(model, folder, out, batch_size=2, overlays=True, progress=False)
+    first = rows_by_id(out)
+    assert len(first) == 4  # the two batches computed before the interruption were written
+    assert json.load(open(out / "run.json"))["finished"] is None and json.load(open(out / "run.json"))["images"] == 4
+    assert len(open(out / "predictions.csv").read().splitlines()) == 5
+    # a crash can also cut the last line, or leave a row whose files are gone
+    victim = sorted(first)[0]
+    os.remove(out / first[victim]["overlays"]["gradcam"])
+    with open(out / "predictions.jsonl", "a") as fh:
+        fh.write('{"id": "half a row", "file": ')
+
+    with pytest.raises(ValueError, match="already holds a kerasxai run.*resume"):
+        kerasxai.explain_folder(model, folder, out, batch_size=2, overlays=True, progress=False)
+    with pytest.raises(ValueError, match="other settings.*methods"):
+        kerasxai.explain_folder(model, folder, out, methods=("layercam",), overlays=True, resume=True, progress=False)
+    calls.clear()
+    meta = kerasxai.explain_folder(model, folder, out, batch_size=2, overlays=True, resume=True, progress=False)
+    assert sum(calls) == 7 - 4 + 1  # only the unfinished images (and the one with a missing file) again
+    assert meta["images"] == 7 and meta["finished"]
+    lines = open(out / "predictions.jsonl").read().splitlines()
+    assert len(lines) == 7 and all(json.loads(line) for line in lines)
+    resumed, reference_rows = rows_by_id(out), rows_by_id(full)
+    assert sorted(resumed) == sorted(reference_rows)
+    for image_id, row in resumed.items():
+        assert all(os.path.exists(out / f) for f in [row["maps"], row["image"], *row["overlays"].values()])
+        assert row["top_k"] == reference_rows[image_id]["top_k"]
+        np.testing.assert_allclose(np.load(out / row["maps"])["gradcam"].astype(np.float32),
+                                   np.load(full / row["maps"])["gradcam"].astype(np.float32), atol=1e-3)
+    calls.clear()
+    kerasxai.explain_folder(model, folder, out, batch_size=2, overlays=True, resume=True, progress=False)
+    assert calls == [] and len(runfolder.read_predictions(out)) == 7  # nothing left to do, nothing added
+
+
+def test_unreadable_files_are_reported_and_retried_on_resume(model, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.fromarray(_photo(1, 40, 40)).save(src / "good.png")
+    Image.fromarray(_photo(2, 50, 30)).save(src / "anim.gif")
+    (src / "notes.jpg").write_text("not an image")
+    (src / "empty.png").write_bytes(b"")
+    with pytest.warns(RuntimeWarning, match="2 of 4 files could not be read"):
+        meta = kerasxai.explain_folder(model, src, tmp_path / "run", batch_size=3, progress=False)
+    assert meta["images"] == 2 and meta["errors"] == 2
+    rows = rows_by_id(tmp_path / "run")
+    assert rows["notes"]["error"].startswith("not an image file that can be read (Unknown image file format")
+    assert rows["empty"]["error"] and rows["empty"]["maps"] is None and rows["empty"]["top_k"] == []
+    assert rows["anim"]["error"] is None and rows["anim"]["size"] == [50, 30]
+    errors = open(tmp_path / "run" / "errors.txt").read().splitlines()
+    assert sorted(line.split("\t")[0] for line in errors) == sorted([str(src / "notes.jpg"), str(src / "empty.png")])
+    Image.fromarray(_photo(3, 20, 20)).save(src / "empty.png", format="PNG")  # the user fixes a file
+    meta = kerasxai.explain_folder(model, src, tmp_path / "run", resume=True, progress=False)
+    rows = rows_by_id(tmp_path / "run")
+    assert meta["images"] == 3 and meta["errors"] == 1 and len(rows) == 4
+    assert rows["empty"]["size"] == [20, 20] and rows["notes"]["error"]
+
+
+def test_refuses_a_folder_that_is_not_a_run(model, folder, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.tex").write_text("precious")
+    with pytest.raises(ValueError, match="not empty and holds no kerasxai run.*force"):
+        kerasxai.explain_folder(model, folder, out, progress=False)
+    assert os.listdir(out) == ["thesis.tex"]
+    kerasxai.explain_folder(model, folder, out, force=True, images=False, progress=False)
+    assert (out / "thesis.tex").read_text() == "precious" and len(runfolder.read_predictions(out)) == 7
+    with pytest.raises(ValueError, match="target='label'.*class sub-folders"):
+        kerasxai.explain_folder(model, folder, tmp_path / "x", target="label", progress=False)
+    with pytest.raises(ValueError, match="unknown method 'gradkam'"):
+        kerasxai.explain_folder(model, folder, tmp_path / "x", methods=("gradkam",), progress=False)
+    with pytest.raises(ValueError, match="conv9"):
+        kerasxai.explain_folder(model, folder, tmp_path / "x", layer="conv9", progress=False)
+    with pytest.raises(ValueError, match="4 class names given but the model has 3 classes"):
+        kerasxai.explain_folder(model, folder, tmp_path / "x", class_names=CLASSES + ["extra"], progress=False)
+    assert not (tmp_path / "x").exists()
+
+
+def test_flat_and_non_finite_maps_are_flagged_not_drawn_as_heatmaps(folder, tmp_path):
+    keras.utils.set_random_seed(0)
+    dead = keras.Sequential([keras.Input((32, 32, 3)), layers.Conv2D(4, 3, activation="relu", name="conv"),
+                             layers.GlobalAveragePooling2D(), layers.Dense(2, activation="softmax")], name="dead")
+    conv = dead.get_layer("conv")
+    conv.set_weights([np.zeros_like(w) for w in conv.get_weights()])  # no activation anywhere: Grad-CAM is flat
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        kerasxai.explain_folder(dead, folder, tmp_path / "flat", overlays=True, progress=False)
+    flat_warnings = [str(w.message) for w in caught if "map is flat" in str(w.message)]
+    assert len(flat_warnings) == 1 and "for 7 of 7 images: circle__a, circle__b" in flat_warnings[0]
+    row = rows_by_id(tmp_path / "flat")["cross__a"]
+    assert row["methods"]["gradcam"] == {"flat": True, "max": 0.0, "mean": 0.0}
+    drawn = np.asarray(Image.open(tmp_path / "flat" / row["overlays"]["gradcam"]).convert("RGB")).astype(int)
+    assert drawn.shape == (256, 512, 3)
+    below_label = drawn[20:]
+    assert np.abs(below_label[..., 0] - below_label[..., 2]).max() <= 1  # grey, no colour scale applied
+    assert drawn[:14, :, 0].mean() < 60  # the dark band with "flat: no positive evidence"
+
+    broken = keras.models.clone_model(dead)
+    broken.layers[-1].set_weights([np.full_like(w, np.nan) for w in broken.layers[-1].get_weights()])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            kerasxai.explain_folder(broken, folder, tmp_path / "nan", progress=False)
+        except ValueError as err:  # a core that refuses non-finite outputs: every image is refused, the run stops
+            assert "NaN or infinite" in str(err) or "not finite" in str(err)
+            assert runfolder.read_predictions(tmp_path / "nan") == []
+            return
+    assert any("outputs are not finite" in str(w.message) for w in caught)  # a core that returns them: flagged
+    text = open(tmp_path / "nan" / "predictions.jsonl").read()
+    rows = [json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} in the JSON")) for line in text.splitlines()]
+    assert all(t["probability"] is None for r in rows for t in r["top_k"])
+    assert all(r["methods"]["gradcam"]["flat"] for r in rows)
+
+
+def test_a_writing_error_stops_the_run_with_its_cause(model, folder, tmp_path, monkeypatch):
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(runfolder.np, "savez", full_disk)
+    with pytest.raises(RuntimeError, match="writing the run folder failed.*No space left"):
+        kerasxai.explain_folder(model, folder, tmp_path / "run", batch_size=2, progress=False)
+    assert runfolder.read_predictions(tmp_path / "run") == []
+
+
+def test_ray_workers_write_the_same_run_as_the_local_pipeline(model, folder, tmp_path):
+    ray = pytest.importorskip("ray")  # the test extra installs ray[data]
+    assert not ray.is_initialized()
+    broken = tmp_path / "src"
+    broken.mkdir()
+    (broken / "broken.png").write_bytes(b"\x89PNG but cut")
+    sources = [folder, broken / "broken.png"]
+    kwargs = dict(methods=("gradcam", "layercam"), batch_size=2, overlays=True, class_names=CLASSES,
+                  progress=False)
+    local = kerasxai.explain_folder(model, sources, tmp_path / "local", **kwargs)
+    on_ray = kerasxai.explain_folder(model, sources, tmp_path / "ray", ray=True, workers=2, **kwargs)
+    assert not ray.is_initialized()  # the local Ray it started in-process is shut down again
+    assert {k: v for k, v in on_ray.items() if k not in ("started", "finished")} == \
+        {k: v for k, v in local.items() if k not in ("started", "finished")}
+    a, b = rows_by_id(tmp_path / "local"), rows_by_id(tmp_path / "ray")
+    assert sorted(a) == sorted(b) and len(a) == 8
+    for image_id in a:
+        ra, rb = a[image_id], b[image_id]
+        assert {k: v for k, v in ra.items() if k not in ("top_k", "methods")} == \
+            {k: v for k, v in rb.items() if k not in ("top_k", "methods")}
+        assert [t["class"] for t in ra["top_k"]] == [t["class"] for t in rb["top_k"]]
+        np.testing.assert_allclose([t["probability"] for t in ra["top_k"]],
+                                   [t["probability"] for t in rb["top_k"]], atol=1e-5)
+        if ra["error"]:
+            assert image_id == "broken" and ra["error"] == rb["error"]
+            continue
+        ma, mb = np.load(tmp_path / "local" / ra["maps"]), np.load(tmp_path / "ray" / rb["maps"])
+        for m in ("gradcam", "layercam"):
+            np.testing.assert_allclose(ma[m].astype(np.float32), mb[m].astype(np.float32), atol=1e-3)
+            assert ra["methods"][m]["flat"] == rb["methods"][m]["flat"]
+        assert Image.open(tmp_path / "ray" / rb["image"]).size == Image.open(tmp_path / "local" / ra["image"]).size
+
+
+def test_overlays_match_kerasxai_overlay():
+    photo = _photo(3, 61, 97)
+    heat = tf.image.resize(np.random.default_rng(0).random((7, 7, 1)).astype("float32"), (32, 32)).numpy()[..., 0]
+    drawn = runfolder.draw_overlay(photo, heat, flat=False)
+    assert drawn.shape == photo.shape
+    assert np.abs(drawn.astype(int) - kerasxai.overlay(photo, heat)).max() <= 3
+
+
+def test_an_image_the_core_refuses_becomes_an_error_row_not_a_stopped_run(model, folder, tmp_path, monkeypatch):
+    real = pipeline._explain_batch
+    black = keras.applications.vgg16.preprocess_input(np.zeros((1, 1, 3), "float32"))[0, 0]
+
+    def refuse_black(m, x, *args):  # as the core refuses an image whose outputs are not finite
+        bad = [i for i in range(len(x)) if np.allclose(x[i, 0, 0], black)]
+        if bad:
+            raise ValueError(f"the model's output is not finite for image {bad[0]}")
+        return real(m, x, *args)
+
+    monkeypatch.setattr(pipeline, "_explain_batch", refuse_black)
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("a", "b", "c"):
+        Image.fromarray(_photo(ord(name), 40, 40)).save(src / f"{name}.png")
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(src / "black.png")
+    with pytest.warns(RuntimeWarning, match="1 of 4 images were read but could not be explained"):
+        meta = kerasxai.explain_folder(model, src, tmp_path / "run", batch_size=4, progress=False)
+    rows = rows_by_id(tmp_path / "run")
+    assert meta["images"] == 3 and meta["errors"] == 1
+    assert rows["black"]["error"] == "not explained: the model's output is not finite for image 0"
+    for name in ("a", "b", "c"):  # the others, explained one by one, equal a run without the black image
+        alone = real(model, reference_x(src / f"{name}.png"), ("gradcam",), None, None, None, 5)
+        np.testing.assert_allclose(np.load(tmp_path / "run" / rows[name]["maps"])["gradcam"].astype(np.float32),
+                                   alone["maps"]["gradcam"][0], atol=2e-3)
+        assert rows[name]["target"] == alone["targets"][0]
+    monkeypatch.setattr(pipeline, "_explain_batch", lambda *a: (_ for _ in ()).throw(ValueError("bad layer")))
+    with pytest.raises(ValueError, match="bad layer"):  # every image refused: a setting is wrong, the run stops
+        kerasxai.explain_folder(model, src, tmp_path / "run2", batch_size=4, progress=False)
+
+
+def test_explain_dataset_resumes_by_position(model, tmp_path, monkeypatch):
+    pixels = np.stack([_photo(i, 32, 32) for i in range(7)])
+    ds = tf.data.Dataset.from_tensor_slices((pixels, np.arange(7) % 3))  # unbatched, int labels
+    real, calls, interrupt = pipeline._explain_batch, [], [True]
+
+    def interrupted(m, x, *args):
+        calls.append(len(x))
+        if len(calls) == 2 and interrupt and interrupt.pop():
+            raise KeyboardInterrupt
+        return real(m, x, *args)
+
+    monkeypatch.setattr(pipeline, "_explain_batch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        kerasxai.explain_dataset(model, ds, tmp_path / "run", batch_size=3, progress=False)
+    assert sorted(rows_by_id(tmp_path / "run")) == ["000000", "000001", "000002"]
+    calls.clear()
+    meta = kerasxai.explain_dataset(model, ds, tmp_path / "run", batch_size=3, resume=True, progress=False)
+    rows = rows_by_id(tmp_path / "run")
+    assert calls == [3, 1] and meta["images"] == 7 and sorted(rows) == [f"{i:06d}" for i in range(7)]
+    assert [rows[f"{i:06d}"]["label"] for i in range(7)] == ["0", "1", "2", "0", "1", "2", "0"]
+    for i in (0, 6):
+        x = keras.applications.vgg16.preprocess_input(pixels[i : i + 1].astype("float32"))
+        np.testing.assert_allclose(np.load(tmp_path / "run" / rows[f"{i:06d}"]["maps"])["gradcam"].astype(np.float32),
+                                   kerasxai.gradcam(model, x)[0], atol=2e-3)
