@@ -40,32 +40,33 @@ REFUSED = "not explained: "  # starts the error of an image read but refused by 
 def _explain_batch(model, x, methods, target, layer, class_names, k=5):
     """Top-k classes and the maps of ``methods`` for one preprocessed batch ``x`` ``(B, H, W, C)``.
 
-    The one place the pipeline calls the explaining core (top-k, then the
-    maps, for ``target`` = None: each image's top class, an int, or one int per
-    image).
+    The one place the pipeline calls the explaining core: one compiled pass
+    (:func:`kerasxai.methods.explain.plan_explain`) gives every method's maps,
+    the logits the top-k classes are read from, and the class each image's maps
+    explain (``target`` = None: each image's top class, an int, or one int per image).
 
     Returns a dict: ``maps`` {method: float32 ``(B, H, W)`` in [0, 1]}; ``top_k``
     (per image a list of ``(class, name, probability)``); ``targets`` (ints);
     ``target_names``; ``flat`` {method: ``(B,)`` bool, True where the map is flat}.
     """
-    import kerasxai
+    from kerasxai.methods import engine
+    from kerasxai.methods.explain import plan_explain
+    from kerasxai.predictions import rows_from_logits
 
-    n = len(x)
-    top = kerasxai.top_k(model, x, k=k, class_names=class_names)
-    if target is None:
-        targets = [row[0][0] for row in top]
-    elif isinstance(target, (int, np.integer)):
-        targets = [int(target)] * n
-    else:
-        targets = [int(t) for t in target]
-    maps = kerasxai.explain(model, x, methods=methods, target=targets, layer=layer)
+    if target is not None and not isinstance(target, (int, np.integer)):
+        target = [int(t) for t in target]
+    probe, compute = plan_explain(model, methods, target, layer)
+    out, _ = engine.run("explain", probe, x, target, compute, batch_size=max(1, len(x)), progress=False, warn=False)
+    top = rows_from_logits(probe.head, out["logits"], k, class_names)
+    targets = [int(c) for c in out["classes"]]
     names = []
     for row, t in zip(top, targets):
         name = next((nm for c, nm, _ in row if c == t), None)
         if name is None and class_names is not None and 0 <= t < len(class_names):
             name = class_names[t]
         names.append(name)
-    flat = {m: ~(np.asarray(v).reshape(n, -1).max(axis=1) > 0) for m, v in maps.items()}
+    maps = {m: out[f"map:{m}"] for m in methods}
+    flat = {m: np.asarray(out[f"flat:{m}"], bool) for m in methods}
     return {"maps": maps, "top_k": top, "targets": targets, "target_names": names, "flat": flat}
 
 

@@ -357,6 +357,7 @@ def plan_guided_gradcam(model, target, layer=None, output=None, input=None, raw=
             classes = out["classes"].astype(np.int32)
         cam = cam_step(batch.inputs, (), classes)["map:gradcam"]
         out["map"] = combine_guided(out["map"], cam, raw=raw)
+        out["flat"] = ~(out["map"].reshape(len(out["map"]), -1).max(axis=1) > 0)  # the product's, not the factors'
         return out
 
     return guided, compute
