@@ -15,7 +15,9 @@ lazily, so runs of many thousands of images stay quick to open.
 It reads the run folder that ``kerasxai explain`` writes::
 
     RUN/run.json            {"model", "weights", "methods", "layer", "target", "class_names",
-                             "kerasxai_version", "started", "finished", "images"}   (all optional)
+                             "kerasxai_version", "started", "finished", "images", "listed"}   (all optional;
+                            "images" counts the images explained so far, "listed" those the run was given)
+                            rows of images that could not be read or explained carry "error": the reason
     RUN/predictions.jsonl   one JSON object per image: "id", "file", "size", "label", "top_k",
                             "target", "target_name", "layer", "maps", "image", "overlays", "methods"
 
@@ -185,6 +187,7 @@ def _card(index, row, run_dir, out_dir):
         "stats": stats,
         "flat": sorted(m for m, s in stats.items() if s["flat"]),
         "missing": missing,
+        "error": _text(row.get("error")),
     }
 
 
@@ -213,7 +216,7 @@ def report_data(run_dir: str, out_dir: str | None = None) -> dict:
     cmaps = cmap if isinstance(cmap, dict) else {m: cmap for m in methods}
     return {
         "run": {k: _plain(info.get(k)) for k in ("model", "weights", "methods", "layer", "target",
-                                                 "kerasxai_version", "started", "finished", "images")},
+                                                 "kerasxai_version", "started", "finished", "images", "listed")},
         "title": os.path.basename(os.path.abspath(run_dir)),
         "methods": methods,
         "input_methods": sorted(INPUT_METHODS),

@@ -339,3 +339,42 @@ def test_a_run_without_overlays_or_labels_says_so(browser, tmp_path):
     assert stats and all("max " in s.text and "no overlay written" in s.text for s in stats)
     _shot(browser, tmp_path, "report_no_overlays.png")
     assert _errors(browser) == []
+
+
+def test_the_report_of_a_real_folder_run_in_a_browser(browser, tmp_path):
+    """explain_folder on class folders with an unreadable file, then the page: one card per row, the
+    broken file's card says why, the true-class filter hides the right cards, images load, no errors."""
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+
+    import kerasxai
+    from kerasxai import synthetic
+
+    images, labels, _ = synthetic.shapes_dataset(6, size=32, seed=3)
+    for i, (img, lab) in enumerate(zip(images, labels)):
+        folder = tmp_path / "photos" / synthetic.CLASS_NAMES[lab]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((img * 255).astype("uint8")).save(folder / f"{i}.png")
+    (tmp_path / "photos" / "disc" / "broken.png").write_bytes(b"not a png")
+    model = synthetic.small_cnn((32, 32, 3))
+    run = tmp_path / "run"
+    with pytest.warns(RuntimeWarning, match="could not be read"):
+        kerasxai.explain_folder(model, str(tmp_path / "photos"), str(run), methods=("gradcam", "saliency"),
+                                overlays=True, class_names=list(synthetic.CLASS_NAMES), progress=False)
+    rows = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 7 and sum(bool(r.get("error")) for r in rows) == 1
+    _open(browser, write_report(str(run)))
+    assert sorted(i for i, _ in _shown(browser)) == sorted(r["id"] for r in rows)
+    broken = browser.find_element(By.CSS_SELECTOR, f".card[data-id='{next(r['id'] for r in rows if r.get('error'))}']")
+    assert "could not" in broken.text.lower() or "not" in broken.text.lower()
+    assert "could not be read or explained" in browser.find_element(By.ID, "notices").text
+    _choose(browser, "truth", "cross")
+    assert sorted(i for i, _ in _shown(browser)) == sorted(r["id"] for r in rows if r.get("label") == "cross")
+    _choose(browser, "truth", "")
+    for card in browser.find_elements(By.CSS_SELECTOR, ".card"):
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", card)
+    _wait(browser, lambda: browser.execute_script(
+        "return [...document.querySelectorAll('.card img')].every(i => i.complete && i.naturalWidth > 0)"))
+    assert browser.execute_script("return document.querySelectorAll('.card img').length") >= 6 * 2
+    _shot(browser, tmp_path, "report_real_run.png")
+    assert _errors(browser) == []

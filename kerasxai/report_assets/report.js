@@ -62,7 +62,10 @@
           "Run kerasxai explain again with --overlays to see them.");
     if (r.started && !r.finished)
       say("This run has not finished (or was interrupted): " + plural(cards.length, "image") + " so far" +
-          (r.images ? " of " + Number(r.images).toLocaleString("en") : "") + ".", true);
+          (r.listed || r.images ? " of " + Number(r.listed || r.images).toLocaleString("en") : "") + ".", true);
+    const failed = cards.filter((c) => c.error).length;
+    if (failed)
+      say(plural(failed, "image") + " could not be read or explained; their cards say why.", true);
     D.problems.slice(0, 8).forEach((p) => say(p, true));
     if (D.problems.length > 8) say("… and " + (D.problems.length - 8) + " more problems.", true);
   }
@@ -165,13 +168,15 @@
     return el("div", {
       className: "card" + (c.correct === false ? " wrong" : ""), tabindex: "0", role: "button",
       "data-id": c.id, "data-pos": String(position), "data-conf": c.conf === null ? "" : String(c.conf),
-      "aria-label": baseName(c.file) + ": " + (c.pred || "no prediction") + " " + pct(c.conf),
+      "aria-label": baseName(c.file) + ": " + (c.error ? "error: " + c.error : (c.pred || "no prediction") + " " + pct(c.conf)),
       onclick: () => openDetail(position),
       onkeydown: (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); openDetail(position); } },
     }, [
       el("div", { className: "thumbs" }, [tile("image", imageContent(c, false))].concat(methods.map((m) => tile(m, methodContent(c, m, false))))),
       el("div", { className: "meta" }, [
-        el("span", { className: "pred", text: c.pred || "no prediction" }), el("span", { className: "prob", text: pct(c.conf) }),
+        c.error ? el("span", { className: "badge warn", text: c.error, title: c.error })
+          : el("span", { className: "pred", text: c.pred || "no prediction" }),
+        c.error ? null : el("span", { className: "prob", text: pct(c.conf) }),
         truth(c),
         c.flat.length ? el("span", { className: "badge", text: "flat: " + c.flat.join(", ") }) : null,
         c.missing.length ? el("span", { className: "badge warn", text: plural(c.missing.length, "file") + " missing" }) : null,
