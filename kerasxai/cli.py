@@ -18,6 +18,7 @@ status 2.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 

@@ -13,6 +13,7 @@ from keras import layers
 import kerasxai
 from kerasxai.probe import get_probe
 from tests import reference as ref
+from tests.conftest import conv_stack
 
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
                                 reason="TensorFlow's own machinery; tests/test_backends.py runs the rest under JAX and PyTorch")
@@ -60,9 +61,14 @@ def test_nested_sequential_sigmoid_targets(nested_sequential, images):
         np.testing.assert_allclose(got[i], single, rtol=1e-5, atol=1e-7)
 
 
-def test_probe_is_cached_and_not_retraced(gap_model, images):
+def test_probe_is_cached_and_not_retraced(images):
     from kerasxai import backend
 
+    # A model of its own: the session's shared models already hold steps other tests compiled.
+    keras.utils.set_random_seed(2)
+    base = conv_stack()
+    out = keras.layers.Dense(5, activation="softmax")(keras.layers.GlobalAveragePooling2D()(base.output))
+    gap_model = keras.Model(base.input, out, name="own_gap_net")
     backend.set_jit_compile(False)  # the automatic choice compiles an XLA version too (tests/test_xla.py)
     try:
         _check_no_retrace(gap_model, images)
