@@ -251,6 +251,10 @@ def child(backend: str, folder: str, rounds: int) -> None:
 
     if keras.backend.backend() != backend:
         raise SystemExit(f"KERAS_BACKEND is {keras.backend.backend()}, expected {backend}")
+    if backend == "torch" and os.environ.get("OMP_NUM_THREADS"):
+        import torch
+
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     model = keras.saving.load_model(os.path.join(folder, "model.keras"))
     x = np.load(os.path.join(folder, "images.npy"))
     contenders = {"tensorflow": tensorflow_floors, "jax": jax_floors, "torch": torch_floors}[backend](model, x)
@@ -323,9 +327,13 @@ def report(results: dict, folder: str) -> str:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", default=",".join(BACKENDS))
-    parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads per backend (0: each library's default). 1, the default, gives steady "
+                             "ratios on a machine other jobs keep busy: with 2 threads there, PyTorch's OpenMP "
+                             "threads wait on each other and its times swing 4x")
     parser.add_argument("--build", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -341,7 +349,8 @@ def main(argv=None):
         if b not in BACKENDS:
             parser.error(f"unknown backend {b!r}: {', '.join(BACKENDS)}")
     print(f"# kerasxai on every Keras backend: small ResNet-style CNN, batch {args.batch}, {args.size}x{args.size}, "
-          f"layer {LAYER}, {args.rounds} interleaved rounds per backend\n{harness.machine_line()}")
+          f"layer {LAYER}, {args.rounds} interleaved rounds per backend, "
+          f"{args.threads or 'default'} thread(s)\n{harness.machine_line()}")
     folder = tempfile.mkdtemp(prefix="kerasxai-bench-backends-")
     script = os.path.abspath(__file__)
     try:
@@ -352,7 +361,8 @@ def main(argv=None):
         results = {}
         for b in backends:
             print(f"# {b} ...", file=sys.stderr, flush=True)
-            results[b] = harness.run_fresh([script, "--child", b, folder, str(args.rounds)], env={"KERAS_BACKEND": b})
+            results[b] = harness.run_fresh([script, "--child", b, folder, str(args.rounds)],
+                                           env={"KERAS_BACKEND": b, **harness.thread_env(args.threads)})
         print(report(results, folder))
         print("\nPer-round ratios, median (min–max), on the process's CPU time (stable on a shared machine; the "
               "verdict) and on wall time. Floors: the fastest variant (by the same clock) of the backend's own "

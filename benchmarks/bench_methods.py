@@ -60,6 +60,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 
 harness.quiet_tensorflow()
+os.environ.update(harness.thread_env(harness.threads_from_argv(sys.argv)))  # before TensorFlow starts
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -344,6 +345,7 @@ def main(argv=None):
     parser.add_argument("--slow-modes", default="auto", help="kerasxai modes for SmoothGrad and Score-CAM")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--threads", type=int, default=0, help="TensorFlow threads (0: its default)")
     parser.add_argument("--memory", action="store_true", help="peak memory per method, fresh process each")
     parser.add_argument("--no-tf-keras-vis", action="store_true", help="leave tf-keras-vis out even if installed")
     parser.add_argument("--memory-probe", nargs=5, help=argparse.SUPPRESS)

@@ -333,6 +333,29 @@ def verdict(value: float, target: float) -> str:
     return "ok" if value <= target else "MISS"
 
 
+def thread_env(threads) -> dict:
+    """Environment variables giving TensorFlow, JAX (XLA) and PyTorch ``threads`` threads each.
+
+    Set before the libraries are imported; empty for 0/None (the libraries' defaults).
+    """
+    if not threads:
+        return {}
+    n = str(threads)
+    return {"TF_NUM_INTRAOP_THREADS": n, "TF_NUM_INTEROP_THREADS": n, "OMP_NUM_THREADS": n,
+            "XLA_FLAGS": f"--xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'} "
+                         f"intra_op_parallelism_threads={n}"}
+
+
+def threads_from_argv(argv, default=0) -> int:
+    """The value of ``--threads`` in ``argv`` (read before argparse, so it can be set before imports)."""
+    for i, arg in enumerate(argv):
+        if arg == "--threads" and i + 1 < len(argv):
+            return int(argv[i + 1])
+        if arg.startswith("--threads="):
+            return int(arg.split("=", 1)[1])
+    return default
+
+
 def quiet_tensorflow() -> None:
     """Silences TensorFlow's C++ start-up messages (set before importing it)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
