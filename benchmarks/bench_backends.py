@@ -26,14 +26,18 @@ order rotated; ``benchmarks/harness.py``) of:
   its automatic XLA choice is made; the table says which).
 
 Each kerasxai row is printed as a multiple of the backend's faster forward
-pass and of its reference floor — the fastest (median) variant of the
-matching floor (Grad-CAM: layer; saliency: input; explain: both), per-round
-ratios, median (min–max). Target: kerasxai <= 1.05 x the floor on each
-backend. The maps of each backend are compared with TensorFlow's (max
-absolute difference of the normalised maps; the tests require <= 1e-4).
+pass and of its reference floor — the fastest (median, by the same clock)
+variant of the matching floor (Grad-CAM: layer; saliency: input; explain:
+both) — as per-round ratios, median (min–max), on the process's CPU time (the
+verdict) and on wall time. Every backend runs one thread by default
+(``--threads``): on a 2-core machine that other jobs keep busy, PyTorch's two
+OpenMP threads wait on each other and its times swing 4x; with one thread,
+CPU and wall time agree and ratios repeat to about +-2 %. Target: kerasxai
+<= 1.05 x the floor on each backend. The maps of each backend are compared
+with TensorFlow's (max absolute difference of the normalised maps).
 
-    python benchmarks/bench_backends.py                   # about 10-15 minutes on 2 cores
-    python benchmarks/bench_backends.py --backends jax,torch --rounds 15
+    python benchmarks/bench_backends.py                   # about 15 minutes on a busy 2-core CPU
+    python benchmarks/bench_backends.py --backends jax,torch --rounds 30 --threads 0
 """
 
 from __future__ import annotations

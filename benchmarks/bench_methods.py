@@ -1,50 +1,59 @@
 """kerasxai's methods against hand-written compiled floors: VGG16 and ResNet50, batch 8, 224x224.
 
 What it measures. In one process, for each model (``weights=None``, 1000
-classes, a batch of 8 random 224x224 images), the seconds of one complete call
-of every contender, in interleaved rounds (each round runs every contender
-once, in an order rotated per round; see ``benchmarks/harness.py``):
+classes, a batch of 8 random 224x224 images), one complete call of every
+contender, in interleaved rounds (each round runs every contender once, in an
+order rotated per round), timed on wall-clock and on the process's CPU time
+(see ``benchmarks/harness.py``):
 
-- hand-written floors, each as a ``tf.function`` plain and with
-  ``jit_compile=True`` (XLA), results copied to the host:
-  forward; forward + gradient at the explained layer (a ``GradientTape`` on
-  ``keras.Model(model.input, [layer.output, model.output])``; VGG16
-  ``block5_conv3``, ResNet50 ``conv5_block3_out``); forward + input gradient
-  (``watch_accessed_variables=False``, the input watched); and the input
-  gradient at batch 16 (SmoothGrad's default pass);
+- hand-written floors, each a ``tf.function`` plain and with ``jit_compile=True``
+  (XLA), results copied to the host: *forward*; *layer gradient* — forward and
+  the gradient at the explained layer, a ``GradientTape`` on
+  ``keras.Model(model.input, [layer.output, model.output])`` (VGG16
+  ``block5_conv3``, ResNet50 ``conv5_block3_out``); *input gradient* — forward
+  and the gradient at the input (the input watched, nothing else); and the
+  input gradient at batch 16 (SmoothGrad's default pass);
 - kerasxai's Grad-CAM, Grad-CAM++, XGrad-CAM, HiResCAM, LayerCAM, ``explain``
-  with those four CAMs... (Grad-CAM, Grad-CAM++, XGrad-CAM, LayerCAM), saliency,
-  SmoothGrad with 20 samples (at ``batch_size=8`` and at its default 16) and
-  Score-CAM with 10 channels, each three ways: automatic XLA choice (the
-  default), ``set_jit_compile(False)`` and ``set_jit_compile(True)``;
+  with four CAMs (Grad-CAM, Grad-CAM++, XGrad-CAM, LayerCAM), saliency,
+  SmoothGrad with 20 samples and Score-CAM with 10 channels, each as it runs by
+  default (the automatic plain-or-XLA choice) and under
+  ``kerasxai.backend.set_jit_compile(False)`` and ``(True)`` (``--modes``;
+  ``--slow-modes`` for SmoothGrad and Score-CAM, automatic only by default:
+  each of their calls costs 11-20 forward passes);
 - tf-keras-vis's Grad-CAM, Grad-CAM++, LayerCAM and saliency side by side, if
   it is importable (``pip install tf-keras-vis``; not a dependency).
 
 Before the rounds, every kerasxai method is called until each of its compiled
-steps has made its automatic choice (plain ``tf.function`` or XLA, timed on
-its first calls); the table says what each chose and the times it saw.
+steps has made its automatic choice (a step times plain and XLA on its first
+calls); SmoothGrad is warmed up with ``n`` small enough for one noisy pass of
+the real shapes (same steps, same shapes, 1/20 of the time). The table says
+what each step chose and the two times it saw.
 
-Each row is printed as a multiple of its reference — the *faster* (lower
-median) of the plain and XLA versions of the matching floor, taken in the
-same round — as the median over the rounds and (min–max). Targets:
+Each row is a multiple of its reference: the *faster* (lower median, by the
+same clock) of the plain and XLA versions of the matching floor, taken in the
+same round; median over the rounds and (min–max). The verdict is on the
+CPU-time median (on a busy machine wall times of one call swing 2x, CPU times
+a few per cent); wall-time ratios are shown too. Targets:
 
 - Grad-CAM, Grad-CAM++, XGrad-CAM, HiResCAM, LayerCAM <= 1.03 x layer-gradient floor;
 - ``explain`` with 4 CAMs <= 1.06 x layer-gradient floor;
 - saliency <= 1.03 x input-gradient floor;
-- SmoothGrad-20 <= 20.6 x input-gradient floor. Fairly: at ``batch_size=8``
-  every noisy pass has the floor's shape, so 20 passes of 8 are compared with
-  20 floors of 8; at the default ``batch_size=16`` the 10 passes of 16 are
-  compared with 10 floors at batch 16 (printed per 8 images, so the target is
-  20.6 in both rows);
+- SmoothGrad-20 <= 20.6 x input-gradient floor. Compared fairly two ways: at
+  ``batch_size=8`` (the image batch) every noisy pass has the floor's shape, so
+  its 20 passes face 20 floors; at its default ``batch_size=16``, its 10 passes
+  of 16 face 10 floors at batch 16 (so both rows read in input-gradient floors
+  of the image batch, target 20.6; the clean pass that picks the class is
+  inside the 0.6);
 - Score-CAM n=10 <= 1.05 x (1 + 10) forward passes = 11.55 x forward.
 
 With ``--memory``, each method's peak memory is also measured in a fresh
-process per method: the rise of resident memory (RSS, and its anonymous part)
+process per method: the rise of resident memory (RSS / its anonymous part)
 during its first call, after one forward pass (allocator-dependent; rough).
 
-    python benchmarks/bench_methods.py                          # both models (long on 2 cores)
-    python benchmarks/bench_methods.py --models ResNet50 --rounds 7
-    python benchmarks/bench_methods.py --methods gradcam,saliency --modes auto
+    python benchmarks/bench_methods.py                          # both models: about an hour on a busy 2-core CPU
+    python benchmarks/bench_methods.py --models ResNet50        # about 20 minutes
+    python benchmarks/bench_methods.py --methods gradcam,saliency --modes auto --rounds 7
+    python benchmarks/bench_methods.py --slow-modes auto,plain,xla --models ResNet50
     python benchmarks/bench_methods.py --memory --rounds 3
 """
 
