@@ -174,6 +174,49 @@ def flat_causes(flat, scores, raw_max, zero_gradient=None) -> dict:
     return causes
 
 
+class _Blocks:
+    """Rows of unknown total number, kept in large preallocated blocks.
+
+    Used when the number of images is not known in advance (a ``tf.data.Dataset``
+    of unknown cardinality, a generator). Appending to a list and concatenating at
+    the end would hold the maps twice at the end; here each block is allocated
+    untouched (its pages become resident only as rows are written) and is large
+    enough to be its own memory mapping, so it goes back to the system as soon as
+    it is copied into the result: the peak is the result plus one block.
+    """
+
+    BLOCK_BYTES = 64 << 20
+
+    def __init__(self, row_shape, dtype):
+        self.row_shape, self.dtype = tuple(row_shape), np.dtype(dtype)
+        row_bytes = max(1, int(np.prod(self.row_shape, dtype=np.int64)) * self.dtype.itemsize)
+        self.rows = max(1, self.BLOCK_BYTES // row_bytes)
+        self.blocks: list = []
+
+    def put(self, start: int, value: np.ndarray):
+        i = 0  # a batch may straddle two blocks
+        while i < len(value):
+            b, r = divmod(start + i, self.rows)
+            while len(self.blocks) <= b:
+                self.blocks.append(np.empty((self.rows,) + self.row_shape, self.dtype))
+            take = min(len(value) - i, self.rows - r)
+            self.blocks[b][r : r + take] = value[i : i + take]
+            i += take
+
+    def gather(self, n: int) -> np.ndarray:
+        if len(self.blocks) == 1:
+            out = self.blocks[0][:n].copy()  # at most one block: copying it is cheap
+            self.blocks = []
+            return out
+        out = np.empty((n,) + self.row_shape, self.dtype)
+        for b in range(len(self.blocks)):
+            lo = b * self.rows
+            out[lo : min(n, lo + self.rows)] = self.blocks[b][: max(0, min(n, lo + self.rows) - lo)]
+            self.blocks[b] = None  # freed at once: the peak is the result plus one block
+        self.blocks = []
+        return out
+
+
 class Collector:
     """Gathers one call's batches into arrays, then checks them.
 
@@ -187,6 +230,7 @@ class Collector:
         self.method, self.length = method, length
         self._parts: dict = {}
         self._arrays: dict = {}
+        self._blocks: dict = {}
         self._seen = 0
 
     def add(self, start: int, out: dict):
@@ -198,17 +242,23 @@ class Collector:
                 continue
             value = np.asarray(value)
             n = len(value) if n is None else n
-            if self.length is not None and value.ndim >= 1 and len(value) == n:
-                if key not in self._arrays:
-                    dtype = np.float32 if value.dtype.kind == "f" else value.dtype
-                    self._arrays[key] = np.empty((self.length,) + value.shape[1:], dtype)
-                self._arrays[key][start : start + n] = value
+            if value.ndim >= 1 and len(value) == n:
+                dtype = np.float32 if value.dtype.kind == "f" else value.dtype
+                if self.length is not None:
+                    if key not in self._arrays:
+                        self._arrays[key] = np.empty((self.length,) + value.shape[1:], dtype)
+                    self._arrays[key][start : start + n] = value
+                else:
+                    self._blocks.setdefault(key, _Blocks(value.shape[1:], dtype)).put(start, value)
             else:
                 self._parts.setdefault(key, []).append(value)
         self._seen = max(self._seen, start + (n or 0))
 
     def result(self, *, warn: bool = True, zero_gradient_key: str | None = "zero_gradient") -> dict:
         out = dict(self._arrays)
+        for key, blocks in self._blocks.items():
+            out[key] = blocks.gather(self._seen)
+        self._blocks = {}
         for key, parts in self._parts.items():
             out[key] = np.concatenate(parts) if parts and np.asarray(parts[0]).ndim else np.asarray(parts)
         if warn and "flat" in out:

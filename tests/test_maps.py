@@ -80,3 +80,19 @@ def test_collector_fills_arrays_in_order_without_warning_when_nothing_is_flat():
         warnings.simplefilter("error")
         out = collector.result()
     assert out["map"][:, 0].tolist() == [1.0, 1.0, 2.0, 2.0]
+
+
+def test_collector_of_unknown_length_keeps_every_row_in_order(monkeypatch):
+    """Batches of a stream of unknown length (a tf.data.Dataset, a generator) go into blocks;
+    batches straddling blocks, a last short batch and one-block results all come back intact."""
+    monkeypatch.setattr(maps._Blocks, "BLOCK_BYTES", 5 * 3 * 4)  # 5 rows of (3,) float32 per block
+    data = np.random.default_rng(0).random((23, 3)).astype("float32")
+    for sizes in ([4, 7, 3, 9], [2, 1], [23]):
+        collector, start = maps.Collector("saliency"), 0
+        for n in sizes:
+            collector.add(start, {"map": data[start : start + n], "flat": np.arange(start, start + n) % 2 == 0})
+            start += n
+        with pytest.warns(RuntimeWarning):
+            out = collector.result()
+        np.testing.assert_array_equal(out["map"], data[:start])
+        np.testing.assert_array_equal(out["flat"], np.arange(start) % 2 == 0)
