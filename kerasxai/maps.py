@@ -174,46 +174,35 @@ def flat_causes(flat, scores, raw_max, zero_gradient=None) -> dict:
     return causes
 
 
-class _Blocks:
-    """Rows of unknown total number, kept in large preallocated blocks.
+class _Growing:
+    """Rows of unknown total number, in one buffer grown in place.
 
     Used when the number of images is not known in advance (a ``tf.data.Dataset``
     of unknown cardinality, a generator). Appending to a list and concatenating at
-    the end would hold the maps twice at the end; here each block is allocated
-    untouched (its pages become resident only as rows are written) and is large
-    enough to be its own memory mapping, so it goes back to the system as soon as
-    it is copied into the result: the peak is the result plus one block.
+    the end would hold the maps twice at the end. Here the buffer grows by a fixed
+    step with ``ndarray.resize`` (``realloc``: a large buffer is remapped, not
+    copied) and is cut to size at the end, so the peak is the maps plus one step.
     """
 
-    BLOCK_BYTES = 64 << 20
+    STEP_BYTES = 16 << 20
 
     def __init__(self, row_shape, dtype):
         self.row_shape, self.dtype = tuple(row_shape), np.dtype(dtype)
         row_bytes = max(1, int(np.prod(self.row_shape, dtype=np.int64)) * self.dtype.itemsize)
-        self.rows = max(1, self.BLOCK_BYTES // row_bytes)
-        self.blocks: list = []
+        self.step = max(1, self.STEP_BYTES // row_bytes)
+        self.buffer = None
 
     def put(self, start: int, value: np.ndarray):
-        i = 0  # a batch may straddle two blocks
-        while i < len(value):
-            b, r = divmod(start + i, self.rows)
-            while len(self.blocks) <= b:
-                self.blocks.append(np.empty((self.rows,) + self.row_shape, self.dtype))
-            take = min(len(value) - i, self.rows - r)
-            self.blocks[b][r : r + take] = value[i : i + take]
-            i += take
+        end = start + len(value)
+        if self.buffer is None:
+            self.buffer = np.empty((max(end, self.step),) + self.row_shape, self.dtype)
+        elif end > len(self.buffer):
+            self.buffer.resize((max(end, len(self.buffer) + self.step),) + self.row_shape, refcheck=False)
+        self.buffer[start:end] = value
 
     def gather(self, n: int) -> np.ndarray:
-        if len(self.blocks) == 1:
-            out = self.blocks[0][:n].copy()  # at most one block: copying it is cheap
-            self.blocks = []
-            return out
-        out = np.empty((n,) + self.row_shape, self.dtype)
-        for b in range(len(self.blocks)):
-            lo = b * self.rows
-            out[lo : min(n, lo + self.rows)] = self.blocks[b][: max(0, min(n, lo + self.rows) - lo)]
-            self.blocks[b] = None  # freed at once: the peak is the result plus one block
-        self.blocks = []
+        out, self.buffer = self.buffer, None
+        out.resize((n,) + self.row_shape, refcheck=False)
         return out
 
 
@@ -249,7 +238,7 @@ class Collector:
                         self._arrays[key] = np.empty((self.length,) + value.shape[1:], dtype)
                     self._arrays[key][start : start + n] = value
                 else:
-                    self._blocks.setdefault(key, _Blocks(value.shape[1:], dtype)).put(start, value)
+                    self._blocks.setdefault(key, _Growing(value.shape[1:], dtype)).put(start, value)
             else:
                 self._parts.setdefault(key, []).append(value)
         self._seen = max(self._seen, start + (n or 0))

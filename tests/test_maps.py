@@ -83,9 +83,9 @@ def test_collector_fills_arrays_in_order_without_warning_when_nothing_is_flat():
 
 
 def test_collector_of_unknown_length_keeps_every_row_in_order(monkeypatch):
-    """Batches of a stream of unknown length (a tf.data.Dataset, a generator) go into blocks;
-    batches straddling blocks, a last short batch and one-block results all come back intact."""
-    monkeypatch.setattr(maps._Blocks, "BLOCK_BYTES", 5 * 3 * 4)  # 5 rows of (3,) float32 per block
+    """Batches of a stream of unknown length (a tf.data.Dataset, a generator) go into a buffer grown
+    in steps; batches crossing a step, a last short batch and a one-step result all come back intact."""
+    monkeypatch.setattr(maps._Growing, "STEP_BYTES", 5 * 3 * 4)  # grows by 5 rows of (3,) float32
     data = np.random.default_rng(0).random((23, 3)).astype("float32")
     for sizes in ([4, 7, 3, 9], [2, 1], [23]):
         collector, start = maps.Collector("saliency"), 0
