@@ -121,3 +121,18 @@ def test_layer_gradients_do_not_back_propagate_below_the_layer(images):
     backprop = lambda ops: {op for op in ops if "Backprop" in op or op.endswith(("ReluGrad", "MaxPoolGrad"))}  # noqa: E731
     assert backprop(layer_step) == set()  # Grad-CAM at "top": nothing below it is differentiated
     assert any("Conv2DBackpropInput" in op for op in backprop(input_step))
+
+
+def test_many_methods_on_one_model_raise_no_retracing_warning(images, caplog):
+    """Each method's first traces are expected: TensorFlow must not call them "excessive retracing"
+    (it counts traces per Python code object, so steps built from one closure shared a count)."""
+    keras.utils.set_random_seed(4)
+    base = conv_stack()
+    out = keras.layers.Dense(5, activation="softmax")(keras.layers.GlobalAveragePooling2D()(base.output))
+    model = keras.Model(base.input, out, name="retrace_net")
+    with caplog.at_level("WARNING", logger="tensorflow"):
+        for method in (kerasxai.gradcam, kerasxai.saliency, kerasxai.layercam, kerasxai.gradcam_plus_plus,
+                       kerasxai.eigencam, kerasxai.guided_backprop, kerasxai.integrated_gradients):
+            for batch in (images, images[:2]):
+                method(model, batch)
+    assert not [r for r in caplog.records if "retracing" in r.getMessage()]

@@ -21,23 +21,37 @@ import tensorflow as tf
 logger = logging.getLogger("kerasxai")
 
 
-def compile_step(forward, variables, differentiate, post, specs, jit_compile):
-    def step(*args):
-        if not differentiate:
-            _, aux = forward(*args)
-            return post(aux, [])
+class _Step:
+    """Forward, gradients of the score with respect to some arguments, then ``post``.
+
+    An object rather than a closure: TensorFlow counts traces per Python code
+    object, so every step built from one closure would share a count and a
+    probe's first traces (one per method and shape, all expected) would be
+    reported as "excessive retracing". Each object is counted on its own.
+    """
+
+    def __init__(self, forward, differentiate, post):
+        self.forward, self.differentiate, self.post = forward, differentiate, post
+
+    def __call__(self, *args):
+        if not self.differentiate:
+            _, aux = self.forward(*args)
+            return self.post(aux, [])
         # Only the arguments are watched: nothing is recorded for the weights.
         with tf.GradientTape(watch_accessed_variables=False) as tape:
-            for i in differentiate:
+            for i in self.differentiate:
                 tape.watch(args[i])
-            score, aux = forward(*args)
-        grads = tape.gradient(score, [args[i] for i in differentiate])
-        return post(aux, [None if g is None else tf.cast(g, tf.float32) for g in grads])
+            score, aux = self.forward(*args)
+        grads = tape.gradient(score, [args[i] for i in self.differentiate])
+        return self.post(aux, [None if g is None else tf.cast(g, tf.float32) for g in grads])
 
+
+def compile_step(forward, variables, differentiate, post, specs, jit_compile):
     signature = None if specs is None else [tf.TensorSpec(shape, dtype) for shape, dtype in specs]
     # autograph=False: steps have no Python control flow on tensors to convert.
-    plain = tf.function(step, input_signature=signature, autograph=False)
-    xla = tf.function(step, input_signature=signature, autograph=False, jit_compile=True)
+    plain = tf.function(_Step(forward, differentiate, post), input_signature=signature, autograph=False)
+    xla = tf.function(_Step(forward, differentiate, post), input_signature=signature, autograph=False,
+                      jit_compile=True)
     return AdaptiveStep(plain, xla, jit_compile)
 
 
