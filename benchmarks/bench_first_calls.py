@@ -8,12 +8,13 @@ images and each call's wall time is printed. Modes:
 - ``plain``: ``kerasxai.backend.set_jit_compile(False)`` — ``tf.function`` only;
 - ``xla``: ``set_jit_compile(True)`` — XLA only;
 - ``auto``: the default. A step traces plain on its 1st call, times plain on
-  its 2nd, compiles XLA on its 3rd, times XLA on its 4th and keeps the faster
-  (XLA only if it is at least 3 % faster) from the 5th on.
+  its 2nd, compiles XLA on its 3rd, times XLA, plain, XLA on its 4th to 6th and
+  keeps the faster (best of two each; XLA only if at least 3 % faster) from
+  the 7th on.
 
 So the first call of a session costs what ``plain`` costs (tracing), the 3rd
-call pays XLA's compilation, and the total of the first six calls is the price
-of the choice. The steady state is what ``bench_methods.py`` measures.
+call pays XLA's compilation, and the total of the first calls is the price of
+the choice. The steady state is what ``bench_methods.py`` measures.
 
     python benchmarks/bench_first_calls.py                      # about 10 minutes on 2 cores
     python benchmarks/bench_first_calls.py --models ResNet50 --methods gradcam
@@ -31,7 +32,7 @@ import harness  # noqa: E402
 
 LAYERS = {"VGG16": "block5_conv3", "ResNet50": "conv5_block3_out"}
 MODES = {"plain": False, "xla": True, "auto": None}
-CALLS = 6
+CALLS = 7
 
 
 def _probe(name, method, mode, batch, size):

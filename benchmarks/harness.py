@@ -208,7 +208,7 @@ def choice_text(model, steps) -> str:
             parts.append(f"{label}: undecided")
         else:
             mode = "XLA" if step.chosen is step.xla else "plain"
-            t = step._times
+            t = {k: min(v) if isinstance(v, list) else v for k, v in step._times.items()}  # best of its samples
             parts.append(f"{label}: {mode} (plain {t.get('plain', float('nan')):.2f} s, "
                          f"XLA {t.get('xla', float('nan')):.2f} s)")
     return "; ".join(parts)

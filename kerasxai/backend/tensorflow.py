@@ -4,10 +4,11 @@ Whether XLA (``jit_compile=True``) is faster depends on the machine and the
 model: on GPUs it usually wins; on CPUs it ranges from 10 % faster to 30 %
 slower for the same step. So by default (``jit_compile=None``) each compiled
 step *measures*: its first call runs the plain ``tf.function`` (a fast start),
-the second is timed, the third compiles the XLA version and the fourth times
-it; from then on the faster one runs. Every call does useful work, so the only
-cost of the choice is the XLA compile on the third call (and one slower run if
-XLA loses). A model XLA cannot compile falls back to the plain function
+the second is timed, the third compiles the XLA version; calls 4, 5 and 6 time
+XLA, plain and XLA again, and from then on the faster (best of two each; XLA
+only if at least 3 % faster) runs. One sample each was too fragile on a busy
+machine. Every call does useful work, so the only cost of the choice is the
+XLA compile on the third call (and two slower runs if XLA loses). A model XLA cannot compile falls back to the plain function
 without an error. ``kerasxai.backend.set_jit_compile(True | False)`` fixes the choice.
 """
 
@@ -84,21 +85,23 @@ class AdaptiveStep:
         self.calls += 1
         if self.calls == 1:  # traces: untimed
             return self.plain(*args)
-        if self.calls == 2:
-            return self._timed("plain", self.plain, args)
         if self.calls == 3:  # compiles: untimed
             return self._try_xla(args)
-        out = self._timed("xla", self.xla, args)
-        faster = self._times["xla"] < 0.97 * self._times["plain"]
-        self.chosen = self.xla if faster else self.plain
-        logger.info("kerasxai: %s runs this step (plain %.3fs, XLA %.3fs)", "XLA" if faster else "tf.function",
-                    self._times["plain"], self._times["xla"])
+        # calls 2, 4, 5, 6: plain, XLA, plain, XLA, each timed; the faster of each pair decides
+        name = "plain" if self.calls in (2, 5) else "xla"
+        out = self._timed(name, self.plain if name == "plain" else self.xla, args)
+        if self.calls == 6:
+            plain, xla = min(self._times["plain"]), min(self._times["xla"])
+            faster = xla < 0.97 * plain
+            self.chosen = self.xla if faster else self.plain
+            logger.info("kerasxai: %s runs this step (best of two: plain %.3fs, XLA %.3fs)",
+                        "XLA" if faster else "tf.function", plain, xla)
         return out
 
     def _timed(self, name, fn, args):
         start = time.perf_counter()
         out = _sync(fn(*args))
-        self._times[name] = time.perf_counter() - start
+        self._times.setdefault(name, []).append(time.perf_counter() - start)
         return out
 
     def _try_xla(self, args):
