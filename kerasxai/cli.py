@@ -119,7 +119,7 @@ def cmd_explain(args):
     if not args.quiet:
         errors = f", {meta['errors']} unreadable (errors.txt)" if meta.get("errors") else ""
         print(f"{meta['images']} image(s) explained{errors}: {args.out}/predictions.jsonl, maps/, images/"
-              + (", overlays/" if args.overlays else ""))
+              + (", overlays/" if args.overlays else "") + f"; browse them: {os.path.join(args.out, 'report.html')}")
 
 
 def _first_error(out):

@@ -30,6 +30,7 @@ import math
 import os
 import queue
 import threading
+import warnings
 
 import numpy as np
 
@@ -197,7 +198,25 @@ class RunFolder:
             os.remove(errors)
         self.meta.update(images=len(good), errors=len(bad), finished=None if interrupted else now())
         self.save_meta()
+        self.write_report()
         return rows
+
+    def write_report(self):
+        """(Re)writes ``report.html``: the page to browse the run, also after an interrupted run.
+
+        What the page finds wrong (rows that could not be read, files missing) it shows at its top;
+        the run's own warnings already named them, so they are not warned twice here. A page that
+        cannot be written costs a warning, never the run.
+        """
+        from kerasxai.report import write_report
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                write_report(self.path)
+        except Exception as err:  # the run's files are written; the page can be made later
+            warnings.warn(f"kerasxai: report.html could not be written ({err}); run `kerasxai report {self.path}` "
+                          "to make it.", RuntimeWarning, stacklevel=3)
 
 
 def write_csv(path, rows, methods):

@@ -81,6 +81,8 @@ def test_folder_outputs_equal_per_image_calls(model, folder, tmp_path):
     assert saved["methods"] == ["gradcam", "saliency"] and saved["class_names"] == CLASSES
     rows = rows_by_id(out)
     assert sorted(rows) == ["circle__a", "circle__b", "circle__c", "cross__a", "cross__b_b", "stripe__x", "stripe__y"]
+    page = (out / "report.html").read_text()  # the page to browse the run comes with it
+    assert all(f'"{image_id}"' in page for image_id in rows)
     for image_id, row in rows.items():
         size, top, maps = reference(model, row["file"], ("gradcam", "saliency"))
         assert row["size"] == list(size) and row["label"] == os.path.basename(os.path.dirname(row["file"]))
