@@ -99,10 +99,13 @@ def test_smoothgrad_matches_a_plain_loop_and_ignores_batch_size(gap_model, image
     np.testing.assert_allclose(got, again, rtol=1e-5, atol=1e-8)
     for i, cls in enumerate([0, 4]):
         sigma = 0.1 * (x[i].max() - x[i].min())
-        noisy = [x[i] + sigma * smoothgrad_noise(x.shape[1:], 5, i, j) for j in range(3)]
+        noisy = [x[i] + sigma * smoothgrad_noise(x.shape[1:], 5, j) for j in range(3)]
         expected = np.mean([kerasxai.saliency(gap_model, c, target=cls, raw=True) for c in noisy], axis=0)
         np.testing.assert_allclose(got[i], expected, rtol=1e-4, atol=1e-8)
     assert not np.allclose(got, kerasxai.saliency(gap_model, x, target=[0, 4], raw=True))
+    # an image's map does not depend on its place among the images
+    swapped = kerasxai.smoothgrad(gap_model, x[::-1], target=[4, 0], n=3, noise=0.1, seed=5, raw=True)
+    np.testing.assert_allclose(swapped[::-1], got, rtol=1e-5, atol=1e-8)
 
 
 def test_integrated_gradients_completeness(nested_sequential, images):

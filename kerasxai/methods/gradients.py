@@ -117,9 +117,14 @@ def _saliency_sum_post(p):
             "zero_gradient": maps_lib.gradient_is_zero(p.input_gradient)}
 
 
-def smoothgrad_noise(shape, seed: int, image: int, copy: int) -> np.ndarray:
-    """Unit Gaussian noise of one copy: the same for a (seed, image index, copy) on every backend and batch size."""
-    return np.random.default_rng([seed, image, copy]).standard_normal(shape, dtype=np.float32)
+def smoothgrad_noise(shape, seed: int, copy: int) -> np.ndarray:
+    """Unit Gaussian noise of copy ``copy``: the same for a (seed, copy) on every backend and batch size.
+
+    Every image of a call gets the same ``n`` noise patterns (each scaled to its own range): an image's
+    map depends on neither the batch size, nor its place among the images, nor the backend, and the
+    noise is drawn ``n`` times per call, not ``n`` times per image.
+    """
+    return np.random.default_rng([seed, copy]).standard_normal(shape, dtype=np.float32)
 
 
 def smoothgrad(model, images, target=None, *, output=None, input=None, n=20, noise=0.2,
@@ -129,9 +134,10 @@ def smoothgrad(model, images, target=None, *, output=None, input=None, n=20, noi
     Gaussian noise with standard deviation ``noise * (max - min)`` of each image
     is added; the noisy copies go through the model ``batch_size`` at a time, so
     50 copies of 32 images at 224x224 run in bounded memory. The class explained
-    is fixed on the clean image. The noise of copy j of image i comes from
-    ``seed``, i and j alone, so results do not depend on ``batch_size`` nor on
-    the backend. Other arguments as in :func:`saliency`.
+    is fixed on the clean image. Copy j of every image gets the same noise
+    pattern, drawn from ``seed`` and j alone (scaled to each image's range), so
+    an image's map depends on neither ``batch_size``, nor its place among the
+    images, nor the backend. Other arguments as in :func:`saliency`.
 
     Example:
         >>> import keras, numpy as np
@@ -155,6 +161,7 @@ def plan_smoothgrad(model, target, output=None, input=None, *, n=20, noise=0.2, 
     engine.check_count("batch_size", batch_size)
     probe = get_probe(model, (), output=output, input=input)
     k = probe.explained_input
+    shared_patterns: dict = {}  # (copy, image shape) -> noise, drawn once per call
 
     def compute(batch, classes):
         clean = _clean_pass(probe, batch, classes, target)
@@ -164,14 +171,19 @@ def plan_smoothgrad(model, target, output=None, input=None, *, n=20, noise=0.2, 
         used = None if callable(target) and not isinstance(target, str) else clean["classes"]
 
         def extra(owner, copy):
-            noise_ = np.stack([smoothgrad_noise(x.shape[1:], seed, batch.start + o, c) for o, c in zip(owner, copy)])
-            return noise_, sigma[owner].astype(np.float32)
+            shape, patterns = x.shape[1:], shared_patterns
+            for c in copy.tolist():
+                if (c, shape) not in patterns:
+                    patterns[(c, shape)] = smoothgrad_noise(shape, seed, c)
+            return np.stack([patterns[(c, shape)] for c in copy]), sigma[owner].astype(np.float32)
 
         total = np.zeros(x.shape[:-1], np.float32)
         zero = np.ones(len(x), bool)
         for owner, _, out in _copies("smoothgrad", probe, batch, n, used, target, extra, Fn(_saliency_sum_post), Fn(add_noise), batch_size):
-            np.add.at(total, owner, out["map"])
-            np.logical_and.at(zero, owner, out["zero_gradient"])
+            # owners come sorted: one sum per image of the chunk
+            owners, first = np.unique(owner, return_index=True)
+            total[owners] += np.add.reduceat(out["map"], first, axis=0)
+            zero[owners] &= np.logical_and.reduceat(out["zero_gradient"], first)
         finished = maps_lib.finish(total / n, None, raw_output=raw)
         return {**clean, "zero_gradient": zero, **{key: backend.to_numpy(v) for key, v in finished.items()}}
 
