@@ -223,3 +223,19 @@ def draw_unusable(ax, shape, state: str, text: str | None = None, *, ticks: bool
     if not ticks:  # (an axis sharing x with others keeps its ticks: the locator is shared)
         ax.set_xticks([])
         ax.set_yticks([])
+
+
+def prediction_title(prediction) -> str:
+    """A panel's title for a prediction: ``None``, a string, or ``(index, name, probability)``.
+
+    Example:
+        >>> prediction_title((281, "tabby", 0.62)), prediction_title((3, None, 0.5))
+        ('tabby: 62.0%', 'class 3: 50.0%')
+    """
+    if prediction is None:
+        return ""
+    if isinstance(prediction, str):
+        return prediction
+    index, name, probability = prediction
+    return f"{name or f'class {index}'}: {probability:.1%}"
+

@@ -40,6 +40,7 @@ from kerasxai._figures import (
     map_state,
     panel_title,
     per_image,
+    prediction_title,
     resize_linear,
     scale_colorbar,
     target_label,
@@ -79,15 +80,6 @@ def overlay(image, heatmap, cmap: str = "jet", alpha: float = 0.4) -> np.ndarray
     heat = resize_linear(np.asarray(heatmap, np.float32), rgb.shape[:2])
     blended = (1 - alpha) * rgb.astype(np.float32) + alpha * colorize(heat, cmap).astype(np.float32)
     return np.clip(np.round(blended), 0, 255).astype(np.uint8)
-
-
-def _title_for(prediction) -> str:
-    if prediction is None:
-        return ""
-    if isinstance(prediction, str):
-        return prediction
-    index, name, probability = prediction
-    return f"{name or f'class {index}'}: {probability:.1%}"
 
 
 def _as_image_list(images, single: bool) -> list:
@@ -181,7 +173,7 @@ def plot_explanations(
     for i in range(n):
         rgb = as_uint8_rgb(images[i])
         axes[i, 0].imshow(rgb)
-        axes[i, 0].set_title(_title_for(predictions[i]) if predictions is not None else "input", fontsize=9)
+        axes[i, 0].set_title(prediction_title(predictions[i]) if predictions is not None else "input", fontsize=9)
         for j, name in enumerate(names, start=1):
             state = _draw_map(axes[i, j], rgb, maps[name][i], name, cmap=cmap, alpha=alpha)
             if state == "invalid":
@@ -270,7 +262,7 @@ def plot_layer_views(model, display, x, method: str = "layercam", layers=None, t
     for i in range(len(display)):
         rgb = as_uint8_rgb(display[i])
         axes[i, 0].imshow(rgb)
-        axes[i, 0].set_title(_title_for(top[i]), fontsize=9)
+        axes[i, 0].set_title(prediction_title(top[i]), fontsize=9)
         for j, name in enumerate(layers, start=1):
             _draw_map(axes[i, j], rgb, heat[name][i], method, cmap=cmap, alpha=alpha)
             axes[i, j].set_title(panel_title(method, name, labels[i]), fontsize=8)

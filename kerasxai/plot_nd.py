@@ -20,21 +20,13 @@ from kerasxai._figures import (
     map_state,
     panel_title,
     per_image,
+    prediction_title,
     resize_linear,
     scale_colorbar,
     target_label,
     validate_range,
     warn_invalid,
 )
-
-
-def _title(prediction) -> str:
-    if prediction is None:
-        return ""
-    if isinstance(prediction, str):
-        return prediction
-    index, name, probability = prediction
-    return f"{name or f'class {index}'}: {probability:.1%}"
 
 
 def plot_signal(
@@ -106,7 +98,7 @@ def plot_signal(
             ax.legend(fontsize=7, loc="upper right", ncols=min(signal.shape[1], 6))
         ax.set_xlim(-0.5, length - 0.5)
         ax.tick_params(labelsize=7, labelbottom=False)
-        parts = [p for p in (_title(predictions[i]) if predictions is not None else "",
+        parts = [p for p in (prediction_title(predictions[i]) if predictions is not None else "",
                              f"explains {labels[i]}" if labels[i] else "") if p]
         ax.set_title(" · ".join(parts), fontsize=9, loc="left")
         for j, name in enumerate(names, start=1):
@@ -258,7 +250,7 @@ def plot_volume(
         ax.set_title(f"slice {k}" + (" (peak)" if k == peak else ""), fontsize=8,
                      fontweight="bold" if k == peak else "normal")
     head = panel_title(method or "map", layer, label).replace("\n", " ")
-    lines = [_title(prediction), f"{head} · {len(picks)} of {length} slices along axis {axis}{note}"]
+    lines = [prediction_title(prediction), f"{head} · {len(picks)} of {length} slices along axis {axis}{note}"]
     if state != "ok":
         lines.append({"invalid": "INVALID MAP (NaN or inf values): nothing overlaid",
                       "uniform": "FLAT MAP: the same value everywhere, nothing to overlay"}.get(
