@@ -58,6 +58,19 @@ def test_automatic_choice_times_both_twice_then_keeps_the_faster(caplog, slower)
     assert "runs this step" in caplog.text
 
 
+def test_automatic_choice_times_only_calls_of_the_first_shape():
+    """A short last batch is not timed against full ones: calls of other shapes run plain, untimed."""
+    calls = []
+    step = AdaptiveStep(lambda x: calls.append(("plain", x.shape[0])) or x,
+                        lambda x: calls.append(("xla", x.shape[0])) or x)
+    for n in (8, 3, 8, 3, 8, 8, 3, 8, 8):  # the sixth call of 8 images decides
+        step(tf.zeros((n, 2)))
+    assert all(mode == "plain" for mode, n in calls if n == 3)
+    assert [c for c in calls if c[1] == 8][:6] == [("plain", 8), ("plain", 8), ("xla", 8), ("xla", 8), ("plain", 8),
+                                                   ("xla", 8)]
+    assert step.chosen is not None and len(step._times["plain"]) == len(step._times["xla"]) == 2
+
+
 def test_a_model_xla_cannot_compile_falls_back_without_an_error(images, jit, caplog):
     """tf.py_function cannot be compiled by XLA: the plain step runs, the user sees maps, not an error."""
     inp = keras.Input((32, 32, 3))

@@ -70,7 +70,7 @@ class AdaptiveStep:
     def __init__(self, plain, xla, jit_compile=None):
         self.plain, self.xla, self.jit_compile = plain, xla, jit_compile
         self.calls, self.chosen, self.xla_failed = 0, None, False
-        self._times = {}
+        self._times, self._shapes = {}, None
 
     def __call__(self, *args):
         from kerasxai.backend import jit_compile_setting
@@ -82,6 +82,13 @@ class AdaptiveStep:
             return self._try_xla(args)
         if self.chosen is not None:
             return self.chosen(*args)
+        # Only calls with the shapes of the first one take part in the choice: a shorter last batch
+        # would be timed against a full one (and XLA compiles per shape). Others run plain.
+        shapes = tuple(tuple(getattr(a, "shape", ())) for a in args)
+        if self._shapes is None:
+            self._shapes = shapes
+        elif shapes != self._shapes:
+            return self.plain(*args)
         self.calls += 1
         if self.calls == 1:  # traces: untimed
             return self.plain(*args)
