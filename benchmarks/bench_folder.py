@@ -157,6 +157,9 @@ def main(argv=None):
         for folder in chunks:
             for name, options in variants.items():
                 pairs[name].append(run(name, folder, options))
+            print(f"# round {r + 1} {os.path.basename(folder)}: " + ", ".join(
+                f"{name} {pairs[name][-1]['s']:.1f} s (explaining {pairs[name][-1]['compute']:.1f} s)"
+                for name in variants), file=sys.stderr, flush=True)
         last = slice(-len(chunks), None)
         line = ", ".join(f"{name} {sum(m['s'] for m in pairs[name][last]):.1f} s" for name in variants)
         print(f"round {r + 1}: {line}", flush=True)
