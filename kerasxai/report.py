@@ -122,6 +122,35 @@ def _is_correct(label, top):
     return _normalised(label) in accepted
 
 
+def _known_classes(info: dict, rows: list) -> set:
+    """Every way a true label may name one of the model's classes (normalised): run.json's class
+    names, the classes seen in any top-k (names, indices), and all of ImageNet's for an ImageNet run."""
+    known = set()
+    names = info.get("class_names")
+    if isinstance(names, list):
+        for i, name in enumerate(names):
+            known |= {_normalised(name), str(i), f"class {i}"}
+    imagenet_run = False
+    for row in rows:
+        for t in row.get("top_k") or []:
+            if not isinstance(t, dict):
+                continue
+            index, name = t.get("class"), t.get("name")
+            if name is not None:
+                known.add(_normalised(name))
+            if isinstance(index, int):
+                known |= {str(index), f"class {index}"}
+                if name is not None and 0 <= index < 1000 and not imagenet_run:
+                    from kerasxai import imagenet
+
+                    imagenet_run = imagenet.class_names()[index] == name
+    if imagenet_run:
+        from kerasxai import imagenet
+
+        known |= {_normalised(n) for n in imagenet.class_names()} | set(imagenet.wnids())
+    return known
+
+
 def _link(run_dir, out_dir, rel, missing):
     """A URL from the page to ``rel`` (a path inside the run folder), or None if the file is not there."""
     if not rel or not isinstance(rel, str):
@@ -208,6 +237,14 @@ def report_data(run_dir: str, out_dir: str | None = None) -> dict:
     methods = [str(m) for m in info.get("methods") or []] if isinstance(info.get("methods"), list) else []
     for card in cards:
         methods += [m for m in list(card["stats"]) + list(card["overlays"] or {}) if m not in methods]
+    known = _known_classes(info, rows)
+    foreign = sorted({c["label"] for c in cards if c["label"] not in (None, "") and _normalised(c["label"]) not in known})
+    if foreign:  # a label that is no class of the model cannot make a prediction wrong
+        for card in cards:
+            if card["label"] in foreign:
+                card["correct"] = None
+        problems.append(f"true label(s) {', '.join(foreign[:10])}{' ...' if len(foreign) > 10 else ''} name no class "
+                        "of the model: those images' predictions are not marked right or wrong")
     missing = sum(len(c["missing"]) for c in cards)
     if missing:
         examples = ", ".join(m for c in cards for m in c["missing"])[:200]

@@ -378,3 +378,21 @@ def test_the_report_of_a_real_folder_run_in_a_browser(browser, tmp_path):
     assert browser.execute_script("return document.querySelectorAll('.card img').length") >= 6 * 2
     _shot(browser, tmp_path, "report_real_run.png")
     assert _errors(browser) == []
+
+
+def test_labels_that_name_no_class_of_the_model_are_not_called_misclassified(tmp_path):
+    """Folder names that are not the model's classes (e.g. 'cat'/'other' over an ImageNet model) cannot
+    make a prediction wrong: no red card, and the page says why."""
+    from kerasxai.report import report_data
+
+    run = tmp_path / "run"
+    run.mkdir()
+    rows = [{"id": "a", "file": "cat/a.jpg", "label": "cat", "top_k": [{"class": 150, "name": "sea_lion", "probability": 0.1}]},
+            {"id": "b", "file": "tabby/b.jpg", "label": "tabby", "top_k": [{"class": 150, "name": "sea_lion", "probability": 0.1}]},
+            {"id": "c", "file": "sea_lion/c.jpg", "label": "sea_lion", "top_k": [{"class": 150, "name": "sea_lion", "probability": 0.1}]}]
+    (run / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (run / "run.json").write_text(json.dumps({"model": "vgg16", "methods": ["gradcam"]}))
+    data = report_data(str(run))
+    correct = {c["id"]: c["correct"] for c in data["cards"]}
+    assert correct == {"a": None, "b": False, "c": True}  # 'tabby' is an ImageNet class: that one is wrong
+    assert any("cat name no class of the model" in p for p in data["problems"])
