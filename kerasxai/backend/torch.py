@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import keras
 import torch
 
@@ -15,16 +17,33 @@ def compile_step(forward, variables, differentiate, post, specs, jit_compile):
                 return post(aux, [])
         for i in differentiate:
             args[i] = args[i].detach().requires_grad_(True)
-        with torch.enable_grad():
+        with torch.enable_grad(), _weights_not_recorded(variables):
             score, aux = forward(*args)
-            grads = torch.autograd.grad(
-                score.sum(), [args[i] for i in differentiate], allow_unused=True
-            )
+            if score.requires_grad:
+                grads = torch.autograd.grad(score.sum(), [args[i] for i in differentiate], allow_unused=True)
+            else:  # nothing connects the score to the arguments: a cut gradient, reported above
+                grads = [None] * len(differentiate)
         aux = keras.tree.map_structure(lambda t: t.detach() if isinstance(t, torch.Tensor) else t, aux)
         with torch.no_grad():
             return post(aux, [None if g is None else g.float() for g in grads])
 
     return step
+
+
+@contextlib.contextmanager
+def _weights_not_recorded(variables):
+    """Autograd records only what depends on the differentiated arguments, as in a model split at
+    the explained layer with the part below run under ``torch.no_grad``: the weights stop requiring
+    gradients for the pass (nothing below a layer is recorded then) and are given back their flag."""
+    params = [getattr(v, "value", None) for v in variables]
+    flipped = [p for p in params if isinstance(p, torch.Tensor) and p.is_leaf and p.requires_grad]
+    for p in flipped:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in flipped:
+            p.requires_grad_(True)
 
 
 def to_numpy(tensor):
