@@ -108,40 +108,7 @@ def split(model):
 
 
 def tensorflow_floors(model, x):
-    import keras
-    import tensorflow as tf
-
-    sub = keras.Model(model.input, [model.get_layer(LAYER).output, model.output])
-    t = tf.constant(x)
-
-    def forward(t):
-        return model(t, training=False)
-
-    def layer(t):
-        with tf.GradientTape() as tape:
-            a, y = sub(t, training=False)
-            score = tf.reduce_max(y, axis=-1)
-        return a, tape.gradient(score, a)
-
-    def input_(t):
-        with tf.GradientTape(watch_accessed_variables=False) as tape:
-            tape.watch(t)
-            score = tf.reduce_max(model(t, training=False), axis=-1)
-        return tape.gradient(score, t)
-
-    def both(t):
-        with tf.GradientTape() as tape:
-            tape.watch(t)
-            a, y = sub(t, training=False)
-            score = tf.reduce_max(y, axis=-1)
-        return (a,) + tuple(tape.gradient(score, [a, t]))
-
-    out = {}
-    for name, fn in (("forward", forward), ("layer", layer), ("input", input_), ("both", both)):
-        for mode, jit in (("plain", False), ("xla", True)):
-            compiled = tf.function(fn, jit_compile=jit, autograph=False)
-            out[f"{name}/{mode}"] = lambda c=compiled: tf.nest.map_structure(lambda v: v.numpy(), c(t))
-    return out
+    return harness.tensorflow_floors(model, LAYER, {"": (("forward", "layer", "input", "both"), x)})
 
 
 def jax_floors(model, x):

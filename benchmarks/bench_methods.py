@@ -150,35 +150,12 @@ def in_mode(fn, mode):
 
 
 def floors(model, x, layer, batch16):
-    """Hand-written compiled floors: ``{name: call}`` for plain and XLA."""
-    sub = keras.Model(model.input, [model.get_layer(layer).output, model.output])
-    x8 = tf.constant(x)
-    x16 = tf.constant(np.concatenate([x, x[::-1]])[:16]) if batch16 else None
-
-    def forward(t):
-        return model(t, training=False)
-
-    def layer_gradient(t):
-        with tf.GradientTape() as tape:
-            a, y = sub(t, training=False)
-            score = tf.reduce_max(y, axis=-1)
-        return a, tape.gradient(score, a)
-
-    def input_gradient(t):
-        with tf.GradientTape(watch_accessed_variables=False) as tape:
-            tape.watch(t)
-            score = tf.reduce_max(model(t, training=False), axis=-1)
-        return tape.gradient(score, t)
-
-    out = {}
-    for name, fn, data in [("forward", forward, x8), ("layer", layer_gradient, x8), ("input", input_gradient, x8),
-                           ("input16", input_gradient, x16)]:
-        if data is None:
-            continue
-        for mode, jit in (("plain", False), ("xla", True)):
-            compiled = tf.function(fn, jit_compile=jit, autograph=False)
-            out[f"{name}/{mode}"] = (lambda c=compiled, d=data: tf.nest.map_structure(lambda t: t.numpy(), c(d)))
-    return out
+    """Hand-written compiled floors (``harness.tensorflow_floors``): ``{name: call}`` for plain and XLA;
+    ``input16``: the input gradient at batch 16, SmoothGrad's default pass."""
+    inputs = {"": (("forward", "layer", "input"), x)}
+    if batch16:
+        inputs["16"] = (("input",), np.concatenate([x, x[::-1]])[:16])
+    return {key.replace("input@16", "input16"): call for key, call in harness.tensorflow_floors(model, layer, inputs).items()}
 
 
 # --------------------------------------------------------------------------- tf-keras-vis

@@ -229,6 +229,57 @@ def warm_up_automatic(model, fn, log=None, most: int = 10) -> str:
     return text
 
 
+# --------------------------------------------------------------------------- TensorFlow floors
+
+
+def tensorflow_floors(model, layer: str, inputs: dict) -> dict:
+    """The least work each method needs, written by hand: ``{"<kind>@<data>/<mode>": call}``.
+
+    Kinds: ``forward``; ``layer`` (activations and gradient at ``layer``, a ``GradientTape`` on
+    ``keras.Model(model.input, [layer.output, model.output])``); ``input`` (gradient at the input,
+    only the input watched); ``both`` (the two from one backward pass). Each is a ``tf.function``
+    plain and with ``jit_compile=True``, results copied to the host. ``inputs`` maps a data name
+    to a batch; a name ``""`` gives keys without ``@``.
+    """
+    import keras
+    import tensorflow as tf
+
+    sub = keras.Model(model.input, [model.get_layer(layer).output, model.output])
+
+    def forward(t):
+        return model(t, training=False)
+
+    def layer_gradient(t):
+        with tf.GradientTape() as tape:
+            a, y = sub(t, training=False)
+            score = tf.reduce_max(y, axis=-1)
+        return a, tape.gradient(score, a)
+
+    def input_gradient(t):
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(t)
+            score = tf.reduce_max(model(t, training=False), axis=-1)
+        return tape.gradient(score, t)
+
+    def both(t):
+        with tf.GradientTape() as tape:
+            tape.watch(t)
+            a, y = sub(t, training=False)
+            score = tf.reduce_max(y, axis=-1)
+        return (a,) + tuple(tape.gradient(score, [a, t]))
+
+    kinds = {"forward": forward, "layer": layer_gradient, "input": input_gradient, "both": both}
+    out = {}
+    for data_name, (wanted, data) in inputs.items():
+        t = tf.constant(data)
+        for kind in wanted:
+            for mode, jit in (("plain", False), ("xla", True)):
+                compiled = tf.function(kinds[kind], jit_compile=jit, autograph=False)
+                key = f"{kind}{'@' + data_name if data_name else ''}/{mode}"
+                out[key] = lambda c=compiled, d=t: tf.nest.map_structure(lambda v: v.numpy(), c(d))
+    return out
+
+
 # --------------------------------------------------------------------------- memory
 
 
