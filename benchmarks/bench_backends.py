@@ -11,8 +11,9 @@ order rotated; ``benchmarks/harness.py``) of:
 - the backend's own forward pass, compiled where the backend compiles
   (TensorFlow: ``tf.function``, plain and XLA; JAX: ``jax.jit`` of
   ``model.stateless_call``; PyTorch: eager under ``torch.no_grad``);
-- hand-written floors with the backend's own tools, each returning its
-  gradients to the host — *layer*: activations and gradient at the explained
+- hand-written floors with the backend's own tools, each given the NumPy batch
+  (as kerasxai is: on a GPU, copying it to the device is part of the job) and
+  returning its gradients to the host — *layer*: activations and gradient at the explained
   layer (``stage3_block2_out``); *input*: gradient at the input; *both*: the
   two from one backward pass (what ``explain`` with CAMs and saliency needs):
   TensorFlow: ``tf.function`` (plain and XLA) + ``GradientTape``, on
@@ -108,13 +109,12 @@ def split(model):
 
 
 def tensorflow_floors(model, x):
-    return harness.tensorflow_floors(model, LAYER, {"": (("forward", "layer", "input", "both"), x)})
+    return harness.tensorflow_floors(model, LAYER, {"": (("forward", "layer", "input", "both"), x)}, host=True)
 
 
 def jax_floors(model, x):
     import jax
     import jax.numpy as jnp
-    import numpy as np
 
     base, head = split(model)
 
@@ -149,14 +149,14 @@ def jax_floors(model, x):
         (gx,) = back(ga)
         return a, ga, gx
 
-    xj = jnp.asarray(x)
-    host = lambda out: jax.tree_util.tree_map(np.asarray, out)  # noqa: E731
-    # the variables' current values at every call, as kerasxai's JAX steps read them
+    host = jax.device_get  # every output's copy to the host started at once
+    # The NumPy batch goes in as it is (jit copies it to the device, as it must for a user's images), and
+    # the variables' current values are read at every call, as kerasxai's JAX steps do.
     return {
-        "forward/jit": lambda: host(forward(values(model), xj)),
-        "layer/jit": lambda: host(layer(values(base), values(head), xj)),
-        "input/jit": lambda: host(input_(values(model), xj)),
-        "both/jit": lambda: host(both(values(base), values(head), xj)),
+        "forward/jit": lambda: host(forward(values(model), x)),
+        "layer/jit": lambda: host(layer(values(base), values(head), x)),
+        "input/jit": lambda: host(input_(values(model), x)),
+        "both/jit": lambda: host(both(values(base), values(head), x)),
     }
 
 

@@ -232,14 +232,15 @@ def warm_up_automatic(model, fn, log=None, most: int = 10) -> str:
 # --------------------------------------------------------------------------- TensorFlow floors
 
 
-def tensorflow_floors(model, layer: str, inputs: dict) -> dict:
+def tensorflow_floors(model, layer: str, inputs: dict, host: bool = False) -> dict:
     """The least work each method needs, written by hand: ``{"<kind>@<data>/<mode>": call}``.
 
     Kinds: ``forward``; ``layer`` (activations and gradient at ``layer``, a ``GradientTape`` on
     ``keras.Model(model.input, [layer.output, model.output])``); ``input`` (gradient at the input,
     only the input watched); ``both`` (the two from one backward pass). Each is a ``tf.function``
     plain and with ``jit_compile=True``, results copied to the host. ``inputs`` maps a data name
-    to a batch; a name ``""`` gives keys without ``@``.
+    to a batch; a name ``""`` gives keys without ``@``. ``host``: each call is given the NumPy batch
+    (copied to the device at every call, as a user's images are) instead of a tensor made once.
     """
     import keras
     import tensorflow as tf
@@ -271,7 +272,7 @@ def tensorflow_floors(model, layer: str, inputs: dict) -> dict:
     kinds = {"forward": forward, "layer": layer_gradient, "input": input_gradient, "both": both}
     out = {}
     for data_name, (wanted, data) in inputs.items():
-        t = tf.constant(data)
+        t = data if host else tf.constant(data)
         for kind in wanted:
             for mode, jit in (("plain", False), ("xla", True)):
                 compiled = tf.function(kinds[kind], jit_compile=jit, autograph=False)

@@ -216,6 +216,19 @@ def test_non_finite_inputs_are_refused_before_any_pass(gap_model, images):
             method(gap_model, bad)
 
 
+def test_the_fast_finiteness_check_finds_exactly_the_images_np_isfinite_finds():
+    from kerasxai.probe.inputs import nonfinite_rows
+
+    rng = np.random.default_rng(11)
+    x = rng.normal(0, 1, (40, 6, 6, 3)).astype("float32")
+    x[3, 1, 2, 0], x[7, 0, 0, 2], x[8, 5, 5, 1] = np.nan, np.inf, -np.inf
+    x[12, 0, 0, 0], x[12, 0, 0, 1] = np.inf, -np.inf  # inf - inf: a NaN sum
+    x[20] = 3e38  # finite, but its sum overflows: a candidate that the exact check clears
+    x[21, 0, 0, 0], x[21, 0, 0, 1] = 3e38, -3e38
+    expected = np.flatnonzero(~np.isfinite(x.reshape(40, -1)).all(axis=1))
+    assert nonfinite_rows(x).tolist() == expected.tolist() == [3, 7, 8, 12]
+
+
 def test_non_finite_model_output_is_an_error_naming_the_images(images):
     inp = keras.Input((32, 32, 3))
     x = layers.Conv2D(2, 3, name="conv")(inp)

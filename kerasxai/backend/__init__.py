@@ -94,7 +94,13 @@ def jit_compile_setting():
 
 
 def to_numpy(tree):
-    """Backend tensors (any nest) as NumPy arrays; ``None`` stays ``None``."""
+    """Backend tensors (any nest) as NumPy arrays; ``None`` stays ``None``.
+
+    On JAX, every leaf's copy to the host starts at once (one ``jax.device_get``): on a GPU, a step's
+    outputs come back in one wait rather than one wait per output.
+    """
+    if hasattr(_impl, "tree_to_numpy"):
+        return _impl.tree_to_numpy(tree)
     convert = getattr(_impl, "to_numpy", keras.ops.convert_to_numpy)
     return keras.tree.map_structure(lambda t: None if t is None else convert(t), tree)
 

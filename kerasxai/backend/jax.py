@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import keras
+import numpy as np
 
 
 def compile_step(forward, variables, differentiate, post, specs, jit_compile):
@@ -34,3 +35,11 @@ def compile_step(forward, variables, differentiate, post, specs, jit_compile):
 
     call.jitted = jitted
     return call
+
+
+def tree_to_numpy(tree):
+    """Every array of a nest as a (writable) NumPy array, the device-to-host copies started together."""
+    for leaf in jax.tree_util.tree_leaves(tree):
+        if isinstance(leaf, jax.Array):
+            leaf.copy_to_host_async()
+    return jax.tree_util.tree_map(np.array, tree)

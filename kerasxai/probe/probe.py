@@ -149,6 +149,7 @@ class Probe:
             self._log()
         self._steps: dict = {}
         self._callable_steps = weakref.WeakKeyDictionary()
+        self._zero_tensors: dict = {}
 
     def _log(self):
         if self.layer_names:
@@ -259,21 +260,24 @@ class Probe:
             if want_layers and any(g is None for g in gradients):
                 bad = [n for n, g in zip(self.layer_names, gradients) if g is None]
                 raise ValueError(f"The score of output '{self.head.name}' does not depend differentiably on layer(s) {bad}.")
-            return post(Pass(acts, gradients if want_layers else [], input_gradient, logits, scores, used, x, extra))
+            out = post(Pass(acts, gradients if want_layers else [], input_gradient, logits, scores, used, x, extra))
+            return _pack(out, state)
 
         compiled: dict = {}  # one compiled step per argument shapes (batch axis free)
 
         def run(inputs, extra=(), classes=None):
             k = self.explained_input
             n = len(inputs[0])
-            tensors = [ops.convert_to_tensor(a) for a in inputs]
-            extra = tuple(ops.convert_to_tensor(e) for e in extra)
-            deltas = [ops.zeros(tuple(inputs[k].shape), dtype="float32")] if want_input else []
-            for shape, dtype in zip(self.net.activation_shapes(tensors), self.net.delta_dtypes):
-                deltas.append(ops.zeros(shape, dtype=dtype))
+            # NumPy arrays go to the step as they are: each backend's compiled call converts them
+            # itself, more cheaply than converting them first (JAX: 75 us instead of 200 us a batch).
+            tensors = [_argument(a) for a in inputs]
+            extra = tuple(_argument(e) for e in extra)
+            shapes = [(tuple(inputs[k].shape), "float32")] if want_input else []
+            shapes += list(zip(self.net.activation_shapes(tensors), self.net.delta_dtypes))
+            deltas = [self._zeros(shape, dtype) for shape, dtype in shapes]
             if classes is None:
                 classes = np.full((n,), targets_lib.PREDICTED, np.int32)
-            args = tensors + list(extra) + deltas + [ops.convert_to_tensor(classes, "int32")]
+            args = tensors + list(extra) + deltas + [_argument(np.asarray(classes, np.int32))]
             key = tuple((tuple(a.shape[1:]), keras.backend.standardize_dtype(a.dtype)) for a in args)
             spec_dtype = str(self.input_specs[k].dtype)
             state.update(n_in=len(tensors), n_extra=len(extra),
@@ -287,10 +291,20 @@ class Probe:
                 specs = [((None,) + shape, dtype) for shape, dtype in key]
                 compiled[key] = backend.compile_step(forward, self.variables, differentiate=differentiate, post=finish,
                                                      specs=specs)
-            return backend.to_numpy(compiled[key](*args))
+            return _unpack(backend.to_numpy(compiled[key](*args)), state)
 
         run.compiled = compiled
         return run
+
+    def _zeros(self, shape, dtype):
+        """A zero perturbation, made once per shape: steps only read it (a batch of VGG16 saves ~0.1 ms)."""
+        key = (tuple(shape), dtype)
+        zeros = self._zero_tensors.get(key)
+        if zeros is None:
+            if len(self._zero_tensors) >= 8:  # a few shapes are live at once (full and last batch, layers)
+                self._zero_tensors.clear()
+            zeros = self._zero_tensors[key] = ops.zeros(shape, dtype=dtype)
+        return zeros
 
     # ----------------------------------------------------------------- inputs and targets
 
@@ -377,6 +391,41 @@ class Probe:
     def cam_head(self):
         """The classifier ``Dense`` fed by global average pooling of the explained layer (CAM's weights)."""
         return self.net.cam_head()
+
+
+_PACKED = "_per_image"
+
+
+def _pack(out, state):
+    """Inside a step: a dict's float32 and bool ``(N,)`` outputs (scores, flags) as one ``(N, m)`` float32
+    tensor, so that they come back from a GPU in one copy instead of one small copy each (~0.15 ms each)."""
+    if not isinstance(out, dict):
+        return out
+    layout = [(key, keras.backend.standardize_dtype(v.dtype)) for key, v in out.items()
+              if v is not None and len(v.shape) == 1 and keras.backend.standardize_dtype(v.dtype) in ("float32", "bool")]
+    if len(layout) < 2:
+        state["packed"] = None
+        return out
+    state["packed"] = layout
+    out = dict(out)
+    out[_PACKED] = ops.stack([ops.cast(out.pop(key), "float32") for key, _ in layout], axis=1)
+    return out
+
+
+def _unpack(out, state):
+    """Outside a step: the packed outputs back under their names and dtypes (NumPy)."""
+    layout = state.get("packed")
+    if not layout or not isinstance(out, dict) or _PACKED not in out:
+        return out
+    packed = out.pop(_PACKED)
+    for i, (key, dtype) in enumerate(layout):
+        out[key] = packed[:, i] != 0 if dtype == "bool" else np.ascontiguousarray(packed[:, i])
+    return out
+
+
+def _argument(value):
+    """A step argument: NumPy arrays as they are (the backend's compiled call converts them), else a tensor."""
+    return value if isinstance(value, np.ndarray) else ops.convert_to_tensor(value)
 
 
 # --------------------------------------------------------------------------- public entry points
