@@ -37,7 +37,11 @@ CPU and wall time agree and ratios repeat to about +-2 %. Target: kerasxai
 <= 1.05 x the floor on each backend. The maps of each backend are compared
 with TensorFlow's (max absolute difference of the normalised maps).
 
-    python benchmarks/bench_backends.py                   # about 15 minutes on a busy 2-core CPU
+On a GPU, read the wall-clock columns (CPU time then counts the host's waiting) and pass
+``--threads 0``. The README's GPU table came from this script's per-backend processes
+(``--child BACKEND FOLDER ROUNDS``) on a machine without TensorFlow, the model built here.
+
+    python benchmarks/bench_backends.py                   # about 5 minutes on a 2-core CPU
     python benchmarks/bench_backends.py --backends jax,torch --rounds 30 --threads 0
 """
 
