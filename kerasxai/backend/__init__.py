@@ -93,14 +93,15 @@ def jit_compile_setting():
     return _JIT_COMPILE[0]
 
 
-def to_numpy(tree):
+def to_numpy(tree, *, copy: bool = True):
     """Backend tensors (any nest) as NumPy arrays; ``None`` stays ``None``.
 
-    On JAX, every leaf's copy to the host starts at once (one ``jax.device_get``): on a GPU, a step's
-    outputs come back in one wait rather than one wait per output.
+    On JAX, every leaf's copy to the host starts at once: on a GPU, a step's outputs come back in
+    one wait rather than one wait per output. ``copy=False`` (JAX): read-only views of the host
+    buffers instead of writable copies, for a caller that copies them anyway (one copy fewer).
     """
     if hasattr(_impl, "tree_to_numpy"):
-        return _impl.tree_to_numpy(tree)
+        return _impl.tree_to_numpy(tree, copy)
     convert = getattr(_impl, "to_numpy", keras.ops.convert_to_numpy)
     return keras.tree.map_structure(lambda t: None if t is None else convert(t), tree)
 

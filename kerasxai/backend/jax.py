@@ -37,9 +37,12 @@ def compile_step(forward, variables, differentiate, post, specs, jit_compile):
     return call
 
 
-def tree_to_numpy(tree):
-    """Every array of a nest as a (writable) NumPy array, the device-to-host copies started together."""
+def tree_to_numpy(tree, copy=True):
+    """Every array of a nest as NumPy, the device-to-host copies started together.
+
+    ``copy``: writable copies; else read-only views of the arrays' host buffers.
+    """
     for leaf in jax.tree_util.tree_leaves(tree):
         if isinstance(leaf, jax.Array):
             leaf.copy_to_host_async()
-    return jax.tree_util.tree_map(np.array, tree)
+    return jax.tree_util.tree_map(np.array if copy else np.asarray, tree)

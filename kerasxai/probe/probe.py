@@ -208,7 +208,8 @@ class Probe:
                 are an argument of the step).
 
         Returns:
-            ``run(inputs, extra, classes) -> dict of NumPy arrays`` for one batch: ``inputs`` the
+            ``run(inputs, extra, classes) -> dict of NumPy arrays`` for one batch (read-only on
+            JAX: views of the step's host buffers; copy before writing): ``inputs`` the
             checked arrays of :class:`~kerasxai.probe.inputs.Batch`, ``extra`` a tuple of
             per-image arrays for ``pre``/``post``, ``classes`` ``(N,)`` int32.
         """
@@ -291,7 +292,8 @@ class Probe:
                 specs = [((None,) + shape, dtype) for shape, dtype in key]
                 compiled[key] = backend.compile_step(forward, self.variables, differentiate=differentiate, post=finish,
                                                      specs=specs)
-            return _unpack(backend.to_numpy(compiled[key](*args)), state)
+            # Read-only on JAX (no copy here): the collector copies every output into its own arrays.
+            return _unpack(backend.to_numpy(compiled[key](*args), copy=False), state)
 
         run.compiled = compiled
         return run
@@ -329,7 +331,8 @@ class Probe:
     def _one(self, images, target, grads):
         source = self.source(images)
         batch = next(source.batches(max(1, source.length or 1 << 30)))
-        return self.step(grads, target=target)(batch.inputs, (), self.classes(target, batch, source.length))
+        out = self.step(grads, target=target)(batch.inputs, (), self.classes(target, batch, source.length))
+        return {key: None if value is None else np.array(value) for key, value in out.items()}  # writable
 
     def _as_pass(self, out):
         n = len(self.layers)
