@@ -140,5 +140,14 @@ def class_scores(head, logits, classes):
 
 def callable_scores(fn, logits, classes):
     """Scores of a callable target: ``fn(logits)`` as ``(N,)`` float32; classes stay ``-1``."""
-    scores = ops.reshape(ops.cast(fn(logits), "float32"), (-1,))
+    raw = fn(logits)
+    shape, n = tuple(getattr(raw, "shape", ())), tuple(logits.shape)[0]
+    if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)) or (
+        shape[0] is not None and n is not None and shape[0] != n
+    ):
+        raise ValueError(
+            f"A callable target must return one score per image, shape (N,); it returned shape {shape} for "
+            f"logits of shape {tuple(logits.shape)}. Pick one value per image, e.g. target=lambda logits: logits[:, 3]."
+        )
+    scores = ops.reshape(ops.cast(raw, "float32"), (-1,))
     return scores, ops.full_like(classes, PREDICTED)

@@ -61,3 +61,13 @@ def test_class_scores_per_head():
     p = np.array([[0.9], [0.2]], "float32")  # logits=False keeps the sigmoid: class 0 is 1 - p
     scores, used = class_scores(Head("o", 0, "binary", 1, None), p, np.array([-1, -1], "int32"))
     assert _np(used) == [1, 0] and np.allclose(_np(scores), [0.9, 0.8])
+
+
+def test_a_callable_target_must_give_one_score_per_image(gap_model, images):
+    import kerasxai
+
+    for bad in (lambda logits: logits, lambda logits: logits[:, :2]):
+        with pytest.raises(ValueError, match=r"one score per image, shape \(N,\)"):
+            kerasxai.gradcam(gap_model, images, target=bad)
+    good = kerasxai.gradcam(gap_model, images, target=lambda logits: logits[:, 1:2], raw=True)  # (N, 1) is fine
+    np.testing.assert_allclose(good, kerasxai.gradcam(gap_model, images, target=1, raw=True), rtol=1e-5, atol=1e-7)

@@ -97,8 +97,10 @@ def to_numpy(tree, *, copy: bool = True):
     """Backend tensors (any nest) as NumPy arrays; ``None`` stays ``None``.
 
     On JAX, every leaf's copy to the host starts at once: on a GPU, a step's outputs come back in
-    one wait rather than one wait per output. ``copy=False`` (JAX): read-only views of the host
-    buffers instead of writable copies, for a caller that copies them anyway (one copy fewer).
+    one wait rather than one wait per output; the arrays are fresh writable copies, or with
+    ``copy=False`` read-only views of the host buffers, for a caller that only reads them or copies
+    them anyway (one copy fewer). TensorFlow and PyTorch ignore ``copy`` (PyTorch's arrays of CPU
+    tensors share the tensors' memory).
     """
     if hasattr(_impl, "tree_to_numpy"):
         return _impl.tree_to_numpy(tree, copy)

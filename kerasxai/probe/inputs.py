@@ -313,3 +313,13 @@ class Source:
                 start += hi - lo
         self.length = start
 
+
+def batch_size(tensor):
+    """The batch size of an array or tensor: static when known (``.shape`` — ``ops.shape`` would first
+    copy a NumPy batch into a TensorFlow tensor), else the dynamic size inside a compiled function."""
+    n = tuple(tensor.shape)[0]
+    if n is None:
+        from keras import ops
+
+        n = ops.shape(tensor)[0]
+    return n

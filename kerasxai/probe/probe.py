@@ -262,7 +262,7 @@ class Probe:
                 bad = [n for n, g in zip(self.layer_names, gradients) if g is None]
                 raise ValueError(f"The score of output '{self.head.name}' does not depend differentiably on layer(s) {bad}.")
             out = post(Pass(acts, gradients if want_layers else [], input_gradient, logits, scores, used, x, extra))
-            return _pack(out, state)
+            return _pack(out, scores.shape[0])
 
         compiled: dict = {}  # one compiled step per argument shapes (batch axis free)
 
@@ -292,21 +292,29 @@ class Probe:
                 specs = [((None,) + shape, dtype) for shape, dtype in key]
                 compiled[key] = backend.compile_step(forward, self.variables, differentiate=differentiate, post=finish,
                                                      specs=specs)
-            # Read-only on JAX (no copy here): the collector copies every output into its own arrays.
-            return _unpack(backend.to_numpy(compiled[key](*args), copy=False), state)
+            # Read-only on JAX (no copy here): callers only read a step's outputs, and the collector
+            # copies them into its own arrays.
+            return _unpack(backend.to_numpy(compiled[key](*args), copy=False))
 
         run.compiled = compiled
         return run
 
     def _zeros(self, shape, dtype):
-        """A zero perturbation, made once per shape: steps only read it (a batch of VGG16 saves ~0.1 ms)."""
+        """A zero perturbation, made once per shape and reused (steps only read it), as long as the
+        probe's cached ones stay under 32 MiB: big ones are made per batch, not kept on a GPU."""
         key = (tuple(shape), dtype)
         zeros = self._zero_tensors.get(key)
         if zeros is None:
-            if len(self._zero_tensors) >= 8:  # a few shapes are live at once (full and last batch, layers)
+            zeros = ops.zeros(shape, dtype=dtype)
+            size = int(np.prod(shape)) * np.dtype(keras.backend.standardize_dtype(dtype)).itemsize
+            held = sum(nbytes for _, nbytes in self._zero_tensors.values())
+            if held + size > _ZEROS_KEPT:
                 self._zero_tensors.clear()
-            zeros = self._zero_tensors[key] = ops.zeros(shape, dtype=dtype)
-        return zeros
+                held = 0
+            if size <= _ZEROS_KEPT:
+                self._zero_tensors[key] = (zeros, size)
+            return zeros
+        return zeros[0]
 
     # ----------------------------------------------------------------- inputs and targets
 
@@ -397,38 +405,59 @@ class Probe:
 
 
 _PACKED = "_per_image"
+_ZEROS_KEPT = 32 << 20  # bytes of zero perturbations a probe keeps between calls
 
 
-def _pack(out, state):
-    """Inside a step: a dict's float32 and bool ``(N,)`` outputs (scores, flags) as one ``(N, m)`` float32
-    tensor, so that they come back from a GPU in one copy instead of one small copy each (~0.15 ms each)."""
+def _static_rank1(value):
+    """The length of a rank-1 float32/bool tensor (None if dynamic), or False for anything else."""
+    try:
+        shape = tuple(value.shape)
+        dtype = keras.backend.standardize_dtype(value.dtype)
+    except (AttributeError, TypeError, ValueError):  # not a tensor, or a shape of unknown rank
+        return False
+    if len(shape) != 1 or dtype not in ("float32", "bool"):
+        return False
+    return shape[0]
+
+
+def _pack(out, batch):
+    """Inside a step: a dict's per-image float32 and bool outputs (scores, flags, statistics) as one
+    ``(N, m)`` float32 tensor, so that they come back from a GPU in one copy instead of one small copy
+    each (~0.15 ms each). Only rank-1 outputs as long as the batch are packed (``batch``: the length
+    of the scores, None when dynamic); the layout travels in the packed key's name, so every traced
+    shape of a step unpacks its own outputs."""
     if not isinstance(out, dict):
         return out
-    layout = [(key, keras.backend.standardize_dtype(v.dtype)) for key, v in out.items()
-              if v is not None and len(v.shape) == 1 and keras.backend.standardize_dtype(v.dtype) in ("float32", "bool")]
+    layout = [key for key, value in out.items()
+              if isinstance(key, str) and "|" not in key and value is not None and _static_rank1(value) is not False
+              and _static_rank1(value) == batch]
     if len(layout) < 2:
-        state["packed"] = None
         return out
-    state["packed"] = layout
+    dtypes = [keras.backend.standardize_dtype(out[key].dtype) for key in layout]
     out = dict(out)
-    out[_PACKED] = ops.stack([ops.cast(out.pop(key), "float32") for key, _ in layout], axis=1)
+    name = _PACKED + "|" + "|".join(f"{key}|{dtype}" for key, dtype in zip(layout, dtypes))
+    out[name] = ops.stack([ops.cast(out.pop(key), "float32") for key in layout], axis=1)
     return out
 
 
-def _unpack(out, state):
-    """Outside a step: the packed outputs back under their names and dtypes (NumPy)."""
-    layout = state.get("packed")
-    if not layout or not isinstance(out, dict) or _PACKED not in out:
+def _unpack(out):
+    """Outside a step: packed outputs back under their names and dtypes (NumPy)."""
+    if not isinstance(out, dict):
         return out
-    packed = out.pop(_PACKED)
-    for i, (key, dtype) in enumerate(layout):
-        out[key] = packed[:, i] != 0 if dtype == "bool" else np.ascontiguousarray(packed[:, i])
+    for name in [k for k in out if isinstance(k, str) and k.startswith(_PACKED + "|")]:
+        packed = out.pop(name)
+        fields = name.split("|")[1:]
+        for i, (key, dtype) in enumerate(zip(fields[::2], fields[1::2])):
+            out[key] = packed[:, i] != 0 if dtype == "bool" else np.array(packed[:, i])
     return out
 
 
 def _argument(value):
-    """A step argument: NumPy arrays as they are (the backend's compiled call converts them), else a tensor."""
-    return value if isinstance(value, np.ndarray) else ops.convert_to_tensor(value)
+    """A step argument: numeric NumPy arrays as they are (the backend's compiled call converts them),
+    anything else (strings, lists, tensors) as a backend tensor."""
+    if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
+        return value
+    return ops.convert_to_tensor(value)
 
 
 # --------------------------------------------------------------------------- public entry points

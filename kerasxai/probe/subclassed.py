@@ -242,11 +242,11 @@ class SubclassedForward:
     def activation_shapes(self, inputs: list) -> list:
         if not self.layers:
             return []
-        key = tuple(ops.shape(inputs[0])[1:])
+        key = tuple(inputs[0].shape)[1:]
         if key not in self._shapes:
             calls, _ = self._observe((1,) + key, "float32")
             self._shapes[key] = [tuple(next(o for lay, _, o in calls if lay is layer).shape[1:]) for layer in self.layers]
-        n = ops.shape(inputs[0])[0]
+        n = inputs_lib.batch_size(inputs[0])
         return [(n,) + s for s in self._shapes[key]]
 
     def cam_head(self):

@@ -151,16 +151,17 @@ class TracedForward:
         """The explained layers' output shapes for these inputs (batch included)."""
         if not self.layers:
             return []
-        n = ops.shape(inputs[self.explained_input])[0]
+        n = inputs_lib.batch_size(inputs[self.explained_input])
         static = [tuple(t.shape[1:]) for t in self._shapes_model.outputs]
         if all(d is not None for s in static for d in s):
             return [(n,) + s for s in static]
-        key = tuple(tuple(ops.shape(t)) for t in inputs)
+        key = tuple(tuple(t.shape)[1:] for t in inputs)
         if key not in self._shapes:
-            specs = [keras.KerasTensor(s, dtype=t.dtype) for s, t in zip(key, self._shapes_model.inputs)]
+            specs = [keras.KerasTensor((None,) + s, dtype=t.dtype) for s, t in zip(key, self._shapes_model.inputs)]
             spec = self._shapes_model.compute_output_spec(specs if len(specs) > 1 else specs[0])
-            self._shapes[key] = [tuple(t.shape) for t in (spec if isinstance(spec, (list, tuple)) else [spec])]
-        return self._shapes[key]
+            self._shapes[key] = [tuple(t.shape)[1:] for t in (spec if isinstance(spec, (list, tuple)) else [spec])]
+        return [(n,) + s for s in self._shapes[key]]
 
     def cam_head(self):
         return layers_lib.cam_head(self._calls, self._layer_calls[0], self._head_call, self.layer_names[0])
+

@@ -146,7 +146,7 @@ class FourierImage:
 
     def image(self, params):
         (h, w), c = self.size, self.channels
-        spectrum = ops.reshape(params * ops.convert_to_tensor(self._scale), (-1, w))
+        spectrum = ops.reshape(ops.convert_to_tensor(params) * ops.convert_to_tensor(self._scale), (-1, w))
         # Two plain 2-D matrix products (rows, then columns): much faster than a batched, broadcast matmul.
         rows = ops.reshape(ops.matmul(spectrum, ops.convert_to_tensor(self._hx)), (-1, c, h, w))
         cols = ops.matmul(ops.reshape(ops.transpose(rows, (0, 1, 3, 2)), (-1, h)), ops.convert_to_tensor(self._hy))
