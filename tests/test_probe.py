@@ -305,3 +305,30 @@ def test_layer_lookups_are_cached_not_retraced(gap_model, images):
         _graph.trace = original
     assert traced == []
 
+
+
+def _custom_post(p):
+    from keras import ops
+
+    return {"scores": p.scores, "positive": p.scores > 0, "per_class_mean": ops.mean(p.logits, axis=0),
+            "acts": [p.activations[0]], "classes": p.classes}
+
+
+def test_a_steps_outputs_come_back_unchanged_whatever_their_shapes_and_batch_sizes(gap_model, images):
+    """Per-image outputs travel packed from the step; per-class and nested outputs, batch sizes that
+    change between calls (each traced shape keeps its own layout) must not change what comes back."""
+    from kerasxai.probe import Fn
+
+    probe = get_probe(gap_model, "conv2")
+    step = probe.step(None, Fn(_custom_post), target=2)
+    logits = keras.ops.convert_to_numpy(gap_model(images, training=False))  # softmax of the probe's logits
+    for rows in ([0, 1, 2], [1], [0, 1, 2], [2, 0]):
+        x = images[rows]
+        out = step([x], (), np.full(len(rows), 2, np.int32))
+        pass_ = probe.forward(x, target=2)
+        np.testing.assert_allclose(out["scores"], pass_.logits[:, 2], rtol=1e-5)
+        assert out["positive"].dtype == bool and out["positive"].tolist() == (pass_.logits[:, 2] > 0).tolist()
+        np.testing.assert_allclose(out["per_class_mean"], pass_.logits.mean(axis=0), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(out["acts"][0], pass_.activations[0], rtol=1e-5, atol=1e-6)
+        assert out["classes"].tolist() == [2] * len(rows)
+        assert np.argmax(pass_.logits, axis=1).tolist() == np.argmax(logits[rows], axis=1).tolist()
