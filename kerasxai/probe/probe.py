@@ -303,18 +303,15 @@ class Probe:
         """A zero perturbation, made once per shape and reused (steps only read it), as long as the
         probe's cached ones stay under 32 MiB: big ones are made per batch, not kept on a GPU."""
         key = (tuple(shape), dtype)
-        zeros = self._zero_tensors.get(key)
-        if zeros is None:
-            zeros = ops.zeros(shape, dtype=dtype)
-            size = int(np.prod(shape)) * np.dtype(keras.backend.standardize_dtype(dtype)).itemsize
-            held = sum(nbytes for _, nbytes in self._zero_tensors.values())
-            if held + size > _ZEROS_KEPT:
-                self._zero_tensors.clear()
-                held = 0
-            if size <= _ZEROS_KEPT:
-                self._zero_tensors[key] = (zeros, size)
-            return zeros
-        return zeros[0]
+        if key in self._zero_tensors:
+            return self._zero_tensors[key][0]
+        zeros = ops.zeros(shape, dtype=dtype)
+        size = int(np.prod(shape)) * np.dtype(keras.backend.standardize_dtype(dtype)).itemsize
+        if size + sum(nbytes for _, nbytes in self._zero_tensors.values()) > _ZEROS_KEPT:
+            self._zero_tensors.clear()
+        if size <= _ZEROS_KEPT:
+            self._zero_tensors[key] = (zeros, size)
+        return zeros
 
     # ----------------------------------------------------------------- inputs and targets
 
@@ -408,15 +405,18 @@ _PACKED = "_per_image"
 _ZEROS_KEPT = 32 << 20  # bytes of zero perturbations a probe keeps between calls
 
 
+_NOT_RANK1 = object()
+
+
 def _static_rank1(value):
-    """The length of a rank-1 float32/bool tensor (None if dynamic), or False for anything else."""
+    """The length of a rank-1 float32/bool tensor (None if dynamic), or a sentinel for anything else."""
     try:
         shape = tuple(value.shape)
         dtype = keras.backend.standardize_dtype(value.dtype)
     except (AttributeError, TypeError, ValueError):  # not a tensor, or a shape of unknown rank
-        return False
+        return _NOT_RANK1
     if len(shape) != 1 or dtype not in ("float32", "bool"):
-        return False
+        return _NOT_RANK1
     return shape[0]
 
 
@@ -429,8 +429,7 @@ def _pack(out, batch):
     if not isinstance(out, dict):
         return out
     layout = [key for key, value in out.items()
-              if isinstance(key, str) and "|" not in key and value is not None and _static_rank1(value) is not False
-              and _static_rank1(value) == batch]
+              if isinstance(key, str) and "|" not in key and value is not None and _static_rank1(value) == batch]
     if len(layout) < 2:
         return out
     dtypes = [keras.backend.standardize_dtype(out[key].dtype) for key in layout]
