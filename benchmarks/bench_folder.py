@@ -41,7 +41,7 @@ import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import kerasxai  # noqa: E402
-from kerasxai import pipeline  # noqa: E402
+from kerasxai.folder import runner as pipeline  # noqa: E402
 
 
 def make_folder(path, n, seed=0):

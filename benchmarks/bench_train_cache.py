@@ -24,7 +24,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from kerasxai.train import Config, train, write_demo_folder  # noqa: E402
-from kerasxai.train.runfolder import read_log  # noqa: E402
+from kerasxai.train.checkpoints import read_log  # noqa: E402
 
 TARGET = 5.0
 

@@ -1,7 +1,7 @@
 """Activation maximization on the demo's shapes model: does it find images the model reacts to more
 than to its training data, and how does it compare with tf-keras-vis's ActivationMaximization?
 
-1. Trains the demo's model (``kerasxai.synthetic.small_cnn`` on 2000 generated
+1. Trains the demo's model (``kerasxai.evaluation.synthetic.small_cnn`` on 2000 generated
    discs and crosses, 12 epochs, as ``kerasxai.demo`` does).
 2. kerasxai and tf-keras-vis (when installed) each make one image per unit --
    the two class logits, then every filter of ``last_conv`` -- with the same
@@ -41,7 +41,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import kerasxai  # noqa: E402
-from kerasxai import synthetic  # noqa: E402
+from kerasxai.evaluation import synthetic  # noqa: E402
 
 LAYER = "last_conv"
 

@@ -28,16 +28,16 @@ _EXPORTS = {
     ),
     "kerasxai.methods.explain": ("explain",),
     "kerasxai.probe": ("explainable_layers", "get_probe", "Probe", "LayerInfo"),
-    "kerasxai.images": ("load_images",),
-    "kerasxai.predictions": ("top_k",),
-    "kerasxai.plot": ("overlay", "plot_explanations", "plot_layer_views", "plot_feature_maps"),
-    "kerasxai.plot_nd": ("plot_signal", "plot_volume"),
-    "kerasxai.report": ("write_report",),
+    "kerasxai.data.images": ("load_images",),
+    "kerasxai.data.predictions": ("top_k",),
+    "kerasxai.figures.images": ("overlay", "plot_explanations", "plot_layer_views", "plot_feature_maps"),
+    "kerasxai.figures.nd": ("plot_signal", "plot_volume"),
+    "kerasxai.folder.report": ("write_report",),
     "kerasxai.visualize.optimize": ("visualize_activation", "ActivationImages"),
     "kerasxai.visualize.plots": ("plot_filters", "plot_class_images", "plot_activation_images", "save_gif"),
-    "kerasxai.embeddings": ("layer_embeddings", "nearest_neighbors"),
+    "kerasxai.visualize.embeddings": ("layer_embeddings", "nearest_neighbors"),
     "kerasxai.visualize.embedding_plots": ("plot_embeddings", "plot_layer_embeddings", "plot_neighbors"),
-    "kerasxai.pipeline": ("explain_folder", "explain_dataset"),
+    "kerasxai.folder.runner": ("explain_folder", "explain_dataset"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = list(_WHERE)

@@ -83,9 +83,9 @@ def _target(value):
 
 
 def cmd_explain(args):
-    from kerasxai import pipeline
-    from kerasxai.runfolder import RunFolder
-    from kerasxai.sources import list_images
+    from kerasxai.folder import runner as pipeline
+    from kerasxai.folder.runfolder import RunFolder
+    from kerasxai.folder.sources import list_images
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1. Received: {args.batch_size}")
@@ -123,7 +123,7 @@ def cmd_explain(args):
 
 
 def _first_error(out):
-    from kerasxai.runfolder import read_predictions
+    from kerasxai.folder.runfolder import read_predictions
 
     bad = [r for r in read_predictions(out) if r.get("error")]
     return f": {bad[0]['file']} is {bad[0]['error']}" if bad else ""
@@ -145,7 +145,7 @@ def cmd_layers(args):
 def cmd_report(args):
     import warnings
 
-    from kerasxai.report import write_report
+    from kerasxai.folder.report import write_report
 
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -324,7 +324,7 @@ def main(argv=None) -> int:
         if argv[:1] == ["train"]:
             return cmd_train(argv[1:])
         if argv[:1] == ["evaluate"]:
-            from kerasxai import evaluate
+            from kerasxai.evaluation import evaluate
 
             evaluate.main(argv[1:])
             return 0

@@ -17,9 +17,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 import kerasxai  # noqa: E402
-from kerasxai import synthetic  # noqa: E402
+from kerasxai.evaluation import synthetic  # noqa: E402
 from kerasxai.methods.explain import METHODS  # noqa: E402
-from kerasxai.plot import plot_explanations  # noqa: E402
+from kerasxai.figures.images import plot_explanations  # noqa: E402
 
 
 def run(out_dir: str = "kerasxai-demo", epochs: int = 12, n_train: int = 2000, seed: int = 0) -> dict:

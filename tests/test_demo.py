@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from kerasxai import demo, synthetic
+from kerasxai import demo
+from kerasxai.evaluation import synthetic
 
 
 def test_shapes_masks_are_where_objects_are_drawn():

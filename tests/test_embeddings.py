@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kerasxai.embeddings import layer_embeddings, nearest_neighbors, project
+from kerasxai.visualize.embeddings import layer_embeddings, nearest_neighbors, project
 from kerasxai.visualize.embedding_plots import depth_picks, plot_embeddings, plot_layer_embeddings, plot_neighbors
 
 

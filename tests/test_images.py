@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kerasxai.images import detect_family, load_image, load_images
+from kerasxai.data.images import detect_family, load_image, load_images
 
 
 @pytest.fixture()

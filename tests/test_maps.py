@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from keras import ops
 
-from kerasxai import maps
+from kerasxai.methods import maps
 
 
 def test_normalize_is_min_max_per_image_and_flat_is_zero():

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 import kerasxai
-from kerasxai import metrics, synthetic
+from kerasxai.evaluation import metrics
+from kerasxai.evaluation import synthetic
 
 
 def one_pixel_model(y=5, x=5, weight=4.0, size=10):

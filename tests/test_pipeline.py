@@ -12,7 +12,8 @@ from keras import layers
 from PIL import Image
 
 import kerasxai
-from kerasxai import pipeline, runfolder
+from kerasxai.folder import runner as pipeline
+from kerasxai.folder import runfolder
 
 CLASSES = ["circle", "cross", "stripe"]
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kerasxai._figures import FLAT_TEXT, resize_linear
-from kerasxai.plot import overlay, plot_explanations
-from kerasxai.plot_nd import plot_signal, plot_volume
+from kerasxai.figures.common import FLAT_TEXT, resize_linear
+from kerasxai.figures.images import overlay, plot_explanations
+from kerasxai.figures.nd import plot_signal, plot_volume
 
 
 def _texts(ax):
@@ -128,7 +128,7 @@ def test_layer_views_and_feature_maps():
     import keras
 
     import kerasxai
-    from kerasxai.plot import depth_layers, plot_feature_maps, plot_layer_views
+    from kerasxai.figures.images import depth_layers, plot_feature_maps, plot_layer_views
 
     model = keras.applications.VGG16(weights=None, input_shape=(32, 32, 3), classes=3)
     assert depth_layers(model) == ["block1_conv1", "block3_conv3", "block5_conv3"]

@@ -52,7 +52,7 @@ def test_1000_class_model_names_come_from_the_shipped_index(no_network):
 
 
 def test_shipped_index_is_keras_format_in_sorted_wnid_order():
-    from kerasxai import imagenet
+    from kerasxai.data import imagenet
 
     index = imagenet.class_index()
     assert list(index) == [str(i) for i in range(1000)]
@@ -85,7 +85,7 @@ def test_two_class_softmax_with_names_and_sigmoid_head():
 
 
 def test_imagenet_names_follow_our_indices_even_on_ties(no_network):
-    from kerasxai.imagenet import class_names
+    from kerasxai.data.imagenet import class_names
 
     model = keras.Sequential([keras.Input((2, 2, 1)), keras.layers.Flatten(), keras.layers.Dense(1000, kernel_initializer="zeros")])
     rows = top_k(model, np.zeros((1, 2, 2, 1), "float32"), k=3)  # all 1000 tie at 0.001

@@ -18,7 +18,7 @@ import zipfile
 
 import pytest
 
-from kerasxai.report import read_run, report_data, write_report
+from kerasxai.folder.report import read_run, report_data, write_report
 from tests.runfolder import CLASSES, make_run
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -70,7 +70,7 @@ def test_cards_carry_each_rows_prediction_label_and_maps(run24):
 
 
 def test_true_labels_may_be_names_indices_or_imagenet_wordnet_ids():
-    from kerasxai.report import _is_correct
+    from kerasxai.folder.report import _is_correct
 
     tabby = {"class": 281, "name": "tabby", "probability": 0.6}
     assert _is_correct("tabby", tabby) and _is_correct("Tabby", tabby) and _is_correct("n02123045", tabby)
@@ -348,7 +348,7 @@ def test_the_report_of_a_real_folder_run_in_a_browser(browser, tmp_path):
     from selenium.webdriver.common.by import By
 
     import kerasxai
-    from kerasxai import synthetic
+    from kerasxai.evaluation import synthetic
 
     images, labels, _ = synthetic.shapes_dataset(6, size=32, seed=3)
     for i, (img, lab) in enumerate(zip(images, labels)):
@@ -383,7 +383,7 @@ def test_the_report_of_a_real_folder_run_in_a_browser(browser, tmp_path):
 def test_labels_that_name_no_class_of_the_model_are_not_called_misclassified(tmp_path):
     """Folder names that are not the model's classes (e.g. 'cat'/'other' over an ImageNet model) cannot
     make a prediction wrong: no red card, and the page says why."""
-    from kerasxai.report import report_data
+    from kerasxai.folder.report import report_data
 
     run = tmp_path / "run"
     run.mkdir()

@@ -5,7 +5,7 @@ import pytest
 from keras import ops
 
 from kerasxai.probe.heads import Head
-from kerasxai.targets import class_indices, class_scores
+from kerasxai.probe.targets import class_indices, class_scores
 
 SOFTMAX = Head("out", 0, "softmax", 10, "softmax")
 BINARY = Head("out", 0, "binary", 1, "sigmoid")

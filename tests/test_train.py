@@ -150,7 +150,7 @@ def test_one_preprocessing_path_same_pixels_and_logits(demo):
     for weights_base in ("small", "vgg16"):
         settings = resolve(Config("d", "o", weights="none", base=weights_base))
         model, _ = build_model(settings, 32, "sigmoid", 2, None)
-        preprocess = kerasxai.images.preprocess_function("auto", model)
+        preprocess = kerasxai.data.images.preprocess_function("auto", model)
         ds = image_dataset(paths, labels, 32, preprocess, batch_size=64)
         x_train = np.concatenate([x.numpy() for x, _ in ds])
         display, x_explain = kerasxai.load_images(paths, model)

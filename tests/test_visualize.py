@@ -243,7 +243,7 @@ def test_command_writes_grid_and_activations(flatten_model, tmp_path, capsys):
 SCRIPT = """
 import json, sys, numpy as np, keras
 from kerasxai.visualize.optimize import visualize_activation
-from kerasxai.embeddings import layer_embeddings
+from kerasxai.visualize.embeddings import layer_embeddings
 inputs = keras.Input((12, 12, 3))
 h = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(inputs)
 h = keras.layers.GlobalAveragePooling2D()(h)

@@ -13,7 +13,7 @@ how gradients are taken, so that is all this seam offers:
   a layer is a gradient at an argument on every backend.
 - A gradient the backend knows to be disconnected (TensorFlow, PyTorch) comes
   back as ``None``; JAX cannot tell and gives zeros (the flat-map checks in
-  :mod:`kerasxai.maps` report those).
+  :mod:`kerasxai.methods.maps` report those).
 
 Example:
     >>> import numpy as np
@@ -31,6 +31,8 @@ from __future__ import annotations
 import importlib
 
 import keras
+
+from kerasxai.backend.settings import jit_compile_setting, set_jit_compile  # noqa: F401  (public here)
 
 NAME = keras.backend.backend()
 SUPPORTED = ("tensorflow", "jax", "torch")
@@ -69,28 +71,6 @@ def compile_step(forward, variables, *, differentiate=(), post=None, specs=None,
     """
     post = post if post is not None else (lambda aux, grads: (aux, grads))
     return _impl.compile_step(forward, list(_unique(variables)), tuple(differentiate), post, specs, jit_compile)
-
-
-_JIT_COMPILE = [None]
-
-
-def set_jit_compile(value) -> None:
-    """Sets how TensorFlow steps compile: ``True`` (XLA), ``False`` (plain ``tf.function``) or
-    ``None`` (default: each step times both on its first batches and keeps the faster).
-
-    Example:
-        >>> set_jit_compile(False); jit_compile_setting()
-        False
-        >>> set_jit_compile(None)
-    """
-    if value not in (None, True, False):
-        raise ValueError(f"jit_compile must be True, False or None. Received: {value!r}")
-    _JIT_COMPILE[0] = value
-
-
-def jit_compile_setting():
-    """The value :func:`set_jit_compile` last set (None: measured per step)."""
-    return _JIT_COMPILE[0]
 
 
 def to_numpy(tree, *, copy: bool = True):

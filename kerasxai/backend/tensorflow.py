@@ -19,6 +19,8 @@ import time
 
 import tensorflow as tf
 
+from kerasxai.backend.settings import jit_compile_setting
+
 logger = logging.getLogger("kerasxai")
 
 
@@ -73,8 +75,6 @@ class AdaptiveStep:
         self._times, self._shapes = {}, None
 
     def __call__(self, *args):
-        from kerasxai.backend import jit_compile_setting
-
         mode = self.jit_compile if self.jit_compile is not None else jit_compile_setting()
         if mode is False or self.xla_failed:
             return self.plain(*args)

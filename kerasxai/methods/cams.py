@@ -5,7 +5,7 @@ A formula takes float32 tensors ``activations`` and ``gradients`` of shape
 three for volumes (Conv3D) — and returns raw maps ``(N, spatial...)``, in
 ``keras.ops`` (every backend). Running the model, targets, batching,
 upsampling and normalising happen once, in :mod:`kerasxai.probe`,
-:mod:`kerasxai.methods.engine` and :mod:`kerasxai.maps`; the whole per-batch
+:mod:`kerasxai.methods.engine` and :mod:`kerasxai.methods.maps`; the whole per-batch
 computation of a method is one compiled step. Adding a method means writing
 its formula, adding it to :data:`GRADIENT_FORMULAS`, a public wrapper, and a
 test against a NumPy reference.
@@ -17,7 +17,7 @@ import numpy as np
 from keras import ops
 
 from kerasxai import backend
-from kerasxai import maps as maps_lib
+from kerasxai.methods import maps as maps_lib
 from kerasxai.methods import engine
 from kerasxai.methods.engine import DEFAULT_BATCH_SIZE, spatial_axes
 from kerasxai.probe import Fn, get_probe

@@ -3,7 +3,7 @@
 Every public method is a per-batch computation (usually one compiled step of
 the probe) handed to :func:`run`, which reads the images batch by batch
 (arrays, memmaps, datasets, generators: :mod:`kerasxai.probe.inputs`), collects
-the outputs and checks them (:class:`kerasxai.maps.Collector`): memory stays
+the outputs and checks them (:class:`kerasxai.methods.maps.Collector`): memory stays
 bounded by ``batch_size`` whatever the number of images.
 
 Arguments shared by the methods, documented once here:
@@ -28,7 +28,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from kerasxai import maps as maps_lib
+from kerasxai.methods import maps as maps_lib
+from kerasxai.probe import Fn
 
 DEFAULT_BATCH_SIZE = 32
 
@@ -97,3 +98,23 @@ def spatial_axes(tensor) -> tuple:
 def to_float32(x):
     """A backend tensor as float32."""
     return ops.cast(x, "float32")
+
+
+def _predict_post(p):
+    return {"logits": p.logits, "scores": p.scores, "classes": p.classes, "finite": maps_lib.logits_finite(p.logits)}
+
+
+def predict(probe, images, target=None, *, batch_size: int = DEFAULT_BATCH_SIZE, progress=None) -> dict:
+    """Logits, target scores and classes of every image, batched: a dict of NumPy arrays.
+
+    Example:
+        >>> import keras, numpy as np
+        >>> from kerasxai.probe import get_probe
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+        >>> predict(get_probe(model, ()), np.zeros((5, 4)))["logits"].shape
+        (5, 3)
+    """
+    step = probe.step(None, Fn(_predict_post), target=target)
+    out, _ = run("predict", probe, images, target, lambda b, c: step(b.inputs, (), c),
+                 batch_size=batch_size, progress=progress)
+    return out

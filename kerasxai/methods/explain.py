@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kerasxai import maps as maps_lib
+from kerasxai.methods import maps as maps_lib
 from kerasxai.methods import cams, engine, gradients
 from kerasxai.probe import Fn, cam_layer, get_probe
 

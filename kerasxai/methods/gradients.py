@@ -14,7 +14,7 @@ import numpy as np
 from keras import ops
 
 from kerasxai import backend
-from kerasxai import maps as maps_lib
+from kerasxai.methods import maps as maps_lib
 from kerasxai.methods import engine
 from kerasxai.methods.engine import DEFAULT_BATCH_SIZE
 from kerasxai.probe import Fn, get_probe

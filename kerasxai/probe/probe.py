@@ -9,7 +9,7 @@ input) and cached (see :mod:`kerasxai.probe.cache`).
   the explained input), so every gradient is a gradient with respect to an
   argument — the same on TensorFlow, JAX and PyTorch (:mod:`kerasxai.backend`).
 - The explained output's logits leave out a final softmax/sigmoid
-  (:mod:`kerasxai.probe.heads`); the target picks one score per image (:mod:`kerasxai.targets`).
+  (:mod:`kerasxai.probe.heads`); the target picks one score per image (:mod:`kerasxai.probe.targets`).
 - A method's whole per-batch computation (forward, gradients, its formula,
   upsampling, normalising, the flat-map statistics) is one compiled step,
   built once per (method, target kind) and reused for every batch.
@@ -40,7 +40,7 @@ import numpy as np
 from keras import ops
 
 from kerasxai import backend
-from kerasxai import targets as targets_lib
+from kerasxai.probe import targets as targets_lib
 from kerasxai.probe import cache, inputs as inputs_lib, layers as layers_lib
 from kerasxai.probe import traced as traced_lib
 from kerasxai.probe.subclassed import SubclassedForward, is_subclassed
@@ -108,12 +108,6 @@ def _default_post(p: Pass):
 
 
 DEFAULT_POST = Fn(_default_post)
-
-
-def _predict_post(p: Pass):
-    from kerasxai.maps import logits_finite
-
-    return {"logits": p.logits, "scores": p.scores, "classes": p.classes, "finite": logits_finite(p.logits)}
 
 
 class Probe:
@@ -347,22 +341,6 @@ class Probe:
             out.get("input_gradient"),
             out["logits"], out["scores"], out["classes"],
         )
-
-    def predict(self, images, target=None, *, batch_size: int = 32, progress=None) -> dict:
-        """Logits, target scores and classes of every image, batched: a dict of NumPy arrays.
-
-        Example:
-            >>> import keras, numpy as np
-            >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
-            >>> get_probe(model, ()).predict(np.zeros((5, 4)))["logits"].shape
-            (5, 3)
-        """
-        from kerasxai.methods import engine
-
-        step = self.step(None, Fn(_predict_post), target=target)
-        out, _ = engine.run("predict", self, images, target, lambda b, c: step(b.inputs, (), c),
-                            batch_size=batch_size, progress=progress)
-        return out
 
     def forward(self, images, target=None) -> Pass:
         """One forward pass over ``images`` (one batch): activations, logits, target scores, as NumPy."""

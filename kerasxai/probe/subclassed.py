@@ -31,7 +31,7 @@ import numpy as np
 from keras import ops
 
 from kerasxai import backend
-from kerasxai.probe import heads, inputs as inputs_lib, layers as layers_lib
+from kerasxai.probe import graph, heads, inputs as inputs_lib, layers as layers_lib
 
 WRAP_SNIPPET = """
     inputs = keras.Input(shape=...)            # one example's shape
@@ -281,6 +281,4 @@ def _is_spatial(tensor) -> bool:
 
 def is_subclassed(model) -> bool:
     """True for a model whose graph cannot be re-traced (not Functional, not Sequential)."""
-    from kerasxai.probe import graph
-
     return not graph.is_graph_model(model) or inputs_lib.input_specs(model) is None

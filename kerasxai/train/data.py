@@ -23,7 +23,7 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from kerasxai.images import decode_image_bytes, tf_error_text
+from kerasxai.data.images import decode_image_bytes, tf_error_text
 from kerasxai.train.config import TrainError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-from kerasxai.plot import Figure
+from kerasxai.figures.images import Figure
 from kerasxai.train import explaining
 
 WARNING_COLOUR = "#b00020"

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kerasxai.images import decode_image_bytes, resize_image
+from kerasxai.data.images import decode_image_bytes, resize_image
 
 
 class EpochOrder(keras.callbacks.Callback):

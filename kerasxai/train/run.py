@@ -11,7 +11,7 @@ import time
 import keras
 import numpy as np
 
-from kerasxai.images import preprocess_function
+from kerasxai.data.images import preprocess_function
 from kerasxai.train import explaining
 from kerasxai.train.callbacks import EpochEndGuard, GradCAMImages
 from kerasxai.train.config import Config, TrainError, resolve, resume_command
@@ -20,7 +20,7 @@ from kerasxai.train.model import (build_model, cam_resolution, compile_model, co
                                   set_trainable)
 from kerasxai.train.pipeline import EpochOrder, feature_dataset, image_dataset
 from kerasxai.train.report import write_report
-from kerasxai.train.runfolder import Progress, RunFolder, load_progress, save_weights
+from kerasxai.train.checkpoints import Progress, RunFolder, load_progress, save_weights
 
 TRAINABLE = {"head": "head", "all": "all", "fine-tune": "last block"}
 

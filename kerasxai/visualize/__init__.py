@@ -8,7 +8,7 @@
 - Figures: :func:`plot_filters`, :func:`plot_class_images`, :func:`save_gif`
   (:mod:`.plots`); :func:`plot_embeddings`, :func:`plot_layer_embeddings`,
   :func:`plot_neighbors` (:mod:`.embedding_plots`) on features from
-  :mod:`kerasxai.embeddings`.
+  :mod:`kerasxai.visualize.embeddings`.
 - :mod:`.probing` is the one place that reaches into kerasxai's probe.
 """
 

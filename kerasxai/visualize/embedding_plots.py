@@ -1,8 +1,8 @@
 """Figures of layer embeddings: 2-D projections coloured by class, with thumbnails; layers side by
 side; nearest neighbours.
 
-The features come from :func:`kerasxai.embeddings.layer_embeddings`, the
-projections from :func:`kerasxai.embeddings.project` (scikit-learn's PCA and
+The features come from :func:`kerasxai.visualize.embeddings.layer_embeddings`, the
+projections from :func:`kerasxai.visualize.embeddings.project` (scikit-learn's PCA and
 t-SNE, umap-learn's UMAP).
 
 Example:
@@ -19,8 +19,8 @@ import matplotlib
 import numpy as np
 from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 
-from kerasxai.embeddings import layer_embeddings, nearest_neighbors, project
-from kerasxai.plot import Figure
+from kerasxai.visualize.embeddings import layer_embeddings, nearest_neighbors, project
+from kerasxai.figures.images import Figure
 from kerasxai.visualize.probing import spatial_layers
 
 _METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
@@ -76,9 +76,9 @@ def plot_embeddings(features, labels=None, *, method: str = "pca", thumbnails=No
     """A 2-D projection of ``(N, K)`` features, coloured by class (or prediction), optionally with thumbnails.
 
     Args:
-        features: ``(N, K)`` features, e.g. from :func:`kerasxai.embeddings.layer_embeddings`.
+        features: ``(N, K)`` features, e.g. from :func:`kerasxai.visualize.embeddings.layer_embeddings`.
         labels: ``(N,)`` class (or predicted class) of each point.
-        method: ``"pca"``, ``"tsne"`` or ``"umap"`` (see :func:`kerasxai.embeddings.project`).
+        method: ``"pca"``, ``"tsne"`` or ``"umap"`` (see :func:`kerasxai.visualize.embeddings.project`).
         thumbnails: uint8 ``(N, H, W, 3)`` display images drawn at their points
             (at most ``max_thumbnails``, a seeded random subset).
         class_names: names of the label values (a list or dict).
@@ -125,7 +125,7 @@ def plot_layer_embeddings(model, images, layers=None, labels=None, *, method: st
         layers: layer names; default the first, middle and last spatial layers.
         labels: ``(N,)`` class of each image, for the colours.
         method, thumbnails, class_names, seed: as in :func:`plot_embeddings`.
-        pool: as in :func:`kerasxai.embeddings.layer_embeddings`.
+        pool: as in :func:`kerasxai.visualize.embeddings.layer_embeddings`.
 
     Example:
         >>> import keras, numpy as np

@@ -1,7 +1,7 @@
 """Figures of what a network learned: filter and class images, their optimisation as a GIF,
 layer embeddings in 2-D, nearest neighbours.
 
-Figures are :class:`kerasxai.plot.Figure` objects (``matplotlib.figure.Figure``
+Figures are :class:`kerasxai.figures.images.Figure` objects (``matplotlib.figure.Figure``
 made without pyplot): nothing opens a window, notebooks show them inline, and
 ``fig.savefig("filters.png")`` saves one.
 
@@ -21,7 +21,7 @@ import textwrap
 import numpy as np
 from PIL import Image
 
-from kerasxai.plot import Figure
+from kerasxai.figures.images import Figure
 from kerasxai.visualize.optimize import ActivationImages, visualize_activation
 
 

@@ -30,7 +30,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from kerasxai.images import preprocess_function
+from kerasxai.data.images import preprocess_function
 
 
 def _rescales_itself(model) -> bool:

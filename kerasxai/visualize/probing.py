@@ -3,7 +3,7 @@
 :func:`layer_probe` returns something with the probe's stable interface,
 ``call(x) -> (activations, logits)`` in ``keras.ops`` and ``variables``, plus
 the layer's qualified name and output shape. Everything else in
-:mod:`kerasxai.visualize` and :mod:`kerasxai.embeddings` runs on that.
+:mod:`kerasxai.visualize` and :mod:`kerasxai.visualize.embeddings` runs on that.
 
 - Spatial layers (nested bases included) and the logits come from
   :func:`kerasxai.get_probe`, so layers inside a pretrained base work and the

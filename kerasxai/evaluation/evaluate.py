@@ -1,8 +1,8 @@
 """Benchmark the methods where the right answer is known.
 
-    python -m kerasxai.evaluate        (or: kerasxai evaluate)
+    python -m kerasxai.evaluation.evaluate        (or: kerasxai evaluate)
 
-Trains the small CNN of :mod:`kerasxai.synthetic` on generated discs and
+Trains the small CNN of :mod:`kerasxai.evaluation.synthetic` on generated discs and
 crosses among clutter (under a minute on 2 CPU cores), then prints one row per
 method: pointing game, energy pointing game, deletion and insertion AUC, the
 rank correlation after cascading model randomisation and after training on
@@ -37,7 +37,7 @@ DEFAULT_METHODS = {
 
 
 def _trained_model(images, labels, epochs, seed):
-    from kerasxai import synthetic
+    from kerasxai.evaluation import synthetic
 
     model = synthetic.small_cnn(images.shape[1:], seed=seed)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -53,7 +53,8 @@ def evaluate(methods=None, *, n_train: int = 2000, n_test: int = 32, epochs: int
         >>> table = evaluate(["gradcam"], n_train=200, n_test=4, epochs=1, verbose=False)  # doctest: +SKIP
     """
     import kerasxai
-    from kerasxai import metrics, synthetic
+    from kerasxai.evaluation import metrics
+    from kerasxai.evaluation import synthetic
 
     methods = {m: DEFAULT_METHODS.get(m, {}) for m in methods} if methods else dict(DEFAULT_METHODS)
     start = time.perf_counter()

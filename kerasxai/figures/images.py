@@ -20,7 +20,7 @@ Every figure is made so that it cannot be misread:
   input resolution) resized back onto them.
 
 Signals (1-D models) get :func:`plot_signal`, volumes (3-D models)
-:func:`plot_volume`; the shared pieces live in :mod:`kerasxai._figures`.
+:func:`plot_volume`; the shared pieces live in :mod:`kerasxai.figures.common`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from kerasxai._figures import (
+from kerasxai.figures.common import (
     PIXEL_METHODS,
     Figure,
     as_uint8_rgb,
@@ -313,4 +313,4 @@ def plot_feature_maps(model, x, layer=None, n: int = 16, *, cmap: str = "viridis
     return fig
 
 
-from kerasxai.plot_nd import plot_signal, plot_volume  # noqa: E402  (re-exported: kerasxai.plot has every figure)
+from kerasxai.figures.nd import plot_signal, plot_volume  # noqa: E402  (re-exported: kerasxai.figures.images has every figure)

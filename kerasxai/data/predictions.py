@@ -6,17 +6,19 @@ from typing import Sequence
 
 import numpy as np
 
+from kerasxai.data.imagenet import class_names as imagenet_class_names
+from kerasxai.methods import engine
+from kerasxai.probe import get_probe
+from kerasxai.probe.heads import probabilities
 
 
 def _imagenet_names(order):
     """ImageNet names of the class indices in ``order`` (one row per image).
 
-    Read from the index shipped with kerasxai (:mod:`kerasxai.imagenet`): no
+    Read from the index shipped with kerasxai (:mod:`kerasxai.data.imagenet`): no
     download is attempted, online or off.
     """
-    from kerasxai.imagenet import class_names
-
-    names = class_names()
+    names = imagenet_class_names()
     return [[names[int(c)] for c in idx] for idx in order]
 
 
@@ -29,7 +31,7 @@ def top_k(model, images, k: int = 5, class_names: Sequence[str] | None = None, *
     a one-unit sigmoid; an independent sigmoid per class for a multi-label sigmoid output
     (they need not sum to 1). Names come from ``class_names`` if given, from ImageNet's
     class index for 1000-class models (shipped with kerasxai, so no download is ever
-    attempted: see :mod:`kerasxai.imagenet`), else ``None``. Images of any kind the
+    attempted: see :mod:`kerasxai.data.imagenet`), else ``None``. Images of any kind the
     methods take (arrays, datasets, generators), ``batch_size`` at a time. A model whose
     output is not finite for an image raises a ``ValueError`` naming it.
 
@@ -41,10 +43,8 @@ def top_k(model, images, k: int = 5, class_names: Sequence[str] | None = None, *
         >>> sorted(name for _, name, _ in row), round(sum(p for _, _, p in row), 6)
         (['cat', 'dog'], 1.0)
     """
-    from kerasxai.probe import get_probe
-
     probe = get_probe(model, (), output=output, input=input)
-    rows = rows_from_logits(probe.head, probe.predict(images, batch_size=batch_size)["logits"], k, class_names)
+    rows = rows_from_logits(probe.head, engine.predict(probe, images, batch_size=batch_size)["logits"], k, class_names)
     return rows[0] if _is_single(probe, images) else rows
 
 
@@ -61,8 +61,6 @@ def rows_from_logits(head, logits, k: int = 5, class_names: Sequence[str] | None
         >>> [(c, name, round(p, 3)) for c, name, p in rows[0]]
         [(1, 'b', 0.665), (2, 'c', 0.245)]
     """
-    from kerasxai.probe.heads import probabilities
-
     probs = probabilities(head, logits)
     k = min(k, probs.shape[1])
     if class_names is not None and len(class_names) != probs.shape[1]:

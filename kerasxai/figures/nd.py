@@ -1,6 +1,6 @@
 """Figures for 1-D and 3-D models: signals with heat strips, volumes as grids of slices.
 
-The same rules as the image figures (:mod:`kerasxai.plot`): a colour scale
+The same rules as the image figures (:mod:`kerasxai.figures.images`): a colour scale
 that says what 0 and 1 mean, flat maps marked as such, titles that name the
 method, the layer and the target, maps resized onto the data they explain.
 Both are also available as ``kerasxai.plot_signal`` and ``kerasxai.plot_volume``.
@@ -12,7 +12,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from kerasxai._figures import (
+from kerasxai.figures.common import (
     Figure,
     check_maps,
     draw_unusable,
@@ -185,7 +185,7 @@ def plot_volume(
         heatmap: ``(d, h, w)`` map in ``[0, 1]``; resized (trilinear) onto the volume.
         n_slices: how many slices along ``axis``, evenly spread (the peak's slice replaces the nearest).
         axis: the axis sliced (0, 1 or 2).
-        method, layer, target, prediction: for the titles (as in :func:`kerasxai.plot.plot_explanations`).
+        method, layer, target, prediction: for the titles (as in :func:`kerasxai.figures.images.plot_explanations`).
 
     Returns:
         ``matplotlib.figure.Figure`` with a colour scale. A flat map shows the
@@ -200,7 +200,7 @@ def plot_volume(
         >>> fig.axes[-1].get_ylabel()
         '0 = least, 1 = most evidence\\nfor class 2'
     """
-    from kerasxai.plot import overlay
+    from kerasxai.figures.images import overlay
 
     volume = np.asarray(volume)
     if volume.ndim not in (3, 4):

@@ -36,7 +36,7 @@ import re
 import urllib.parse
 import warnings
 
-from kerasxai._figures import INPUT_METHODS
+from kerasxai.figures.common import INPUT_METHODS
 
 RUN_FILE = "run.json"
 PREDICTIONS_FILE = "predictions.jsonl"
@@ -115,7 +115,7 @@ def _is_correct(label, top):
     if index is not None:
         accepted |= {str(index), f"class {index}"}
         if name is not None and isinstance(index, int) and 0 <= index < 1000:
-            from kerasxai import imagenet
+            from kerasxai.data import imagenet
 
             if imagenet.class_names()[index] == name:
                 accepted.add(imagenet.wnids()[index])
@@ -141,11 +141,11 @@ def _known_classes(info: dict, rows: list) -> set:
             if isinstance(index, int):
                 known |= {str(index), f"class {index}"}
                 if name is not None and 0 <= index < 1000 and not imagenet_run:
-                    from kerasxai import imagenet
+                    from kerasxai.data import imagenet
 
                     imagenet_run = imagenet.class_names()[index] == name
     if imagenet_run:
-        from kerasxai import imagenet
+        from kerasxai.data import imagenet
 
         known |= {_normalised(n) for n in imagenet.class_names()} | set(imagenet.wnids())
     return known

@@ -2,20 +2,20 @@
 
 :func:`explain_folder` and :func:`explain_dataset` stream images through
 
-1. ``tf.data`` (:mod:`kerasxai.sources`): files read and decoded in parallel
+1. ``tf.data`` (:mod:`kerasxai.folder.sources`): files read and decoded in parallel
    (``tf.io.decode_image``), resized to the model's input with the op
    ``keras.utils.image_dataset_from_directory`` uses (bilinear, no antialiasing,
    on float32 pixels 0..255), the photo shrunk for display and JPEG-encoded,
    batches prefetched;
 2. the explanation, one batch at a time (:func:`_explain_batch`, the only place
    that calls into the core), after the model family's ``preprocess_input``;
-3. a writer (:class:`kerasxai.runfolder.Writer`) behind a bounded queue
+3. a writer (:class:`kerasxai.folder.runfolder.Writer`) behind a bounded queue
    that writes the maps, photos, overlays and one ``predictions.jsonl`` row per
    image, so the model never waits for encoding, and memory stays bounded for
    any number of images.
 
-The run folder's layout is described in :mod:`kerasxai.runfolder`. With
-``ray=True`` the same job runs on Ray Data (:mod:`kerasxai.pipeline_ray`): the
+The run folder's layout is described in :mod:`kerasxai.folder.runfolder`. With
+``ray=True`` the same job runs on Ray Data (:mod:`kerasxai.folder.ray_runner`): the
 same per-batch function on one model per worker, the same files written.
 """
 
@@ -27,8 +27,8 @@ import warnings
 
 import numpy as np
 
-from kerasxai import runfolder
-from kerasxai.sources import DISPLAY_SIDE, file_batches, image_tensors, list_images, read_error
+from kerasxai.folder import runfolder
+from kerasxai.folder.sources import DISPLAY_SIDE, file_batches, image_tensors, list_images, read_error
 
 PIXEL_METHODS = ("saliency", "smoothgrad", "integrated_gradients", "guided_backprop")
 REFUSED = "not explained: "  # starts the error of an image read but refused by the model or the core
@@ -51,7 +51,7 @@ def _explain_batch(model, x, methods, target, layer, class_names, k=5):
     """
     from kerasxai.methods import engine
     from kerasxai.methods.explain import plan_explain
-    from kerasxai.predictions import rows_from_logits
+    from kerasxai.data.predictions import rows_from_logits
 
     if target is not None and not isinstance(target, (int, np.integer)):
         target = [int(t) for t in target]
@@ -151,7 +151,7 @@ class Job:
 
 def _prepare_job(model, methods, target, layer, class_names, top, preprocess, images, overlays):
     import kerasxai
-    from kerasxai.images import model_input_size, preprocess_function
+    from kerasxai.data.images import model_input_size, preprocess_function
     from kerasxai.methods.explain import METHODS
 
     methods = (methods,) if isinstance(methods, str) else tuple(methods)
@@ -279,7 +279,7 @@ def explain_folder(model, sources, out, methods=("gradcam",), target=None, layer
     Files are decoded and resized in parallel by ``tf.data``, explained in
     batches, and written by a background thread; memory stays bounded for any
     number of images. Unreadable files do not stop the run: they are listed in
-    ``errors.txt`` and as rows with an ``"error"``. See :mod:`kerasxai.runfolder`
+    ``errors.txt`` and as rows with an ``"error"``. See :mod:`kerasxai.folder.runfolder`
     for what ``out`` holds.
 
     Args:
@@ -307,7 +307,7 @@ def explain_folder(model, sources, out, methods=("gradcam",), target=None, layer
         force: allow a non-empty folder that is not a kerasxai run.
         progress: show a progress bar.
         ray, ray_address, workers: run on Ray Data (see
-            :func:`kerasxai.pipeline_ray.explain_items`): a local Ray started
+            :func:`kerasxai.folder.ray_runner.explain_items`): a local Ray started
             in-process, or the cluster at ``ray_address``; ``workers`` model
             replicas (default: one per GPU, else one per node).
 
@@ -345,7 +345,7 @@ def explain_folder(model, sources, out, methods=("gradcam",), target=None, layer
     def compute(run, writer, bar, warn):
         todo = [it for it in items if it.id not in run.done]
         if ray:
-            from kerasxai import pipeline_ray
+            from kerasxai.folder import ray_runner as pipeline_ray
 
             pipeline_ray.explain_items(model, todo, job, writer, bar, warn, batch_size=batch_size,
                                        address=ray_address, workers=workers)

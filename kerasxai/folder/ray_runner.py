@@ -4,8 +4,8 @@
 The images are split into batches by Ray Data and sent to ``workers`` actors
 (``map_batches`` with the callable class :class:`ExplainWorker`), each holding
 one copy of the model — a whole GPU each where the cluster has GPUs. A worker
-decodes its batch with :func:`kerasxai.sources.image_tensors` and explains it
-with :func:`kerasxai.pipeline.explain_quietly`: the same functions, so the same
+decodes its batch with :func:`kerasxai.folder.sources.image_tensors` and explains it
+with :func:`kerasxai.folder.runner.explain_quietly`: the same functions, so the same
 numbers, as the local pipeline. The results stream back to this process,
 whose writer thread writes the run folder exactly as locally (resuming too).
 
@@ -85,7 +85,7 @@ class ExplainWorker:
         self.pool = ThreadPoolExecutor(4)  # TF's decode ops release the GIL
 
     def _load(self, path):
-        from kerasxai import sources
+        from kerasxai.folder import sources
 
         try:
             x, jpeg, hw = sources.image_tensors(sources.decode_file(path), self.job.size, self.job.display_side)
@@ -94,7 +94,7 @@ class ExplainWorker:
             return None, b"", np.zeros(2, np.int64), sources.read_error(path)
 
     def __call__(self, batch):
-        from kerasxai import pipeline
+        from kerasxai.folder import runner as pipeline
 
         job = self.job
         loaded = list(self.pool.map(self._load, [str(f) for f in batch["file"]]))
@@ -146,8 +146,8 @@ def _resources(ray, workers):
 
 
 def explain_items(model, items, job, writer, bar, warn, *, batch_size=16, address=None, workers=None):
-    """Explains ``items`` (:class:`kerasxai.sources.ImageItem`) on Ray, handing each result batch to ``writer``."""
-    from kerasxai import pipeline
+    """Explains ``items`` (:class:`kerasxai.folder.sources.ImageItem`) on Ray, handing each result batch to ``writer``."""
+    from kerasxai.folder import runner as pipeline
 
     ray = _import_ray()
     if not items:

@@ -1,7 +1,7 @@
 """Pieces every kerasxai figure shares: colour scales, flat-map panels, titles, resizing.
 
-Kept in one place so that images (:mod:`kerasxai.plot`), signals and volumes
-(:mod:`kerasxai.plot_nd`) say the same things the same way.
+Kept in one place so that images (:mod:`kerasxai.figures.images`), signals and volumes
+(:mod:`kerasxai.figures.nd`) say the same things the same way.
 """
 
 from __future__ import annotations
@@ -70,13 +70,13 @@ def resize_linear(values, shape) -> np.ndarray:
 
     The same sampling as ``tf.image.resize(..., "bilinear")`` (no antialiasing), on any
     number of axes — maps onto photos (2-D), signals (1-D), volumes (3-D) — through the
-    one implementation the methods use (:func:`kerasxai.maps.resize_linear`).
+    one implementation the methods use (:func:`kerasxai.methods.maps.resize_linear`).
 
     Example:
         >>> resize_linear(np.array([0.0, 1.0]), (4,)).tolist()
         [0.0, 0.25, 0.75, 1.0]
     """
-    from kerasxai.maps import resize_linear as resize_batch
+    from kerasxai.methods.maps import resize_linear as resize_batch
 
     out = np.asarray(values, np.float32)
     if out.ndim != len(shape):
@@ -109,7 +109,7 @@ def validate_range(name: str, maps) -> None:
     if finite.size and (finite.min() < -1e-3 or finite.max() > 1 + 1e-3):
         raise ValueError(
             f"maps['{name}'] has values from {finite.min():.4g} to {finite.max():.4g}; figures show maps in [0, 1], "
-            "as kerasxai's methods return them (not raw=True). Normalise first: kerasxai.maps.normalize(maps)[0]."
+            "as kerasxai's methods return them (not raw=True). Normalise first: kerasxai.methods.maps.normalize(maps)[0]."
         )
 
 
@@ -201,7 +201,7 @@ def warn_invalid(what: str, rows) -> None:
     import warnings
 
     if len(rows):
-        warnings.warn(f"kerasxai.plot: {what} has NaN or inf values for image(s) {list(rows)[:10]}; drawn as "
+        warnings.warn(f"kerasxai.figures.images: {what} has NaN or inf values for image(s) {list(rows)[:10]}; drawn as "
                       "invalid panels. kerasxai's methods never return those: check where the map came from.",
                       RuntimeWarning, stacklevel=3)
 

@@ -208,7 +208,7 @@ class RunFolder:
         the run's own warnings already named them, so they are not warned twice here. A page that
         cannot be written costs a warning, never the run.
         """
-        from kerasxai.report import write_report
+        from kerasxai.folder.report import write_report
 
         try:
             with warnings.catch_warnings():
@@ -411,7 +411,7 @@ def _fast_overlay(photo, heatmap, alpha=0.4):
     from PIL import Image
 
     if _JET is None:
-        from kerasxai.plot import colorize
+        from kerasxai.figures.images import colorize
 
         _JET = colorize(np.linspace(0, 1, 256)[None])[0].astype(np.float32)
     heat = np.asarray(heatmap, np.float32)
