@@ -17,7 +17,7 @@ Example:
 
 import importlib
 
-__version__ = "0.1.0"
+from kerasxai._version import __version__  # noqa: E402,F401
 
 _EXPORTS = {
     "kerasxai.methods.gradients": (
@@ -30,7 +30,8 @@ _EXPORTS = {
     "kerasxai.probe": ("explainable_layers", "get_probe", "Probe", "LayerInfo"),
     "kerasxai.data.images": ("load_images",),
     "kerasxai.data.predictions": ("top_k",),
-    "kerasxai.figures.images": ("overlay", "plot_explanations", "plot_layer_views", "plot_feature_maps"),
+    "kerasxai.figures.overlay": ("overlay",),
+    "kerasxai.figures.images": ("plot_explanations", "plot_layer_views", "plot_feature_maps"),
     "kerasxai.figures.nd": ("plot_signal", "plot_volume"),
     "kerasxai.folder.report": ("write_report",),
     "kerasxai.visualize.optimize": ("visualize_activation", "ActivationImages"),

@@ -96,12 +96,12 @@ def cmd_explain(args):
         RunFolder.check(args.out, resume=args.resume, force=args.force)
     except ValueError as err:
         raise UserError(str(err)) from None
-    from kerasxai.methods.explain import METHODS
+    from kerasxai.methods.table import check_methods
 
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise UserError(f"unknown method '{unknown[0]}': choose from {', '.join(METHODS)}")
+    try:
+        methods = check_methods([m.strip() for m in args.methods.split(",") if m.strip()], what="--methods")
+    except ValueError as err:
+        raise UserError(str(err)) from None
     model = load_model(args.model, args.weights)
     key = args.model.lower().replace("-", "_")
     weights = args.model if key not in ZOO else ("none" if str(args.weights).lower() == "none" else args.weights)

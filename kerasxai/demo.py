@@ -18,7 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import kerasxai  # noqa: E402
 from kerasxai.evaluation import synthetic  # noqa: E402
-from kerasxai.methods.explain import METHODS  # noqa: E402
+from kerasxai.methods.table import METHODS  # noqa: E402
 from kerasxai.figures.images import plot_explanations  # noqa: E402
 
 
@@ -36,7 +36,7 @@ def run(out_dir: str = "kerasxai-demo", epochs: int = 12, n_train: int = 2000, s
     model.fit(train_x, train_y, epochs=epochs, batch_size=32, verbose=2)
     accuracy = model.evaluate(test_x, test_y, verbose=0)[1]
 
-    maps = kerasxai.explain(model, test_x, methods=METHODS, options={"scorecam": {"n": 16, "progress": False}})
+    maps = kerasxai.explain(model, test_x, methods=tuple(METHODS), options={"scorecam": {"n": 16, "progress": False}})
     hits = {name: float(synthetic.peak_in_mask(m, test_masks).mean()) for name, m in maps.items()}
 
     probs = model.predict(test_x[:4], verbose=0)

@@ -50,7 +50,7 @@ def make_run(run_dir, n: int = 24, *, methods=("gradcam", "saliency"), overlays:
     (cheap large runs). Rows are written in a shuffled order, as a parallel
     pipeline may.
     """
-    from kerasxai.figures.images import overlay
+    from kerasxai.figures.overlay import overlay
 
     rng = np.random.default_rng(seed)
     photos = _photos()

@@ -12,7 +12,7 @@ from keras import layers
 from PIL import Image
 
 import kerasxai
-from kerasxai.folder import runner as pipeline
+from kerasxai.folder import job as job_lib
 from kerasxai.folder import runfolder
 
 CLASSES = ["circle", "cross", "stripe"]
@@ -131,15 +131,15 @@ def test_explain_dataset_matches_the_folder_run(model, folder, tmp_path):
 def test_resume_after_an_interruption_writes_each_image_once(model, folder, tmp_path, monkeypatch):
     out, full = tmp_path / "run", tmp_path / "full"
     kerasxai.explain_folder(model, folder, full, batch_size=2, overlays=True, progress=False)
-    real, calls, interrupt = pipeline._explain_batch, [], [True]
+    real, calls, interrupt = job_lib.BatchExplainer.explain, [], [True]
 
-    def interrupted(m, x, *args):
+    def interrupted(self, x, *args):
         calls.append(len(x))
         if len(calls) == 3 and interrupt and interrupt.pop():
             raise KeyboardInterrupt  # as Ctrl-C would, while the third batch is being explained
-        return real(m, x, *args)
+        return real(self, x, *args)
 
-    monkeypatch.setattr(pipeline, "_explain_batch", interrupted)
+    monkeypatch.setattr(job_lib.BatchExplainer, "explain", interrupted)
     with pytest.raises(KeyboardInterrupt):
         kerasxai.explain_folder(model, folder, out, batch_size=2, overlays=True, progress=False)
     first = rows_by_id(out)
@@ -296,25 +296,44 @@ def test_ray_workers_write_the_same_run_as_the_local_pipeline(model, folder, tmp
         assert Image.open(tmp_path / "ray" / rb["image"]).size == Image.open(tmp_path / "local" / ra["image"]).size
 
 
-def test_overlays_match_kerasxai_overlay():
+def test_overlay_files_are_kerasxai_overlay_with_method_layer_and_colour_scale():
+    import matplotlib
+
+    from kerasxai.figures.overlay import overlay_panel
+
     photo = _photo(3, 61, 97)
     heat = tf.image.resize(np.random.default_rng(0).random((7, 7, 1)).astype("float32"), (32, 32)).numpy()[..., 0]
-    drawn = runfolder.draw_overlay(photo, heat, flat=False)
-    assert drawn.shape == photo.shape
-    assert np.abs(drawn.astype(int) - kerasxai.overlay(photo, heat)).max() <= 3
+    panel = overlay_panel(photo, heat, method="gradcam", layer="conv")
+    assert panel.shape == (61 + 18, 97, 3)
+    np.testing.assert_array_equal(panel[:61], kerasxai.overlay(photo, heat))  # the one overlay
+    # ... which is the colormap evaluated per pixel on the bilinear-resized map, blended 0.6 / 0.4
+    up = tf.image.resize(heat[..., None], (61, 97), method="bilinear").numpy()[..., 0]
+    expected = 0.6 * photo + 0.4 * 255 * matplotlib.colormaps["jet"](up)[..., :3]
+    assert np.abs(panel[:61].astype(int) - np.round(expected)).max() <= 3
+    # the strip under it: a colour bar from jet's 0 (dark blue) on the left to 1 (dark red) on the right
+    bar = panel[61 + 8, 97 - 40: 97 - 6].astype(int)
+    blue = np.flatnonzero((bar[:, 2] > 100) & (bar[:, 0] < 60))
+    red = np.flatnonzero((bar[:, 0] > 100) & (bar[:, 2] < 60))
+    assert len(blue) and len(red) and blue.min() < red.max()
+    # a flat map: a grey photo under a "flat" marker, no colour scale
+    flat = overlay_panel(photo, heat, method="gradcam", layer="conv", flat=True)
+    assert flat.shape == panel.shape
+    grey = flat[16:61]
+    assert (grey[..., 0] == grey[..., 1]).all() and (grey[..., 1] == grey[..., 2]).all()
+    assert (flat[61:, :, 0] == flat[61:, :, 2]).all()  # black text on white only
 
 
 def test_an_image_the_core_refuses_becomes_an_error_row_not_a_stopped_run(model, folder, tmp_path, monkeypatch):
-    real = pipeline._explain_batch
+    real = job_lib.BatchExplainer.explain
     black = keras.applications.vgg16.preprocess_input(np.zeros((1, 1, 3), "float32"))[0, 0]
 
-    def refuse_black(m, x, *args):  # as the core refuses an image whose outputs are not finite
+    def refuse_black(self, x, *args):  # as the core refuses an image whose outputs are not finite
         bad = [i for i in range(len(x)) if np.allclose(x[i, 0, 0], black)]
         if bad:
             raise ValueError(f"the model's output is not finite for image {bad[0]}")
-        return real(m, x, *args)
+        return real(self, x, *args)
 
-    monkeypatch.setattr(pipeline, "_explain_batch", refuse_black)
+    monkeypatch.setattr(job_lib.BatchExplainer, "explain", refuse_black)
     src = tmp_path / "src"
     src.mkdir()
     for name in ("a", "b", "c"):
@@ -326,11 +345,13 @@ def test_an_image_the_core_refuses_becomes_an_error_row_not_a_stopped_run(model,
     assert meta["images"] == 3 and meta["errors"] == 1
     assert rows["black"]["error"] == "not explained: the model's output is not finite for image 0"
     for name in ("a", "b", "c"):  # the others, explained one by one, equal a run without the black image
-        alone = real(model, reference_x(src / f"{name}.png"), ("gradcam",), None, None, None, 5)
+        explainer = job_lib.BatchExplainer(model, job_lib.prepare_job(model, ("gradcam",), None, None, None, 5, None,
+                                                                      True, False))
+        alone = real(explainer, reference_x(src / f"{name}.png"), None)
         np.testing.assert_allclose(np.load(tmp_path / "run" / rows[name]["maps"])["gradcam"].astype(np.float32),
                                    alone["maps"]["gradcam"][0], atol=2e-3)
         assert rows[name]["target"] == alone["targets"][0]
-    monkeypatch.setattr(pipeline, "_explain_batch", lambda *a: (_ for _ in ()).throw(ValueError("bad layer")))
+    monkeypatch.setattr(job_lib.BatchExplainer, "explain", lambda *a: (_ for _ in ()).throw(ValueError("bad layer")))
     with pytest.raises(ValueError, match="bad layer"):  # every image refused: a setting is wrong, the run stops
         kerasxai.explain_folder(model, src, tmp_path / "run2", batch_size=4, progress=False)
 
@@ -338,15 +359,15 @@ def test_an_image_the_core_refuses_becomes_an_error_row_not_a_stopped_run(model,
 def test_explain_dataset_resumes_by_position(model, tmp_path, monkeypatch):
     pixels = np.stack([_photo(i, 32, 32) for i in range(7)])
     ds = tf.data.Dataset.from_tensor_slices((pixels, np.arange(7) % 3))  # unbatched, int labels
-    real, calls, interrupt = pipeline._explain_batch, [], [True]
+    real, calls, interrupt = job_lib.BatchExplainer.explain, [], [True]
 
-    def interrupted(m, x, *args):
+    def interrupted(self, x, *args):
         calls.append(len(x))
         if len(calls) == 2 and interrupt and interrupt.pop():
             raise KeyboardInterrupt
-        return real(m, x, *args)
+        return real(self, x, *args)
 
-    monkeypatch.setattr(pipeline, "_explain_batch", interrupted)
+    monkeypatch.setattr(job_lib.BatchExplainer, "explain", interrupted)
     with pytest.raises(KeyboardInterrupt):
         kerasxai.explain_dataset(model, ds, tmp_path / "run", batch_size=3, progress=False)
     assert sorted(rows_by_id(tmp_path / "run")) == ["000000", "000001", "000002"]

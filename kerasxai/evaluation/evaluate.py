@@ -20,25 +20,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-DEFAULT_METHODS = {
-    "saliency": {},
-    "smoothgrad": {"n": 10},
-    "integrated_gradients": {"steps": 16},
-    "guided_backprop": {},
-    "cam": {},
-    "gradcam": {},
-    "gradcam_plus_plus": {},
-    "xgradcam": {},
-    "hirescam": {},
-    "layercam": {},
-    "eigencam": {},
-    "scorecam": {"n": 16, "progress": False},
-}
+from kerasxai.evaluation import metrics, synthetic  # noqa: E402
+from kerasxai.methods.explain import explain  # noqa: E402
+from kerasxai.methods.table import METHODS, check_methods  # noqa: E402
 
 
 def _trained_model(images, labels, epochs, seed):
-    from kerasxai.evaluation import synthetic
-
     model = synthetic.small_cnn(images.shape[1:], seed=seed)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(images, labels, epochs=epochs, batch_size=32, verbose=0)
@@ -49,14 +36,12 @@ def evaluate(methods=None, *, n_train: int = 2000, n_test: int = 32, epochs: int
              steps: int = 10, seed: int = 0, verbose: bool = True) -> dict:
     """Scores each method on the generated localisation set; returns ``{method: {metric: value}}``.
 
+    ``methods``: names from the method table (default: every method).
+
     Example:
         >>> table = evaluate(["gradcam"], n_train=200, n_test=4, epochs=1, verbose=False)  # doctest: +SKIP
     """
-    import kerasxai
-    from kerasxai.evaluation import metrics
-    from kerasxai.evaluation import synthetic
-
-    methods = {m: DEFAULT_METHODS.get(m, {}) for m in methods} if methods else dict(DEFAULT_METHODS)
+    methods = {m: dict(METHODS[m].evaluate_options) for m in (check_methods(methods) if methods else METHODS)}
     start = time.perf_counter()
     train_x, train_y, _ = synthetic.shapes_dataset(n_train, seed=seed, clutter=clutter)
     test_x, test_y, test_masks = synthetic.shapes_dataset(n_test, seed=seed + 1, clutter=clutter)
@@ -66,9 +51,10 @@ def evaluate(methods=None, *, n_train: int = 2000, n_test: int = 32, epochs: int
 
     table = {}
     for name, options in methods.items():
-        fn = getattr(kerasxai, name)
-        call = lambda m, x, t, fn=fn, options=options: fn(m, x, t, **options)  # noqa: E731
-        fn(model, test_x[:1], test_y[:1].tolist(), **options)  # warm-up: probe build and tracing
+        def call(m, x, t, name=name, options=options):
+            return explain(m, x, methods=(name,), target=t, options={name: options})[name]
+
+        call(model, test_x[:1], test_y[:1].tolist())  # warm-up: probe build and tracing
         t0 = time.perf_counter()
         maps = call(model, test_x, test_y.tolist())
         per_image = (time.perf_counter() - t0) / len(test_x)

@@ -16,6 +16,10 @@ import matplotlib.patches
 import numpy as np
 
 from kerasxai import backend
+from kerasxai.methods.maps import resize_linear as resize_batch
+# Methods whose maps are about pixels rather than regions (shown as maps), and of those the ones
+# computed at the input alone (guided Grad-CAM also depends on a layer): read from the method table.
+from kerasxai.methods.table import INPUT_METHODS, PIXEL_METHODS  # noqa: F401
 
 
 class Figure(matplotlib.figure.Figure):
@@ -27,10 +31,6 @@ class Figure(matplotlib.figure.Figure):
         return buffer.getvalue()
 
 
-# Methods whose maps are about pixels rather than regions: shown as grayscale maps.
-PIXEL_METHODS = {"saliency", "smoothgrad", "integrated_gradients", "guided_backprop", "guided_gradcam"}
-# Of those, the ones computed at the input alone (guided Grad-CAM also depends on a layer).
-INPUT_METHODS = PIXEL_METHODS - {"guided_gradcam"}
 
 FLAT_TEXT = "flat:\nno positive evidence"
 
@@ -76,8 +76,6 @@ def resize_linear(values, shape) -> np.ndarray:
         >>> resize_linear(np.array([0.0, 1.0]), (4,)).tolist()
         [0.0, 0.25, 0.75, 1.0]
     """
-    from kerasxai.methods.maps import resize_linear as resize_batch
-
     out = np.asarray(values, np.float32)
     if out.ndim != len(shape):
         raise ValueError(f"Cannot resize an array of shape {out.shape} to {tuple(shape)}: the ranks differ.")

@@ -29,6 +29,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from kerasxai.data.predictions import top_k
 from kerasxai.figures.common import (
     PIXEL_METHODS,
     Figure,
@@ -46,40 +47,16 @@ from kerasxai.figures.common import (
     target_label,
     warn_invalid,
 )
+from kerasxai.figures.nd import plot_signal, plot_volume  # noqa: F401  (re-exported: every figure is here)
+from kerasxai.figures.overlay import overlay
+from kerasxai.methods.explain import explain
+from kerasxai.probe import explainable_layers, get_probe
 
 __all__ = [
     "Figure", "PIXEL_METHODS", "colorize", "overlay", "plot_explanations", "depth_layers", "plot_layer_views",
     "plot_feature_maps", "plot_signal", "plot_volume",
 ]
 _as_uint8_rgb = as_uint8_rgb  # the name other modules have used
-
-
-def overlay(image, heatmap, cmap: str = "jet", alpha: float = 0.4) -> np.ndarray:
-    """Blends a heatmap over an image: ``(1 - alpha) * image + alpha * colormap(heatmap)``.
-
-    Args:
-        image: the *display* image ``(H, W, 3)`` (or grayscale ``(H, W)``), uint8
-            or float in ``[0, 1]`` or ``[0, 255]``, at any size — not the
-            preprocessed tensor.
-        heatmap: ``(h, w)`` map in ``[0, 1]``; resized (bilinear) onto the image,
-            which undoes ``load_images``'s resize to the model's input.
-        cmap: a matplotlib colormap name.
-        alpha: weight of the heatmap.
-
-    Returns:
-        ``(H, W, 3)`` uint8 RGB. A flat (all-zero) map gives the image tinted
-        with the colormap's 0 colour: figures draw those as marked panels
-        instead (see :func:`plot_explanations`).
-
-    Example:
-        >>> img = np.zeros((64, 96, 3), np.uint8)
-        >>> overlay(img, np.ones((7, 7))).shape
-        (64, 96, 3)
-    """
-    rgb = as_uint8_rgb(image)
-    heat = resize_linear(np.asarray(heatmap, np.float32), rgb.shape[:2])
-    blended = (1 - alpha) * rgb.astype(np.float32) + alpha * colorize(heat, cmap).astype(np.float32)
-    return np.clip(np.round(blended), 0, 255).astype(np.uint8)
 
 
 def _as_image_list(images, single: bool) -> list:
@@ -202,9 +179,7 @@ def depth_layers(model, count: int = 3) -> list:
         >>> depth_layers(keras.applications.VGG16(weights=None))
         ['block1_conv1', 'block3_conv3', 'block5_conv3']
     """
-    import kerasxai
-
-    infos = [i for i in kerasxai.explainable_layers(model) if "Conv" in i.kind] or kerasxai.explainable_layers(model)
+    infos = [i for i in explainable_layers(model) if "Conv" in i.kind] or explainable_layers(model)
     picks = np.unique(np.linspace(0, len(infos) - 1, count).round().astype(int))
     return [infos[i].path for i in picks]
 
@@ -215,16 +190,14 @@ def _explain_at_layers(model, x, method, layers, target):
     The target is fixed first (the top class, named by ``top_k``) so every
     layer explains the same class.
     """
-    import kerasxai
-
-    top = [row[0] for row in kerasxai.top_k(model, x, k=1)]
+    top = [row[0] for row in top_k(model, x, k=1)]
     if target is None:
         target = [c for c, _, _ in top]
         labels = [(c, name) for c, name, _ in top]
     else:
         labels = list(target) if isinstance(target, (list, tuple, np.ndarray)) else [target] * len(x)
-    fn = getattr(kerasxai, method)
-    return {name: fn(model, x, target=target, layer=name) for name in layers}, labels, top
+    maps = {name: explain(model, x, methods=(method,), target=target, layer=name)[method] for name in layers}
+    return maps, labels, top
 
 
 def plot_layer_views(model, display, x, method: str = "layercam", layers=None, target=None, *,
@@ -291,8 +264,6 @@ def plot_feature_maps(model, x, layer=None, n: int = 16, *, cmap: str = "viridis
         >>> len([ax for ax in fig.axes if ax.images])
         8
     """
-    from kerasxai.probe import get_probe
-
     probe = get_probe(model, layer)
     batch = np.asarray(x, np.float32)
     batch = batch if batch.ndim == len(probe.input_shape) else batch[None]
@@ -313,4 +284,3 @@ def plot_feature_maps(model, x, layer=None, n: int = 16, *, cmap: str = "viridis
     return fig
 
 
-from kerasxai.figures.nd import plot_signal, plot_volume  # noqa: E402  (re-exported: kerasxai.figures.images has every figure)

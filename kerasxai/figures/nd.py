@@ -12,6 +12,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from kerasxai.figures.overlay import overlay
 from kerasxai.figures.common import (
     Figure,
     check_maps,
@@ -200,8 +201,6 @@ def plot_volume(
         >>> fig.axes[-1].get_ylabel()
         '0 = least, 1 = most evidence\\nfor class 2'
     """
-    from kerasxai.figures.images import overlay
-
     volume = np.asarray(volume)
     if volume.ndim not in (3, 4):
         raise ValueError(f"A volume must be (D, H, W) or (D, H, W, C). Received: shape {volume.shape}")

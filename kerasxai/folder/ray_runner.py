@@ -5,8 +5,8 @@ The images are split into batches by Ray Data and sent to ``workers`` actors
 (``map_batches`` with the callable class :class:`ExplainWorker`), each holding
 one copy of the model — a whole GPU each where the cluster has GPUs. A worker
 decodes its batch with :func:`kerasxai.folder.sources.image_tensors` and explains it
-with :func:`kerasxai.folder.runner.explain_quietly`: the same functions, so the same
-numbers, as the local pipeline. The results stream back to this process,
+with a :class:`kerasxai.folder.job.BatchExplainer` of its own model: the same
+functions, so the same numbers, as the local runner. The results stream back to this process,
 whose writer thread writes the run folder exactly as locally (resuming too).
 
 Ray is started in-process (``ray.init()``: nothing to set up) unless it is
@@ -19,13 +19,20 @@ Install with ``pip install "kerasxai[ray]"``.
 from __future__ import annotations
 
 import json
+import logging
+import os
 import pickle
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from kerasxai.folder import sources
+from kerasxai.folder.job import BatchExplainer, batch_for_writer, from_columns, preprocess_batch, to_columns
+
 
 def _import_ray():
+    # Ray is an optional dependency (the "ray" extra): imported only when a run asks for it.
     try:
         import ray
         import ray.data  # noqa: F401
@@ -45,8 +52,6 @@ def start(address=None):
     ray = _import_ray()
     if ray.is_initialized():
         return False
-    import logging
-
     ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
     return address is None
 
@@ -55,10 +60,7 @@ class _Quiet:
     """Ray Data without its own progress bars and INFO lines while a run shows its progress bar."""
 
     def __enter__(self):
-        import logging
-
-        import ray.data
-
+        ray = _import_ray()
         self.ctx = ray.data.DataContext.get_current()
         self.logger = logging.getLogger("ray.data")
         self.saved = (self.ctx.enable_progress_bars, self.logger.level)
@@ -74,19 +76,16 @@ class ExplainWorker:
     """A Ray Data worker: builds its model once, then decodes and explains one batch per call."""
 
     def __init__(self, model_bytes, job):
-        import os
-
+        # A worker is a process of its own: TensorFlow's start-up lines would repeat once per worker.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         ray = _import_ray()
         if isinstance(model_bytes, ray.ObjectRef):  # the model is shipped once, through the object store
             model_bytes = ray.get(model_bytes)
-        self.model = pickle.loads(model_bytes)
+        self.explainer = BatchExplainer(pickle.loads(model_bytes), job)
         self.job = job
         self.pool = ThreadPoolExecutor(4)  # TF's decode ops release the GIL
 
     def _load(self, path):
-        from kerasxai.folder import sources
-
         try:
             x, jpeg, hw = sources.image_tensors(sources.decode_file(path), self.job.size, self.job.display_side)
             return x.numpy(), jpeg.numpy(), hw.numpy(), None
@@ -94,45 +93,20 @@ class ExplainWorker:
             return None, b"", np.zeros(2, np.int64), sources.read_error(path)
 
     def __call__(self, batch):
-        from kerasxai.folder import runner as pipeline
-
         job = self.job
         loaded = list(self.pool.map(self._load, [str(f) for f in batch["file"]]))
         ok = [i for i, item in enumerate(loaded) if item[3] is None]
-        n = len(loaded)
-        h, w = job.size
-        out = {
-            "index": np.asarray(batch["index"], np.int64),
-            "error": np.array([item[3] or "" for item in loaded], dtype=object),
-            "size": np.stack([item[2] for item in loaded]).astype(np.int64),
-            "jpeg": np.array([item[1] for item in loaded], dtype=object),
-            "top_k": np.array(["[]"] * n, dtype=object),
-            "target": np.full(n, -1, np.int64),
-            "target_name": np.array([""] * n, dtype=object),
-            "warnings": np.array(["[]"] * n, dtype=object),
-        }
-        for m in job.methods:
-            out[f"map:{m}"] = np.zeros((n, h, w), np.float16)
-            out[f"flat:{m}"] = np.zeros(n, bool)
+        result, messages = {"maps": {}, "flat": {}}, []
         if ok:
-            x = pipeline.preprocess_batch(job.preprocess, np.stack([loaded[i][0] for i in ok]))
-            if job.target == "label":
-                target = [int(batch["label_index"][i]) for i in ok]
-            else:
-                target = job.target
-            result, messages = pipeline.explain_quietly(self.model, x, job.methods, target, job.layer,
-                                                        job.class_names, job.k)
-            out["warnings"][ok[0]] = json.dumps(messages)
-            for j, i in enumerate(ok):
-                if result.get("errors") and result["errors"][j]:
-                    out["error"][i] = result["errors"][j]
-                    continue
-                out["top_k"][i] = json.dumps(result["top_k"][j])
-                out["target"][i] = result["targets"][j]
-                out["target_name"][i] = result["target_names"][j] or ""
-                for m in job.methods:
-                    out[f"map:{m}"][i] = result["maps"][m][j]
-                    out[f"flat:{m}"][i] = result["flat"][m][j]
+            x = preprocess_batch(job.preprocess, np.stack([loaded[i][0] for i in ok]))
+            target = [int(batch["label_index"][i]) for i in ok] if job.target == "label" else job.target
+            result, messages = self.explainer.explain_quietly(x, target)
+        out = to_columns(job.methods, result, len(loaded), job.size, rows=ok)
+        out["index"] = np.asarray(batch["index"], np.int64)
+        out["read_error"] = np.array([item[3] or "" for item in loaded], dtype=object)
+        out["size"] = np.stack([item[2] for item in loaded]).astype(np.int64)
+        out["jpeg"] = np.array([item[1] for item in loaded], dtype=object)
+        out["warnings"] = np.array([json.dumps(messages)] + ["[]"] * (len(loaded) - 1), dtype=object)
         return out
 
 
@@ -147,8 +121,6 @@ def _resources(ray, workers):
 
 def explain_items(model, items, job, writer, bar, warn, *, batch_size=16, address=None, workers=None):
     """Explains ``items`` (:class:`kerasxai.folder.sources.ImageItem`) on Ray, handing each result batch to ``writer``."""
-    from kerasxai.folder import runner as pipeline
-
     ray = _import_ray()
     if not items:
         return
@@ -171,28 +143,17 @@ def explain_items(model, items, job, writer, bar, warn, *, batch_size=16, addres
                             compute=ray.data.ActorPoolStrategy(size=workers), **resources)
         failed = []
         for out in ds.iter_batches(batch_size=None, batch_format="numpy"):
-            index = out["index"]
-            chosen = [items[i] for i in index]
-            errors = [e or None for e in out["error"]]
+            chosen = [items[i] for i in out["index"]]
             for e in out["warnings"]:
                 warn.add(json.loads(e))
-            top = [[tuple(r) for r in json.loads(t)] for t in out["top_k"]]
-            result = {
-                "maps": {m: out[f"map:{m}"] for m in job.methods},
-                "flat": {m: out[f"flat:{m}"] for m in job.methods},
-                "top_k": top,
-                "targets": [None if t < 0 else int(t) for t in out["target"]],
-                "target_names": [t or None for t in out["target_name"]],
-            }
-            batch = pipeline._batch_for_writer([it.id for it in chosen], [it.file for it in chosen],
-                                               [it.label for it in chosen], result, list(out["jpeg"]),
-                                               out["size"].tolist(), errors)
-            writer.put(batch)
-            failed += [it.file for it, e in zip(chosen, errors) if e and not e.startswith(pipeline.REFUSED)]
-            bar.add(len(index))
+            result = from_columns(job.methods, out)
+            errors = [read or row for read, row in zip(out["read_error"], result["errors"])]
+            writer.put(batch_for_writer([it.id for it in chosen], [it.file for it in chosen],
+                                        [it.label for it in chosen], result, list(out["jpeg"]), out["size"].tolist(),
+                                        [e or None for e in errors]))
+            failed += [it.file for it, e in zip(chosen, out["read_error"]) if e]
+            bar.add(len(chosen))
         if failed:
-            import warnings
-
             warnings.warn(f"kerasxai.explain_folder: {len(failed)} of {len(items)} files could not be read "
                           "(listed in errors.txt): " + ", ".join(failed[:5]) + (" ..." if len(failed) > 5 else ""),
                           RuntimeWarning, stacklevel=4)

@@ -10,7 +10,8 @@ A run folder holds::
     errors.txt          files that could not be read, with the reason (only when there are some)
     maps/<id>.npz       float16 maps, one key per method, at the model's input resolution
     images/<id>.jpg     the photo at its own aspect ratio, long side <= 512
-    overlays/<id>_<method>.png   heatmap over that photo (with ``overlays=True``)
+    overlays/<id>_<method>.png   heatmap over that photo, with method @ layer and a colour scale under it
+                                 (with ``overlays=True``; see :func:`kerasxai.figures.overlay.overlay_panel`)
 
 An image is done when its row is in ``predictions.jsonl``; rows are written
 only after the image's files, so an interrupted run loses at most the batches
@@ -31,8 +32,14 @@ import os
 import queue
 import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from PIL import Image
+
+from kerasxai.figures.overlay import overlay_panel
+from kerasxai.folder.report import write_report
+from kerasxai.methods.table import INPUT_METHODS
 
 RUN_JSON = "run.json"
 PREDICTIONS = "predictions.jsonl"
@@ -208,8 +215,6 @@ class RunFolder:
         the run's own warnings already named them, so they are not warned twice here. A page that
         cannot be written costs a warning, never the run.
         """
-        from kerasxai.folder.report import write_report
-
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -261,8 +266,6 @@ class Writer:
     """
 
     def __init__(self, run: RunFolder, *, layer=None, overlays=False, depth=3, threads=None):
-        from concurrent.futures import ThreadPoolExecutor
-
         self.run = run
         # per-image files are encoded by a few threads (PIL and zlib release the GIL): a GPU can outrun one
         self.pool = ThreadPoolExecutor(threads or min(8, os.cpu_count() or 1), thread_name_prefix="kerasxai-write")
@@ -340,8 +343,6 @@ class Writer:
                 "image": None, "methods": {}, "error": batch["errors"][i]}
 
     def _write_image(self, batch, i):
-        from PIL import Image
-
         image_id, path = batch["ids"][i], self.run.path
         maps = {m: np.asarray(v[i], np.float32) for m, v in batch["maps"].items()}
         np.savez(os.path.join(path, "maps", image_id + ".npz"), **{m: v.astype(np.float16) for m, v in maps.items()})
@@ -370,54 +371,10 @@ class Writer:
             row["overlays"] = {}
             for m, v in maps.items():
                 name = f"overlays/{image_id}_{m}.png"
-                Image.fromarray(draw_overlay(photo, v, stats[m]["flat"])).save(
-                    os.path.join(path, name), compress_level=1)
+                drawn = overlay_panel(photo, v, method=m, layer=None if m in INPUT_METHODS else self.layer,
+                                      flat=stats[m]["flat"])
+                Image.fromarray(drawn).save(os.path.join(path, name), compress_level=1)
                 row["overlays"][m] = name
         row["methods"] = stats
         row["error"] = None
         return row
-
-
-def draw_overlay(photo, heatmap, flat):
-    """The heatmap over the photo; a flat map is drawn as a grey photo marked "flat: no positive evidence".
-
-    Example:
-        >>> draw_overlay(np.zeros((40, 60, 3), np.uint8), np.ones((7, 7)), False).shape
-        (40, 60, 3)
-    """
-    from PIL import Image, ImageDraw
-
-    if not flat:
-        return _fast_overlay(photo, heatmap)
-    grey = np.asarray(Image.fromarray(photo).convert("L").convert("RGB"))
-    marked = Image.fromarray((grey * 0.6 + 40).astype(np.uint8))
-    draw = ImageDraw.Draw(marked)
-    draw.rectangle([0, 0, marked.width, 14], fill=(0, 0, 0))
-    draw.text((3, 2), "flat: no positive evidence", fill=(255, 255, 255))
-    return np.asarray(marked)
-
-
-_JET = None
-
-
-def _fast_overlay(photo, heatmap, alpha=0.4):
-    """:func:`kerasxai.overlay` (jet, alpha 0.4) through a 256-colour table: the same picture in a tenth of the time.
-
-    The map is resized to the photo with bilinear interpolation (PIL's, on
-    float32) and looked up in the colormap's 256 entries instead of evaluating
-    it per pixel; colours differ from ``kerasxai.overlay`` by a few levels at most.
-    """
-    global _JET
-    from PIL import Image
-
-    if _JET is None:
-        from kerasxai.figures.images import colorize
-
-        _JET = colorize(np.linspace(0, 1, 256)[None])[0].astype(np.float32)
-    heat = np.asarray(heatmap, np.float32)
-    h, w = photo.shape[:2]
-    if heat.shape != (h, w):
-        heat = np.asarray(Image.fromarray(heat, "F").resize((w, h), Image.BILINEAR))
-    index = np.clip(np.round(heat * 255), 0, 255).astype(np.uint8)
-    blended = (1 - alpha) * photo.astype(np.float32) + alpha * _JET[index]
-    return np.clip(np.round(blended), 0, 255).astype(np.uint8)

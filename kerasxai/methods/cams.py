@@ -6,9 +6,14 @@ three for volumes (Conv3D) — and returns raw maps ``(N, spatial...)``, in
 ``keras.ops`` (every backend). Running the model, targets, batching,
 upsampling and normalising happen once, in :mod:`kerasxai.probe`,
 :mod:`kerasxai.methods.engine` and :mod:`kerasxai.methods.maps`; the whole per-batch
-computation of a method is one compiled step. Adding a method means writing
-its formula, adding it to :data:`GRADIENT_FORMULAS`, a public wrapper, and a
-test against a NumPy reference.
+computation of a method is one compiled step.
+
+Adding a CAM is one formula here, one ``Method`` entry in
+:mod:`kerasxai.methods.table` (which makes it a method of ``explain()``, the
+folder job, the command line and ``evaluate``), and one test against a NumPy
+reference in ``tests/test_cams.py``. A top-level function of its own
+(``kerasxai.<name>``) is a signature, a docstring and one line, as
+:func:`gradcam`'s.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from kerasxai import backend
 from kerasxai.methods import maps as maps_lib
 from kerasxai.methods import engine
 from kerasxai.methods.engine import DEFAULT_BATCH_SIZE, spatial_axes
-from kerasxai.probe import Fn, get_probe
+from kerasxai.probe import Fn, cam_layer, get_probe
 
 # --------------------------------------------------------------------------- formulas
 
@@ -91,16 +96,6 @@ def eigencam_formula(activations):
     return ops.relu(ops.reshape(proj, shape[:-1]))
 
 
-GRADIENT_FORMULAS = {
-    "gradcam": gradcam_formula,
-    "gradcam_plus_plus": gradcam_plus_plus_formula,
-    "xgradcam": xgradcam_formula,
-    "hirescam": hirescam_formula,
-    "layercam": layercam_formula,
-}
-"""Methods that are a formula of (activations, gradients) at one layer; ``explain`` shares their pass."""
-
-
 def cam_formula(activations, class_weights):
     """CAM: sum_k w_k^c A_k, with ``class_weights`` ``(N, K)`` the classifier column of each image."""
     w = ops.reshape(class_weights, (ops.shape(class_weights)[0],) + (1,) * (len(activations.shape) - 2) + (-1,))
@@ -135,12 +130,12 @@ def cam_class_weights(kernel, head, classes):
 
 
 def gradient_cam_post(p, formulas, raw=False):
-    """One step's outputs for several gradient CAMs at one layer: ``map:<name>`` per formula."""
+    """One step's outputs for several gradient CAMs at one layer: ``map:<name>`` per ``(name, formula)``."""
     out = engine.checks(p)
     out["zero_gradient"] = maps_lib.gradient_is_zero(p.gradients[0])
     size = engine.spatial_size(p.inputs)
-    for name in formulas:
-        raw_map = GRADIENT_FORMULAS[name](p.activations[0], p.gradients[0])
+    for name, formula in formulas:
+        raw_map = formula(p.activations[0], p.gradients[0])
         for key, value in maps_lib.finish(raw_map, size, raw_output=raw).items():
             out[f"{key}:{name}"] = value
     return out
@@ -152,17 +147,16 @@ def _single_method(outputs, name):
     return {**{k: v for k, v in outputs.items() if ":" not in k}, **renamed}
 
 
-def plan_gradient_cam(name, model, target, layer=None, output=None, input=None, raw=False):
-    """``(probe, compute)`` of one gradient CAM (a formula of :data:`GRADIENT_FORMULAS`)."""
+def plan_gradient_cam(name, formula, model, target, layer=None, output=None, input=None, raw=False):
+    """``(probe, compute)`` of one gradient CAM: ``formula(activations, gradients)`` at one layer."""
     probe = get_probe(model, layer, output=output, input=input)
-    step = probe.step("layers", Fn(gradient_cam_post, formulas=(name,), raw=raw), target=target)
+    step = probe.step("layers", Fn(gradient_cam_post, formulas=((name, formula),), raw=raw), target=target)
     return probe, lambda batch, classes: _single_method(step(batch.inputs, (), classes), name)
 
 
-def _gradient_cam(name, model, images, target, layer, output, input, batch_size, progress, raw):
-    probe, compute = plan_gradient_cam(name, model, target, layer, output, input, raw)
-    out, single = engine.run(name, probe, images, target, compute, batch_size=batch_size, progress=progress)
-    return engine.pick(out, single)
+def _gradient_cam(name, formula, model, images, target, layer, output, input, batch_size, progress, raw):
+    return engine.explain_with(name, plan_gradient_cam(name, formula, model, target, layer, output, input, raw),
+                               images, target, batch_size=batch_size, progress=progress)
 
 
 # --------------------------------------------------------------------------- public API
@@ -209,7 +203,7 @@ def gradcam(model, images, target=None, layer=None, *, output=None, input=None,
     Reference: Selvaraju et al., "Grad-CAM: Visual Explanations from Deep Networks via
     Gradient-based Localization", ICCV 2017. https://arxiv.org/abs/1610.02391
     """
-    return _gradient_cam("gradcam", model, images, target, layer, output, input, batch_size, progress, raw)
+    return _gradient_cam("gradcam", gradcam_formula, model, images, target, layer, output, input, batch_size, progress, raw)
 
 
 def gradcam_plus_plus(model, images, target=None, layer=None, *, output=None, input=None,
@@ -231,7 +225,7 @@ def gradcam_plus_plus(model, images, target=None, layer=None, *, output=None, in
     Reference: Chattopadhay et al., "Grad-CAM++: Improved Visual Explanations for Deep
     Convolutional Networks", WACV 2018. https://arxiv.org/abs/1710.11063
     """
-    return _gradient_cam("gradcam_plus_plus", model, images, target, layer, output, input, batch_size, progress, raw)
+    return _gradient_cam("gradcam_plus_plus", gradcam_plus_plus_formula, model, images, target, layer, output, input, batch_size, progress, raw)
 
 
 def xgradcam(model, images, target=None, layer=None, *, output=None, input=None,
@@ -250,7 +244,7 @@ def xgradcam(model, images, target=None, layer=None, *, output=None, input=None,
     Reference: Fu et al., "Axiom-based Grad-CAM: Towards Accurate Visualization and
     Explanation of CNNs", BMVC 2020. https://arxiv.org/abs/2008.02312
     """
-    return _gradient_cam("xgradcam", model, images, target, layer, output, input, batch_size, progress, raw)
+    return _gradient_cam("xgradcam", xgradcam_formula, model, images, target, layer, output, input, batch_size, progress, raw)
 
 
 def hirescam(model, images, target=None, layer=None, *, output=None, input=None,
@@ -269,7 +263,7 @@ def hirescam(model, images, target=None, layer=None, *, output=None, input=None,
     Reference: Draelos & Carin, "Use HiResCAM instead of Grad-CAM for faithful
     explanations of convolutional neural networks", 2020. https://arxiv.org/abs/2011.08891
     """
-    return _gradient_cam("hirescam", model, images, target, layer, output, input, batch_size, progress, raw)
+    return _gradient_cam("hirescam", hirescam_formula, model, images, target, layer, output, input, batch_size, progress, raw)
 
 
 def layercam_fused_post(p, gamma=2.0):
@@ -312,16 +306,23 @@ def layercam(model, images, target=None, layer=None, *, output=None, input=None,
     Reference: Jiang et al., "LayerCAM: Exploring Hierarchical Class Activation Maps
     for Localization", IEEE TIP 2021. http://mmcheng.net/mftp/Papers/21TIP_LayerCAM.pdf
     """
+    planned = plan_layercam(model, target, layer, output, input, raw=raw, gamma=gamma)
+    if raw and isinstance(layer, (list, tuple)):  # one raw map per layer
+        probe, compute = planned
+        out, single = engine.run("layercam", probe, images, target, compute, batch_size=batch_size,
+                                 progress=progress, warn=False)
+        return [engine.pick(out, single, f"map_{i}") for i in range(len(layer))]
+    return engine.explain_with("layercam", planned, images, target, batch_size=batch_size, progress=progress)
+
+
+def plan_layercam(model, target, layer=None, output=None, input=None, raw=False, gamma=2.0):
+    """``(probe, compute)`` of LayerCAM at one layer, or fused over a list of layers (raw: ``map_<i>`` each)."""
     if not isinstance(layer, (list, tuple)):
-        return _gradient_cam("layercam", model, images, target, layer, output, input, batch_size, progress, raw)
+        return plan_gradient_cam("layercam", layercam_formula, model, target, layer, output, input, raw)
     probe = get_probe(model, list(layer), output=output, input=input)
     post = Fn(layercam_raw_post) if raw else Fn(layercam_fused_post, gamma=gamma)
     step = probe.step("layers", post, target=target)
-    out, single = engine.run("layercam", probe, images, target, lambda b, c: step(b.inputs, (), c),
-                             batch_size=batch_size, progress=progress, warn=not raw)
-    if raw:
-        return [engine.pick(out, single, f"map_{i}") for i in range(len(layer))]
-    return engine.pick(out, single)
+    return probe, lambda batch, classes: step(batch.inputs, (), classes)
 
 
 def eigencam_post(p, raw=False):
@@ -348,9 +349,8 @@ def eigencam(model, images, target=None, layer=None, *, output=None, input=None,
     Reference: Muhammad & Yeasin, "Eigen-CAM: Class Activation Map using Principal
     Components", IJCNN 2020. https://arxiv.org/abs/2008.00299
     """
-    probe, compute = plan_eigencam(model, target, layer, output, input, raw)
-    out, single = engine.run("eigencam", probe, images, target, compute, batch_size=batch_size, progress=progress)
-    return engine.pick(out, single)
+    return engine.explain_with("eigencam", plan_eigencam(model, target, layer, output, input, raw), images, target,
+                               batch_size=batch_size, progress=progress)
 
 
 def plan_eigencam(model, target, layer=None, output=None, input=None, raw=False):
@@ -391,9 +391,8 @@ def cam(model, images, target=None, layer=None, *, output=None, input=None,
     Reference: Zhou et al., "Learning Deep Features for Discriminative Localization",
     CVPR 2016. https://arxiv.org/abs/1512.04150
     """
-    probe, compute = plan_cam(model, target, layer, output, input, raw)
-    out, single = engine.run("cam", probe, images, target, compute, batch_size=batch_size, progress=progress)
-    return engine.pick(out, single)
+    return engine.explain_with("cam", plan_cam(model, target, layer, output, input, raw), images, target,
+                               batch_size=batch_size, progress=progress)
 
 
 def plan_cam(model, target, layer=None, output=None, input=None, raw=False):
@@ -401,8 +400,6 @@ def plan_cam(model, target, layer=None, output=None, input=None, raw=False):
     if callable(target) and not isinstance(target, str):
         raise ValueError("cam() needs a class target (an int or one per image), not a callable.")
     if layer is None:  # CAM's layer is the one that feeds global average pooling
-        from kerasxai.probe import cam_layer
-
         layer = cam_layer(model)
     probe = get_probe(model, layer, output=output, input=input)
     dense = probe.cam_head()
@@ -494,10 +491,8 @@ def scorecam(model, images, target=None, layer=None, *, output=None, input=None,
     Reference: Wang et al., "Score-CAM: Score-Weighted Visual Explanations for
     Convolutional Neural Networks", CVPR workshops 2020. https://arxiv.org/abs/1910.01279
     """
-    probe, compute = plan_scorecam(model, target, layer, output, input, n=n, batch_size=batch_size,
-                                   progress=progress, raw=raw)
-    out, single = engine.run("scorecam", probe, images, target, compute, batch_size=batch_size, progress=False)
-    return engine.pick(out, single)
+    planned = plan_scorecam(model, target, layer, output, input, n=n, batch_size=batch_size, progress=progress, raw=raw)
+    return engine.explain_with("scorecam", planned, images, target, batch_size=batch_size, progress=False)
 
 
 def plan_scorecam(model, target, layer=None, output=None, input=None, *, n=None, batch_size=DEFAULT_BATCH_SIZE,

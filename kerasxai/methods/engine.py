@@ -84,6 +84,15 @@ def run(method: str, probe, images, target, compute, *, batch_size: int = DEFAUL
     return collector.result(warn=warn), source.single
 
 
+def explain_with(method: str, planned, images, target, *, batch_size: int = DEFAULT_BATCH_SIZE, progress=None,
+                 warn: bool = True, key: str = "map"):
+    """What every public method function does with its plan: :func:`run` the ``(probe, compute)`` over
+    ``images`` and :func:`pick` the ``key`` output (without the batch axis for one image)."""
+    probe, compute = planned
+    out, single = run(method, probe, images, target, compute, batch_size=batch_size, progress=progress, warn=warn)
+    return pick(out, single, key)
+
+
 def pick(outputs: dict, single: bool, key: str = "map"):
     """One output array, without the batch axis when the caller gave one image."""
     array = outputs[key]

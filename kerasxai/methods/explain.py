@@ -16,22 +16,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from kerasxai.methods import maps as maps_lib
 from kerasxai.methods import cams, engine, gradients
+from kerasxai.methods import maps as maps_lib
+from kerasxai.methods.table import GRADIENT_CAM, METHODS, check_methods
 from kerasxai.probe import Fn, cam_layer, get_probe
-
-_SHARED_LAYER = ("eigencam", "scorecam", "cam")
-_SEPARATE = {
-    "smoothgrad": gradients.plan_smoothgrad,
-    "integrated_gradients": gradients.plan_integrated_gradients,
-    "guided_backprop": gradients.plan_guided_backprop,
-    "guided_gradcam": gradients.plan_guided_gradcam,
-}
-METHODS = tuple(cams.GRADIENT_FORMULAS) + _SHARED_LAYER + ("saliency",) + tuple(_SEPARATE)
 
 
 def shared_post(p, formulas=(), saliency=False, eigencam=False, cam=None, scorecam_n=False, raw=()):
-    """The shared pass's outputs: ``map:<method>``, ``flat:<method>``... for each method it serves."""
+    """The shared pass's outputs: ``map:<method>``, ``flat:<method>``... for each method it serves.
+
+    ``formulas``: ``(name, formula)`` of every :data:`~kerasxai.methods.table.GRADIENT_CAM` asked for.
+    """
     out = engine.checks(p)
     out["logits"] = p.logits
     size = engine.spatial_size(p.inputs)
@@ -44,8 +39,8 @@ def shared_post(p, formulas=(), saliency=False, eigencam=False, cam=None, scorec
 
     if formulas:
         zero = maps_lib.gradient_is_zero(p.gradients[0])
-        for name in formulas:
-            add(name, cams.GRADIENT_FORMULAS[name](p.activations[0], p.gradients[0]), zero)
+        for name, formula in formulas:
+            add(name, formula(p.activations[0], p.gradients[0]), zero)
     if saliency:
         for key, value in maps_lib.finish(gradients.saliency_formula(p.input_gradient), None,
                                           raw_output="saliency" in raw).items():
@@ -62,16 +57,15 @@ def shared_post(p, formulas=(), saliency=False, eigencam=False, cam=None, scorec
 
 
 def _check(methods, options):
-    methods = tuple(methods)
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise ValueError(f"Unknown method(s) {unknown}. Known methods: {', '.join(METHODS)}.")
-    if not methods:
-        raise ValueError(f"methods is empty: name at least one of {', '.join(METHODS)}.")
+    methods = check_methods(methods)
     options = dict(options or {})
-    for name in options:
+    for name, given in options.items():
         if name not in methods:
             raise ValueError(f"options given for '{name}', which is not in methods {methods}.")
+        unknown = sorted(set(given) - set(METHODS[name].options) - {"progress"})
+        if unknown:
+            raise ValueError(f"options {unknown} are not options of '{name}', which takes "
+                             f"{', '.join(METHODS[name].options)}.")
     return methods, options
 
 
@@ -82,15 +76,15 @@ def plan_explain(model, methods, target=None, layer=None, *, output=None, input=
     """
     methods, options = _check(methods, options)
     raw = tuple(m for m in methods if options.get(m, {}).get("raw"))
-    formulas = tuple(m for m in methods if m in cams.GRADIENT_FORMULAS)
-    wants_layer = bool(formulas) or any(m in methods for m in _SHARED_LAYER)
+    formulas = tuple((m, METHODS[m].formula) for m in methods if METHODS[m].kind == GRADIENT_CAM)
+    wants_layer = any(METHODS[m].layer and METHODS[m].shared for m in methods)
     probe = get_probe(model, layer if wants_layer else (), output=output, input=input)
     cam = None
     separate = {}
     if "cam" in methods:
         own_layer = cam_layer(model) if layer is None else None
         if own_layer is not None and own_layer is not probe.layers[0]:  # CAM's layer feeds the pooling
-            separate["cam"] = cams.plan_cam(model, target, None, output, input, raw="cam" in raw)
+            separate["cam"] = METHODS["cam"].plan(model, target, None, output, input, raw="cam" in raw)
         else:
             cam = (probe.cam_head(), probe.head)
     n_score = options.get("scorecam", {}).get("n") if "scorecam" in methods else False
@@ -98,16 +92,14 @@ def plan_explain(model, methods, target=None, layer=None, *, output=None, input=
               cam=cam, scorecam_n=n_score, raw=raw)
     grads = "both" if formulas and "saliency" in methods else "layers" if formulas else "input" if "saliency" in methods else None
     step = probe.step(grads, post, target=target)
-    for name, planner in _SEPARATE.items():
-        if name in methods:
-            opts = {k: v for k, v in options.get(name, {}).items() if k != "progress"}
-            if batch_size is not None and name in ("smoothgrad", "integrated_gradients"):
-                opts.setdefault("batch_size", batch_size)
-            if name == "guided_gradcam":
-                opts["layer"] = layer
-            if name == "integrated_gradients":
-                opts.pop("raw", None)
-            separate[name] = planner(model, target, output=output, input=input, **opts)
+    for name in methods:
+        method = METHODS[name]
+        if method.shared:
+            continue
+        opts = {k: v for k, v in options.get(name, {}).items() if k != "progress"}
+        if batch_size is not None and "batch_size" in method.options:
+            opts.setdefault("batch_size", batch_size)
+        separate[name] = method.plan(model, target, layer, output, input, **opts)
     score_opts = {k: v for k, v in options.get("scorecam", {}).items() if k in ("batch_size", "progress")}
     score_opts.setdefault("batch_size", batch_size or engine.DEFAULT_BATCH_SIZE)
     fixed_classes = not (callable(target) and not isinstance(target, str))
@@ -139,7 +131,7 @@ def explain(model, images, methods=("saliency", "gradcam", "gradcam_plus_plus", 
 
     Args:
         model, images, target, layer, output, input, progress: as in :func:`kerasxai.gradcam`.
-        methods: names from ``kerasxai.methods.explain.METHODS``.
+        methods: names from the method table, ``kerasxai.methods.table.METHODS``.
         batch_size: images per pass (default 32), and inputs per pass for the methods that
             run extra passes (SmoothGrad, Integrated Gradients, Score-CAM; their own default otherwise).
         options: per-method keyword options, e.g.

@@ -15,7 +15,7 @@ from keras import ops
 
 from kerasxai import backend
 from kerasxai.methods import maps as maps_lib
-from kerasxai.methods import engine
+from kerasxai.methods import cams, engine
 from kerasxai.methods.engine import DEFAULT_BATCH_SIZE
 from kerasxai.probe import Fn, get_probe
 
@@ -64,13 +64,12 @@ def saliency(model, images, target=None, *, output=None, input=None, batch_size=
     Visualising Image Classification Models and Saliency Maps", ICLR workshop 2014.
     https://arxiv.org/abs/1312.6034
     """
-    probe, compute = plan_saliency(model, target, output, input, raw)
-    out, single = engine.run("saliency", probe, images, target, compute, batch_size=batch_size, progress=progress)
-    return engine.pick(out, single)
+    return engine.explain_with("saliency", plan_saliency(model, target, None, output, input, raw=raw), images, target,
+                               batch_size=batch_size, progress=progress)
 
 
-def plan_saliency(model, target, output=None, input=None, raw=False):
-    """``(probe, compute)`` of saliency."""
+def plan_saliency(model, target, layer=None, output=None, input=None, raw=False):
+    """``(probe, compute)`` of saliency (at the input: ``layer`` is not used)."""
     probe = get_probe(model, (), output=output, input=input)
     step = probe.step("input", Fn(saliency_post, raw=raw), target=target)
     return probe, lambda batch, classes: step(batch.inputs, (), classes)
@@ -149,14 +148,14 @@ def smoothgrad(model, images, target=None, *, output=None, input=None, n=20, noi
     Reference: Smilkov et al., "SmoothGrad: removing noise by adding noise", 2017.
     https://arxiv.org/abs/1706.03825
     """
-    probe, compute = plan_smoothgrad(model, target, output, input, n=n, noise=noise, batch_size=batch_size,
-                                     seed=seed, raw=raw)
-    out, single = engine.run("smoothgrad", probe, images, target, compute, batch_size=batch_size, progress=progress)
-    return engine.pick(out, single)
+    planned = plan_smoothgrad(model, target, None, output, input, n=n, noise=noise, batch_size=batch_size, seed=seed,
+                              raw=raw)
+    return engine.explain_with("smoothgrad", planned, images, target, batch_size=batch_size, progress=progress)
 
 
-def plan_smoothgrad(model, target, output=None, input=None, *, n=20, noise=0.2, batch_size=16, seed=0, raw=False):
-    """``(probe, compute)`` of SmoothGrad."""
+def plan_smoothgrad(model, target, layer=None, output=None, input=None, *, n=20, noise=0.2, batch_size=16, seed=0,
+                    raw=False):
+    """``(probe, compute)`` of SmoothGrad (at the input: ``layer`` is not used)."""
     engine.check_count("n", n)
     engine.check_count("batch_size", batch_size)
     probe = get_probe(model, (), output=output, input=input)
@@ -246,15 +245,16 @@ def integrated_gradients(model, images, target=None, *, output=None, input=None,
     Reference: Sundararajan, Taly & Yan, "Axiomatic Attribution for Deep Networks",
     ICML 2017. https://arxiv.org/abs/1703.01365
     """
-    probe, compute = plan_integrated_gradients(model, target, output, input, baseline=baseline, steps=steps,
-                                               batch_size=batch_size)
-    out, single = engine.run("integrated_gradients", probe, images, target, compute, batch_size=batch_size,
-                             progress=progress, warn=not raw)
-    return engine.pick(out, single, "attributions" if raw else "map")
+    planned = plan_integrated_gradients(model, target, None, output, input, baseline=baseline, steps=steps,
+                                        batch_size=batch_size)
+    return engine.explain_with("integrated_gradients", planned, images, target, batch_size=batch_size,
+                               progress=progress, warn=not raw, key="attributions" if raw else "map")
 
 
-def plan_integrated_gradients(model, target, output=None, input=None, *, baseline=None, steps=50, batch_size=16):
-    """``(probe, compute)`` of Integrated Gradients (outputs ``attributions`` and the ``map``)."""
+def plan_integrated_gradients(model, target, layer=None, output=None, input=None, *, baseline=None, steps=50,
+                              batch_size=16, raw=False):
+    """``(probe, compute)`` of Integrated Gradients (outputs ``attributions`` and the ``map``; ``raw`` picks
+    which one the caller keeps, so it changes nothing here; at the input: ``layer`` is not used)."""
     engine.check_count("steps", steps)
     engine.check_count("batch_size", batch_size)
     probe = get_probe(model, (), output=output, input=input)
@@ -317,13 +317,11 @@ def guided_backprop(model, images, target=None, *, output=None, input=None, batc
     Reference: Springenberg et al., "Striving for Simplicity: The All Convolutional
     Net", ICLR workshop 2015. https://arxiv.org/abs/1412.6806
     """
-    probe, compute = plan_guided_backprop(model, target, output, input, raw)
-    out, single = engine.run("guided_backprop", probe, images, target, compute, batch_size=batch_size,
-                             progress=progress, warn=not raw)
-    return engine.pick(out, single)
+    return engine.explain_with("guided_backprop", plan_guided_backprop(model, target, None, output, input, raw=raw),
+                               images, target, batch_size=batch_size, progress=progress, warn=not raw)
 
 
-def plan_guided_backprop(model, target, output=None, input=None, raw=False):
+def plan_guided_backprop(model, target, layer=None, output=None, input=None, raw=False):
     """``(probe, compute)`` of guided backpropagation, on the guided probe."""
     probe = get_probe(model, (), output=output, input=input, guided=True)
     step = probe.step("input", Fn(_guided_post, raw=raw), target=target)
@@ -348,20 +346,16 @@ def guided_gradcam(model, images, target=None, layer=None, *, output=None, input
     Reference: Selvaraju et al., "Grad-CAM: Visual Explanations from Deep Networks via
     Gradient-based Localization", ICCV 2017. https://arxiv.org/abs/1610.02391
     """
-    probe, compute = plan_guided_gradcam(model, target, layer, output, input, raw)
-    out, single = engine.run("guided_gradcam", probe, images, target, compute, batch_size=batch_size,
-                             progress=progress, warn=False)
-    return engine.pick(out, single)
+    return engine.explain_with("guided_gradcam", plan_guided_gradcam(model, target, layer, output, input, raw=raw),
+                               images, target, batch_size=batch_size, progress=progress, warn=False)
 
 
 def plan_guided_gradcam(model, target, layer=None, output=None, input=None, raw=False):
     """``(probe, compute)`` of Guided Grad-CAM: the guided pass, then Grad-CAM of the class it chose."""
-    from kerasxai.methods.cams import gradient_cam_post
-
     guided = get_probe(model, (), output=output, input=input, guided=True)
     probe = get_probe(model, layer, output=output, input=input)
     guided_step = guided.step("input", Fn(_guided_post), target=target)
-    cam_step = probe.step("layers", Fn(gradient_cam_post, formulas=("gradcam",)), target=target)
+    cam_step = probe.step("layers", Fn(cams.gradient_cam_post, formulas=(("gradcam", cams.gradcam_formula),)), target=target)
 
     def compute(batch, classes):
         out = guided_step(batch.inputs, (), classes)

@@ -8,27 +8,31 @@ from __future__ import annotations
 
 import numpy as np
 
-import kerasxai
+from kerasxai.data.images import load_images
+from kerasxai.figures.images import plot_explanations
+from kerasxai.figures.overlay import overlay
+from kerasxai.methods.cams import gradcam
+from kerasxai.methods.explain import explain as explain_methods
 
 METHODS = ("saliency", "gradcam")
 
 
 def load(model, paths):
     """``(display uint8, x)`` of image files for ``model``: the pixels training fed it, same preprocessing."""
-    return kerasxai.load_images(list(paths), model)
+    return load_images(list(paths), model)
 
 
 def explain(model, x) -> dict:
     """Saliency and Grad-CAM maps of each image's predicted class: ``{method: (N, H, W)}``."""
-    return kerasxai.explain(model, x, methods=METHODS)
+    return explain_methods(model, x, methods=METHODS)
 
 
 def gradcam_overlays(model, display, x) -> np.ndarray:
     """Grad-CAM of the predicted class blended over each display image: uint8 ``(N, H, W, 3)``."""
-    maps = kerasxai.gradcam(model, x)
-    return np.stack([kerasxai.overlay(d, m) for d, m in zip(display, maps)])
+    maps = gradcam(model, x)
+    return np.stack([overlay(d, m) for d, m in zip(display, maps)])
 
 
 def explanation_figure(display, maps, titles):
     """One row per image: the image, then saliency and Grad-CAM."""
-    return kerasxai.plot_explanations(display, maps, titles)
+    return plot_explanations(display, maps, titles)

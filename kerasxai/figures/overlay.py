@@ -1,0 +1,120 @@
+"""The one overlay of kerasxai: a heatmap blended over the photo it explains.
+
+:func:`overlay` is what figures, the training's pictures, the folder job's
+overlay files and the report show. :func:`overlay_panel` is the same overlay
+as a picture that stands alone (an ``overlays/<id>_<method>.png`` of a folder
+run): it carries a slim colour scale and the ``method @ layer`` it shows, as
+every figure does, and a flat map is drawn as a grey photo marked "flat: no
+positive evidence" rather than as a photo tinted with the colour of 0.
+
+Colours go through a 256-entry table of the colormap (the same picture as
+evaluating the colormap per pixel, within one level of 255), and the map is
+resized onto the photo with bilinear interpolation: fast enough to draw an
+overlay per image and method while a folder is explained.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from kerasxai.figures.common import as_uint8_rgb, colorize
+
+FLAT_LABEL = "flat: no positive evidence"
+
+
+@functools.lru_cache(maxsize=8)
+def _table(cmap: str) -> np.ndarray:
+    """The colormap's 256 colours, float32 ``(256, 3)``."""
+    return colorize(np.linspace(0, 1, 256, dtype=np.float32)[None], cmap)[0].astype(np.float32)
+
+
+def _onto(heatmap, shape) -> np.ndarray:
+    """``heatmap`` resized (bilinear, half-pixel centres) to ``shape`` ``(H, W)``, float32."""
+    heat = np.asarray(heatmap, np.float32)
+    if heat.ndim != 2:
+        raise ValueError(f"overlay draws a 2-D map (h, w) on an image. Received a map of shape {heat.shape}.")
+    h, w = shape
+    if heat.shape != (h, w):
+        heat = np.asarray(Image.fromarray(heat, "F").resize((w, h), Image.BILINEAR))
+    return heat
+
+
+def overlay(image, heatmap, cmap: str = "jet", alpha: float = 0.4) -> np.ndarray:
+    """Blends a heatmap over an image: ``(1 - alpha) * image + alpha * colormap(heatmap)``.
+
+    Args:
+        image: the *display* image ``(H, W, 3)`` (or grayscale ``(H, W)``), uint8
+            or float in ``[0, 1]`` or ``[0, 255]``, at any size — not the
+            preprocessed tensor.
+        heatmap: ``(h, w)`` map in ``[0, 1]``; resized (bilinear) onto the image,
+            which undoes ``load_images``'s resize to the model's input.
+        cmap: a matplotlib colormap name.
+        alpha: weight of the heatmap.
+
+    Returns:
+        ``(H, W, 3)`` uint8 RGB. A flat (all-zero) map gives the image tinted
+        with the colormap's 0 colour: figures draw those as marked panels
+        instead (see :func:`kerasxai.plot_explanations` and :func:`overlay_panel`).
+
+    Example:
+        >>> img = np.zeros((64, 96, 3), np.uint8)
+        >>> overlay(img, np.ones((7, 7))).shape
+        (64, 96, 3)
+    """
+    rgb = as_uint8_rgb(image)
+    heat = np.nan_to_num(_onto(heatmap, rgb.shape[:2]), nan=0.0)
+    index = np.clip(np.round(heat * 255), 0, 255).astype(np.uint8)
+    blended = (1 - alpha) * rgb.astype(np.float32) + alpha * _table(cmap)[index]
+    return np.clip(np.round(blended), 0, 255).astype(np.uint8)
+
+
+def _marked_flat(rgb) -> Image.Image:
+    grey = np.asarray(Image.fromarray(rgb).convert("L").convert("RGB"))
+    return Image.fromarray((grey * 0.6 + 40).astype(np.uint8))
+
+
+def overlay_panel(image, heatmap, *, method: str, layer=None, flat: bool = False, cmap: str = "jet",
+                  alpha: float = 0.4) -> np.ndarray:
+    """:func:`overlay` with what it shows written under it: ``method @ layer`` and a slim colour scale.
+
+    The strip under the picture (18 pixels) reads ``<method> @ <layer>`` (or ``<method> @ input``
+    for methods made at the input) and a colour bar from 0 (least) to 1 (most evidence: maps are
+    normalised per image). A flat map (``flat=True``: no positive evidence) is drawn as a grey
+    photo marked "flat: no positive evidence", and the strip says so instead of showing a scale.
+
+    Returns:
+        ``(H + 18, W, 3)`` uint8 RGB.
+
+    Example:
+        >>> panel = overlay_panel(np.zeros((40, 60, 3), np.uint8), np.ones((7, 7)), method="gradcam", layer="conv")
+        >>> panel.shape
+        (58, 60, 3)
+    """
+    rgb = as_uint8_rgb(image)
+    h, w = rgb.shape[:2]
+    picture = _marked_flat(rgb) if flat else Image.fromarray(overlay(rgb, heatmap, cmap=cmap, alpha=alpha))
+    strip = 18
+    panel = Image.new("RGB", (w, h + strip), (255, 255, 255))
+    panel.paste(picture, (0, 0))
+    draw = ImageDraw.Draw(panel)
+    label = f"{method} @ {layer or 'input'}"
+    if flat:
+        draw.rectangle([0, 0, w, 14], fill=(0, 0, 0))
+        draw.text((3, 2), FLAT_LABEL, fill=(255, 255, 255))
+        draw.text((3, h + 3), label, fill=(0, 0, 0))
+        return np.asarray(panel)
+    bar_w = max(0, min(90, w // 3))
+    text_w = draw.textlength(label)
+    draw.text((3, h + 3), label if text_w <= w - bar_w - 24 else label[: max(3, (w - bar_w - 24) // 6)] + "…",
+              fill=(0, 0, 0))
+    if bar_w >= 24:
+        x0 = w - bar_w - 10
+        colours = _table(cmap)[np.round(np.linspace(0, 255, bar_w - 12)).astype(int)].astype(np.uint8)
+        bar = np.repeat(colours[None], 8, axis=0)
+        panel.paste(Image.fromarray(bar), (x0 + 6, h + 5))
+        draw.text((x0 - 1, h + 3), "0", fill=(0, 0, 0))
+        draw.text((x0 + bar_w - 5, h + 3), "1", fill=(0, 0, 0))
+    return np.asarray(panel)

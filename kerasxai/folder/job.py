@@ -1,0 +1,237 @@
+"""The folder job: what to compute for every image, checked once, and one batch explained.
+
+Both runners use what is here, and nothing else of each other: the local one
+(:mod:`kerasxai.folder.runner`) and the one on Ray Data
+(:mod:`kerasxai.folder.ray_runner`, where each worker holds a
+:class:`BatchExplainer` of its own model copy).
+
+- :func:`prepare_job` checks the arguments once, before any image is read, into a :class:`Job`;
+- :class:`BatchExplainer` plans the job's methods on a model once
+  (:func:`kerasxai.methods.explain.plan_explain`: one compiled pass for the
+  maps, the logits the top-k classes are read from, and the class each map
+  explains) and explains batches with that plan;
+- :func:`batch_for_writer` / :func:`error_batch` are what
+  :class:`kerasxai.folder.runfolder.Writer` takes; :func:`to_columns` and
+  :func:`from_columns` carry a batch's result across processes as flat columns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import warnings
+
+import numpy as np
+
+from kerasxai.data.images import model_input_size, preprocess_function
+from kerasxai.data.predictions import rows_from_logits
+from kerasxai.folder.sources import DISPLAY_SIDE
+from kerasxai.methods import engine
+from kerasxai.methods.explain import plan_explain
+from kerasxai.methods.table import INPUT_METHODS, check_methods
+from kerasxai.probe import get_probe
+
+REFUSED = "not explained: "  # starts the error of an image read but refused by the model or the core
+
+
+@dataclasses.dataclass
+class Job:
+    """What to compute for every image, checked once before a run starts."""
+
+    methods: tuple
+    target: object  # None, int or "label"
+    layer: object
+    layer_name: str | None
+    class_names: list | None
+    k: int
+    size: tuple
+    preprocess: object  # a function or None
+    display_side: int
+    overlays: bool
+
+
+def prepare_job(model, methods, target, layer, class_names, top, preprocess, images, overlays) -> Job:
+    """The run's settings, checked against the model before any image is read; a ``ValueError`` says what is wrong."""
+    methods = check_methods(methods)
+    if not (target is None or target == "label" or isinstance(target, (int, np.integer))):
+        raise ValueError(f"target must be None (each image's top class), a class index or 'label'. Received: {target!r}")
+    n_classes = model.outputs[0].shape[-1]
+    if isinstance(target, (int, np.integer)) and not (n_classes == 1 and target in (0, 1)) and not (
+            0 <= target < (n_classes or 0)):
+        raise ValueError(f"target {target} is not a class of the model, which has {n_classes} outputs.")
+    if class_names is not None:
+        class_names = [str(c) for c in class_names]
+        expected = 2 if n_classes == 1 else n_classes
+        if len(class_names) != expected:
+            raise ValueError(f"{len(class_names)} class names given but the model has {expected} classes.")
+    layer_name = None
+    if any(m not in INPUT_METHODS for m in methods):
+        names = get_probe(model, layer).layer_names  # an unknown layer fails here, before any work
+        layer_name = ",".join(names) if names else None
+    if overlays and not images:
+        raise ValueError("overlays are drawn on the display photos: keep images=True to write overlays.")
+    return Job(methods, None if target is None else target if target == "label" else int(target), layer,
+               layer_name, class_names, int(top), tuple(model_input_size(model)),
+               preprocess_function(preprocess, model), DISPLAY_SIDE if images else 0, bool(overlays))
+
+
+def preprocess_batch(fn, pixels):
+    """The family's ``preprocess_input`` on a float32 batch of pixels 0..255, as ``load_images`` applies it.
+
+    Example:
+        >>> import keras
+        >>> preprocess_batch(keras.applications.mobilenet_v2.preprocess_input, np.full((1, 2, 2, 3), 255.0))[0, 0, 0]
+        array([1., 1., 1.], dtype=float32)
+    """
+    x = np.asarray(pixels, np.float32)
+    return x if fn is None else np.asarray(fn(x.copy()), np.float32)
+
+
+class BatchExplainer:
+    """A job's methods planned on one model, once; then one preprocessed batch at a time.
+
+    Example:
+        >>> import keras
+        >>> model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(2, 3, name="conv"),
+        ...                           keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3)])
+        >>> job = prepare_job(model, ("gradcam",), None, None, None, 2, None, True, False)
+        >>> out = BatchExplainer(model, job).explain(np.random.rand(4, 8, 8, 3).astype("float32"), None)
+        >>> out["maps"]["gradcam"].shape, len(out["top_k"][0])
+        ((4, 8, 8), 2)
+    """
+
+    def __init__(self, model, job: Job):
+        self.model, self.job = model, job
+        # Planned for class targets: every folder-job target (None, an int, the labels) is one, and the
+        # steps of a plan are the same for all of them; each batch's classes come with the batch.
+        self.probe, self.compute = plan_explain(model, job.methods, None, job.layer)
+
+    def explain(self, x, target):
+        """Top-k classes and every method's maps for one preprocessed batch ``x`` ``(B, H, W, C)``.
+
+        ``target``: None (each image's top class), an int, or one int per image. Returns a dict:
+        ``maps`` {method: float32 ``(B, H, W)`` in [0, 1]}; ``top_k`` (per image a list of
+        ``(class, name, probability)``); ``targets`` (ints); ``target_names``; ``flat`` {method:
+        ``(B,)`` bool, True where the map is flat}.
+        """
+        job = self.job
+        if target is not None and not isinstance(target, (int, np.integer)):
+            target = [int(t) for t in target]
+        out, _ = engine.run("explain", self.probe, x, target, self.compute, batch_size=max(1, len(x)),
+                            progress=False, warn=False)
+        top = rows_from_logits(self.probe.head, out["logits"], job.k, job.class_names)
+        targets = [int(c) for c in out["classes"]]
+        names = []
+        for row, t in zip(top, targets):
+            name = next((nm for c, nm, _ in row if c == t), None)
+            if name is None and job.class_names is not None and 0 <= t < len(job.class_names):
+                name = job.class_names[t]
+            names.append(name)
+        return {"maps": {m: out[f"map:{m}"] for m in job.methods}, "top_k": top, "targets": targets,
+                "target_names": names, "flat": {m: np.asarray(out[f"flat:{m}"], bool) for m in job.methods}}
+
+    def _one_by_one(self, x, target, first_error):
+        """The batch explained image by image, after it failed as a whole: the images that fail alone get an error.
+
+        If every image fails, the first error is raised (a setting, not an image, is wrong).
+        """
+        methods = self.job.methods
+        parts, errors = [], []
+        for i in range(len(x)):
+            t = target if target is None or isinstance(target, (int, np.integer)) else [target[i]]
+            try:
+                parts.append(self.explain(x[i:i + 1], t))
+                errors.append(None)
+            except ValueError as err:
+                parts.append(None)
+                errors.append(REFUSED + str(err).splitlines()[0])
+        if all(p is None for p in parts):
+            raise first_error
+        shape = next(p for p in parts if p is not None)["maps"]
+        maps = {m: np.stack([p["maps"][m][0] if p else np.zeros_like(shape[m][0]) for p in parts]) for m in methods}
+        return {"maps": maps, "top_k": [p["top_k"][0] if p else [] for p in parts],
+                "targets": [p["targets"][0] if p else None for p in parts],
+                "target_names": [p["target_names"][0] if p else None for p in parts],
+                "flat": {m: np.array([bool(p["flat"][m][0]) if p else False for p in parts]) for m in methods},
+                "errors": errors}
+
+    def explain_quietly(self, x, target):
+        """:meth:`explain`, with the core's warnings collected instead of shown, and per-image errors.
+
+        Per-batch warnings would name images by their place in the batch; the run
+        records flat maps per image and warns once at the end instead. Returns
+        ``(result, messages)`` with the other warnings' messages. When the core
+        refuses the batch (a ``ValueError``, e.g. outputs that are not finite for
+        one image), the images are explained one by one and those refused alone get
+        their message in ``result["errors"]``, so one bad image does not stop a run.
+        """
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                result = self.explain(x, target)
+            except ValueError as err:
+                if len(x) == 1:
+                    raise
+                result = self._one_by_one(x, target, err)
+        hidden = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)  # off by default
+        return result, [str(w.message) for w in caught
+                        if not issubclass(w.category, hidden) and "map is flat" not in str(w.message)]
+
+
+def batch_for_writer(ids, files, labels, result, jpegs, sizes, errors=None) -> dict:
+    """One explained batch as :meth:`kerasxai.folder.runfolder.Writer.put` takes it."""
+    n = len(ids)
+    return {"ids": ids, "files": files, "labels": labels, "errors": errors or [None] * n, "sizes": sizes,
+            "jpegs": jpegs, "maps": result["maps"], "flat": result["flat"], "top_k": result["top_k"],
+            "targets": result["targets"], "target_names": result["target_names"]}
+
+
+def error_batch(ids, files, labels, messages) -> dict:
+    """Images that could not be read, as :meth:`kerasxai.folder.runfolder.Writer.put` takes them."""
+    n = len(ids)
+    return {"ids": ids, "files": files, "labels": labels, "errors": messages, "sizes": [None] * n,
+            "jpegs": [b""] * n, "maps": {}, "flat": {}, "top_k": [[]] * n, "targets": [None] * n,
+            "target_names": [None] * n}
+
+
+def to_columns(methods, result, n, shape, rows=None) -> dict:
+    """A batch's result as flat columns (NumPy arrays, JSON strings) that cross processes (Ray Data).
+
+    ``rows``: the batch positions of the ``result``'s images (default all ``n``); the other
+    rows are left empty (images that could not be read). :func:`from_columns` undoes it.
+
+    Example:
+        >>> result = {"maps": {"gradcam": np.ones((1, 2, 2))}, "flat": {"gradcam": np.array([False])},
+        ...           "top_k": [[(1, "b", 0.9)]], "targets": [1], "target_names": ["b"]}
+        >>> back = from_columns(("gradcam",), to_columns(("gradcam",), result, 2, (2, 2), rows=[1]))
+        >>> back["targets"], back["top_k"][1], back["maps"]["gradcam"].shape
+        ([None, 1], [(1, 'b', 0.9)], (2, 2, 2))
+    """
+    rows = list(range(n)) if rows is None else list(rows)
+    out = {"top_k": np.array(["[]"] * n, dtype=object), "target": np.full(n, -1, np.int64),
+           "target_name": np.array([""] * n, dtype=object), "row_error": np.array([""] * n, dtype=object)}
+    for m in methods:
+        out[f"map:{m}"] = np.zeros((n,) + tuple(shape), np.float16)
+        out[f"flat:{m}"] = np.zeros(n, bool)
+    errors = result.get("errors") or [None] * len(rows)
+    for j, i in enumerate(rows):
+        if errors[j]:
+            out["row_error"][i] = errors[j]
+            continue
+        out["top_k"][i] = json.dumps(result["top_k"][j])
+        out["target"][i] = result["targets"][j]
+        out["target_name"][i] = result["target_names"][j] or ""
+        for m in methods:
+            out[f"map:{m}"][i] = result["maps"][m][j]
+            out[f"flat:{m}"][i] = result["flat"][m][j]
+    return out
+
+
+def from_columns(methods, columns) -> dict:
+    """The result dict of :meth:`BatchExplainer.explain` back from :func:`to_columns`'s columns."""
+    return {"maps": {m: columns[f"map:{m}"] for m in methods},
+            "flat": {m: columns[f"flat:{m}"] for m in methods},
+            "top_k": [[tuple(r) for r in json.loads(t)] for t in columns["top_k"]],
+            "targets": [None if t < 0 else int(t) for t in columns["target"]],
+            "target_names": [t or None for t in columns["target_name"]],
+            "errors": [e or None for e in columns["row_error"]]}

@@ -1,0 +1,134 @@
+"""The method table: every method kerasxai computes, declared once.
+
+:func:`kerasxai.explain`, the folder job (:mod:`kerasxai.folder.job`), the
+command line's ``--methods``, :func:`kerasxai.evaluation.evaluate.evaluate` and
+the figures read :data:`METHODS`; nothing else lists methods.
+
+A :class:`Method` says what a method is (its kind, its formula when it has one),
+how it is planned (``plan(model, target, layer, output, input, **options) ->
+(probe, compute)``, the per-batch computation), and what its map is (at the
+input's resolution or a layer's, whether a list of layers is fused).
+
+Adding a CAM that is a formula of the activations and gradients at one layer:
+
+1. write the formula in :mod:`kerasxai.methods.cams`, in ``keras.ops``:
+   ``(activations, gradients)``, both ``(N, spatial..., K)`` -> ``(N, spatial...)``;
+2. add one entry here: ``gradient_cam("mycam", cams.mycam_formula, "My-CAM")``;
+3. add one test against a NumPy reference in ``tests/test_cams.py``.
+
+The method then runs in ``explain(methods=("mycam",))`` (sharing Grad-CAM's
+single pass), in folder runs, in ``kerasxai explain --methods mycam`` and in
+``kerasxai evaluate``. A top-level ``kerasxai.mycam`` function is optional: a
+signature, a docstring with an example, and one line, as ``gradcam``'s.
+
+Example:
+    >>> from kerasxai.methods.table import METHODS
+    >>> METHODS["gradcam"].kind, METHODS["saliency"].pixel, METHODS["layercam"].fuses
+    ('gradient_cam', True, True)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Callable
+
+from kerasxai.methods import cams, gradients
+
+GRADIENT_CAM = "gradient_cam"
+"""A formula of (activations, gradients) at one layer: ``explain`` computes all of them in one pass."""
+LAYER = "layer"
+"""Another map at a layer: forward-only (Eigen-CAM, CAM) or with passes of its own (Score-CAM)."""
+INPUT = "input"
+"""A map at the input's resolution, from gradients with respect to the input."""
+KINDS = (GRADIENT_CAM, LAYER, INPUT)
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """One method, as every part of kerasxai sees it.
+
+    Attributes:
+        name: the name used everywhere (``explain(methods=...)``, ``--methods``, map keys, file names).
+        title: the name as papers write it, for figures and pages.
+        kind: :data:`GRADIENT_CAM`, :data:`LAYER` or :data:`INPUT`.
+        plan: ``plan(model, target, layer, output, input, **options) -> (probe, compute)``, where
+            ``compute(batch, classes)`` gives the batch's ``map``, ``flat``, ``scores``, ``classes``...
+        formula: the formula of a :data:`GRADIENT_CAM`, ``(activations, gradients) -> raw map``.
+        shared: ``explain`` serves it from its one shared pass (no pass of its own per method).
+        layer: explained at a layer (``layer=`` applies); False for maps made at the input alone.
+        pixel: its map is at the input's resolution (not a layer's, upsampled).
+        fuses: ``layer=`` may be a list of layers, whose maps are fused.
+        options: the method's own keyword options beyond the shared arguments.
+        evaluate_options: the options ``kerasxai evaluate`` runs it with (fewer samples, no bars).
+    """
+
+    name: str
+    title: str
+    kind: str
+    plan: Callable
+    formula: Callable | None = None
+    shared: bool = False
+    layer: bool = True
+    pixel: bool = False
+    fuses: bool = False
+    options: tuple = ("raw",)
+    evaluate_options: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"Method {self.name!r}: kind must be one of {KINDS}. Received: {self.kind!r}")
+        if (self.kind == GRADIENT_CAM) != (self.formula is not None):
+            raise ValueError(f"Method {self.name!r}: a {GRADIENT_CAM} has a formula, and only it.")
+
+
+def gradient_cam(name: str, formula: Callable, title: str, **fields) -> Method:
+    """A :data:`GRADIENT_CAM` entry: planned from its formula alone, served by ``explain``'s shared pass."""
+    return Method(name, title, GRADIENT_CAM, functools.partial(cams.plan_gradient_cam, name, formula),
+                  formula=formula, shared=True, **fields)
+
+
+_ENTRIES = (
+    gradient_cam("gradcam", cams.gradcam_formula, "Grad-CAM"),
+    gradient_cam("gradcam_plus_plus", cams.gradcam_plus_plus_formula, "Grad-CAM++"),
+    gradient_cam("xgradcam", cams.xgradcam_formula, "XGrad-CAM"),
+    gradient_cam("hirescam", cams.hirescam_formula, "HiResCAM"),
+    dataclasses.replace(gradient_cam("layercam", cams.layercam_formula, "LayerCAM"), plan=cams.plan_layercam,
+                        fuses=True, options=("raw", "gamma")),
+    Method("eigencam", "Eigen-CAM", LAYER, cams.plan_eigencam, shared=True),
+    Method("scorecam", "Score-CAM", LAYER, cams.plan_scorecam, shared=True,
+           options=("n", "batch_size", "progress", "raw"), evaluate_options={"n": 16, "progress": False}),
+    Method("cam", "CAM", LAYER, cams.plan_cam, shared=True),
+    Method("saliency", "Saliency", INPUT, gradients.plan_saliency, shared=True, layer=False, pixel=True),
+    Method("smoothgrad", "SmoothGrad", INPUT, gradients.plan_smoothgrad, layer=False, pixel=True,
+           options=("n", "noise", "batch_size", "seed", "raw"), evaluate_options={"n": 10}),
+    Method("integrated_gradients", "Integrated Gradients", INPUT, gradients.plan_integrated_gradients, layer=False,
+           pixel=True, options=("baseline", "steps", "batch_size", "raw"), evaluate_options={"steps": 16}),
+    Method("guided_backprop", "Guided backprop", INPUT, gradients.plan_guided_backprop, layer=False, pixel=True),
+    Method("guided_gradcam", "Guided Grad-CAM", LAYER, gradients.plan_guided_gradcam, pixel=True),
+)
+
+METHODS: dict = {m.name: m for m in _ENTRIES}
+"""Every method by name, in the order figures and tables show them."""
+
+NAMES = tuple(METHODS)
+PIXEL_METHODS = frozenset(m.name for m in _ENTRIES if m.pixel)
+"""Methods whose maps are at the input's resolution (drawn as maps, not layer overlays)."""
+INPUT_METHODS = frozenset(m.name for m in _ENTRIES if not m.layer)
+"""Methods explained at the input, not at a layer."""
+
+
+def check_methods(methods, *, what: str = "methods") -> tuple:
+    """``methods`` (a name or several) as a tuple of known names, or one clear ``ValueError``.
+
+    Example:
+        >>> check_methods("gradcam"), check_methods(["saliency", "layercam"])
+        (('gradcam',), ('saliency', 'layercam'))
+    """
+    methods = (methods,) if isinstance(methods, str) else tuple(methods)
+    if not methods:
+        raise ValueError(f"{what} is empty: name at least one of {', '.join(NAMES)}.")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method '{unknown[0]}': choose from {', '.join(NAMES)}.")
+    return methods
