@@ -36,6 +36,7 @@ import re
 import urllib.parse
 import warnings
 
+from kerasxai.data import imagenet
 from kerasxai.figures.common import INPUT_METHODS
 
 RUN_FILE = "run.json"
@@ -115,8 +116,6 @@ def _is_correct(label, top):
     if index is not None:
         accepted |= {str(index), f"class {index}"}
         if name is not None and isinstance(index, int) and 0 <= index < 1000:
-            from kerasxai.data import imagenet
-
             if imagenet.class_names()[index] == name:
                 accepted.add(imagenet.wnids()[index])
     return _normalised(label) in accepted
@@ -141,12 +140,8 @@ def _known_classes(info: dict, rows: list) -> set:
             if isinstance(index, int):
                 known |= {str(index), f"class {index}"}
                 if name is not None and 0 <= index < 1000 and not imagenet_run:
-                    from kerasxai.data import imagenet
-
                     imagenet_run = imagenet.class_names()[index] == name
     if imagenet_run:
-        from kerasxai.data import imagenet
-
         known |= {_normalised(n) for n in imagenet.class_names()} | set(imagenet.wnids())
     return known
 

@@ -32,6 +32,8 @@ import dataclasses
 
 import keras
 
+from kerasxai.probe import cache, explainable_layers, get_probe
+
 
 @dataclasses.dataclass(eq=False)
 class LayerProbe:
@@ -59,8 +61,6 @@ class LayerProbe:
 
 def _core_probe(model, layer):
     """The core probe of ``layer`` (``None``: the logits)."""
-    from kerasxai.probe import get_probe
-
     return get_probe(model, () if layer is None else layer, logits=layer is None)
 
 
@@ -127,8 +127,6 @@ def cached_step(model, key, build):
     ``build`` must not hold the model itself (the probe's layers are fine), or
     the entry would keep the model alive.
     """
-    from kerasxai.probe import cache
-
     return cache.cached(model, ("visualize",) + tuple(key), build)
 
 
@@ -140,6 +138,4 @@ def spatial_layers(model) -> list:
         >>> spatial_layers(keras.applications.VGG16(weights=None, input_shape=(32, 32, 3), classes=2))[:2]
         ['block1_conv1', 'block1_conv2']
     """
-    from kerasxai.probe import explainable_layers
-
     return [info.path for info in explainable_layers(model)]
