@@ -134,6 +134,69 @@ def resize_image(images, size) -> tf.Tensor:
     return tf.image.resize(images, tuple(int(v) for v in size), method="bilinear", antialias=False)
 
 
+def decode_file(path) -> tf.Tensor:
+    """Reads and decodes one image file to uint8 RGB ``(H, W, 3)`` with :func:`decode_image_bytes`.
+
+    Works eagerly and inside ``tf.data`` (a folder run's parallel decoding).
+
+    Example:
+        >>> import tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "x.png")
+        >>> _ = tf.io.write_file(path, tf.io.encode_png(tf.zeros((4, 6, 3), tf.uint8)))
+        >>> decode_file(path).shape
+        TensorShape([4, 6, 3])
+    """
+    return decode_image_bytes(tf.io.read_file(path))
+
+
+def read_error(path) -> str:
+    """Why ``path`` cannot be read, in one line (from trying to decode it again).
+
+    Example:
+        >>> import tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "notes.jpg")
+        >>> _ = open(path, "w").write("not a photo")
+        >>> read_error(path)
+        'not an image file that can be read (Unknown image file format. One of JPEG, ...)'
+    """
+    try:
+        decode_file(path)
+    except Exception as err:  # a TF error: strip its op decorations
+        return f"not an image file that can be read ({tf_error_text(err)})"
+    return "could not be read"
+
+
+def display_jpeg(pixels, side) -> tf.Tensor:
+    """The photo, long side shrunk to at most ``side`` (antialiased; aspect ratio kept), as JPEG bytes."""
+    hw = tf.shape(pixels)[:2]
+    scale = tf.minimum(1.0, side / tf.cast(tf.reduce_max(hw), tf.float32))
+    new = tf.maximum(1, tf.cast(tf.round(tf.cast(hw, tf.float32) * scale), tf.int32))
+    small = tf.cond(
+        scale < 1.0,
+        lambda: tf.cast(tf.clip_by_value(tf.round(tf.image.resize(tf.cast(pixels, tf.float32), new,
+                                                                  antialias=True)), 0, 255), tf.uint8),
+        lambda: tf.cast(tf.clip_by_value(tf.round(tf.cast(pixels, tf.float32)), 0, 255), tf.uint8),
+    )
+    return tf.io.encode_jpeg(small, quality=90)
+
+
+def image_tensors(pixels, size, display_side=0):
+    """One decoded image -> ``(x, jpeg, size)``: model-size float pixels, the display JPEG (or b""), original ``(H, W)``.
+
+    ``x`` is :func:`resize_image`'s; the display photo is :func:`display_jpeg`'s (none when
+    ``display_side`` is 0). The one function a folder run's ``tf.data`` pipeline and its Ray
+    workers (eagerly) use, so both feed the model the same numbers.
+
+    Example:
+        >>> x, jpeg, size = image_tensors(np.zeros((600, 300, 3), np.uint8), (32, 32), 512)
+        >>> x.shape, size.numpy().tolist(), tf.io.decode_jpeg(jpeg).shape  # photo: long side 512
+        (TensorShape([32, 32, 3]), [600, 300], TensorShape([512, 256, 3]))
+    """
+    pixels = tf.ensure_shape(pixels, [None, None, 3])
+    jpeg = display_jpeg(pixels, display_side) if display_side else tf.constant(b"")
+    return resize_image(pixels, size), jpeg, tf.shape(pixels)[:2]
+
+
 def _to_uint8(pixels) -> np.ndarray:
     return np.clip(np.round(np.asarray(pixels)), 0, 255).astype(np.uint8)
 
@@ -155,7 +218,7 @@ def _read_path(path: str) -> np.ndarray:
     if not os.path.exists(path):
         raise FileNotFoundError(f"No such image file: '{path}'")
     try:
-        return decode_image_bytes(tf.io.read_file(path)).numpy()
+        return decode_file(path).numpy()
     except tf.errors.InvalidArgumentError as err:
         if "Unknown image file format" not in str(err):  # a damaged JPEG/PNG/...: say why
             raise ValueError(f"'{path}' is not an image file that can be read ({tf_error_text(err)})") from None

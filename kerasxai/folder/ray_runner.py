@@ -4,7 +4,7 @@
 The images are split into batches by Ray Data and sent to ``workers`` actors
 (``map_batches`` with the callable class :class:`ExplainWorker`), each holding
 one copy of the model — a whole GPU each where the cluster has GPUs. A worker
-decodes its batch with :func:`kerasxai.folder.sources.image_tensors` and explains it
+decodes its batch with :func:`kerasxai.data.images.image_tensors` and explains it
 with a :class:`kerasxai.folder.job.BatchExplainer` of its own model: the same
 functions, so the same numbers, as the local runner. The results stream back to this process,
 whose writer thread writes the run folder exactly as locally (resuming too).
@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from kerasxai.folder import sources
+from kerasxai.data.images import decode_file, image_tensors, read_error
 from kerasxai.folder.job import BatchExplainer, batch_for_writer, from_columns, preprocess_batch, to_columns
 
 
@@ -87,10 +87,10 @@ class ExplainWorker:
 
     def _load(self, path):
         try:
-            x, jpeg, hw = sources.image_tensors(sources.decode_file(path), self.job.size, self.job.display_side)
+            x, jpeg, hw = image_tensors(decode_file(path), self.job.size, self.job.display_side)
             return x.numpy(), jpeg.numpy(), hw.numpy(), None
         except Exception:
-            return None, b"", np.zeros(2, np.int64), sources.read_error(path)
+            return None, b"", np.zeros(2, np.int64), read_error(path)
 
     def __call__(self, batch):
         job = self.job

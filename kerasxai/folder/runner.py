@@ -2,8 +2,9 @@
 
 :func:`explain_folder` and :func:`explain_dataset` stream images through
 
-1. ``tf.data`` (:mod:`kerasxai.folder.sources`): files read and decoded in parallel
-   (``tf.io.decode_image``), resized to the model's input with the op
+1. ``tf.data`` (:func:`file_batches`, over the files :mod:`kerasxai.folder.sources` lists):
+   files read and decoded in parallel (``tf.io.decode_image``, by :mod:`kerasxai.data.images`,
+   the one decode/resize of kerasxai), resized to the model's input with the op
    ``keras.utils.image_dataset_from_directory`` uses (bilinear, no antialiasing,
    on float32 pixels 0..255), the photo shrunk for display and JPEG-encoded,
    batches prefetched;
@@ -32,7 +33,8 @@ import tensorflow as tf
 from kerasxai._version import __version__
 from kerasxai.folder import ray_runner, runfolder
 from kerasxai.folder.job import REFUSED, BatchExplainer, batch_for_writer, error_batch, preprocess_batch, prepare_job
-from kerasxai.folder.sources import file_batches, image_tensors, list_images, read_error
+from kerasxai.data.images import decode_file, image_tensors, read_error
+from kerasxai.folder.sources import list_images
 
 def _meta(model, job, model_name, weights, n_images):
     return {"model": model_name or model.name, "weights": weights, "methods": list(job.methods),
@@ -75,6 +77,22 @@ class _Warnings:
                 f"{len(writer.nonfinite)} images ({', '.join(sorted(writer.nonfinite)[:10])}): their probabilities are "
                 "recorded as null and their maps mean nothing. Check the inputs and the model's weights.",
                 RuntimeWarning, stacklevel=3)
+
+
+def file_batches(items, size, batch_size, display_side):
+    """Batches of ``{index, x, jpeg, size}`` for ``items`` (numpy), decoded in parallel; unreadable files left out."""
+    @tf.autograph.experimental.do_not_convert  # plain TF ops: nothing for AutoGraph to rewrite
+    def load(index, path):
+        x, jpeg, hw = image_tensors(decode_file(path), size, display_side)
+        return {"index": index, "x": x, "jpeg": jpeg, "size": hw}
+
+    if not items:
+        return iter(())
+    files = tf.constant([it.file for it in items], tf.string)
+    ds = tf.data.Dataset.from_tensor_slices((np.arange(len(items), dtype=np.int64), files))
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+    ds = ds.ignore_errors()  # unreadable files drop out here; the run finds and reports them afterwards
+    return ds.batch(batch_size).prefetch(2).as_numpy_iterator()
 
 
 def _explain_into(writer, warn, explainer, batch, target, ids, files, labels):

@@ -238,8 +238,9 @@ def xgradcam(model, images, target=None, layer=None, *, output=None, input=None,
         >>> import keras, numpy as np
         >>> from kerasxai import xgradcam
         >>> model = keras.applications.VGG16(weights=None, input_shape=(64, 64, 3), classes=5)
-        >>> xgradcam(model, np.random.rand(1, 64, 64, 3).astype("float32")).shape
-        (1, 64, 64)
+        >>> maps = xgradcam(model, np.random.rand(2, 64, 64, 3).astype("float32"), target=[0, 3])
+        >>> maps.shape, maps.dtype.name
+        ((2, 64, 64), 'float32')
 
     Reference: Fu et al., "Axiom-based Grad-CAM: Towards Accurate Visualization and
     Explanation of CNNs", BMVC 2020. https://arxiv.org/abs/2008.02312
@@ -257,8 +258,8 @@ def hirescam(model, images, target=None, layer=None, *, output=None, input=None,
         >>> import keras, numpy as np
         >>> from kerasxai import hirescam
         >>> model = keras.applications.VGG16(weights=None, input_shape=(64, 64, 3), classes=5)
-        >>> hirescam(model, np.random.rand(1, 64, 64, 3).astype("float32")).shape
-        (1, 64, 64)
+        >>> hirescam(model, np.random.rand(1, 64, 64, 3).astype("float32"), raw=True).shape  # block5_conv3's grid
+        (1, 4, 4)
 
     Reference: Draelos & Carin, "Use HiResCAM instead of Grad-CAM for faithful
     explanations of convolutional neural networks", 2020. https://arxiv.org/abs/2011.08891

@@ -239,8 +239,9 @@ def integrated_gradients(model, images, target=None, *, output=None, input=None,
         >>> import keras, numpy as np
         >>> from kerasxai import integrated_gradients
         >>> model = keras.applications.VGG16(weights=None, input_shape=(32, 32, 3), classes=5)
-        >>> integrated_gradients(model, np.random.rand(32, 32, 3).astype("float32"), steps=8).shape
-        (32, 32)
+        >>> x = np.random.rand(32, 32, 3).astype("float32")
+        >>> integrated_gradients(model, x, steps=8).shape, integrated_gradients(model, x, steps=8, raw=True).shape
+        ((32, 32), (32, 32, 3))
 
     Reference: Sundararajan, Taly & Yan, "Axiomatic Attribution for Deep Networks",
     ICML 2017. https://arxiv.org/abs/1703.01365
@@ -311,8 +312,9 @@ def guided_backprop(model, images, target=None, *, output=None, input=None, batc
         >>> import keras, numpy as np
         >>> from kerasxai import guided_backprop
         >>> model = keras.applications.VGG16(weights=None, input_shape=(32, 32, 3), classes=5)
-        >>> guided_backprop(model, np.random.rand(1, 32, 32, 3).astype("float32")).shape
-        (1, 32, 32)
+        >>> x = np.random.rand(1, 32, 32, 3).astype("float32")
+        >>> guided_backprop(model, x).shape, guided_backprop(model, x, raw=True).shape  # map; guided gradients
+        ((1, 32, 32), (1, 32, 32, 3))
 
     Reference: Springenberg et al., "Striving for Simplicity: The All Convolutional
     Net", ICLR workshop 2015. https://arxiv.org/abs/1412.6806
