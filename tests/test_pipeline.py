@@ -231,7 +231,7 @@ def test_flat_and_non_finite_maps_are_flagged_not_drawn_as_heatmaps(folder, tmp_
     row = rows_by_id(tmp_path / "flat")["cross__a"]
     assert row["methods"]["gradcam"] == {"flat": True, "max": 0.0, "mean": 0.0}
     drawn = np.asarray(Image.open(tmp_path / "flat" / row["overlays"]["gradcam"]).convert("RGB")).astype(int)
-    assert drawn.shape == (256, 512, 3)
+    assert drawn.shape == (256 + 18, 512, 3)  # the photo, then the strip naming the method and layer
     below_label = drawn[20:]
     assert np.abs(below_label[..., 0] - below_label[..., 2]).max() <= 1  # grey, no colour scale applied
     assert drawn[:14, :, 0].mean() < 60  # the dark band with "flat: no positive evidence"
