@@ -223,24 +223,29 @@ class Probe:
     def _compile(self, grads, post, pre, scorer):
         want_input = grads in ("input", "both")
         want_layers = grads in ("layers", "both")
-        state: dict = {}  # set at the first batch: a subclassed model's probe is complete only then
 
-        def forward(*args):
-            n_in, k = state["n_in"], self.explained_input
-            inputs = list(args[:n_in])
-            extra = tuple(args[n_in : n_in + state["n_extra"]])
-            deltas = list(args[n_in + state["n_extra"] : -1])
-            input_delta = deltas.pop(0) if want_input else None
-            x = ops.cast(inputs[k], state["dtype"])
-            if pre is not None:
-                x = pre(x, *extra)
-            if input_delta is not None:
-                x = ops.add(x, ops.cast(input_delta, x.dtype))
-            inputs[k] = x
-            acts, head = self.net.call(inputs, deltas)
-            logits = ops.cast(head, "float32")
-            scores, used = scorer(logits, args[-1])
-            return scores, ([ops.cast(a, "float32") for a in acts], logits, scores, used, ops.cast(x, "float32"), extra)
+        def make_forward(n_in, n_extra, dtype):
+            """The step's function for one layout of arguments (fixed when it is compiled, never read later)."""
+
+            def forward(*args):
+                k = self.explained_input
+                inputs = list(args[:n_in])
+                extra = tuple(args[n_in : n_in + n_extra])
+                deltas = list(args[n_in + n_extra : -1])
+                input_delta = deltas.pop(0) if want_input else None
+                x = ops.cast(inputs[k], dtype)
+                if pre is not None:
+                    x = pre(x, *extra)
+                if input_delta is not None:
+                    x = ops.add(x, ops.cast(input_delta, x.dtype))
+                inputs[k] = x
+                acts, head = self.net.call(inputs, deltas)
+                logits = ops.cast(head, "float32")
+                scores, used = scorer(logits, args[-1])
+                return scores, ([ops.cast(a, "float32") for a in acts], logits, scores, used, ops.cast(x, "float32"),
+                                extra)
+
+            return forward
 
         def finish(aux, gradients):
             acts, logits, scores, used, x, extra = aux
@@ -273,19 +278,19 @@ class Probe:
             if classes is None:
                 classes = np.full((n,), targets_lib.PREDICTED, np.int32)
             args = tensors + list(extra) + deltas + [_argument(np.asarray(classes, np.int32))]
-            key = tuple((tuple(a.shape[1:]), keras.backend.standardize_dtype(a.dtype)) for a in args)
+            shapes = tuple((tuple(a.shape[1:]), keras.backend.standardize_dtype(a.dtype)) for a in args)
             spec_dtype = str(self.input_specs[k].dtype)
-            state.update(n_in=len(tensors), n_extra=len(extra),
-                         dtype=spec_dtype if spec_dtype.startswith(("float", "bfloat")) else "float32")
+            layout = (len(tensors), len(extra), spec_dtype if spec_dtype.startswith(("float", "bfloat")) else "float32")
+            key = (shapes, layout)
             if key not in compiled:
                 first = len(tensors) + len(extra)
                 differentiate = [first] if want_input else []
                 if want_layers:
                     start = first + len(differentiate)
                     differentiate += list(range(start, start + len(self.layers)))
-                specs = [((None,) + shape, dtype) for shape, dtype in key]
-                compiled[key] = backend.compile_step(forward, self.variables, differentiate=differentiate, post=finish,
-                                                     specs=specs)
+                specs = [((None,) + shape, dtype) for shape, dtype in shapes]
+                compiled[key] = backend.compile_step(make_forward(*layout), self.variables, differentiate=differentiate,
+                                                     post=finish, specs=specs)
             # Read-only on JAX (no copy here): callers only read a step's outputs, and the collector
             # copies them into its own arrays.
             return _unpack(backend.to_numpy(compiled[key](*args), copy=False))
