@@ -24,13 +24,14 @@ import keras
 import numpy as np
 
 from kerasxai import backend
+from kerasxai.methods import engine
 from kerasxai.probe import get_probe
 from kerasxai.probe.heads import probabilities
 
 
 def _probabilities(probe, x, classes, batch_size=64):
     """Target-class probability of each input (softmax, or sigmoid for one or several sigmoid units)."""
-    out = probe.predict(x, classes, batch_size=batch_size)
+    out = engine.predict(probe, x, classes, batch_size=batch_size)
     probs = probabilities(probe.head, out["logits"])
     return probs[np.arange(len(probs)), out["classes"]]
 
@@ -118,7 +119,7 @@ def deletion_insertion(model, images, maps, target=None, *, steps: int = 20, bas
     probe = get_probe(model, ())
     x = _images(probe, images)
     maps = np.asarray(maps, np.float32).reshape(x.shape[:-1])
-    classes = probe.predict(x, target, batch_size=batch_size)["classes"]
+    classes = engine.predict(probe, x, target, batch_size=batch_size)["classes"]
     base = _baseline(x, baseline)
     n, positions = len(x), int(np.prod(x.shape[1:-1]))
     order = np.argsort(-maps.reshape(n, -1), axis=1, kind="stable")
@@ -213,7 +214,7 @@ def average_drop_increase(model, images, maps, target=None):
     """
     probe = get_probe(model, ())
     x = _images(probe, images)
-    classes = probe.predict(x, target)["classes"].tolist()
+    classes = engine.predict(probe, x, target)["classes"].tolist()
     y = _probabilities(probe, x, classes)
     masked = x * np.asarray(maps, np.float32).reshape(x.shape[:-1])[..., None]
     o = _probabilities(probe, masked, classes)
@@ -286,7 +287,7 @@ def randomization_check(model, images, method: Callable, target=None, *, seed: i
     copy.set_weights(model.get_weights())
     probe = get_probe(model, ())
     x = _images(probe, images)
-    classes = probe.predict(x, target)["classes"].tolist() if not callable(target) else target
+    classes = engine.predict(probe, x, target)["classes"].tolist() if not callable(target) else target
     original = method(model, x, classes, **kwargs)
     rng = np.random.default_rng(seed)
     results = [("none", float(np.mean([rank_correlation(a, b) for a, b in zip(original, method(copy, x, classes, **kwargs))])))]

@@ -7,8 +7,8 @@ run): it carries a slim colour scale and the ``method @ layer`` it shows, as
 every figure does, and a flat map is drawn as a grey photo marked "flat: no
 positive evidence" rather than as a photo tinted with the colour of 0.
 
-Colours go through a 256-entry table of the colormap (the same picture as
-evaluating the colormap per pixel, within one level of 255), and the map is
+Colours go through the colormap's 256-entry table, indexed as matplotlib
+indexes it (the same colours as evaluating the colormap per pixel), and the map is
 resized onto the photo with bilinear interpolation: fast enough to draw an
 overlay per image and method while a folder is explained.
 """
@@ -66,7 +66,7 @@ def overlay(image, heatmap, cmap: str = "jet", alpha: float = 0.4) -> np.ndarray
     """
     rgb = as_uint8_rgb(image)
     heat = np.nan_to_num(_onto(heatmap, rgb.shape[:2]), nan=0.0)
-    index = np.clip(np.round(heat * 255), 0, 255).astype(np.uint8)
+    index = np.clip(heat * 256, 0, 255).astype(np.uint8)  # matplotlib's own index into its 256 colours
     blended = (1 - alpha) * rgb.astype(np.float32) + alpha * _table(cmap)[index]
     return np.clip(np.round(blended), 0, 255).astype(np.uint8)
 
