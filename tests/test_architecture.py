@@ -141,3 +141,10 @@ def test_the_checks_above_can_fail():
                 raise AssertionError(f"{check.__name__} passed on a broken package")
         finally:
             ROOT = saved
+
+
+def test_every_folder_of_modules_is_a_package_that_a_wheel_ships():
+    """A folder of modules without ``__init__.py`` is left out by ``packages = find:`` (a wheel would lack it)."""
+    missing = [os.path.relpath(folder, ROOT) for folder, _, files in os.walk(ROOT)
+               if "__pycache__" not in folder and any(f.endswith(".py") for f in files) and "__init__.py" not in files]
+    assert not missing, f"folders of modules without __init__.py: {missing}"

@@ -52,7 +52,8 @@ def test_explain_two_photos_offline(photos, tmp_path):
         probs = [t["probability"] for t in r["top_k"]]
         assert probs == sorted(probs, reverse=True) and 0 < probs[0] < 1
         assert sorted(np.load(out / r["maps"])) == ["gradcam", "layercam", "saliency"]
-        assert Image.open(out / r["overlays"]["layercam"]).size == Image.open(out / r["image"]).size
+        w, h = Image.open(out / r["image"]).size
+        assert Image.open(out / r["overlays"]["layercam"]).size == (w, h + 18)  # the photo, then method @ layer
 
     again = run("explain", str(photos / "chelsea.png"), "--weights", "none", "--out", str(out))
     assert again.returncode == 2 and "already holds a kerasxai run" in again.stderr and "--resume" in again.stderr

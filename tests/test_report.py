@@ -162,8 +162,8 @@ def test_a_built_wheel_ships_the_class_index_and_the_report_assets(tmp_path):
                     str(tmp_path / "dist"), str(src)], check=True, capture_output=True)
     (wheel,) = (tmp_path / "dist").glob("*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert {"kerasxai/imagenet_class_index.json", "kerasxai/report_assets/report.html",
-            "kerasxai/report_assets/report.css", "kerasxai/report_assets/report.js"} <= names
+    assert {"kerasxai/data/imagenet_class_index.json", "kerasxai/folder/report_assets/report.html",
+            "kerasxai/folder/report_assets/report.css", "kerasxai/folder/report_assets/report.js"} <= names
 
 
 # ---------------------------------------------------------------------------- the page, in chromium
