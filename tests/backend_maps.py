@@ -28,6 +28,7 @@ def methods_for(name):
 def compute(models_dir, images):
     """``{f"{model}/{method}": maps}`` for every model and method."""
     import kerasxai
+    from kerasxai.methods import engine
 
     out = {}
     for name in MODELS:
@@ -35,7 +36,7 @@ def compute(models_dir, images):
         x = images[name]
         for method in methods_for(name):
             out[f"{name}/{method}"] = getattr(kerasxai, method)(model, x, **OPTIONS.get(method, {}))
-        out[f"{name}/logits"] = kerasxai.get_probe(model, ()).predict(x)["logits"]
+        out[f"{name}/logits"] = engine.predict(kerasxai.get_probe(model, ()), x)["logits"]
     return out
 
 
