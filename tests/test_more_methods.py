@@ -206,3 +206,27 @@ def test_explain_guided_gradcam_with_predicted_class(flatten_model, images):
     out = kerasxai.explain(flatten_model, images, methods=("guided_gradcam", "saliency"))
     assert list(out) == ["guided_gradcam", "saliency"]
     np.testing.assert_allclose(out["guided_gradcam"], kerasxai.guided_gradcam(flatten_model, images), atol=1e-5)
+
+
+def test_a_list_of_layers_is_fused_by_layercam_and_refused_by_every_method_that_explains_one(gap_model, images):
+    """layer=[...] used to be the first layer, silently, for every method but LayerCAM."""
+    import re
+
+    from kerasxai.methods.table import METHODS
+
+    two = ["conv1", "conv2"]
+    for name, method in METHODS.items():
+        if not method.layer:
+            continue
+        options = {"n": 4} if name == "scorecam" else {}
+        if method.fuses:
+            fused = kerasxai.explain(gap_model, images, methods=("saliency",))  # warm: a fused call works
+            assert getattr(kerasxai, name)(gap_model, images, layer=two).shape == fused["saliency"].shape
+            continue
+        with pytest.raises(ValueError, match=re.escape(f"{name} explains one layer; received 2: {two}")):
+            getattr(kerasxai, name)(gap_model, images, layer=two, **options)
+    with pytest.raises(ValueError, match=re.escape("explain() explains one layer; received 2")):
+        kerasxai.explain(gap_model, images, methods=("gradcam", "saliency"), layer=two)
+    # a list of one layer is that layer
+    np.testing.assert_array_equal(kerasxai.gradcam(gap_model, images, layer=["conv1"]),
+                                  kerasxai.gradcam(gap_model, images, layer="conv1"))

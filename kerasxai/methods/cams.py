@@ -149,7 +149,7 @@ def _single_method(outputs, name):
 
 def plan_gradient_cam(name, formula, model, target, layer=None, output=None, input=None, raw=False):
     """``(probe, compute)`` of one gradient CAM: ``formula(activations, gradients)`` at one layer."""
-    probe = get_probe(model, layer, output=output, input=input)
+    probe = get_probe(model, engine.one_layer(name, layer), output=output, input=input)
     step = probe.step("layers", Fn(gradient_cam_post, formulas=((name, formula),), raw=raw), target=target)
     return probe, lambda batch, classes: _single_method(step(batch.inputs, (), classes), name)
 
@@ -308,7 +308,7 @@ def layercam(model, images, target=None, layer=None, *, output=None, input=None,
     for Localization", IEEE TIP 2021. http://mmcheng.net/mftp/Papers/21TIP_LayerCAM.pdf
     """
     planned = plan_layercam(model, target, layer, output, input, raw=raw, gamma=gamma)
-    if raw and isinstance(layer, (list, tuple)):  # one raw map per layer
+    if raw and engine.is_layer_list(layer):  # one raw map per layer
         probe, compute = planned
         out, single = engine.run("layercam", probe, images, target, compute, batch_size=batch_size,
                                  progress=progress, warn=False)
@@ -318,7 +318,7 @@ def layercam(model, images, target=None, layer=None, *, output=None, input=None,
 
 def plan_layercam(model, target, layer=None, output=None, input=None, raw=False, gamma=2.0):
     """``(probe, compute)`` of LayerCAM at one layer, or fused over a list of layers (raw: ``map_<i>`` each)."""
-    if not isinstance(layer, (list, tuple)):
+    if not engine.is_layer_list(layer):
         return plan_gradient_cam("layercam", layercam_formula, model, target, layer, output, input, raw)
     probe = get_probe(model, list(layer), output=output, input=input)
     post = Fn(layercam_raw_post) if raw else Fn(layercam_fused_post, gamma=gamma)
@@ -356,7 +356,7 @@ def eigencam(model, images, target=None, layer=None, *, output=None, input=None,
 
 def plan_eigencam(model, target, layer=None, output=None, input=None, raw=False):
     """``(probe, compute)`` of Eigen-CAM."""
-    probe = get_probe(model, layer, output=output, input=input)
+    probe = get_probe(model, engine.one_layer("eigencam", layer), output=output, input=input)
     step = probe.step(None, Fn(eigencam_post, raw=raw), target=target)
     return probe, lambda batch, classes: step(batch.inputs, (), classes)
 
@@ -400,6 +400,7 @@ def plan_cam(model, target, layer=None, output=None, input=None, raw=False):
     """``(probe, compute)`` of CAM; refuses models without a GAP -> Dense head before running anything."""
     if callable(target) and not isinstance(target, str):
         raise ValueError("cam() needs a class target (an int or one per image), not a callable.")
+    layer = engine.one_layer("cam", layer)
     if layer is None:  # CAM's layer is the one that feeds global average pooling
         layer = cam_layer(model)
     probe = get_probe(model, layer, output=output, input=input)
@@ -502,7 +503,7 @@ def plan_scorecam(model, target, layer=None, output=None, input=None, *, n=None,
     if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
         raise ValueError(f"n must be at least 1 (or None for every channel). Received: n={n}")
     engine.check_count("batch_size", batch_size)
-    probe = get_probe(model, layer, output=output, input=input)
+    probe = get_probe(model, engine.one_layer("scorecam", layer), output=output, input=input)
 
     def compute(batch, classes):
         first = probe.step(None, Fn(scorecam_channels_post, n=n), target=target)(batch.inputs, (), classes)

@@ -40,6 +40,36 @@ def check_count(name: str, value) -> None:
         raise ValueError(f"{name} must be an int of at least 1. Received: {name}={value!r}")
 
 
+def is_layer_list(layer) -> bool:
+    """Whether ``layer`` names several layers (a list, or a tuple that is not one ``(layer, call)`` pair)."""
+    if isinstance(layer, list):
+        return True
+    if isinstance(layer, tuple):
+        return not (len(layer) == 2 and isinstance(layer[1], int) and not isinstance(layer[1], bool))
+    return False
+
+
+def one_layer(method: str, layer):
+    """``layer`` for a method that explains one layer: a list of one is that layer, a longer list an error.
+
+    Example:
+        >>> one_layer("gradcam", ["conv"]), one_layer("gradcam", None)
+        ('conv', None)
+        >>> one_layer("gradcam", ["c0", "c1"])
+        Traceback (most recent call last):
+        ...
+        ValueError: gradcam explains one layer; received 2: ['c0', 'c1']. LayerCAM fuses several (kerasxai.layercam(model, images, layer=[...])); for another method, call it once per layer.
+    """
+    if not is_layer_list(layer):
+        return layer
+    layers = list(layer)
+    if len(layers) == 1:
+        return layers[0]
+    shown = [getattr(lay, "name", lay) for lay in layers]
+    raise ValueError(f"{method} explains one layer; received {len(layers)}: {shown}. LayerCAM fuses several "
+                     "(kerasxai.layercam(model, images, layer=[...])); for another method, call it once per layer.")
+
+
 def spatial_size(tensor) -> tuple:
     """The static spatial axes of ``(N, spatial..., C)``."""
     return tuple(tensor.shape[1:-1])

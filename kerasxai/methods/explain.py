@@ -77,6 +77,8 @@ def plan_explain(model, methods, target=None, layer=None, *, output=None, input=
     methods, options = _check(methods, options)
     raw = tuple(m for m in methods if options.get(m, {}).get("raw"))
     formulas = tuple((m, METHODS[m].formula) for m in methods if METHODS[m].kind == GRADIENT_CAM)
+    if engine.is_layer_list(layer) and any(METHODS[m].layer for m in methods):
+        layer = engine.one_layer("explain()", layer)  # one layer for all its methods (LayerCAM's fusing is layercam()'s)
     wants_layer = any(METHODS[m].layer and METHODS[m].shared for m in methods)
     probe = get_probe(model, layer if wants_layer else (), output=output, input=input)
     cam = None

@@ -354,8 +354,8 @@ def guided_gradcam(model, images, target=None, layer=None, *, output=None, input
 
 def plan_guided_gradcam(model, target, layer=None, output=None, input=None, raw=False):
     """``(probe, compute)`` of Guided Grad-CAM: the guided pass, then Grad-CAM of the class it chose."""
+    probe = get_probe(model, engine.one_layer("guided_gradcam", layer), output=output, input=input)
     guided = get_probe(model, (), output=output, input=input, guided=True)
-    probe = get_probe(model, layer, output=output, input=input)
     guided_step = guided.step("input", Fn(_guided_post), target=target)
     cam_step = probe.step("layers", Fn(cams.gradient_cam_post, formulas=(("gradcam", cams.gradcam_formula),)), target=target)
 
