@@ -296,3 +296,23 @@ def test_no_warnings_on_a_healthy_run_and_one_when_the_input_range_is_unknown(ga
         visualize_activation(rescaled, None, units=0, steps=2, progress=False)  # takes 0..255: nothing to say
     with pytest.warns(UserWarning, match="cannot tell what input range model 'gap_net' was trained on"):
         visualize_activation(gap_model, None, units=0, steps=2, progress=False)
+
+
+def test_the_best_image_seen_is_returned_not_the_last():
+    """An objective that is not monotone (a sine of the conv) and a large step make the ascent overshoot:
+    the image kept is the best one scored (as returned: uint8, no transform), not the last."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv1")(inputs)
+    x = keras.layers.Lambda(lambda t: keras.ops.sin(6.0 * t), name="wave")(x)
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(x)))
+    steps = 32
+    result = visualize_activation(model, "wave", units=[0, 1, 2, 3], steps=steps, seed=3, progress=False,
+                                  input_range=(0, 1), frames=steps + 1, learning_rate=3.0, parameterization="pixel",
+                                  transforms=False)
+    checked = [s for s in result.frame_steps if s and (s % (steps // 16) == 0 or s == steps)]
+    scores = np.stack([
+        objective_gradients(model, result.frames[result.frame_steps.index(s)] / 255.0, "wave",
+                            units=result.units, input_range=(0, 1))[0] for s in checked])
+    np.testing.assert_allclose(result.activations, scores.max(axis=0), rtol=1e-5, atol=1e-6)
+    assert (result.activations > scores[-1] + 1e-4).any()  # for some unit the last image was not the best

@@ -181,6 +181,19 @@ def _compile(probe, param, objective, to_input, out_size, channels, *, learning_
     return step, evaluate, render
 
 
+def _selection_score(evaluate, images, units, *, tv, lp, lp_p, learning_rate=None) -> np.ndarray:
+    """``(n,)`` what the optimisation maximises, on ``images`` as they are returned (uint8, no transform):
+    the objective less the penalties asked for (the objective alone is what `activations` reports).
+    Picks the best image seen."""
+    x = images.astype(np.float32) / 255.0
+    value = np.asarray(backend.to_numpy(evaluate(x, units)), np.float32)
+    if tv:
+        value = value - tv * np.asarray(backend.to_numpy(objectives.total_variation(ops.convert_to_tensor(x))))
+    if lp:
+        value = value - lp * np.asarray(backend.to_numpy(objectives.lp_norm(ops.convert_to_tensor(x), lp_p)))
+    return value
+
+
 def _to_uint8(images) -> np.ndarray:
     return np.clip(np.round(backend.to_numpy(images) * 255.0), 0, 255).astype(np.uint8)
 
@@ -247,8 +260,9 @@ def visualize_activation(
         progress: show a progress bar.
 
     Returns:
-        :class:`ActivationImages`: ``images`` (uint8) and ``activations`` (the
-        objective each returned image reaches), with the history of the run. A
+        :class:`ActivationImages`: ``images`` (uint8: for each unit the best image seen, scored as
+        returned every ``steps // 16`` steps and at the end, not merely the last) and ``activations``
+        (the objective each returned image reaches), with the history of the run. A
         unit whose gradient stays zero (a filter that never activates) gets a
         warning naming it.
 
@@ -295,6 +309,9 @@ def visualize_activation(
     chunks = [list(range(i, min(i + batch_size, len(units)))) for i in range(0, len(units), batch_size)]
     bar = keras.utils.Progbar(len(chunks) * steps, unit_name="step") if progress else None
     every = max(1, steps // 10)
+    # The image returned is the best one seen, not the last: every `check` steps (and at the end) the
+    # rendered image itself (no transform, rounded to uint8, as it is returned) is scored.
+    check = max(1, steps // 16)
     for c, rows in enumerate(chunks):
         params = start[rows]
         m = np.zeros_like(params)
@@ -302,6 +319,7 @@ def visualize_activation(
         if 0 in snapshots:
             snapshots[0].append(_to_uint8(render(params)))
         scores, grads = [], []
+        best_images, best = None, np.full(len(rows), -np.inf, np.float32)
         for t in range(1, steps + 1):
             if transforms is None:
                 matrices = transforms_lib.identity_matrices(len(rows))
@@ -314,11 +332,17 @@ def visualize_activation(
                 params, m, v = _restart_silent(params, m, v, largest, [rngs[i] for i in rows], param, t)
             if t in snapshots:
                 snapshots[t].append(_to_uint8(render(params)))
+            if t % check == 0 or t == steps:
+                now = _to_uint8(render(params))
+                value = _selection_score(evaluate, now, unit_array[rows], **settings)
+                better = np.isfinite(value) & (value > best)
+                best_images = now if best_images is None else np.where(better[:, None, None, None], now, best_images)
+                best = np.where(better, value, best)
             if bar is not None and (t % every == 0 or t == steps):
                 bar.update(c * steps + t)
         history[:, rows] = np.stack(backend.to_numpy(scores))
         largest_grad[rows] = np.max(np.stack(backend.to_numpy(grads)), axis=0)
-        images.append(_to_uint8(render(params)))
+        images.append(best_images)
 
     images = np.concatenate(images)
     reached = np.concatenate([
