@@ -6,7 +6,7 @@ TensorFlow models, nested pretrained bases included; overlays and figures.
 Names are loaded on first use, so ``import kerasxai`` (and the ``kerasxai``
 command's start-up) does not import TensorFlow until a function is used.
 
-Example:
+Examples:
     >>> import keras, numpy as np
     >>> import kerasxai
     >>> model = keras.applications.VGG16(weights=None, input_shape=(64, 64, 3), classes=5)

@@ -41,7 +41,7 @@ class UserError(Exception):
 def load_model(spec: str, weights: str = "imagenet"):
     """A ``keras.applications`` model by name, or a saved model from a ``.keras``/``.h5`` path.
 
-    Example:
+    Examples:
         >>> load_model("vgg16", weights="none").name
         'vgg16'
     """

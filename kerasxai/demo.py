@@ -25,7 +25,7 @@ from kerasxai.figures.images import plot_explanations  # noqa: E402
 def run(out_dir: str = "kerasxai-demo", epochs: int = 12, n_train: int = 2000, seed: int = 0) -> dict:
     """Trains the demo model, writes ``out_dir/demo.png`` and returns the scores per method.
 
-    Example:
+    Examples:
         >>> scores = run("/tmp/kerasxai-demo", epochs=1, n_train=64)  # doctest: +SKIP
     """
     start = time.perf_counter()

@@ -15,7 +15,7 @@ how gradients are taken, so that is all this seam offers:
   back as ``None``; JAX cannot tell and gives zeros (the flat-map checks in
   :mod:`kerasxai.methods.maps` report those).
 
-Example:
+Examples:
     >>> import numpy as np
     >>> from keras import ops
     >>> from kerasxai import backend

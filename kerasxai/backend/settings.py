@@ -9,7 +9,7 @@ def set_jit_compile(value) -> None:
     """Sets how TensorFlow steps compile: ``True`` (XLA), ``False`` (plain ``tf.function``) or
     ``None`` (default: each step times both on its first batches and keeps the faster).
 
-    Example:
+    Examples:
         >>> set_jit_compile(False); jit_compile_setting()
         False
         >>> set_jit_compile(None)

@@ -58,7 +58,7 @@ INDEX_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "imagenet_
 def class_index() -> dict:
     """The shipped index: ``{"0": ["n01440764", "tench"], ...}`` (Keras's format), read once.
 
-    Example:
+    Examples:
         >>> class_index()["281"]
         ['n02123045', 'tabby']
     """
@@ -72,7 +72,7 @@ def class_index() -> dict:
 def class_names() -> list:
     """The 1000 ImageNet class names in class order (``class_names()[281] == "tabby"``).
 
-    Example:
+    Examples:
         >>> names = class_names()
         >>> len(names), names[0], names[999]
         (1000, 'tench', 'toilet_tissue')
@@ -84,7 +84,7 @@ def class_names() -> list:
 def wnids() -> list:
     """The 1000 WordNet ids in class order (``wnids()[0] == "n01440764"``).
 
-    Example:
+    Examples:
         >>> wnids()[281]
         'n02123045'
     """

@@ -63,7 +63,7 @@ def _family_of(name: str) -> str | None:
 def detect_family(model) -> str | None:
     """The ``keras.applications`` family of ``model`` or of a model nested in it, or None.
 
-    Example:
+    Examples:
         >>> import keras
         >>> detect_family(keras.applications.MobileNetV2(weights=None))
         'mobilenet_v2'
@@ -105,7 +105,7 @@ def decode_image_bytes(data) -> tf.Tensor:
     Works eagerly and inside ``tf.data``; raises ``tf.errors.InvalidArgumentError``
     on data it cannot decode.
 
-    Example:
+    Examples:
         >>> png = tf.io.encode_png(tf.zeros((4, 6, 1), tf.uint8))
         >>> decode_image_bytes(png).shape
         TensorShape([4, 6, 3])
@@ -125,7 +125,7 @@ def resize_image(images, size) -> tf.Tensor:
     ``size`` come back unchanged (as float32). Round and clip to get uint8
     display pixels.
 
-    Example:
+    Examples:
         >>> x = resize_image(np.array([[[0.0], [255.0]]]), (1, 4))
         >>> x.numpy()[0, :, 0].tolist()
         [0.0, 63.75, 191.25, 255.0]
@@ -139,7 +139,7 @@ def decode_file(path) -> tf.Tensor:
 
     Works eagerly and inside ``tf.data`` (a folder run's parallel decoding).
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> path = os.path.join(tempfile.mkdtemp(), "x.png")
         >>> _ = tf.io.write_file(path, tf.io.encode_png(tf.zeros((4, 6, 3), tf.uint8)))
@@ -152,7 +152,7 @@ def decode_file(path) -> tf.Tensor:
 def read_error(path) -> str:
     """Why ``path`` cannot be read, in one line (from trying to decode it again).
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> path = os.path.join(tempfile.mkdtemp(), "notes.jpg")
         >>> _ = open(path, "w").write("not a photo")
@@ -187,7 +187,7 @@ def image_tensors(pixels, size, display_side=0):
     ``display_side`` is 0). The one function a folder run's ``tf.data`` pipeline and its Ray
     workers (eagerly) use, so both feed the model the same numbers.
 
-    Example:
+    Examples:
         >>> x, jpeg, size = image_tensors(np.zeros((600, 300, 3), np.uint8), (32, 32), 512)
         >>> x.shape, size.numpy().tolist(), tf.io.decode_jpeg(jpeg).shape  # photo: long side 512
         (TensorShape([32, 32, 3]), [600, 300], TensorShape([512, 256, 3]))
@@ -204,7 +204,7 @@ def _to_uint8(pixels) -> np.ndarray:
 def tf_error_text(err) -> str:
     """TensorFlow's message without its ``{{function_node ...}}`` prefix and ``[Op:...] name:`` suffix.
 
-    Example:
+    Examples:
         >>> tf_error_text(ValueError("{{function_node f}} Invalid PNG data, size 9 [Op:DecodeImage] name: "))
         'Invalid PNG data, size 9'
     """
@@ -257,7 +257,7 @@ def load_image(source, size=None) -> np.ndarray:
     ``decode_image_bytes`` (PIL only for formats TensorFlow cannot read, such
     as TIFF).
 
-    Example:
+    Examples:
         >>> load_image(np.zeros((10, 20), np.uint8), size=(5, 5)).shape
         (5, 5, 3)
     """
@@ -290,7 +290,7 @@ def load_images(sources, model=None, *, size=None, preprocess="auto"):
         ``image_dataset_from_directory`` and ``kerasxai.train`` feed a model),
         ``display`` from the same values rounded to uint8.
 
-    Example:
+    Examples:
         >>> import keras, numpy as np
         >>> model = keras.applications.VGG16(weights=None, input_shape=(64, 64, 3), classes=3)
         >>> display, x = load_images([np.full((80, 80, 3), 255, np.uint8)], model)

@@ -35,7 +35,7 @@ def top_k(model, images, k: int = 5, class_names: Sequence[str] | None = None, *
     methods take (arrays, datasets, generators), ``batch_size`` at a time. A model whose
     output is not finite for an image raises a ``ValueError`` naming it.
 
-    Example:
+    Examples:
         >>> import keras, numpy as np
         >>> model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(),
         ...                           keras.layers.Dense(1, activation="sigmoid")])
@@ -54,7 +54,7 @@ def rows_from_logits(head, logits, k: int = 5, class_names: Sequence[str] | None
     What :func:`top_k` returns, for logits that came with the maps of the same pass
     (``kerasxai.methods.explain.plan_explain``): no second forward pass.
 
-    Example:
+    Examples:
         >>> from kerasxai.probe.heads import Head
         >>> rows = rows_from_logits(Head("out", 0, "softmax", 3, "softmax"), np.array([[0.0, 2.0, 1.0]]), k=2,
         ...                         class_names="abc")

@@ -38,7 +38,7 @@ def evaluate(methods=None, *, n_train: int = 2000, n_test: int = 32, epochs: int
 
     ``methods``: names from the method table (default: every method).
 
-    Example:
+    Examples:
         >>> table = evaluate(["gradcam"], n_train=200, n_test=4, epochs=1, verbose=False)  # doctest: +SKIP
     """
     methods = {m: dict(METHODS[m].evaluate_options) for m in (check_methods(methods) if methods else METHODS)}

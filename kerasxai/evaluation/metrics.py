@@ -102,7 +102,7 @@ def deletion_insertion(model, images, maps, target=None, *, steps: int = 20, bas
         dict with ``deletion`` and ``insertion`` curves ``(N, steps + 1)`` and
         ``deletion_auc``, ``insertion_auc`` ``(N,)`` (mean over the fractions, in [0, 1]).
 
-    Example:
+    Examples:
         >>> import keras, numpy as np
         >>> import kerasxai
         >>> model = keras.applications.VGG16(weights=None, input_shape=(32, 32, 3), classes=3)
@@ -153,7 +153,7 @@ def deletion_insertion(model, images, maps, target=None, *, steps: int = 20, bas
 def box_masks(boxes, size):
     """Boxes ``(N, 4)`` as ``(y0, x0, y1, x1)`` pixel corners (end exclusive) -> masks ``(N, H, W)``.
 
-    Example:
+    Examples:
         >>> box_masks([(0, 0, 2, 2)], (3, 3)).astype(int).tolist()
         [[[1, 1, 0], [1, 1, 0], [0, 0, 0]]]
     """
@@ -167,7 +167,7 @@ def box_masks(boxes, size):
 def pointing_game(maps, masks, tolerance: int = 0) -> np.ndarray:
     """Per image, True when the map's maximum lies on the object (within ``tolerance`` pixels).
 
-    Example:
+    Examples:
         >>> maps = np.zeros((1, 4, 4)); maps[0, 0, 0] = 1
         >>> masks = np.zeros((1, 4, 4), bool); masks[0, 1, 1] = True
         >>> pointing_game(maps, masks).tolist(), pointing_game(maps, masks, tolerance=1).tolist()
@@ -228,7 +228,7 @@ def rank_correlation(a, b) -> float:
 
     Identical arrays give 1 (constant ones too); otherwise a constant array gives 0.
 
-    Example:
+    Examples:
         >>> rank_correlation([1, 2, 3, 4], [10, 20, 30, 40]), rank_correlation([1, 2, 3], [3, 2, 1])
         (1.0, -1.0)
     """

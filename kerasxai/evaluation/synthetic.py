@@ -21,7 +21,7 @@ def shapes_dataset(n: int, size: int = 48, seed: int = 0, clutter: int = 0):
     (outside the object and its mask), so that a method must find the object
     among other bright things.
 
-    Example:
+    Examples:
         >>> images, labels, masks = shapes_dataset(4, size=32, seed=1)
         >>> images.shape, labels.tolist(), bool(masks[0].any())
         ((4, 32, 32, 3), [0, 1, 0, 1], True)
@@ -60,7 +60,7 @@ def shapes_dataset(n: int, size: int = 48, seed: int = 0, clutter: int = 0):
 def small_cnn(input_shape=(48, 48, 3), classes: int = 2, seed: int = 0):
     """A small CNN with a GAP -> Dense head (so CAM applies); its last conv layer is ``"last_conv"``.
 
-    Example:
+    Examples:
         >>> small_cnn().get_layer("last_conv").output.shape
         (None, 12, 12, 32)
     """

@@ -57,7 +57,7 @@ def as_uint8_rgb(image) -> np.ndarray:
 def colorize(heatmap, cmap: str = "jet") -> np.ndarray:
     """A ``(H, W)`` map in ``[0, 1]`` as a ``(H, W, 3)`` uint8 RGB image through a matplotlib colormap.
 
-    Example:
+    Examples:
         >>> colorize(np.array([[0.0, 1.0]]), "jet")[0].tolist()
         [[0, 0, 128], [128, 0, 0]]
     """
@@ -72,7 +72,7 @@ def resize_linear(values, shape) -> np.ndarray:
     number of axes — maps onto photos (2-D), signals (1-D), volumes (3-D) — through the
     one implementation the methods use (:func:`kerasxai.methods.maps.resize_linear`).
 
-    Example:
+    Examples:
         >>> resize_linear(np.array([0.0, 1.0]), (4,)).tolist()
         [0.0, 0.25, 0.75, 1.0]
     """
@@ -87,7 +87,7 @@ def resize_linear(values, shape) -> np.ndarray:
 def map_state(heat) -> str:
     """``"invalid"`` (NaN or inf), ``"flat"`` (no positive evidence: all zeros), ``"uniform"`` or ``"ok"``.
 
-    Example:
+    Examples:
         >>> map_state(np.zeros((4, 4))), map_state(np.eye(4)), map_state(np.full((4, 4), np.nan))
         ('flat', 'ok', 'invalid')
     """
@@ -139,7 +139,7 @@ def per_image(value, n: int, what: str) -> list:
 def target_label(target) -> str | None:
     """How a target reads in titles: ``281`` -> "class 281", ``(281, "tabby", 0.6)`` -> "tabby (281)".
 
-    Example:
+    Examples:
         >>> target_label(281), target_label((281, "tabby", 0.62)), target_label("cat"), target_label(None)
         ('class 281', 'tabby (281)', 'cat', None)
     """
@@ -170,7 +170,7 @@ def panel_title(method: str, layer, target: str | None) -> str:
 def evidence_label(targets) -> str:
     """The colour scale's label: what 0 and 1 mean, for the target(s) explained (two lines).
 
-    Example:
+    Examples:
         >>> evidence_label(["tabby (281)", "tabby (281)"])
         '0 = least, 1 = most evidence\\nfor tabby (281)'
     """
@@ -226,7 +226,7 @@ def draw_unusable(ax, shape, state: str, text: str | None = None, *, ticks: bool
 def prediction_title(prediction) -> str:
     """A panel's title for a prediction: ``None``, a string, or ``(index, name, probability)``.
 
-    Example:
+    Examples:
         >>> prediction_title((281, "tabby", 0.62)), prediction_title((3, None, 0.5))
         ('tabby: 62.0%', 'class 3: 50.0%')
     """

@@ -121,7 +121,7 @@ def plot_explanations(
     Returns:
         ``matplotlib.figure.Figure``; ``fig.savefig("out.png")`` saves it.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> imgs = np.zeros((2, 32, 32, 3), np.uint8)
         >>> fig = plot_explanations(imgs, {"gradcam": np.random.rand(2, 32, 32)}, layer="conv2", targets=3)
@@ -174,7 +174,7 @@ def plot_explanations(
 def depth_layers(model, count: int = 3) -> list:
     """``count`` explainable conv layers spread from first to last (qualified names).
 
-    Example:
+    Examples:
         >>> import keras
         >>> depth_layers(keras.applications.VGG16(weights=None))
         ['block1_conv1', 'block3_conv3', 'block5_conv3']
@@ -214,7 +214,7 @@ def plot_layer_views(model, display, x, method: str = "layercam", layers=None, t
         target: as in ``kerasxai.gradcam``; fixed from the top class so every
             column explains the same class.
 
-    Example:
+    Examples:
         >>> import keras, numpy as np
         >>> model = keras.applications.VGG16(weights=None, input_shape=(32, 32, 3), classes=3)
         >>> x = np.random.rand(1, 32, 32, 3).astype("float32")
@@ -257,7 +257,7 @@ def plot_feature_maps(model, x, layer=None, n: int = 16, *, cmap: str = "viridis
         layer: a layer name or object; default the layer CAM methods use.
         n: how many channels.
 
-    Example:
+    Examples:
         >>> import keras, numpy as np
         >>> model = keras.applications.VGG16(weights=None, input_shape=(32, 32, 3), classes=3)
         >>> fig = plot_feature_maps(model, np.random.rand(32, 32, 3).astype("float32"), "block1_conv2", n=8)

@@ -61,7 +61,7 @@ def plot_signal(
         ``matplotlib.figure.Figure``: per signal, its plot and a strip per method
         (flat maps as marked strips), and a colour scale.
 
-    Example:
+    Examples:
         >>> t = np.linspace(0, 6.28, 200)
         >>> fig = plot_signal(np.sin(t), np.clip(np.sin(t), 0, 1), method="gradcam", layer="conv1d_2", targets=1)
         >>> fig.axes[1].get_ylabel(), fig.axes[-1].get_ylabel()
@@ -192,7 +192,7 @@ def plot_volume(
         ``matplotlib.figure.Figure`` with a colour scale. A flat map shows the
         slices without overlay, each marked "flat: no positive evidence".
 
-    Example:
+    Examples:
         >>> vol = np.random.default_rng(0).normal(size=(16, 20, 20))
         >>> heat = np.zeros((8, 10, 10)); heat[6, 5, 5] = 1.0
         >>> fig = plot_volume(vol, heat, n_slices=4, method="gradcam", layer="conv3d_1", target=2)

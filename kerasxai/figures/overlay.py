@@ -59,7 +59,7 @@ def overlay(image, heatmap, cmap: str = "jet", alpha: float = 0.4) -> np.ndarray
         with the colormap's 0 colour: figures draw those as marked panels
         instead (see :func:`kerasxai.plot_explanations` and :func:`overlay_panel`).
 
-    Example:
+    Examples:
         >>> img = np.zeros((64, 96, 3), np.uint8)
         >>> overlay(img, np.ones((7, 7))).shape
         (64, 96, 3)
@@ -88,7 +88,7 @@ def overlay_panel(image, heatmap, *, method: str, layer=None, flat: bool = False
     Returns:
         ``(H + 18, W, 3)`` uint8 RGB.
 
-    Example:
+    Examples:
         >>> panel = overlay_panel(np.zeros((40, 60, 3), np.uint8), np.ones((7, 7)), method="gradcam", layer="conv")
         >>> panel.shape
         (58, 60, 3)

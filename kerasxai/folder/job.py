@@ -78,7 +78,7 @@ def prepare_job(model, methods, target, layer, class_names, top, preprocess, ima
 def preprocess_batch(fn, pixels):
     """The family's ``preprocess_input`` on a float32 batch of pixels 0..255, as ``load_images`` applies it.
 
-    Example:
+    Examples:
         >>> import keras
         >>> preprocess_batch(keras.applications.mobilenet_v2.preprocess_input, np.full((1, 2, 2, 3), 255.0))[0, 0, 0]
         array([1., 1., 1.], dtype=float32)
@@ -90,7 +90,7 @@ def preprocess_batch(fn, pixels):
 class BatchExplainer:
     """A job's methods planned on one model, once; then one preprocessed batch at a time.
 
-    Example:
+    Examples:
         >>> import keras
         >>> model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(2, 3, name="conv"),
         ...                           keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3)])
@@ -200,7 +200,7 @@ def to_columns(methods, result, n, shape, rows=None) -> dict:
     ``rows``: the batch positions of the ``result``'s images (default all ``n``); the other
     rows are left empty (images that could not be read). :func:`from_columns` undoes it.
 
-    Example:
+    Examples:
         >>> result = {"maps": {"gradcam": np.ones((1, 2, 2))}, "flat": {"gradcam": np.array([False])},
         ...           "top_k": [[(1, "b", 0.9)]], "targets": [1], "target_names": ["b"]}
         >>> back = from_columns(("gradcam",), to_columns(("gradcam",), result, 2, (2, 2), rows=[1]))

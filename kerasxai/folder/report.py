@@ -52,7 +52,7 @@ def read_run(run_dir: str):
     short by an interrupted run) are skipped and named in the problems; when an
     ``id`` appears twice, the last row wins.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> run = tempfile.mkdtemp()
         >>> with open(os.path.join(run, "predictions.jsonl"), "w") as fh:
@@ -286,7 +286,7 @@ def write_report(run_dir: str, out: str | None = None) -> str:
     (rows skipped, files missing) are shown at the top of the page and given
     as one warning.
 
-    Example:
+    Examples:
         >>> import json, tempfile
         >>> run = tempfile.mkdtemp()
         >>> row = {"id": "cat1", "file": "cat1.jpg", "top_k": [{"class": 281, "name": "tabby", "probability": 0.62}]}

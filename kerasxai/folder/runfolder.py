@@ -65,7 +65,7 @@ def _write_json_atomic(path, obj):
 def read_predictions(run_dir):
     """The rows of ``RUN/predictions.jsonl`` (complete lines only), in file order.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> run = tempfile.mkdtemp()
         >>> _ = open(os.path.join(run, PREDICTIONS), "w").write('{"id": "a"}\\n{"id": "b"')
@@ -97,7 +97,7 @@ class RunFolder:
 
     Use :meth:`open`; ``done`` holds the ids already explained.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> path = os.path.join(tempfile.mkdtemp(), "run")
         >>> run = RunFolder.open(path, {"started": now(), "methods": ["gradcam"]})
@@ -227,7 +227,7 @@ class RunFolder:
 def write_csv(path, rows, methods):
     """One row per image: id, file, label, top class and probability, target, and per-method statistics.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> path = os.path.join(tempfile.mkdtemp(), "p.csv")
         >>> write_csv(path, [{"id": "a", "top_k": [{"class": 3, "name": "cat", "probability": 0.9}],

@@ -175,7 +175,7 @@ def explain_folder(model, sources, out, methods=("gradcam",), target=None, layer
     Returns:
         The run's ``run.json`` as a dict (``images`` explained, ``errors``, ...).
 
-    Example:
+    Examples:
         >>> import keras, numpy as np, tempfile, json
         >>> from PIL import Image
         >>> folder, out = tempfile.mkdtemp(), tempfile.mkdtemp() + "/run"
@@ -249,7 +249,7 @@ def explain_dataset(model, dataset, out, methods=("gradcam",), target=None, laye
     ``"000001"``, ... and ``file`` is ``"dataset[i]"``, so resuming needs the
     dataset in the same order (no reshuffling between runs).
 
-    Example:
+    Examples:
         >>> import keras, numpy as np, tensorflow as tf, tempfile
         >>> model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(4, 3, name="conv"),
         ...                           keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3, activation="softmax")])

@@ -53,7 +53,7 @@ def list_images(sources) -> list:
     is each image's ``label``. A file named directly is taken whatever its
     extension (unreadable ones are reported by the run, not skipped).
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> root = tempfile.mkdtemp()
         >>> for name in ("cat/a.jpg", "cat/b.png", "dog/a.jpg", "dog/notes.txt"):

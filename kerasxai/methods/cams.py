@@ -193,7 +193,7 @@ def gradcam(model, images, target=None, layer=None, *, output=None, input=None,
         float32 ``(N, spatial...)`` (or without the batch axis for one example) in ``[0, 1]``,
         at the explained input's resolution.
 
-    Example:
+    Examples:
         >>> import keras, numpy as np
         >>> from kerasxai import gradcam
         >>> model = keras.applications.VGG16(weights=None, input_shape=(64, 64, 3), classes=5)
@@ -215,7 +215,7 @@ def gradcam_plus_plus(model, images, target=None, layer=None, *, output=None, in
     a = g^2 / (2 g^2 + sum(A) g^3) from the first derivative g of the logit,
     channel weights sum_ij a_ij ReLU(g_ij). Same single pass as Grad-CAM.
 
-    Example:
+    Examples:
         >>> import keras, numpy as np
         >>> from kerasxai import gradcam_plus_plus
         >>> model = keras.applications.VGG16(weights=None, input_shape=(64, 64, 3), classes=5)
@@ -234,7 +234,7 @@ def xgradcam(model, images, target=None, layer=None, *, output=None, input=None,
 
     Arguments and returns as in :func:`gradcam`; same single pass.
 
-    Example:
+    Examples:
         >>> import keras, numpy as np
         >>> from kerasxai import xgradcam
         >>> model = keras.applications.VGG16(weights=None, input_shape=(64, 64, 3), classes=5)
@@ -254,7 +254,7 @@ def hirescam(model, images, target=None, layer=None, *, output=None, input=None,
 
     Arguments and returns as in :func:`gradcam`; same single pass.
 
-    Example:
+    Examples:
         >>> import keras, numpy as np
         >>> from kerasxai import hirescam
         >>> model = keras.applications.VGG16(weights=None, input_shape=(64, 64, 3), classes=5)
@@ -296,7 +296,7 @@ def layercam(model, images, target=None, layer=None, *, output=None, input=None,
     ``raw=True`` a list of raw maps, one per layer, is returned. Other arguments
     as in :func:`gradcam`.
 
-    Example:
+    Examples:
         >>> import keras, numpy as np
         >>> from kerasxai import layercam
         >>> model = keras.applications.VGG16(weights=None, input_shape=(64, 64, 3), classes=5)
@@ -340,7 +340,7 @@ def eigencam(model, images, target=None, layer=None, *, output=None, input=None,
     Class-agnostic (``target`` only picks the class reported in warnings); a
     forward pass only. Arguments and returns as in :func:`gradcam`.
 
-    Example:
+    Examples:
         >>> import keras, numpy as np
         >>> from kerasxai import eigencam
         >>> model = keras.applications.VGG16(weights=None, input_shape=(64, 64, 3), classes=5)
@@ -382,7 +382,7 @@ def cam(model, images, target=None, layer=None, *, output=None, input=None,
     is applied: with ``raw=True`` negative evidence is kept. ``target`` must be a
     class (not a callable). Other arguments as in :func:`gradcam`.
 
-    Example:
+    Examples:
         >>> import keras, numpy as np
         >>> from kerasxai import cam
         >>> model = keras.applications.ResNet50(weights=None, input_shape=(64, 64, 3), classes=4)
@@ -483,7 +483,7 @@ def scorecam(model, images, target=None, layer=None, *, output=None, input=None,
         batch_size: images, and masked inputs, per forward pass.
         Other arguments as in :func:`gradcam`.
 
-    Example:
+    Examples:
         >>> import keras, numpy as np
         >>> from kerasxai import scorecam
         >>> model = keras.applications.VGG16(weights=None, input_shape=(32, 32, 3), classes=5)

@@ -52,7 +52,7 @@ def is_layer_list(layer) -> bool:
 def one_layer(method: str, layer):
     """``layer`` for a method that explains one layer: a list of one is that layer, a longer list an error.
 
-    Example:
+    Examples:
         >>> one_layer("gradcam", ["conv"]), one_layer("gradcam", None)
         ('conv', None)
         >>> one_layer("gradcam", ["c0", "c1"])
@@ -146,7 +146,7 @@ def _predict_post(p):
 def predict(probe, images, target=None, *, batch_size: int = DEFAULT_BATCH_SIZE, progress=None) -> dict:
     """Logits, target scores and classes of every image, batched: a dict of NumPy arrays.
 
-    Example:
+    Examples:
         >>> import keras, numpy as np
         >>> from kerasxai.probe import get_probe
         >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])

@@ -143,7 +143,7 @@ def explain(model, images, methods=("saliency", "gradcam", "gradcam_plus_plus", 
         ``{name: float32 (N, spatial...) maps in [0, 1]}`` (without the batch axis for one
         example), equal to what each single-method function returns.
 
-    Example:
+    Examples:
         >>> import keras, numpy as np
         >>> from kerasxai import explain
         >>> model = keras.applications.VGG16(weights=None, input_shape=(32, 32, 3), classes=5)

@@ -53,7 +53,7 @@ def saliency(model, images, target=None, *, output=None, input=None, batch_size=
     Returns:
         float32 ``(N, spatial...)`` (or without the batch axis for one example) in ``[0, 1]``.
 
-    Example:
+    Examples:
         >>> import keras, numpy as np
         >>> from kerasxai import saliency
         >>> model = keras.applications.VGG16(weights=None, input_shape=(64, 64, 3), classes=5)
@@ -138,7 +138,7 @@ def smoothgrad(model, images, target=None, *, output=None, input=None, n=20, noi
     an image's map depends on neither ``batch_size``, nor its place among the
     images, nor the backend. Other arguments as in :func:`saliency`.
 
-    Example:
+    Examples:
         >>> import keras, numpy as np
         >>> from kerasxai import smoothgrad
         >>> model = keras.applications.VGG16(weights=None, input_shape=(32, 32, 3), classes=5)
@@ -235,7 +235,7 @@ def integrated_gradients(model, images, target=None, *, output=None, input=None,
             map is |sum over channels| normalised to [0, 1].
         Other arguments as in :func:`saliency`.
 
-    Example:
+    Examples:
         >>> import keras, numpy as np
         >>> from kerasxai import integrated_gradients
         >>> model = keras.applications.VGG16(weights=None, input_shape=(32, 32, 3), classes=5)
@@ -308,7 +308,7 @@ def guided_backprop(model, images, target=None, *, output=None, input=None, batc
     to [0, 1]; ``raw=True`` gives the ``(N, spatial..., C)`` guided gradients.
     Other arguments as in :func:`saliency`.
 
-    Example:
+    Examples:
         >>> import keras, numpy as np
         >>> from kerasxai import guided_backprop
         >>> model = keras.applications.VGG16(weights=None, input_shape=(32, 32, 3), classes=5)
@@ -338,7 +338,7 @@ def guided_gradcam(model, images, target=None, layer=None, *, output=None, input
     :func:`kerasxai.gradcam` for the same target; the product is normalised
     again. ``raw=True`` returns the product before that last normalisation.
 
-    Example:
+    Examples:
         >>> import keras, numpy as np
         >>> from kerasxai import guided_gradcam
         >>> model = keras.applications.VGG16(weights=None, input_shape=(32, 32, 3), classes=5)

@@ -63,7 +63,7 @@ def _resize_axis(x, axis: int, out: int):
 def resize_linear(maps, size):
     """Linear resize of ``(N, spatial...)`` maps to ``size`` (one entry per spatial axis).
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> ops.convert_to_numpy(resize_linear(np.array([[0.0, 1.0]], "float32"), (4,))).tolist()
         [[0.0, 0.25, 0.75, 1.0]]
@@ -82,7 +82,7 @@ upsample = resize_linear
 def minmax(maps, eps: float = 1e-12):
     """Per-image min-max of ``(N, ...)`` maps: ``(normalized, flat)``, flat maps all zeros.
 
-    Example:
+    Examples:
         >>> m, flat = minmax(np.array([[1.0, 3.0], [2.0, 2.0]], "float32"))
         >>> ops.convert_to_numpy(m).tolist(), ops.convert_to_numpy(flat).tolist()
         ([[0.0, 1.0], [0.0, 0.0]], [False, True])
@@ -102,7 +102,7 @@ def minmax(maps, eps: float = 1e-12):
 def normalize(maps, eps: float = 1e-12):
     """Per-image min-max scaling of ``(N, ...)`` maps to ``[0, 1]``, as NumPy: ``(normalized, flat)``.
 
-    Example:
+    Examples:
         >>> m, flat = normalize(np.array([[[1., 3.]], [[2., 2.]]], "float32"))
         >>> m.tolist(), flat.tolist()
         ([[[0.0, 1.0]], [[0.0, 0.0]]], [False, True])

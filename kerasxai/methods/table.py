@@ -21,7 +21,7 @@ single pass), in folder runs, in ``kerasxai explain --methods mycam`` and in
 ``kerasxai evaluate``. A top-level ``kerasxai.mycam`` function is optional: a
 signature, a docstring with an example, and one line, as ``gradcam``'s.
 
-Example:
+Examples:
     >>> from kerasxai.methods.table import METHODS
     >>> METHODS["gradcam"].kind, METHODS["saliency"].pixel, METHODS["layercam"].fuses
     ('gradient_cam', True, True)
@@ -121,7 +121,7 @@ INPUT_METHODS = frozenset(m.name for m in _ENTRIES if not m.layer)
 def check_methods(methods, *, what: str = "methods") -> tuple:
     """``methods`` (a name or several) as a tuple of known names, or one clear ``ValueError``.
 
-    Example:
+    Examples:
         >>> check_methods("gradcam"), check_methods(["saliency", "layercam"])
         (('gradcam',), ('saliency', 'layercam'))
     """

@@ -28,7 +28,7 @@ def _sublayers(layer):
 def fingerprint(model) -> tuple:
     """What a probe depends on: every layer (nested too), its activation and variables, the outputs.
 
-    Example:
+    Examples:
         >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2), keras.layers.Dense(1)])
         >>> before = fingerprint(model)
         >>> _ = model.pop()

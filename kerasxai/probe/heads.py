@@ -184,7 +184,7 @@ def probabilities(head: Head, logits) -> "np.ndarray":
     softmax and logits heads: softmax; binary: ``[1 - p, p]``; multilabel: one sigmoid per
     class (they need not sum to 1). Regression and dense heads have none: ``ValueError``.
 
-    Example:
+    Examples:
         >>> probabilities(Head("out", 0, "binary", 1, "sigmoid"), np.zeros((1, 1))).tolist()
         [[0.5, 0.5]]
     """

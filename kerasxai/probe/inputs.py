@@ -105,7 +105,7 @@ def nonfinite_rows(array) -> np.ndarray:
     only those are checked value by value (a sum can also overflow on huge finite values): three
     times faster than ``np.isfinite`` over the batch, with the same answer.
 
-    Example:
+    Examples:
         >>> x = np.ones((3, 4), np.float32); x[1, 2] = np.nan; x[2] = 3e38
         >>> nonfinite_rows(x).tolist()
         [1]

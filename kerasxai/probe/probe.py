@@ -15,7 +15,7 @@ input) and cached (see :mod:`kerasxai.probe.cache`).
   built once per (method, target kind) and reused for every batch.
 - The user's model is never modified: no attribute is set on it or its layers.
 
-Example:
+Examples:
     >>> import keras, numpy as np
     >>> from kerasxai.probe import get_probe
     >>> model = keras.Sequential([keras.Input((32, 32, 3)),
@@ -80,7 +80,7 @@ class Pass:
 class Fn:
     """A function with fixed keyword parameters, equal by value: a cache key for compiled steps.
 
-    Example:
+    Examples:
         >>> Fn(max, key=abs) == Fn(max, key=abs), Fn(max, key=abs)([-3, 2])
         (True, -3)
     """
@@ -354,7 +354,7 @@ class Probe:
     def gradients(self, images, target=None) -> Pass:
         """Activations of the explained layers and d(score)/d(activations), in one pass (NumPy).
 
-        Example:
+        Examples:
             >>> import keras, numpy as np
             >>> model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(2, 3),
             ...     keras.layers.Flatten(), keras.layers.Dense(2)])
@@ -467,7 +467,7 @@ def get_probe(model, layer=None, *, output=None, input=None, logits: bool = True
         guided: a probe whose ReLUs back-propagate only positive gradients through
             positive inputs (guided backpropagation).
 
-    Example:
+    Examples:
         >>> import keras
         >>> model = keras.applications.VGG16(weights=None)
         >>> get_probe(model).layer_names
@@ -486,7 +486,7 @@ def explainable_layers(model) -> list:
     Nested models are searched too; the last entry is the default layer. Signals
     (Conv1D), images (Conv2D) and volumes (Conv3D) alike: any output with spatial axes.
 
-    Example:
+    Examples:
         >>> import keras
         >>> from kerasxai import explainable_layers
         >>> model = keras.applications.VGG16(weights=None)

@@ -60,7 +60,7 @@ def class_indices(target, n_images: int, head, *, start: int = 0, labels=None, t
         labels: the batch's labels, for ``target="label"``.
         total: number of images in the whole input, when known (checks a sequence's length).
 
-    Example:
+    Examples:
         >>> from kerasxai.probe.heads import Head
         >>> head = Head("out", 0, "softmax", 10, "softmax")
         >>> class_indices([3, 1], 2, head).tolist(), class_indices(None, 2, head).tolist()

@@ -38,7 +38,7 @@ def _write_atomic(path, text):
 class RunFolder:
     """Checks ``out`` against ``--resume``/``--overwrite`` now; ``start`` creates or reopens it later.
 
-    Example:
+    Examples:
         >>> RunFolder("/no/such/run", resume=True, overwrite=False)
         Traceback (most recent call last):
         ...

@@ -27,7 +27,7 @@ class Config:
     random, so it is a small CNN trained from scratch (``base="small"``) under
     a GAP head at 1e-3, patience 5.
 
-    Example:
+    Examples:
         >>> Config(data_dir="PetImages", out="runs/vgg16").image_size
         224
     """
@@ -76,7 +76,7 @@ def _is_random(weights) -> bool:
 def resolve(cfg: Config) -> Settings:
     """Checks ``cfg`` and resolves its ``"auto"`` values; raises ``TrainError`` naming the option.
 
-    Example:
+    Examples:
         >>> resolve(Config(data_dir="d", out="o", weights="none")).base
         'small'
     """
@@ -135,7 +135,7 @@ def resolve(cfg: Config) -> Settings:
 def resume_command(cfg: Config) -> str:
     """The command that continues the run of ``cfg`` (its non-default options, then ``--resume``).
 
-    Example:
+    Examples:
         >>> resume_command(Config(data_dir="pets", out="runs/a b", weights="none")).split(" --data-dir ")[1]
         "pets --out 'runs/a b' --weights none --resume"
     """

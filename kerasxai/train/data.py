@@ -129,7 +129,7 @@ def _class_images(folder, ignored, nested, root):
 def scan_data(data_dir: str, classes: int = 2) -> DataScan:
     """Finds the images and classes of ``data_dir``; raises ``TrainError`` saying what was found otherwise.
 
-    Example:
+    Examples:
         >>> scan_data("/no/such/dir")
         Traceback (most recent call last):
         ...
@@ -198,7 +198,7 @@ def scan_data(data_dir: str, classes: int = 2) -> DataScan:
 def find_files(data_dir: str, classes: int = 2):
     """``(paths, labels, class_names)`` of ``data_dir`` in either layout (see ``scan_data``).
 
-    Example:
+    Examples:
         >>> find_files("/no/such/dir")
         Traceback (most recent call last):
         ...
@@ -245,7 +245,7 @@ def check_files(paths, progress=None):
     ``format`` is what the bytes hold (JPEG, PNG, GIF, BMP, WebP), whatever the
     file's name says. Reasons are short sentences (no TensorFlow op text).
 
-    Example:
+    Examples:
         >>> good, bad, _ = check_files([])
         >>> good.shape, bad
         ((0,), [])
@@ -282,7 +282,7 @@ def renamed_formats(paths, formats) -> dict:
 def split(labels, val_fraction: float, seed: int, class_names):
     """Stratified ``(train_idx, val_idx)``, each sorted: ``val_fraction`` of every class held out.
 
-    Example:
+    Examples:
         >>> split(np.array([0, 0, 0, 0, 1, 1, 1, 1]), 0.25, 0, ["cat", "dog"])[1].size
         2
     """

@@ -41,7 +41,7 @@ class DemoFolder:
 def draw(rng, label: int, height: int, width: int):
     """One picture: ``(uint8 (H, W, 3), bool mask (H, W))``; label 0 a disc, 1 a square of the same area.
 
-    Example:
+    Examples:
         >>> image, mask = draw(np.random.default_rng(0), 1, 40, 50)
         >>> image.shape, image.dtype.name, bool(0.02 < mask.mean() < 0.2)
         ((40, 50, 3), 'uint8', True)
@@ -69,7 +69,7 @@ def _jpeg_bytes(image, **kwargs) -> bytes:
 def write_demo_folder(root, per_class: int = 40, seed: int = 0) -> DemoFolder:
     """Writes ``root/PetImages/{Cat,Dog}`` (``per_class`` plain JPEGs each, plus the traps) and the junk.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> demo = write_demo_folder(tempfile.mkdtemp(), per_class=4)
         >>> len(demo.images), len(demo.bad)

@@ -25,7 +25,7 @@ def banner(fig, text: str):
 def curves_figure(rows, best_epoch: int, chance: float, fine_tune_start=None, warning=None) -> Figure:
     """Loss and accuracy per epoch (training and validation), the best epoch, fine-tuning's start, chance.
 
-    Example:
+    Examples:
         >>> rows = [{"epoch": e, "loss": 1 / e, "val_loss": 1.2 / e, "accuracy": 0.5 + e / 10,
         ...          "val_accuracy": 0.5 + e / 12} for e in (1, 2, 3)]
         >>> fig = curves_figure(rows, best_epoch=3, chance=0.5, fine_tune_start=3)
@@ -61,7 +61,7 @@ def curves_figure(rows, best_epoch: int, chance: float, fine_tune_start=None, wa
 def confusion_figure(matrix, names, warning=None) -> Figure:
     """Counts and per-row (true class) percentages, with the accuracy in the title.
 
-    Example:
+    Examples:
         >>> fig = confusion_figure(np.array([[9, 1], [2, 8]]), ["cat", "dog"])
         >>> fig.axes[0].get_title()
         'validation accuracy 85.0% (17 of 20)'

@@ -25,7 +25,7 @@ def small_base(size: int) -> keras.Model:
     quickly (momentum 0.5), so validation is not stuck at chance for the first
     epochs of a small data set, as it is with the usual 0.99.
 
-    Example:
+    Examples:
         >>> small_base(48).output.shape
         (None, 12, 12, 64)
     """
@@ -55,7 +55,7 @@ def _vgg16(settings: Settings, weights, size: int):
 def build_model(settings: Settings, image_size: int, output: str, n_classes: int, weights) -> tuple:
     """``(model, base)`` for a run; ``base.trainable`` is set as ``settings.freeze_base`` says.
 
-    Example:
+    Examples:
         >>> from kerasxai.train.config import Config, resolve
         >>> model, base = build_model(resolve(Config("d", "o", weights="none")), 32, "sigmoid", 2, None)
         >>> model.name, base.name, tuple(model(np.zeros((2, 32, 32, 3))).shape)

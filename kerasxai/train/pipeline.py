@@ -21,7 +21,7 @@ class EpochOrder(keras.callbacks.Callback):
     As a callback it learns the epoch number from ``fit``, before the epoch's
     data is drawn.
 
-    Example:
+    Examples:
         >>> order = EpochOrder(5, seed=0)
         >>> [int(i) for i, _ in order()] == [int(i) for i, _ in order()]
         True

@@ -28,7 +28,7 @@ def chance_check(true, predicted, names, choices: int = 1) -> dict:
     best of many chance-level epochs looks better than chance. ``warning`` is
     None when the accuracy is above the chance level at that adjusted p < 0.05.
 
-    Example:
+    Examples:
         >>> chance_check(np.array([0, 1] * 10), np.zeros(20, int), ["cat", "dog"])["warning"][:40]
         'AT CHANCE LEVEL: validation accuracy 50%'
     """

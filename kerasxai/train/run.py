@@ -73,7 +73,7 @@ def _describe_model(settings, cfg, base) -> str:
 def uses_feature_cache(cfg: Config, phase: str) -> bool:
     """The head trains on the frozen base's features computed once: base frozen, images the same each epoch.
 
-    Example:
+    Examples:
         >>> uses_feature_cache(Config("d", "o"), "head"), uses_feature_cache(Config("d", "o", augment=True), "head")
         (True, False)
     """
@@ -195,7 +195,7 @@ def train(cfg: Config, callbacks=()) -> dict:
     data or the options raise ``TrainError`` (the command prints one line);
     Ctrl-C prints what was saved and the command that resumes, then re-raises.
 
-    Example:
+    Examples:
         >>> summary = train(Config(data_dir="PetImages", out="runs/vgg16"))  # doctest: +SKIP
     """
     try:

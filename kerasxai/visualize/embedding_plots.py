@@ -5,7 +5,7 @@ The features come from :func:`kerasxai.visualize.embeddings.layer_embeddings`, t
 projections from :func:`kerasxai.visualize.embeddings.project` (scikit-learn's PCA and
 t-SNE, umap-learn's UMAP).
 
-Example:
+Examples:
     >>> import numpy as np
     >>> features = np.random.default_rng(0).normal(size=(30, 8))
     >>> fig = plot_embeddings(features, labels=np.arange(30) % 3, class_names=["a", "b", "c"])
@@ -85,7 +85,7 @@ def plot_embeddings(features, labels=None, *, method: str = "pca", thumbnails=No
         title: the axes' title.
         options: passed to the projection's estimator (e.g. ``max_iter=250`` for t-SNE).
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> rng = np.random.default_rng(0)
         >>> fig = plot_embeddings(rng.normal(size=(12, 4)), thumbnails=rng.integers(0, 255, (12, 8, 8, 3), np.uint8))
@@ -104,7 +104,7 @@ def plot_embeddings(features, labels=None, *, method: str = "pca", thumbnails=No
 def depth_picks(names, count: int = 3) -> list:
     """``count`` names spread from first to last (first, middle, last for 3).
 
-    Example:
+    Examples:
         >>> depth_picks(["a", "b", "c", "d", "e"])
         ['a', 'c', 'e']
     """
@@ -127,7 +127,7 @@ def plot_layer_embeddings(model, images, layers=None, labels=None, *, method: st
         method, thumbnails, class_names, seed: as in :func:`plot_embeddings`.
         pool: as in :func:`kerasxai.visualize.embeddings.layer_embeddings`.
 
-    Example:
+    Examples:
         >>> import keras, numpy as np
         >>> model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3, name="c1"),
         ...     keras.layers.Conv2D(4, 3, name="c2"), keras.layers.Conv2D(4, 3, name="c3"),
@@ -162,7 +162,7 @@ def plot_neighbors(display, features, queries, k: int = 5, *, metric: str = "cos
         queries: indices of the query images (each is left out of its own neighbours).
         labels: ``(N,)`` classes, shown in the titles.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> display = np.zeros((6, 8, 8, 3), np.uint8)
         >>> f = np.arange(12, dtype="float32").reshape(6, 2)

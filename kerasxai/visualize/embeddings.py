@@ -10,7 +10,7 @@
 Figures of these are in :mod:`kerasxai.visualize.plots` (``plot_embeddings``,
 ``plot_layer_embeddings``, ``plot_neighbors``).
 
-Example:
+Examples:
     >>> import keras, numpy as np
     >>> model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3, name="conv"),
     ...                           keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)])
@@ -81,7 +81,7 @@ def layer_embeddings(model, images, layer=None, *, pool="avg", batch_size: int =
     Returns:
         float32 ``(N, K)``.
 
-    Example:
+    Examples:
         >>> import keras, numpy as np
         >>> model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(2, 3, name="conv"),
         ...                           keras.layers.Flatten(), keras.layers.Dense(3, name="dense")])
@@ -140,7 +140,7 @@ def project(features, method: str = "pca", *, seed: int = 0, **options) -> np.nd
         seed: random state of the projection.
         options: passed to the scikit-learn / umap-learn estimator.
 
-    Example:
+    Examples:
         >>> project(np.eye(5, 3), "pca").shape
         (5, 2)
     """
@@ -182,7 +182,7 @@ def nearest_neighbors(features, queries, k: int = 5, *, metric: str = "cosine"):
     Returns:
         ``(indices, distances)``, each ``(Q, k)``, nearest first.
 
-    Example:
+    Examples:
         >>> f = np.array([[0.0, 1.0], [0.0, 2.0], [1.0, 0.0]])
         >>> nearest_neighbors(f, [0], k=1)[0].tolist()
         [[1]]

@@ -10,7 +10,7 @@ serves any mix of units in a batch.
   Conv1D/2D/3D outputs alike).
 - ``"unit"``: one unit of a layer with a flat ``(batch, K)`` output (a Dense layer).
 
-Example:
+Examples:
     >>> import numpy as np
     >>> from keras import ops
     >>> acts = np.arange(2 * 2 * 2 * 3, dtype="float32").reshape(2, 2, 2, 3)
@@ -29,7 +29,7 @@ def choose(objective, layer_name, output_shape) -> str:
     """The objective for a layer: ``"logit"`` for the logits, ``"channel"`` for a spatial output,
     ``"unit"`` for a flat one; checks an explicit choice against the layer.
 
-    Example:
+    Examples:
         >>> choose(None, "conv", (None, 8, 8, 16)), choose(None, None, (None, 10))
         ('channel', 'logit')
     """

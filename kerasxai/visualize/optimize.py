@@ -266,7 +266,7 @@ def visualize_activation(
         unit whose gradient stays zero (a filter that never activates) gets a
         warning naming it.
 
-    Example:
+    Examples:
         >>> import keras
         >>> model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3, name="conv"),
         ...                           keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)])
@@ -380,7 +380,7 @@ def objective_gradients(model, images, layer=None, units=0, *, objective=None, p
         ``(scores, gradients)``: ``(N,)`` objective values and ``(N, H, W, C)``
         their gradients with respect to the display images (no transforms).
 
-    Example:
+    Examples:
         >>> import keras, numpy as np
         >>> model = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.GlobalAveragePooling2D(),
         ...     keras.layers.Dense(1, kernel_initializer="ones", bias_initializer="zeros")])

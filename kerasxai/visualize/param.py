@@ -25,7 +25,7 @@ References:
     Mordvintsev, Pezzotti, Schubert & Olah, "Differentiable Image Parameterizations",
     Distill 2018. https://distill.pub/2018/differentiable-parameterizations/
 
-Example:
+Examples:
     >>> import numpy as np
     >>> from keras import ops
     >>> param = FourierImage((16, 16))
@@ -51,7 +51,7 @@ COLOR_CORRELATION_SQRT = np.array(
 def hartley_matrix(n: int) -> np.ndarray:
     """The ``(n, n)`` orthonormal, symmetric Hartley matrix ``cas(2π k t / n) / sqrt(n)``.
 
-    Example:
+    Examples:
         >>> h = hartley_matrix(5)
         >>> bool(np.allclose(h @ h, np.eye(5), atol=1e-6))
         True
@@ -85,7 +85,7 @@ class PixelImage:
         channels: colour channels (3 for RGB).
         std: standard deviation of the initial parameters (0: uniform grey).
 
-    Example:
+    Examples:
         >>> PixelImage((4, 5)).init(np.random.default_rng(0), 2).shape
         (2, 4, 5, 3)
     """
@@ -118,7 +118,7 @@ class FourierImage:
         std: standard deviation of the initial parameters.
         decorrelate: mix the channels through :data:`COLOR_CORRELATION_SQRT`.
 
-    Example:
+    Examples:
         >>> FourierImage((4, 6)).init(np.random.default_rng(0), 1).shape
         (1, 3, 4, 6)
     """
@@ -162,7 +162,7 @@ PARAMETERIZATIONS = {"fourier": FourierImage, "pixel": PixelImage}
 def make(kind, size, channels: int = 3):
     """A parameterisation by name (``"fourier"``, ``"pixel"``) or an object with ``init`` and ``image``.
 
-    Example:
+    Examples:
         >>> make("pixel", (8, 8)).name
         'pixel'
     """

@@ -5,7 +5,7 @@ Figures are :class:`kerasxai.figures.images.Figure` objects (``matplotlib.figure
 made without pyplot): nothing opens a window, notebooks show them inline, and
 ``fig.savefig("filters.png")`` saves one.
 
-Example:
+Examples:
     >>> import keras
     >>> model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3, name="conv"),
     ...                           keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)])
@@ -47,7 +47,7 @@ def plot_activation_images(result: ActivationImages, titles=None, *, cols=None, 
         cols: images per row (default: a square grid).
         title: the figure's title; default names the layer and the objective.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> result = ActivationImages(np.zeros((3, 8, 8, 3), np.uint8), np.array([1.0, 2.0, 0.0]), [0, 1, 2],
         ...                           "conv", "channel", np.zeros((1, 3)), dead=[2])
@@ -89,7 +89,7 @@ def plot_filters(model_or_result, layer=None, units=None, *, cols=None, cell_siz
         options: passed to :func:`visualize_activation` (``steps``, ``seed``,
             ``parameterization``, ``batch_size``, ``input_range``, ...).
 
-    Example:
+    Examples:
         >>> import keras
         >>> model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(3, 3, name="conv"),
         ...                           keras.layers.Flatten(), keras.layers.Dense(2)])
@@ -115,7 +115,7 @@ def plot_class_images(model_or_result, classes=None, class_names=None, *, cols=N
         classes: class indices; default all.
         class_names: a name per class index (a list, or a dict index -> name).
 
-    Example:
+    Examples:
         >>> import keras
         >>> model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Flatten(),
         ...                           keras.layers.Dense(2, activation="softmax")])
@@ -166,7 +166,7 @@ def save_gif(result: ActivationImages, path, *, cols=None, scale: int = 1, durat
         scale: enlarge each pixel this many times (nearest neighbour).
         duration: milliseconds per frame.
 
-    Example:
+    Examples:
         >>> import keras, os, tempfile
         >>> model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(2, 3, name="conv"),
         ...                           keras.layers.Flatten(), keras.layers.Dense(2)])

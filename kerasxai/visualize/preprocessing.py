@@ -13,7 +13,7 @@ checked on random pixels, and applied as one ``keras.ops`` matrix product and
 shift, the same on every backend. A function that is not per-pixel affine is
 called as it is on the backend tensor (it must then be written in ``keras.ops``).
 
-Example:
+Examples:
     >>> import keras, numpy as np
     >>> model = keras.applications.VGG16(weights=None, input_shape=(32, 32, 3), classes=2)
     >>> fn = to_model_input(model)

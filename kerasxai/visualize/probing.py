@@ -14,7 +14,7 @@ the layer's qualified name and output shape. Everything else in
 - Compiled steps are cached with the probes (:func:`kerasxai.probe.cache.cached`),
   so a model changed after a call gets fresh ones.
 
-Example:
+Examples:
     >>> import keras, numpy as np
     >>> model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(2, 3, name="conv"),
     ...                           keras.layers.Flatten(), keras.layers.Dense(4, name="dense")])
@@ -133,7 +133,7 @@ def cached_step(model, key, build):
 def spatial_layers(model) -> list:
     """Qualified names of the layers with a spatial output (nested bases included), in order.
 
-    Example:
+    Examples:
         >>> import keras
         >>> spatial_layers(keras.applications.VGG16(weights=None, input_shape=(32, 32, 3), classes=2))[:2]
         ['block1_conv1', 'block1_conv2']

@@ -17,7 +17,7 @@ transforms on TensorFlow, JAX and PyTorch. The resampling is written with
 ``keras.ops`` gathers: its gradient is the exact adjoint of the bilinear
 interpolation on every backend.
 
-Example:
+Examples:
     >>> import numpy as np
     >>> from keras import ops
     >>> images = np.random.default_rng(0).random((2, 8, 8, 3)).astype("float32")
@@ -47,7 +47,7 @@ class Transforms:
             refine the very image that is returned (it is shown and measured
             untransformed). ``None``: full strength to the end.
 
-    Example:
+    Examples:
         >>> rngs = [np.random.default_rng(s) for s in range(3)]
         >>> Transforms().draw(rngs).shape
         (3, 6)
