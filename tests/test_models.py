@@ -303,3 +303,86 @@ def test_a_cut_gradient_is_an_error_not_a_blank_map():
     else:
         with pytest.raises(ValueError, match="gradient is cut"):
             kerasxai.saliency(model, x)
+
+
+# --------------------------------------------------------------------------- channels_first
+
+
+def _twin(fmt, rank=2):
+    """The same small model in either data format (conv kernels do not depend on it): conv -> pool ->
+    conv -> BatchNormalization over the channel axis -> Activation -> GAP -> softmax."""
+    keras.utils.set_random_seed(0)
+    conv, pool, gap = {1: (layers.Conv1D, layers.MaxPooling1D, layers.GlobalAveragePooling1D),
+                       2: (layers.Conv2D, layers.MaxPooling2D, layers.GlobalAveragePooling2D)}[rank]
+    spatial = (16,) * rank
+    inputs = keras.Input(spatial + (3,) if fmt == "channels_last" else (3,) + spatial)
+    x = conv(4, 3, padding="same", activation="relu", data_format=fmt, name="c0")(inputs)
+    x = pool(data_format=fmt)(x)
+    x = conv(6, 3, padding="same", data_format=fmt, name="c1")(x)
+    x = layers.BatchNormalization(axis=-1 if fmt == "channels_last" else 1, name="bn")(x)
+    x = layers.Activation("relu", name="act")(x)
+    return keras.Model(inputs, layers.Dense(3, activation="softmax")(gap(data_format=fmt)(x)))
+
+
+@pytest.mark.parametrize("rank", [1, 2])
+def test_channels_first_models_give_the_maps_of_their_channels_last_twin(rank):
+    """Saliency used to take the maximum over the last spatial axis, and Grad-CAM after a
+    BatchNormalization(axis=1) + Activation returned (N, C, W): maps that looked plausible."""
+    last, first = _twin("channels_last", rank), _twin("channels_first", rank)
+    first.set_weights(last.get_weights())
+    x = np.random.default_rng(1).random((2,) + (16,) * rank + (3,)).astype("float32")
+    xf = np.moveaxis(x, -1, 1)
+    options = {"scorecam": {"n": 4}, "smoothgrad": {"n": 4}, "integrated_gradients": {"steps": 8}}
+    from kerasxai.methods.table import METHODS
+
+    got = kerasxai.explain(first, xf, methods=tuple(METHODS), options=options)
+    want = kerasxai.explain(last, x, methods=tuple(METHODS), options=options)
+    for name in METHODS:
+        assert got[name].shape == (2,) + (16,) * rank, name
+        np.testing.assert_allclose(got[name], want[name], atol=1e-5, err_msg=name)
+    info = {i.name: i.data_format for i in kerasxai.explainable_layers(first)}
+    assert info["act"] == info["c1"] == info["bn"] == "channels_first"
+    probe = kerasxai.get_probe(first)
+    assert probe.layer_names == ["act"] and probe.layouts == ["channels_first"] and probe.input_layout == "channels_first"
+    # per-channel outputs come back in the model's own layout
+    raw = kerasxai.integrated_gradients(first, xf, steps=8, raw=True)
+    np.testing.assert_allclose(raw, np.moveaxis(kerasxai.integrated_gradients(last, x, steps=8, raw=True), -1, 1),
+                               atol=1e-5)
+
+
+def test_channels_first_gradcam_against_a_tape_over_the_channel_axis():
+    """Grad-CAM at a channels_first layer = the formula over axis 1 of activations and gradients taken by hand."""
+    model = _twin("channels_first")
+    x = np.random.default_rng(2).random((2, 3, 16, 16)).astype("float32")
+    act = model.get_layer("act")
+    head = keras.Model(model.inputs, [act.output, model.layers[-1].input])  # the activations and the GAP features
+    dense = model.layers[-1]
+    with tf.GradientTape() as tape:
+        a, _ = head(x)
+        tape.watch(a)
+        logits = tf.matmul(tf.reduce_mean(a, axis=(2, 3)), dense.kernel) + dense.bias
+        score = tf.gather(logits, tf.argmax(logits, axis=1), batch_dims=1)
+    g = tape.gradient(score, a).numpy()
+    a = a.numpy()
+    alpha = g.mean(axis=(2, 3), keepdims=True)  # (N, C, 1, 1)
+    expected = np.maximum((alpha * a).sum(axis=1), 0)  # (N, 8, 8)
+    np.testing.assert_allclose(kerasxai.gradcam(model, x, raw=True), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_a_subclassed_model_with_channels_first_layers_is_refused_clearly():
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.conv = layers.Conv2D(4, 3, data_format="channels_first")
+            self.pool = layers.GlobalAveragePooling2D(data_format="channels_first")
+            self.out = layers.Dense(2)
+
+        def call(self, x):
+            return self.out(self.pool(self.conv(x)))
+
+    net = Net()
+    x = np.random.default_rng(0).random((1, 3, 8, 8)).astype("float32")
+    net(x)
+    for method in (kerasxai.saliency, kerasxai.gradcam):
+        with pytest.raises(ValueError, match="channels_first layers .* wrap its layers in a Functional model"):
+            method(net, x)

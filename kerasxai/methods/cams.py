@@ -428,11 +428,14 @@ def scorecam_channels_post(p, n=None):
     return out
 
 
-def masked_input(x, masks):
-    """Score-CAM's masked input: ``x`` times each low-resolution mask upsampled to it and min-max scaled."""
-    size = engine.spatial_size(x)
+def masked_input(x, masks, channels_first=False):
+    """Score-CAM's masked input: ``x`` times each low-resolution mask upsampled to it and min-max scaled.
+
+    ``x`` as the model takes it: ``(N, spatial..., C)``, or ``(N, C, spatial...)`` with ``channels_first``.
+    """
+    size = tuple(x.shape[2:]) if channels_first else engine.spatial_size(x)
     scaled, _ = maps_lib.minmax(maps_lib.resize_linear(masks, size))
-    return x * ops.expand_dims(ops.cast(scaled, x.dtype), -1)
+    return x * ops.expand_dims(ops.cast(scaled, x.dtype), 1 if channels_first else -1)
 
 
 def _scores_post(p):
@@ -447,7 +450,8 @@ def scorecam_maps(probe, batch, first, target, *, batch_size=DEFAULT_BATCH_SIZE,
     masks = np.moveaxis(chosen, -1, 1).reshape((n_images * per_image,) + chosen.shape[1:-1])
     owner = np.repeat(np.arange(n_images), per_image)  # masked input -> image
     used = first["classes"][owner]
-    scorer = probe.step(None, Fn(_scores_post), pre=Fn(masked_input), target=target)
+    input_first = probe.input_layout == "channels_first"
+    scorer = probe.step(None, Fn(_scores_post), pre=Fn(masked_input, channels_first=input_first), target=target)
     total = len(owner)
     show = progress if progress is not None else -(-total // batch_size) > 8
     bar = engine.keras.utils.Progbar(total, unit_name="masked input") if show else None
@@ -516,6 +520,6 @@ def scorecam_finish(probe, batch, first, target, *, batch_size, progress=None, r
     """Score-CAM's masked passes from a forward pass's ``chosen`` channels; the finished outputs."""
     out = scorecam_maps(probe, batch, first, target, batch_size=batch_size, progress=progress)
     raw_map = ops.relu(ops.convert_to_tensor(out.pop("raw")))
-    size = tuple(batch.inputs[probe.explained_input].shape[1:-1])
+    size = probe.spatial_shape(batch.inputs[probe.explained_input])
     finished = maps_lib.finish(raw_map, size, raw_output=raw)
     return {**out, **{k: backend.to_numpy(v) for k, v in finished.items()}}

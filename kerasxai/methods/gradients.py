@@ -160,6 +160,7 @@ def plan_smoothgrad(model, target, layer=None, output=None, input=None, *, n=20,
     engine.check_count("batch_size", batch_size)
     probe = get_probe(model, (), output=output, input=input)
     k = probe.explained_input
+    channels_first = probe.input_layout == "channels_first"
     shared_patterns: dict = {}  # (copy, image shape) -> noise, drawn once per call
 
     def compute(batch, classes):
@@ -172,11 +173,12 @@ def plan_smoothgrad(model, target, layer=None, output=None, input=None, *, n=20,
         def extra(owner, copy):
             shape, patterns = x.shape[1:], shared_patterns
             for c in copy.tolist():
-                if (c, shape) not in patterns:
-                    patterns[(c, shape)] = smoothgrad_noise(shape, seed, c)
+                if (c, shape) not in patterns:  # drawn channels-last: the same noise whatever the data format
+                    patterns[(c, shape)] = (np.moveaxis(smoothgrad_noise(shape[1:] + shape[:1], seed, c), -1, 0)
+                                            if channels_first else smoothgrad_noise(shape, seed, c))
             return np.stack([patterns[(c, shape)] for c in copy]), sigma[owner].astype(np.float32)
 
-        total = np.zeros(x.shape[:-1], np.float32)
+        total = np.zeros((len(x),) + probe.spatial_shape(x), np.float32)
         zero = np.ones(len(x), bool)
         for owner, _, out in _copies("smoothgrad", probe, batch, n, used, target, extra, Fn(_saliency_sum_post), Fn(add_noise), batch_size):
             # owners come sorted: one sum per image of the chunk
@@ -196,8 +198,10 @@ def interpolate(x, baseline, alpha):
     return baseline + ops.cast(ops.reshape(alpha, shape), x.dtype) * (x - baseline)
 
 
-def _gradient_post(p):
-    return {"gradient": p.input_gradient, "finite": maps_lib.logits_finite(p.logits)}
+def _gradient_post(p, channels_first=False):
+    """The input gradient in the model's own layout (Integrated Gradients multiplies it with the input)."""
+    gradient = ops.moveaxis(p.input_gradient, -1, 1) if channels_first else p.input_gradient
+    return {"gradient": gradient, "finite": maps_lib.logits_finite(p.logits)}
 
 
 def _baseline_for(baseline, batch, x):
@@ -260,6 +264,7 @@ def plan_integrated_gradients(model, target, layer=None, output=None, input=None
     engine.check_count("batch_size", batch_size)
     probe = get_probe(model, (), output=output, input=input)
     k = probe.explained_input
+    first = probe.input_layout == "channels_first"
     alphas = np.linspace(0.0, 1.0, steps + 1, dtype=np.float32)
     weights = np.full(steps + 1, 1.0 / steps, np.float32)
     weights[[0, -1]] *= 0.5  # trapezoid
@@ -274,11 +279,11 @@ def plan_integrated_gradients(model, target, layer=None, output=None, input=None
             return base[owner].astype(np.float32), alphas[copy]
 
         mean_grad = np.zeros(x.shape, np.float32)
-        for owner, copy, out in _copies("integrated_gradients", probe, batch, steps + 1, used, target, extra, Fn(_gradient_post), Fn(interpolate), batch_size):
+        for owner, copy, out in _copies("integrated_gradients", probe, batch, steps + 1, used, target, extra, Fn(_gradient_post, channels_first=first), Fn(interpolate), batch_size):
             np.add.at(mean_grad, owner, out["gradient"] * weights[copy].reshape((-1,) + (1,) * (x.ndim - 1)))
         attributions = (x - base) * mean_grad
         result = {**clean, "attributions": attributions}
-        raw_map = np.abs(attributions.sum(axis=-1))
+        raw_map = np.abs(attributions.sum(axis=1 if first else -1))
         finished = maps_lib.finish(raw_map, None)
         result.update({key: backend.to_numpy(v) for key, v in finished.items()})
         result["zero_gradient"] = ~mean_grad.reshape(len(x), -1).any(axis=1)
@@ -290,10 +295,10 @@ def plan_integrated_gradients(model, target, layer=None, output=None, input=None
 # --------------------------------------------------------------------------- guided
 
 
-def _guided_post(p, raw=False):
+def _guided_post(p, raw=False, channels_first=False):
     out = saliency_post(p, raw=False)
-    if raw:
-        out["map"] = p.input_gradient
+    if raw:  # the guided gradients themselves, in the model's own layout
+        out["map"] = ops.moveaxis(p.input_gradient, -1, 1) if channels_first else p.input_gradient
     return out
 
 
@@ -326,7 +331,8 @@ def guided_backprop(model, images, target=None, *, output=None, input=None, batc
 def plan_guided_backprop(model, target, layer=None, output=None, input=None, raw=False):
     """``(probe, compute)`` of guided backpropagation, on the guided probe."""
     probe = get_probe(model, (), output=output, input=input, guided=True)
-    step = probe.step("input", Fn(_guided_post, raw=raw), target=target)
+    step = probe.step("input", Fn(_guided_post, raw=raw, channels_first=probe.input_layout == "channels_first"),
+                      target=target)
     return probe, lambda batch, classes: step(batch.inputs, (), classes)
 
 

@@ -116,7 +116,9 @@ class AffineWithoutActivation(keras.layers.Layer):
             return ops.add(y, layer.bias) if layer.use_bias else y
         y = layer.convolution_op(x, layer.kernel)
         if layer.use_bias:
-            y = ops.add(y, ops.reshape(layer.bias, (1,) * (len(y.shape) - 1) + (-1,)))
+            rank = len(y.shape)
+            shape = ((1, -1) + (1,) * (rank - 2)) if layer.data_format == "channels_first" else ((1,) * (rank - 1) + (-1,))
+            y = ops.add(y, ops.reshape(layer.bias, shape))
         return y
 
     def compute_output_shape(self, input_shape):
@@ -124,13 +126,13 @@ class AffineWithoutActivation(keras.layers.Layer):
 
 
 def is_affine(layer) -> bool:
-    """A Dense, or a channels-last convolution, whose activation can be replaced."""
+    """A Dense, or a convolution (either data format), whose activation can be replaced."""
     if isinstance(layer, keras.layers.Dense):
         return True
     return (
         isinstance(layer, keras.layers.Layer)
         and hasattr(layer, "convolution_op")
-        and getattr(layer, "data_format", "channels_last") == "channels_last"
+        and getattr(layer, "data_format", "channels_last") in ("channels_last", "channels_first")
     )
 
 

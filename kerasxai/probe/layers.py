@@ -40,12 +40,15 @@ class LayerInfo:
         path: the qualified name, nested models first (``"vgg16/block5_conv3"``).
         output_shape: the layer's output shape in the model, batch as ``None``.
         kind: the layer's class name.
+        data_format: ``"channels_last"`` or ``"channels_first"`` (its channel axis; maps are
+            ``(N, spatial...)`` either way).
     """
 
     name: str
     path: str
     output_shape: tuple
     kind: str
+    data_format: str = "channels_last"
 
     @property
     def spatial_rank(self) -> int:
@@ -78,7 +81,8 @@ def explainable(calls) -> list:
 
 def infos(calls) -> list:
     """:class:`LayerInfo` of every explainable call."""
-    return [LayerInfo(c.op.name, c.qualified_name, tuple(c.output.shape), type(c.op).__name__) for c in explainable(calls)]
+    return [LayerInfo(c.op.name, c.qualified_name, tuple(c.output.shape), type(c.op).__name__,
+                      output_layout(c, calls)) for c in explainable(calls)]
 
 
 def _describe_choices(calls, wanted: str) -> str:
@@ -142,13 +146,59 @@ def default_call(calls, model) -> graph.Call:
 
 
 def check_channels_last(call: graph.Call):
-    """Maps are computed over ``(batch, spatial..., channels)``: refuse channels-first layers loudly."""
-    if getattr(call.op, "data_format", "channels_last") == "channels_first":
+    """A subclassed model's layer must be channels-last (without a graph its layout cannot be followed)."""
+    if own_data_format(call.op) == "channels_first":
         raise ValueError(
-            f"Layer '{call.qualified_name}' uses data_format='channels_first'; kerasxai computes maps "
-            "over channels-last outputs (batch, spatial axes..., channels). Build the model with "
-            "data_format='channels_last' (keras.config.set_image_data_format('channels_last'))."
+            f"Layer '{call.qualified_name}' uses data_format='channels_first' in a subclassed model, whose tensors' "
+            "channel axis kerasxai cannot follow without a graph. Wrap its layers in a Functional model "
+            "(channels_first Functional and Sequential models are explained as they are)."
         )
+
+
+CHANNELS_FIRST, CHANNELS_LAST = "channels_first", "channels_last"
+
+
+def own_data_format(op):
+    """The data format a layer states itself: its ``data_format``, or a BatchNormalization over axis 1."""
+    fmt = getattr(op, "data_format", None)
+    if fmt in (CHANNELS_FIRST, CHANNELS_LAST):
+        return fmt
+    if isinstance(op, _L.BatchNormalization):
+        axis = op.axis if isinstance(op.axis, (list, tuple)) else [op.axis]
+        return CHANNELS_FIRST if list(axis) == [1] else CHANNELS_LAST
+    return None
+
+
+def output_layout(call, calls) -> str:
+    """``"channels_first"`` or ``"channels_last"``: the layout of ``call``'s output.
+
+    Read from the layer itself (a conv's or pooling's ``data_format``, a BatchNormalization's
+    axis) or, for a layer that states none (an Activation, an Add, Dropout...), from the
+    nearest layer before it that does.
+    """
+    made_by = producers(calls)
+    seen, current = set(), call
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        fmt = own_data_format(current.op)
+        if fmt is not None:
+            return fmt
+        sources = keras.tree.flatten(current.inputs)
+        current = made_by.get(id(sources[0])) if sources else None
+    return CHANNELS_LAST
+
+
+def input_layout(calls, input_tensor) -> str:
+    """The layout of an image input: the data format of the first layer on its path that states one."""
+    reached = {id(input_tensor)}
+    for c in calls:
+        if c.is_model or not any(id(t) in reached for t in keras.tree.flatten(c.inputs)):
+            continue
+        fmt = own_data_format(c.op)
+        if fmt is not None and len(getattr(c.output, "shape", ())) >= 3:
+            return fmt
+        reached.update(id(t) for t in keras.tree.flatten(c.output))
+    return CHANNELS_LAST
 
 
 def producers(calls) -> dict:

@@ -43,6 +43,7 @@ from kerasxai import backend
 from kerasxai.probe import targets as targets_lib
 from kerasxai.probe import cache, inputs as inputs_lib, layers as layers_lib
 from kerasxai.probe import traced as traced_lib
+from kerasxai.probe.layers import CHANNELS_FIRST, CHANNELS_LAST
 from kerasxai.probe.subclassed import SubclassedForward, is_subclassed
 from kerasxai.probe.traced import TracedForward
 
@@ -110,6 +111,11 @@ def _default_post(p: Pass):
 DEFAULT_POST = Fn(_default_post)
 
 
+def _channels_last(tensor):
+    """``(N, C, spatial...)`` -> ``(N, spatial..., C)``."""
+    return ops.moveaxis(tensor, 1, -1)
+
+
 class Probe:
     """A cached sub-model ``inputs -> [activations of each layer..., logits]``, compiled per method.
 
@@ -158,6 +164,23 @@ class Probe:
     removed_activation = property(lambda self: self.net.head.removed_activation if self.net.head else None)
     n_classes = property(lambda self: self.net.head.n_classes if self.net.head else None)
     submodel = property(lambda self: getattr(self.net, "submodel", None))
+
+    @property
+    def layouts(self) -> list:
+        """The data format of each explained layer's output (``"channels_first"`` or ``"channels_last"``).
+
+        The activations and gradients a step's ``post`` sees are always channels-last."""
+        return list(getattr(self.net, "layouts", [CHANNELS_LAST] * len(self.net.layers)))
+
+    @property
+    def input_layout(self) -> str:
+        """The data format of the explained input; in a step's ``Pass`` it is always channels-last."""
+        return getattr(self.net, "input_layout", CHANNELS_LAST)
+
+    def spatial_shape(self, x) -> tuple:
+        """The spatial axes of the explained input ``x`` as the model takes it (either data format)."""
+        shape = tuple(x.shape)
+        return shape[2:] if self.input_layout == CHANNELS_FIRST else shape[1:-1]
 
     @property
     def input_shape(self):
@@ -247,10 +270,19 @@ class Probe:
 
             return forward
 
+        layer_first = [layout == CHANNELS_FIRST for layout in self.layouts]
+        input_first = self.input_layout == CHANNELS_FIRST
+
         def finish(aux, gradients):
             acts, logits, scores, used, x, extra = aux
             gradients = list(gradients)
             input_gradient = gradients.pop(0) if want_input else None
+            # every method sees (N, spatial..., channels), whatever the model's data format
+            acts = [_channels_last(a) if first else a for a, first in zip(acts, layer_first)]
+            gradients = [_channels_last(g) if first and g is not None else g for g, first in zip(gradients, layer_first)]
+            if input_first:
+                x = _channels_last(x)
+                input_gradient = None if input_gradient is None else _channels_last(input_gradient)
             if want_input and input_gradient is None:
                 raise ValueError(
                     f"The score of output '{self.head.name}' does not depend differentiably on input "

@@ -80,6 +80,14 @@ class SubclassedForward:
             )
         if input not in (None, 0):
             raise ValueError(f"A subclassed model is explained through its one input; received input={input!r}.")
+        first = [layer.name for layer in leaf_layers(model)
+                 if layers_lib.own_data_format(layer) == layers_lib.CHANNELS_FIRST]
+        if first:
+            raise ValueError(
+                f"Subclassed model '{model.name}' has channels_first layers ({', '.join(first[:3])}): without its "
+                "graph kerasxai cannot tell which axis of each tensor holds the channels, and maps over the wrong "
+                "axis would look plausible. Functional and Sequential models with channels_first layers are "
+                f"explained as they are: wrap its layers in a Functional model:{WRAP_SNIPPET}")
         self._model = weakref.ref(model)
         self.model_name = model.name
         self._wanted_layers, self._output, self._logits = tuple(layers), output, logits

@@ -97,8 +97,10 @@ class TracedForward:
             layers_lib.default_call(plain.calls, model) if layer is None else layers_lib.find_call(plain.calls, layer, model)
             for layer in layers
         ]
-        for call in layer_calls:
-            layers_lib.check_channels_last(call)
+        # channels_first layers (ported models): maps are computed channels-last, so the probe moves
+        # their channel axis last (and the explained input's, for the methods at the input)
+        self.layouts = [layers_lib.output_layout(c, plain.calls) for c in layer_calls]
+        self.input_layout = layers_lib.input_layout(plain.calls, plain.inputs[self.explained_input])
         self.layers = [c.op for c in layer_calls]
         self.layer_names = [c.qualified_name for c in layer_calls]
 
