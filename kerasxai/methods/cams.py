@@ -191,7 +191,7 @@ def gradcam(model, images, target=None, layer=None, *, output=None, input=None,
 
     Returns:
         float32 ``(N, spatial...)`` (or without the batch axis for one example) in ``[0, 1]``,
-        at the explained input's resolution.
+            at the explained input's resolution.
 
     Examples:
         >>> import keras, numpy as np
