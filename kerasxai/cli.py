@@ -151,7 +151,7 @@ def cmd_report(args):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             path = write_report(args.run_dir, out=args.out)
-    except (FileNotFoundError, NotADirectoryError) as err:
+    except (FileNotFoundError, NotADirectoryError, ValueError) as err:
         raise UserError(str(err)) from None
     for warning in caught:
         print(f"kerasxai: warning: {warning.message}", file=sys.stderr)

@@ -37,6 +37,7 @@ import urllib.parse
 import warnings
 
 from kerasxai.data import imagenet
+from kerasxai.folder import kinds
 from kerasxai.figures.common import INPUT_METHODS
 
 RUN_FILE = "run.json"
@@ -297,6 +298,7 @@ def write_report(run_dir: str, out: str | None = None) -> str:
         >>> os.path.basename(page), str(caught[0].message).endswith("run.json is missing")
         ('report.html', True)
     """
+    kinds.refuse_other_kind(run_dir, kinds.EXPLANATION, "write the report of an explanation run")
     out = out or os.path.join(run_dir, REPORT_FILE)
     out_dir = os.path.dirname(os.path.abspath(out))
     data = report_data(run_dir, out_dir)

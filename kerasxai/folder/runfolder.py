@@ -38,6 +38,7 @@ import numpy as np
 from PIL import Image
 
 from kerasxai.figures.overlay import overlay_panel
+from kerasxai.folder import kinds
 from kerasxai.folder.report import write_report
 from kerasxai.methods.table import INPUT_METHODS
 
@@ -167,6 +168,8 @@ class RunFolder:
             raise ValueError(f"output folder '{path}' is a file: choose a folder.")
         entries = sorted(os.listdir(path)) if os.path.isdir(path) else []
         if RUN_JSON in entries:
+            kinds.refuse_other_kind(path, kinds.EXPLANATION, "resume an explanation run" if resume
+                                    else "write an explanation run")
             if not resume:
                 with open(os.path.join(path, RUN_JSON)) as fh:
                     state = "finished" if json.load(fh).get("finished") else "unfinished"
@@ -186,6 +189,7 @@ class RunFolder:
         return entries
 
     def save_meta(self):
+        self.meta = {"kind": kinds.EXPLANATION, **self.meta}
         _write_json_atomic(os.path.join(self.path, RUN_JSON), self.meta)
 
     def finish(self, interrupted=False):

@@ -22,6 +22,7 @@ import time
 import keras
 import numpy as np
 
+from kerasxai.folder import kinds
 from kerasxai.train.config import SAME_ON_RESUME, Config, TrainError
 
 PRODUCTS = ("run.json", "best.keras", "log.csv", "bad_files.txt", "summary.json", "curves.png", "confusion.png",
@@ -50,6 +51,12 @@ class RunFolder:
         self.existed = os.path.isdir(out) and bool(os.listdir(out))
         if os.path.exists(out) and not os.path.isdir(out):
             raise TrainError(f"--out '{out}' is a file, not a folder")
+        if self.existed:  # an explanation run's run.json must never be replaced by a training run's
+            try:
+                kinds.refuse_other_kind(out, kinds.TRAINING, "resume a training run" if resume
+                                        else "overwrite it with a training run")
+            except ValueError as err:
+                raise TrainError(str(err)) from None
         state = self.file("resume", "state.json")
         if resume:
             if not os.path.exists(out):
@@ -100,7 +107,7 @@ class RunFolder:
                     os.remove(path)
         self.created = not os.path.isdir(self.path)
         os.makedirs(self.file("resume"), exist_ok=True)
-        _write_atomic(self.file("run.json"), json.dumps({"config": dataclasses.asdict(cfg),
+        _write_atomic(self.file("run.json"), json.dumps({"kind": kinds.TRAINING, "config": dataclasses.asdict(cfg),
                                                          "started": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=2))
         self.state = {"config": dataclasses.asdict(cfg), "files_digest": digest, "n_files": n_files, "rows": [],
                       "phases": [], "best": None, "phase_best": None, "wait": 0}
