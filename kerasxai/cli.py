@@ -22,7 +22,7 @@ import json
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from kerasxai._startup import start_tensorflow
 
 ZOO = {
     "vgg16": ("VGG16", 224),
@@ -324,11 +324,13 @@ def main(argv=None) -> int:
         if argv[:1] == ["train"]:
             return cmd_train(argv[1:])
         if argv[:1] == ["evaluate"]:
+            start_tensorflow()
             from kerasxai.evaluation import evaluate
 
             evaluate.main(argv[1:])
             return 0
         args = build_parser().parse_args(argv)
+        start_tensorflow()  # after the options are read: --help needs no TensorFlow
         args.func(args)
     except UserError as err:
         print(f"kerasxai: error: {err}", file=sys.stderr)

@@ -13,8 +13,10 @@ import argparse
 import os
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if __name__ == "__main__":  # the command (python -m kerasxai.demo): TensorFlow starts without its start-up lines
+    from kerasxai._startup import start_tensorflow
 
+    start_tensorflow()
 
 import kerasxai  # noqa: E402
 from kerasxai.evaluation import synthetic  # noqa: E402

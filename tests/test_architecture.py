@@ -19,7 +19,7 @@ import kerasxai
 
 ROOT = os.path.dirname(kerasxai.__file__)
 FLOORS = {
-    "kerasxai._version": 0, "kerasxai.backend": 0, "kerasxai.probe": 1, "kerasxai.methods": 2, "kerasxai.data": 3,
+    "kerasxai._version": 0, "kerasxai._startup": 0, "kerasxai.backend": 0, "kerasxai.probe": 1, "kerasxai.methods": 2, "kerasxai.data": 3,
     "kerasxai.figures": 4, "kerasxai.evaluation": 5, "kerasxai.visualize": 5, "kerasxai.folder": 6,
     "kerasxai.train": 6, "kerasxai": 7, "kerasxai.cli": 7, "kerasxai.demo": 7, "kerasxai.__main__": 7,
 }

@@ -152,3 +152,55 @@ def test_errors_exit_non_zero_with_one_line(photos, tmp_path, small_model_file, 
     assert last.startswith("kerasxai: error:") and message in last
     assert "Traceback" not in result.stderr
     assert (tmp_path / "full" / "keep.txt").read_text() == "mine" and os.listdir(tmp_path / "full") == ["keep.txt"]
+
+
+# --------------------------------------------------------------------------- start-up: quiet and side-effect free
+
+NOISE = ("cuInit", "E0000", "oneDNN", "cpu_feature_guard", "absl::InitializeLog")
+
+
+def test_help_needs_no_tensorflow_and_prints_none_of_its_start_up_lines():
+    """`kerasxai train --help` took 6 s and printed TensorFlow's start-up lines, a false CUDA error among them."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as a user's shell has it
+    for args in (["train", "--help"], ["explain", "--help"], ["--help"]):
+        result = subprocess.run([sys.executable, "-m", "kerasxai", *args], capture_output=True, text=True, env=env,
+                                timeout=120)
+        assert result.returncode == 0 and "usage:" in result.stdout
+        assert not any(word in result.stdout + result.stderr for word in NOISE), result.stderr
+    probe = ("import sys, kerasxai.cli, kerasxai.train, kerasxai.train.cli; "
+             "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env,
+                          timeout=120).stdout.split() == ["False", "False"]
+
+
+def test_a_real_command_shows_its_output_without_tensorflow_start_up_lines(tmp_path):
+    model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(2, 3, name="conv"),
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)])
+    model.save(tmp_path / "m.keras")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run([sys.executable, "-m", "kerasxai", "layers", str(tmp_path / "m.keras")],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0 and "conv" in result.stdout
+    assert not any(word in result.stderr for word in NOISE), result.stderr
+
+
+def test_importing_kerasxai_changes_no_environment_variable():
+    # TensorFlow's own import sets TF_CPP_MIN_LOG_LEVEL: what kerasxai changes is measured after it
+    code = ("import os, json, keras, tensorflow; before = dict(os.environ); "
+            "import kerasxai, kerasxai.cli, kerasxai.demo, kerasxai.train, kerasxai.evaluation.evaluate; "
+            "kerasxai.gradcam; kerasxai.train.Config; "
+            "print(json.dumps({k: v for k, v in os.environ.items() if before.get(k) != v}))")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-1000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {}
+
+
+def test_the_start_up_filter_keeps_real_errors_and_the_cuda_line_where_there_is_a_gpu():
+    from kerasxai._startup import is_noise
+
+    cuda = "E0000 00:00:1796472942.473754   17225 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error"
+    assert is_noise(cuda, gpu=False) and not is_noise(cuda, gpu=True)
+    assert not is_noise("E0000 00:00:1.0  1 op_kernel.cc:1] OOM when allocating tensor")
+    assert not is_noise("kerasxai: error: model file not found: m.keras")
+    assert is_noise("I0000 00:00:1796472932.717634   17225 port.cc:153] oneDNN custom operations are on.")

@@ -13,10 +13,12 @@ per image.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if __name__ == "__main__":  # the command: TensorFlow starts without its start-up lines
+    from kerasxai._startup import start_tensorflow
+
+    start_tensorflow()
 
 import numpy as np  # noqa: E402
 

@@ -24,30 +24,38 @@ Everything lands in ``--out``: ``best.keras``, ``log.csv``, TensorBoard logs
 No data file is ever changed.
 
 Modules: ``config`` (options), ``data`` (finding and checking files),
-``pipeline`` (tf.data), ``model``, ``runfolder`` (resume state, log, best
-checkpoint), ``callbacks``, ``run`` (the phases), ``report`` (evaluation, the
+``pipeline`` (tf.data), ``model``, ``checkpoints`` (the run folder: resume state, log,
+best checkpoint), ``callbacks``, ``run`` (the phases), ``report`` (evaluation, the
 chance test, summary), ``figures``, ``explaining`` (the only calls into
 kerasxai's explanation API), ``cli``, ``demo_data`` (a generated
 PetImages-like folder with the real traps).
 """
 
-import os
+import importlib
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from kerasxai.train.cli import main, parser  # noqa: E402
-from kerasxai.train.config import Config, TrainError, resolve  # noqa: E402
-from kerasxai.train.data import IMAGE_EXTENSIONS, check_files, find_files, scan_data  # noqa: E402
-from kerasxai.train.report import chance_check  # noqa: E402
-from kerasxai.train.run import train  # noqa: E402
-
+# Names are loaded on first use: ``kerasxai train --help`` and ``python -m kerasxai.train --help``
+# answer without importing TensorFlow, and ``python -m kerasxai.train.demo_data`` finds its module
+# not imported yet.
+_EXPORTS = {
+    "kerasxai.train.cli": ("main", "parser"),
+    "kerasxai.train.config": ("Config", "TrainError", "resolve"),
+    "kerasxai.train.data": ("IMAGE_EXTENSIONS", "check_files", "find_files", "scan_data"),
+    "kerasxai.train.report": ("chance_check",),
+    "kerasxai.train.run": ("train",),
+    "kerasxai.train.demo_data": ("write_demo_folder",),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = ["Config", "TrainError", "train", "find_files", "scan_data", "check_files", "chance_check",
            "write_demo_folder", "resolve", "main", "parser", "IMAGE_EXTENSIONS"]
 
 
-def __getattr__(name):  # demo_data is imported on use, so that ``python -m kerasxai.train.demo_data`` runs cleanly
-    if name == "write_demo_folder":
-        from kerasxai.train.demo_data import write_demo_folder
-
-        return write_demo_folder
+def __getattr__(name):
+    if name in _WHERE:
+        value = getattr(importlib.import_module(_WHERE[name]), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'kerasxai.train' has no attribute '{name}'")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from kerasxai._startup import start_tensorflow
 from kerasxai.train.config import Config, TrainError
 
 
@@ -66,7 +67,8 @@ def main(argv=None) -> int:
     warnings.showwarning = _one_line_warning
     args = vars(parser().parse_args(argv))
     args["verbose"] = 0 if args.pop("quiet") else 1
-    from kerasxai.train.run import train
+    start_tensorflow()
+    from kerasxai.train.run import train  # after the options are read: --help needs no TensorFlow
 
     try:
         train(Config(**args))
