@@ -186,7 +186,8 @@ def test_a_real_command_shows_its_output_without_tensorflow_start_up_lines(tmp_p
 
 def test_importing_kerasxai_changes_no_environment_variable():
     # TensorFlow's own import sets TF_CPP_MIN_LOG_LEVEL: what kerasxai changes is measured after it
-    code = ("import os, json, keras, tensorflow; before = dict(os.environ); "
+    code = ("import os, json, keras, tensorflow; os.environ.pop('TF_CPP_MIN_LOG_LEVEL', None); "
+            "before = dict(os.environ); "
             "import kerasxai, kerasxai.cli, kerasxai.demo, kerasxai.train, kerasxai.evaluation.evaluate; "
             "kerasxai.gradcam; kerasxai.train.Config; "
             "print(json.dumps({k: v for k, v in os.environ.items() if before.get(k) != v}))")
