@@ -180,3 +180,23 @@ def test_a_shared_base_on_two_inputs_is_explained_at_the_explained_inputs_call()
     for layer in (None, "shared"):
         np.testing.assert_allclose(kerasxai.gradcam(model, [xl, xr], target=1, input="right", layer=layer, raw=True),
                                    expected, rtol=1e-4, atol=1e-5)
+
+
+def test_cam_on_one_head_of_a_pooling_that_feeds_several():
+    keras.utils.set_random_seed(65)
+    inp = keras.Input((12, 12, 3))
+    conv = layers.Conv2D(4, 3, activation="relu", name="conv")
+    gap = layers.GlobalAveragePooling2D(name="gap")
+    cls, aux = layers.Dense(3, activation="softmax", name="cls"), layers.Dense(2, name="aux")
+    pooled = gap(conv(inp))
+    model = keras.Model(inp, {"cls": cls(pooled), "aux": aux(pooled)})
+    x = _images((12, 12, 3), seed=6)
+    before = _snapshot(model, x)
+    acts = keras.ops.convert_to_numpy(conv(x))
+    for name, dense, target in (("cls", cls, 2), ("aux", aux, 1)):
+        expected = np.einsum("nhwk,k->nhw", acts, keras.ops.convert_to_numpy(dense.kernel)[:, target])
+        np.testing.assert_allclose(kerasxai.cam(model, x, target=target, output=name, raw=True), expected,
+                                   rtol=1e-4, atol=1e-5)
+        full = kerasxai.explain(model, x, methods=("cam",), target=target, output=name)["cam"]
+        np.testing.assert_allclose(full, kerasxai.cam(model, x, target=target, output=name), atol=1e-6)
+    _assert_unchanged(model, x, before)

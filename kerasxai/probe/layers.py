@@ -286,9 +286,11 @@ def cam_head(calls, layer_call, head_call, layer_name: str):
         if not c.is_model:
             for t in c.inputs:
                 consumers.setdefault(id(t), []).append(c)
+    # only what leads to the explained output matters (one pooling may feed several heads)
+    feeds = graph.upstream(calls, head_call.output) if head_call is not None else set()
     call, chain, pooled = layer_call, [], False
     while True:
-        nxt = consumers.get(id(call.output), [])
+        nxt = [c for c in consumers.get(id(call.output), []) if id(c) in feeds]
         if len(nxt) != 1:
             chain.append(f"{len(nxt)} layers ({', '.join(c.op.name for c in nxt[:3])})" if nxt else "nothing")
             break
