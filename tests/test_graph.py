@@ -200,3 +200,36 @@ def test_cam_on_one_head_of_a_pooling_that_feeds_several():
         full = kerasxai.explain(model, x, methods=("cam",), target=target, output=name)["cam"]
         np.testing.assert_allclose(full, kerasxai.cam(model, x, target=target, output=name), atol=1e-6)
     _assert_unchanged(model, x, before)
+
+
+class CalledTwice(keras.Model):
+    """A subclassed model whose call() applies one conv twice."""
+
+    def __init__(self):
+        super().__init__()
+        self.c0 = layers.Conv2D(4, 3, padding="same", activation="tanh")
+        self.shared = layers.Conv2D(4, 3, padding="same", activation="tanh")
+        self.flat, self.head = layers.Flatten(), layers.Dense(3)
+
+    def call(self, x):
+        return self.head(self.flat(self.shared(self.shared(self.c0(x)))))
+
+
+@tensorflow_only
+def test_a_subclassed_models_layer_called_twice_is_explained_at_the_call_asked_for():
+    keras.utils.set_random_seed(67)
+    model = CalledTwice()
+    x = _images((12, 12, 3), seed=8)
+    model(x)
+    before = _snapshot(model, x)
+    c0, shared, head, flat = model.c0, model.shared, model.head, model.flat
+    call0 = tape_gradcam(x, lambda t: shared(c0(t)), lambda a: head(flat(shared(a))), 2)
+    call1 = tape_gradcam(x, lambda t: shared(shared(c0(t))), lambda a: head(flat(a)), 2)
+    np.testing.assert_allclose(kerasxai.gradcam(model, x, target=2, layer=(shared, 0), raw=True), call0, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(kerasxai.gradcam(model, x, target=2, layer=(shared.name, 1), raw=True), call1, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(kerasxai.gradcam(model, x, target=2, raw=True),
+                               tape_gradcam(x, c0, lambda a: head(flat(shared(shared(a)))), 2), rtol=1e-4, atol=1e-5)
+    assert get_probe(model).layer_names == [c0.name]  # the default skips the layer called twice
+    with pytest.raises(ValueError, match=rf"'{shared.name}' is called 2 times.*layer=\('{shared.name}', 1\)"):
+        kerasxai.gradcam(model, x, layer=shared)
+    _assert_unchanged(model, x, before)
