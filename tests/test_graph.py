@@ -202,6 +202,36 @@ def test_cam_on_one_head_of_a_pooling_that_feeds_several():
     _assert_unchanged(model, x, before)
 
 
+class ConvBlock(layers.Layer):
+    """A custom (non-Model) layer holding a conv."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.conv = layers.Conv2D(4, 3, padding="same", activation="relu")
+
+    def call(self, x):
+        return self.conv(x)
+
+
+@tensorflow_only
+def test_changing_a_conv_inside_a_custom_layer_gives_a_fresh_probe():
+    keras.utils.set_random_seed(66)
+    inp = keras.Input((10, 10, 2))
+    block = ConvBlock(name="block")
+    head_conv = layers.Conv2D(3, 3, activation="tanh", name="head_conv")
+    flatten, dense = layers.Flatten(), layers.Dense(2, name="head")
+    model = keras.Model(inp, dense(flatten(head_conv(block(inp)))))
+    x = _images((10, 10, 2), seed=7)
+    first = kerasxai.gradcam(model, x, target=0, raw=True)
+    np.testing.assert_allclose(first, tape_gradcam(x, lambda t: head_conv(block(t)), lambda a: dense(flatten(a)), 0),
+                               rtol=1e-4, atol=1e-5)
+    block.conv.activation = keras.activations.get("tanh")  # inside a custom layer, not a keras.Model
+    after = kerasxai.gradcam(model, x, target=0, raw=True)
+    expected = tape_gradcam(x, lambda t: head_conv(block(t)), lambda a: dense(flatten(a)), 0)
+    assert np.abs(expected - first).max() > 0.1 * expected.max() > 0
+    np.testing.assert_allclose(after, expected, rtol=1e-4, atol=1e-5)
+
+
 class CalledTwice(keras.Model):
     """A subclassed model whose call() applies one conv twice."""
 

@@ -2,11 +2,11 @@
 
 Entries live in a ``WeakKeyDictionary`` keyed by the model object itself (never
 by ``id``, which Python reuses), so the cache never keeps a model alive. Each
-entry carries a *fingerprint* of the model's structure — its layers, their
-activations and variables, its outputs — checked at every call: a model changed
-after a call (``Sequential.pop()``/``add()``, a layer or its activation
-replaced, an output rewired) gets a fresh probe instead of an explanation of the
-model it used to be.
+entry carries a *fingerprint* of the model's structure — every layer reachable
+from it (custom layers' sublayers too), their activations, its variables, its
+outputs — checked at every call: a model changed after a call
+(``Sequential.pop()``/``add()``, a layer or its activation replaced, an output
+rewired) gets a fresh probe instead of an explanation of the model it used to be.
 """
 
 from __future__ import annotations
@@ -14,40 +14,40 @@ from __future__ import annotations
 import logging
 import weakref
 
-import keras
-
 logger = logging.getLogger("kerasxai")
 
 _CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def _sublayers(layer):
-    return layer.layers if isinstance(layer, keras.Model) and hasattr(layer, "layers") else ()
+def reachable_layers(layer) -> list:
+    """``layer`` and every layer it tracks, recursively: nested models, custom layers' sublayers, once each.
+
+    Keras 3 has no public way to reach a custom layer's sublayers (``Model.layers`` lists a
+    model's own layers only), so this uses the private ``Layer._flatten_layers`` (as
+    :func:`kerasxai.probe.subclassed.leaf_layers` does); ``tests/test_probe.py`` fails loudly if a
+    Keras release changes it.
+    """
+    return layer._flatten_layers(include_self=True, recursive=True)
 
 
 def fingerprint(model) -> tuple:
-    """What a probe depends on: every layer (nested too), its activation and variables, the outputs.
+    """What a probe depends on: every reachable layer, its activation, the variables, the outputs.
 
     Example:
+        >>> import keras
         >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2), keras.layers.Dense(1)])
         >>> before = fingerprint(model)
         >>> _ = model.pop()
         >>> fingerprint(model) == before
         False
     """
-    parts = []
-    stack = [model]
-    while stack:
-        layer = stack.pop()
-        sub = _sublayers(layer)
-        weights = () if sub else tuple(id(v) for v in layer.weights)
-        parts.append((id(layer), id(getattr(layer, "activation", None)), weights))
-        stack.extend(reversed(sub))
+    parts = tuple((id(layer), id(getattr(layer, "activation", None))) for layer in reachable_layers(model))
+    weights = tuple(id(v) for v in model.weights)
     try:
         outputs = tuple(id(t) for t in (model.outputs or ()))
     except (AttributeError, ValueError):
         outputs = ()
-    return tuple(parts), outputs
+    return parts, weights, outputs
 
 
 def cached(model, key, build):
