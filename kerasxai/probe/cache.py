@@ -7,16 +7,22 @@ from it (custom layers' sublayers too), their activations, its variables, its
 outputs — checked at every call: a model changed after a call
 (``Sequential.pop()``/``add()``, a layer or its activation replaced, an output
 rewired) gets a fresh probe instead of an explanation of the model it used to be.
+
+Thread-safe: each model has a lock, held while its entry is checked and built,
+so two threads explaining one model build its probes once, one after the other.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import weakref
 
 logger = logging.getLogger("kerasxai")
 
 _CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_LOCKS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # model -> RLock (builds nest: probe -> trace)
+_GUARD = threading.Lock()  # guards the two dictionaries themselves
 
 
 def reachable_layers(layer) -> list:
@@ -51,18 +57,25 @@ def fingerprint(model) -> tuple:
 
 
 def cached(model, key, build):
-    """``build()`` once per (model as it is now, key)."""
+    """``build()`` once per (model as it is now, key); concurrent callers wait for the one building."""
     try:
-        entry = _CACHE.get(model)
+        with _GUARD:
+            lock = _LOCKS.get(model)
+            if lock is None:
+                lock = _LOCKS[model] = threading.RLock()
     except TypeError:  # cannot be weakly referenced: no caching
         return build()
-    stamp = fingerprint(model)
-    if entry is None or entry[0] != stamp:
-        if entry is not None:
-            logger.info("kerasxai: model '%s' changed since the last call; its probes are rebuilt", model.name)
-        entry = (stamp, {})
-        _CACHE[model] = entry
-    table = entry[1]
-    if key not in table:
-        table[key] = build()
-    return table[key]
+    with lock:
+        stamp = fingerprint(model)
+        with _GUARD:
+            entry = _CACHE.get(model)
+        if entry is None or entry[0] != stamp:
+            if entry is not None:
+                logger.info("kerasxai: model '%s' changed since the last call; its probes are rebuilt", model.name)
+            entry = (stamp, {})
+            with _GUARD:
+                _CACHE[model] = entry
+        table = entry[1]
+        if key not in table:
+            table[key] = build()
+        return table[key]

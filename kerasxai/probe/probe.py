@@ -302,11 +302,12 @@ class Probe:
         """A zero perturbation, made once per shape and reused (steps only read it), as long as the
         probe's cached ones stay under 32 MiB: big ones are made per batch, not kept on a GPU."""
         key = (tuple(shape), dtype)
-        if key in self._zero_tensors:
-            return self._zero_tensors[key][0]
+        kept = self._zero_tensors.get(key)  # one lookup: another thread may clear the dict meanwhile
+        if kept is not None:
+            return kept[0]
         zeros = ops.zeros(shape, dtype=dtype)
         size = int(np.prod(shape)) * np.dtype(keras.backend.standardize_dtype(dtype)).itemsize
-        if size + sum(nbytes for _, nbytes in self._zero_tensors.values()) > _ZEROS_KEPT:
+        if size + sum(nbytes for _, nbytes in list(self._zero_tensors.values())) > _ZEROS_KEPT:
             self._zero_tensors.clear()
         if size <= _ZEROS_KEPT:
             self._zero_tensors[key] = (zeros, size)

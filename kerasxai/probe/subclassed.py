@@ -8,9 +8,9 @@ batch's shape: which leaf layers run, in what order, with what output shapes.
 - Gradient methods (saliency, SmoothGrad, Integrated Gradients) work on any
   subclassed model.
 - CAM methods work at a layer's call: during the forward pass that layer's
-  ``call`` is wrapped (an instance attribute, removed again in a ``finally``)
-  to record its output and add the zero perturbation whose gradient is the
-  layer's gradient. The default layer is the
+  ``call`` is wrapped (an instance attribute, removed again in a ``finally``,
+  seen by the explaining thread only) to record its output and add the zero
+  perturbation whose gradient is the layer's gradient. The default layer is the
   last one called whose output has spatial axes, among layers called once; a
   layer called more than once is explained at one call, ``layer=(layer, i)``.
 - Logits: when the model's output is exactly the output of its last layer and
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 import weakref
 
 import keras
@@ -48,26 +49,60 @@ def leaf_layers(model) -> list:
     return [layer for layer in found if not list(layer._flatten_layers(include_self=False, recursive=False))]
 
 
+_ABSENT = object()
+_PATCHES: dict = {}  # id(layer) -> [layer, its own "call" attribute or _ABSENT, original call, users]
+_PATCHES_LOCK = threading.Lock()
+_THIS_THREAD = threading.local()  # .hooks: {id(layer): replacement call} of this thread's wrapped_calls
+
+
+def _dispatcher(key, original):
+    """``layer.call`` while patched: this thread's replacement if it has one, else the original."""
+
+    def call(*args, **kwargs):
+        hooks = getattr(_THIS_THREAD, "hooks", None)
+        hook = hooks.get(key) if hooks else None
+        return (hook or original)(*args, **kwargs)
+
+    return call
+
+
 @contextlib.contextmanager
 def wrapped_calls(hooks: dict):
-    """Temporarily replaces ``layer.call`` by ``make(original_call)`` for each ``layer: make`` in ``hooks``.
+    """Temporarily replaces ``layer.call`` by ``make(original_call)`` for each ``layer: make`` in ``hooks``,
+    for calls made by this thread only.
 
-    The replacement is an instance attribute set with ``object.__setattr__`` (no Keras
-    tracking) and deleted again in ``finally``: afterwards the layer is as it was.
+    The patch is an instance attribute set with ``object.__setattr__`` (no Keras tracking): one
+    dispatcher per layer, installed by the first thread that needs it and removed (in a ``finally``)
+    by the last one, so afterwards the layer is as it was. The dispatcher runs the replacement of the
+    thread that calls the layer, and the original for every other thread (another explanation
+    running at the same time, or the user's own ``model(x)``).
     """
-    done = []
+    installed, mine, outer = [], {}, getattr(_THIS_THREAD, "hooks", None)
     try:
-        for layer, make in hooks.items():
-            previous = layer.__dict__.get("call", None)
-            object.__setattr__(layer, "call", make(layer.call))
-            done.append((layer, previous))
+        with _PATCHES_LOCK:
+            for layer, make in hooks.items():
+                entry = _PATCHES.get(id(layer))
+                if entry is None:
+                    entry = [layer, layer.__dict__.get("call", _ABSENT), layer.call, 0]
+                    _PATCHES[id(layer)] = entry
+                    object.__setattr__(layer, "call", _dispatcher(id(layer), entry[2]))
+                entry[3] += 1
+                installed.append(layer)
+                mine[id(layer)] = make(entry[2])
+        _THIS_THREAD.hooks = {**(outer or {}), **mine}
         yield
     finally:
-        for layer, previous in reversed(done):
-            if previous is None:
-                del layer.__dict__["call"]
-            else:
-                object.__setattr__(layer, "call", previous)
+        _THIS_THREAD.hooks = outer
+        with _PATCHES_LOCK:
+            for layer in reversed(installed):
+                entry = _PATCHES[id(layer)]
+                entry[3] -= 1
+                if entry[3] == 0:
+                    del _PATCHES[id(layer)]
+                    if entry[1] is _ABSENT:
+                        del layer.__dict__["call"]
+                    else:
+                        object.__setattr__(layer, "call", entry[1])
 
 
 class SubclassedForward:
@@ -90,6 +125,7 @@ class SubclassedForward:
         self.layers, self.layer_names, self._indices = [], [], []
         self._logit_layer = None
         self._shapes: dict = {}
+        self._infer_lock = threading.Lock()  # two threads' first batches: one observes, the other waits
 
     # ----------------------------------------------------------------- observing one call
 
@@ -126,11 +162,14 @@ class SubclassedForward:
             return
         if len(specs) != 1:
             raise ValueError("A subclassed model is explained through one input array.")
-        spec = specs[0]
-        calls, output = self._observe((1,) + tuple(spec.shape[1:]), "float32")
-        self._resolve_layers(calls)
-        self._resolve_head(calls, output)
-        self.input_specs = list(specs)
+        with self._infer_lock:
+            if self.input_specs is not None:  # completed by another thread meanwhile
+                return
+            spec = specs[0]
+            calls, output = self._observe((1,) + tuple(spec.shape[1:]), "float32")
+            self._resolve_layers(calls)
+            self._resolve_head(calls, output)
+            self.input_specs = list(specs)  # last: other threads read the probe once this is set
 
     def _resolve_layers(self, calls):
         model = self.model()
