@@ -10,7 +10,7 @@ import pytest
 from keras import layers
 
 import kerasxai
-from kerasxai.probe import get_probe
+from kerasxai.probe import cache, get_probe
 
 
 def _snapshot(model, images):
@@ -54,6 +54,29 @@ def test_cache_does_not_keep_the_model_alive():
     del model
     gc.collect()
     assert ref() is None
+
+
+def test_keras_still_tracks_custom_layers_sublayers():
+    """The cache's fingerprint reaches a custom layer's sublayers through Keras's private ``_flatten_layers``."""
+
+    class Block(layers.Layer):
+        def __init__(self):
+            super().__init__()
+            self.convs = [layers.Conv2D(2, 3), layers.Conv2D(2, 3)]
+
+        def call(self, x):
+            return self.convs[1](self.convs[0](x))
+
+    block = Block()
+    inp = keras.Input((8, 8, 1))
+    model = keras.Model(inp, layers.Flatten()(block(inp)))
+    reached = cache.reachable_layers(model)
+    assert block in reached and all(conv in reached for conv in block.convs), (
+        "Keras changed Layer._flatten_layers; update kerasxai/probe/cache.py reachable_layers"
+    )
+    before = cache.fingerprint(model)
+    block.convs[0].activation = keras.activations.get("relu")
+    assert cache.fingerprint(model) != before
 
 
 def test_default_layer_skips_pooling_and_1x1(flatten_model):

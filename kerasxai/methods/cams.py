@@ -181,7 +181,15 @@ def gradcam(model, images, target=None, layer=None, *, output=None, input=None,
             ``logits -> (N,) scores``. For a one-unit sigmoid head, 1 is the positive class and 0
             the negative class; for a one-unit regression head, the value itself.
         layer: layer name (searched in nested models), Layer object, or ``None`` for the last
-            layer with spatial axes (``kerasxai.explainable_layers`` lists them).
+            layer with spatial axes on the way from the explained input to the explained output,
+            among layers called once on that way (``kerasxai.explainable_layers`` lists them). A
+            layer called more than once (shared weights: a conv applied twice, one layer in two
+            branches) has different activations and gradients at each call: name the call,
+            ``layer=("shared", 1)`` (the layer's name or object and the call index, 0-based, in
+            the order of the graph: ``explainable_layers`` lists each call with its ``call``; for a
+            subclassed model, the order its ``call()`` runs them); the perturbation is added at
+            that call's output only. A layer that does not lie between the explained
+            input and output is refused.
         output: the output explained, for a multi-output model (name or index).
         input: the input explained, for a multi-input model (name or index).
         batch_size: images per pass.

@@ -35,6 +35,8 @@ class Call:
         output: what ``op`` returned.
         is_model: True for a nested model stepped into; its layers have their
             own ``Call`` records before this one.
+        index: how many times ``op`` was called before this call in the re-run
+            graph (0 for its first call; a shared layer has one record per call).
     """
 
     op: Any
@@ -42,6 +44,7 @@ class Call:
     inputs: list
     output: Any
     is_model: bool = False
+    index: int = 0
 
     @property
     def qualified_name(self) -> str:
@@ -61,16 +64,17 @@ def trace(model, inputs, substitute=None):
     """Re-runs ``model`` on ``inputs`` (symbolic tensors), nested models inlined.
 
     ``inputs`` has the structure of ``model.input`` (one tensor, a list or a dict).
-    ``substitute(layer)`` may return a callable to use in place of a leaf layer
-    (guided backpropagation swaps ReLUs this way; the probe adds a zero
-    perturbation to an explained layer's output); ``None`` keeps the layer.
+    ``substitute(layer, index)`` may return a callable to use in place of the
+    ``index``-th call (0-based, in execution order) of a leaf layer (guided
+    backpropagation swaps ReLUs this way; the probe adds a zero perturbation to
+    an explained call's output); ``None`` keeps the layer.
 
     Returns:
         ``(outputs, calls)``: the model's outputs computed on ``inputs`` and the
         list of ``Call`` records in execution order.
     """
     calls: list[Call] = []
-    outputs = _run(model, inputs, (), calls, substitute)
+    outputs = _run(model, inputs, (), calls, substitute, {})
     return outputs, calls
 
 
@@ -78,25 +82,27 @@ def _tensors(structure) -> list:
     return [t for t in tree.flatten(structure) if hasattr(t, "shape") and hasattr(t, "dtype")]
 
 
-def _run(model, inputs, path, calls, substitute=None):
+def _run(model, inputs, path, calls, substitute, counts):
     def wrap(op):
+        index = counts.get(id(op), 0)  # wrap(op) is asked once per call of op, just before it
+        counts[id(op)] = index + 1
         if is_graph_model(op):
 
             def call_model(*args, **kwargs):
                 # Nested models are called as ``base(x)`` or ``base(x, training=False)``;
                 # the probe always runs in inference mode, so ``training`` is dropped.
                 sub_inputs = args[0] if len(args) == 1 else list(args)
-                out = _run(op, sub_inputs, path + (op.name,), calls, substitute)
-                calls.append(Call(op, path, _tensors(sub_inputs), out, is_model=True))
+                out = _run(op, sub_inputs, path + (op.name,), calls, substitute, counts)
+                calls.append(Call(op, path, _tensors(sub_inputs), out, is_model=True, index=index))
                 return out
 
             return call_model
 
-        replacement = substitute(op) if substitute is not None else None
+        replacement = substitute(op, index) if substitute is not None else None
 
         def call_layer(*args, **kwargs):
             out = (replacement or op)(*args, **kwargs)
-            calls.append(Call(op, path, _tensors((args, kwargs)), out))
+            calls.append(Call(op, path, _tensors((args, kwargs)), out, index=index))
             return out
 
         return call_layer
@@ -113,3 +119,23 @@ def _run(model, inputs, path, calls, substitute=None):
         f"kerasxai can re-trace Functional and Sequential Keras models; received "
         f"{type(model).__name__}, a subclassed model whose graph cannot be read."
     )
+
+
+def downstream(calls, sources) -> set:
+    """``id`` of every leaf call that depends on a tensor of ``sources`` (any nest; ``calls`` in execution order)."""
+    reached, found = {id(t) for t in _tensors(sources)}, set()
+    for c in calls:
+        if not c.is_model and any(id(t) in reached for t in c.inputs):
+            found.add(id(c))
+            reached.update(id(t) for t in _tensors(c.output))
+    return found
+
+
+def upstream(calls, targets) -> set:
+    """``id`` of every leaf call that a tensor of ``targets`` depends on (any nest; ``calls`` in execution order)."""
+    needed, found = {id(t) for t in _tensors(targets)}, set()
+    for c in reversed(calls):
+        if not c.is_model and any(id(t) in needed for t in _tensors(c.output)):
+            found.add(id(c))
+            needed.update(id(t) for t in c.inputs)
+    return found

@@ -3,11 +3,15 @@
 A layer can be explained when its output has *spatial axes*: ``(batch,
 spatial..., channels)`` with one (Conv1D: time), two (Conv2D: height, width)
 or three (Conv3D: depth, height, width) spatial axes, not all of size 1, and
-it is not a pooling layer. The default layer is the last such layer.
+it is not a pooling layer. The default layer is the last such layer on the way
+from the explained input to the explained output whose layer is called once on
+that way; a layer called more than once is explained at one call,
+``layer=("name", call_index)``.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import difflib
 import math
@@ -40,6 +44,8 @@ class LayerInfo:
         path: the qualified name, nested models first (``"vgg16/block5_conv3"``).
         output_shape: the layer's output shape in the model, batch as ``None``.
         kind: the layer's class name.
+        call: which call of the layer this is (0-based, in the order of the graph): a layer
+            called more than once is listed once per call, explained with ``layer=(name, call)``.
         data_format: ``"channels_last"`` or ``"channels_first"`` (its channel axis; maps are
             ``(N, spatial...)`` either way).
     """
@@ -48,6 +54,7 @@ class LayerInfo:
     path: str
     output_shape: tuple
     kind: str
+    call: int = 0
     data_format: str = "channels_last"
 
     @property
@@ -81,7 +88,7 @@ def explainable(calls) -> list:
 
 def infos(calls) -> list:
     """:class:`LayerInfo` of every explainable call."""
-    return [LayerInfo(c.op.name, c.qualified_name, tuple(c.output.shape), type(c.op).__name__,
+    return [LayerInfo(c.op.name, c.qualified_name, tuple(c.output.shape), type(c.op).__name__, c.index,
                       output_layout(c, calls)) for c in explainable(calls)]
 
 
@@ -100,8 +107,58 @@ def _describe_choices(calls, wanted: str) -> str:
     )
 
 
-def find_call(calls, layer, model) -> graph.Call:
-    """The call of ``layer`` (a name, qualified name or Layer object); clear errors otherwise."""
+@dataclasses.dataclass
+class Route:
+    """The leaf calls on the way from the explained input to the explained output.
+
+    Attributes:
+        depends: ``id`` of every call that depends on the explained input.
+        feeds: ``id`` of every call that the explained output depends on.
+        input_name, output_name: the explained input's and output's names (for errors).
+    """
+
+    depends: set
+    feeds: set
+    input_name: str
+    output_name: str
+
+    @classmethod
+    def between(cls, calls, source, target, input_name: str, output_name: str) -> "Route":
+        """The route from tensor ``source`` to tensor ``target`` in re-traced ``calls``."""
+        return cls(graph.downstream(calls, source), graph.upstream(calls, target), input_name, output_name)
+
+    def __contains__(self, call) -> bool:
+        return id(call) in self.depends and id(call) in self.feeds
+
+
+def layer_and_call(layer):
+    """``(layer, call index)`` of a ``layer=`` entry: ``("shared", 1)`` is call 1 of layer "shared"; else index None."""
+    if (isinstance(layer, tuple) and len(layer) == 2 and isinstance(layer[0], (str, keras.Operation))
+            and isinstance(layer[1], int) and not isinstance(layer[1], bool)):
+        return layer
+    return layer, None
+
+
+def call_name(call: graph.Call, calls) -> str:
+    """``"path/name"``, with ``" (call i)"`` for a layer called more than once."""
+    n = sum(1 for c in calls if c.op is call.op and not c.is_model)
+    return call.qualified_name + (f" (call {call.index})" if n > 1 else "")
+
+
+def _list_calls(found, calls) -> str:
+    made_by = producers(calls)
+    parts = []
+    for c in found:
+        sources = [made_by[id(t)].op.name if id(t) in made_by else "an input" for t in c.inputs]
+        parts.append(f"call {c.index} on {', '.join(dict.fromkeys(sources)) or 'no tensor'} -> "
+                     f"{tuple(getattr(c.output, 'shape', ()))}")
+    return "; ".join(parts)
+
+
+def find_call(calls, layer, model, route: Route) -> graph.Call:
+    """The call of ``layer`` (a name, qualified name or Layer object, or a ``(layer, call index)`` pair)
+    on ``route``; clear errors otherwise."""
+    layer, index = layer_and_call(layer)
     if isinstance(layer, str):
         found = [c for c in calls if not c.is_model and (c.op.name == layer or c.qualified_name == layer)]
         if not found:
@@ -113,15 +170,35 @@ def find_call(calls, layer, model) -> graph.Call:
                 f"Layer '{layer.name}' is not part of model '{model.name}'." + _describe_choices(calls, layer.name)
             )
     else:
-        raise TypeError(f"layer must be a layer name, a keras Layer or None. Received: {layer!r}")
-    if len(found) > 1:
+        raise TypeError(
+            "layer must be a layer name, a keras Layer, a (layer, call index) pair or None. "
+            f"Received: {layer!r}"
+        )
+    if len({id(c.op) for c in found}) > 1:
         paths = sorted({c.qualified_name for c in found})
         raise ValueError(
-            f"Layer '{found[0].op.name}' is called {len(found)} times in model '{model.name}' "
-            f"({', '.join(paths)}); explain a layer that is called once, or use its qualified name "
-            "if the names differ."
+            f"{len(paths)} layers of model '{model.name}' are named '{found[0].op.name}' ({', '.join(paths)}); "
+            "name one by its qualified name."
         )
-    call = found[0]
+    name = found[0].op.name
+    if index is not None:
+        if not 0 <= index < len(found):
+            raise ValueError(
+                f"layer=('{name}', {index}) asks for call {index}, but layer '{name}' is called "
+                f"{len(found)} time(s) in model '{model.name}' (calls are numbered from 0: {_list_calls(found, calls)})."
+            )
+        call = found[index]
+    elif len(found) == 1:
+        call = found[0]
+    else:
+        on_route = [c for c in found if c in route]
+        if len(on_route) != 1:
+            raise ValueError(
+                f"Layer '{name}' is called {len(found)} times in model '{model.name}' ({_list_calls(found, calls)}), "
+                "and its activations and gradients differ from call to call. Say which call to explain: "
+                f"layer=('{name}', {(on_route or found)[-1].index}) (the call index, 0-based, in the order of the graph)."
+            )
+        call = on_route[0]
     if not is_spatial(call) or isinstance(call.op, GLOBAL_POOLING):
         shape = tuple(getattr(call.output, "shape", ()))
         why = f"its output has shape {shape}"
@@ -130,11 +207,23 @@ def find_call(calls, layer, model) -> graph.Call:
             "with spatial axes (batch, spatial axes..., channels) — e.g. a Conv1D, Conv2D or Conv3D "
             "output — not all of size 1." + _describe_choices(calls, call.op.name)
         )
+    if id(call) not in route.feeds:
+        raise ValueError(
+            f"Layer '{call_name(call, calls)}' does not lead to output '{route.output_name}', so its activations "
+            "cannot explain that output. Pick a layer on the way to it (kerasxai.explainable_layers(model)), "
+            "or another output= ."
+        )
+    if id(call) not in route.depends:
+        raise ValueError(
+            f"Layer '{call_name(call, calls)}' does not depend on input '{route.input_name}', so its activations "
+            f"cannot explain that input. Pick a layer on the way from input '{route.input_name}' to the output "
+            "(kerasxai.explainable_layers(model)), or another input= ."
+        )
     return call
 
 
-def default_call(calls, model) -> graph.Call:
-    """The last explainable call; a clear error for models without one."""
+def default_call(calls, model, route: Route) -> graph.Call:
+    """The last explainable call on ``route`` of a layer called once on it; a clear error otherwise."""
     candidates = explainable(calls)
     if not candidates:
         raise ValueError(
@@ -142,7 +231,24 @@ def default_call(calls, model) -> graph.Call:
             "channels) larger than 1, so CAM methods have nothing to explain. The gradient methods "
             "(saliency, smoothgrad, integrated_gradients) work on any model."
         )
-    return candidates[-1]
+    on_route = [c for c in candidates if c in route]
+    times = collections.Counter(id(c.op) for c in calls if not c.is_model and c in route)
+    once = [c for c in on_route if times[id(c.op)] == 1]
+    if once:
+        return once[-1]
+    if on_route:
+        last = on_route[-1]
+        raise ValueError(
+            f"Every layer with spatial axes between input '{route.input_name}' and output '{route.output_name}' "
+            f"of model '{model.name}' is called more than once on the way, and its activations and gradients "
+            f"differ from call to call. Name a layer and the call to explain, e.g. layer=('{last.op.name}', "
+            f"{last.index}) (the call index, 0-based, in the order of the graph)."
+        )
+    raise ValueError(
+        f"No layer with spatial axes lies between input '{route.input_name}' and output '{route.output_name}' "
+        f"of model '{model.name}', so CAM methods have nothing to explain there. The gradient methods "
+        "(saliency, smoothgrad, integrated_gradients) work; or choose another input= or output= ."
+    )
 
 
 def check_channels_last(call: graph.Call):
@@ -229,9 +335,11 @@ def cam_head(calls, layer_call, head_call, layer_name: str):
         if not c.is_model:
             for t in c.inputs:
                 consumers.setdefault(id(t), []).append(c)
+    # only what leads to the explained output matters (one pooling may feed several heads)
+    feeds = graph.upstream(calls, head_call.output) if head_call is not None else set()
     call, chain, pooled = layer_call, [], False
     while True:
-        nxt = consumers.get(id(call.output), [])
+        nxt = [c for c in consumers.get(id(call.output), []) if id(c) in feeds]
         if len(nxt) != 1:
             chain.append(f"{len(nxt)} layers ({', '.join(c.op.name for c in nxt[:3])})" if nxt else "nothing")
             break

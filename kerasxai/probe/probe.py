@@ -334,11 +334,12 @@ class Probe:
         """A zero perturbation, made once per shape and reused (steps only read it), as long as the
         probe's cached ones stay under 32 MiB: big ones are made per batch, not kept on a GPU."""
         key = (tuple(shape), dtype)
-        if key in self._zero_tensors:
-            return self._zero_tensors[key][0]
+        kept = self._zero_tensors.get(key)  # one lookup: another thread may clear the dict meanwhile
+        if kept is not None:
+            return kept[0]
         zeros = ops.zeros(shape, dtype=dtype)
         size = int(np.prod(shape)) * np.dtype(keras.backend.standardize_dtype(dtype)).itemsize
-        if size + sum(nbytes for _, nbytes in self._zero_tensors.values()) > _ZEROS_KEPT:
+        if size + sum(nbytes for _, nbytes in list(self._zero_tensors.values())) > _ZEROS_KEPT:
             self._zero_tensors.clear()
         if size <= _ZEROS_KEPT:
             self._zero_tensors[key] = (zeros, size)
@@ -478,6 +479,9 @@ def _argument(value):
 
 
 def _layer_key(layer):
+    layer, index = layers_lib.layer_and_call(layer)
+    if index is not None:
+        return ("call", _layer_key(layer), index)
     if layer is None or isinstance(layer, str):
         return layer
     return ("layer", id(layer))  # the model holds its layers, so their ids are stable while cached
@@ -489,9 +493,12 @@ def get_probe(model, layer=None, *, output=None, input=None, logits: bool = True
     Args:
         model: a Functional or Sequential Keras model (nested models allowed).
         layer: a layer name (searched in nested models too; ``"base/name"`` also
-            works), a Layer object, ``None`` for the default layer (the last one
-            whose output has spatial axes, not pooling), a list of those for several
-            layers, or ``()`` for no layer (input gradients only).
+            works), a Layer object, a ``(layer, call index)`` pair for a layer called
+            more than once (``("shared", 1)``: its second call, in the order of the
+            graph), ``None`` for the default layer (the last one whose output has
+            spatial axes, not pooling, called once on the way from the explained
+            input to the explained output), a list of those for several layers, or
+            ``()`` for no layer (input gradients only).
         output: the explained output of a multi-output model (a name or an index).
         input: the explained input of a multi-input model (a name or an index;
             default: the only input with spatial axes).
@@ -507,7 +514,10 @@ def get_probe(model, layer=None, *, output=None, input=None, logits: bool = True
         >>> get_probe(model) is get_probe(model)
         True
     """
-    layers = tuple(layer) if isinstance(layer, (list, tuple)) else (layer,)
+    if layers_lib.layer_and_call(layer)[1] is not None:  # one layer at one of its calls
+        layers = (layer,)
+    else:
+        layers = tuple(layer) if isinstance(layer, (list, tuple)) else (layer,)
     key = ("probe", tuple(_layer_key(item) for item in layers), output, input, logits, guided)
     return cache.cached(model, key, lambda: Probe(model, layers, output=output, input=input, logits=logits, guided=guided))
 
@@ -515,7 +525,9 @@ def get_probe(model, layer=None, *, output=None, input=None, logits: bool = True
 def explainable_layers(model) -> list:
     """Lists the layers of ``model`` that a CAM method can explain, in order.
 
-    Nested models are searched too; the last entry is the default layer. Signals
+    Nested models are searched too; a layer called more than once is listed once per call, with
+    its ``call`` index (``layer=(name, call)``). The default layer is the last entry on the
+    way from the explained input to the output whose layer is called once on that way. Signals
     (Conv1D), images (Conv2D) and volumes (Conv3D) alike: any output with spatial axes.
 
     Examples:

@@ -7,11 +7,12 @@ batch's shape: which leaf layers run, in what order, with what output shapes.
 
 - Gradient methods (saliency, SmoothGrad, Integrated Gradients) work on any
   subclassed model.
-- CAM methods work at a layer the model calls exactly once: during the forward
-  pass that layer's ``call`` is wrapped (an instance attribute, removed again in
-  a ``finally``) to record its output and add the zero perturbation whose
-  gradient is the layer's gradient. The default layer is the last one called
-  whose output has spatial axes.
+- CAM methods work at a layer's call: during the forward pass that layer's
+  ``call`` is wrapped (an instance attribute, removed again in a ``finally``,
+  seen by the explaining thread only) to record its output and add the zero
+  perturbation whose gradient is the layer's gradient. The default layer is the
+  last one called whose output has spatial axes, among layers called once; a
+  layer called more than once is explained at one call, ``layer=(layer, i)``.
 - Logits: when the model's output is exactly the output of its last layer and
   that layer applies softmax/sigmoid, the layer's logits are taken instead, as
   for graph models. Otherwise the output is explained as it is.
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 import weakref
 
 import keras
@@ -47,26 +49,60 @@ def leaf_layers(model) -> list:
     return [layer for layer in found if not list(layer._flatten_layers(include_self=False, recursive=False))]
 
 
+_ABSENT = object()
+_PATCHES: dict = {}  # id(layer) -> [layer, its own "call" attribute or _ABSENT, original call, users]
+_PATCHES_LOCK = threading.Lock()
+_THIS_THREAD = threading.local()  # .hooks: {id(layer): replacement call} of this thread's wrapped_calls
+
+
+def _dispatcher(key, original):
+    """``layer.call`` while patched: this thread's replacement if it has one, else the original."""
+
+    def call(*args, **kwargs):
+        hooks = getattr(_THIS_THREAD, "hooks", None)
+        hook = hooks.get(key) if hooks else None
+        return (hook or original)(*args, **kwargs)
+
+    return call
+
+
 @contextlib.contextmanager
 def wrapped_calls(hooks: dict):
-    """Temporarily replaces ``layer.call`` by ``make(original_call)`` for each ``layer: make`` in ``hooks``.
+    """Temporarily replaces ``layer.call`` by ``make(original_call)`` for each ``layer: make`` in ``hooks``,
+    for calls made by this thread only.
 
-    The replacement is an instance attribute set with ``object.__setattr__`` (no Keras
-    tracking) and deleted again in ``finally``: afterwards the layer is as it was.
+    The patch is an instance attribute set with ``object.__setattr__`` (no Keras tracking): one
+    dispatcher per layer, installed by the first thread that needs it and removed (in a ``finally``)
+    by the last one, so afterwards the layer is as it was. The dispatcher runs the replacement of the
+    thread that calls the layer, and the original for every other thread (another explanation
+    running at the same time, or the user's own ``model(x)``).
     """
-    done = []
+    installed, mine, outer = [], {}, getattr(_THIS_THREAD, "hooks", None)
     try:
-        for layer, make in hooks.items():
-            previous = layer.__dict__.get("call", None)
-            object.__setattr__(layer, "call", make(layer.call))
-            done.append((layer, previous))
+        with _PATCHES_LOCK:
+            for layer, make in hooks.items():
+                entry = _PATCHES.get(id(layer))
+                if entry is None:
+                    entry = [layer, layer.__dict__.get("call", _ABSENT), layer.call, 0]
+                    _PATCHES[id(layer)] = entry
+                    object.__setattr__(layer, "call", _dispatcher(id(layer), entry[2]))
+                entry[3] += 1
+                installed.append(layer)
+                mine[id(layer)] = make(entry[2])
+        _THIS_THREAD.hooks = {**(outer or {}), **mine}
         yield
     finally:
-        for layer, previous in reversed(done):
-            if previous is None:
-                del layer.__dict__["call"]
-            else:
-                object.__setattr__(layer, "call", previous)
+        _THIS_THREAD.hooks = outer
+        with _PATCHES_LOCK:
+            for layer in reversed(installed):
+                entry = _PATCHES[id(layer)]
+                entry[3] -= 1
+                if entry[3] == 0:
+                    del _PATCHES[id(layer)]
+                    if entry[1] is _ABSENT:
+                        del layer.__dict__["call"]
+                    else:
+                        object.__setattr__(layer, "call", entry[1])
 
 
 class SubclassedForward:
@@ -94,9 +130,10 @@ class SubclassedForward:
         self.input_specs = None
         self.explained_input = 0
         self.head = None
-        self.layers, self.layer_names = [], []
+        self.layers, self.layer_names, self._indices = [], [], []
         self._logit_layer = None
         self._shapes: dict = {}
+        self._infer_lock = threading.Lock()  # two threads' first batches: one observes, the other waits
 
     # ----------------------------------------------------------------- observing one call
 
@@ -133,11 +170,14 @@ class SubclassedForward:
             return
         if len(specs) != 1:
             raise ValueError("A subclassed model is explained through one input array.")
-        spec = specs[0]
-        calls, output = self._observe((1,) + tuple(spec.shape[1:]), "float32")
-        self._resolve_layers(calls)
-        self._resolve_head(calls, output)
-        self.input_specs = list(specs)
+        with self._infer_lock:
+            if self.input_specs is not None:  # completed by another thread meanwhile
+                return
+            spec = specs[0]
+            calls, output = self._observe((1,) + tuple(spec.shape[1:]), "float32")
+            self._resolve_layers(calls)
+            self._resolve_head(calls, output)
+            self.input_specs = list(specs)  # last: other threads read the probe once this is set
 
     def _resolve_layers(self, calls):
         model = self.model()
@@ -145,15 +185,19 @@ class SubclassedForward:
         spatial = [layer for layer, _, out in calls
                    if layers_lib.spatial_shape(out) is not None and not isinstance(layer, layers_lib.POOLING)
                    and _is_spatial(out)]
-        chosen = []
+        chosen, indices = [], []
         for wanted in self._wanted_layers:
+            wanted, index = layers_lib.layer_and_call(wanted)
             if wanted is None:
-                if not spatial:
+                once = [layer for layer in spatial if called.count(layer) == 1]
+                if not once:
                     raise ValueError(
-                        f"Subclassed model '{model.name}' calls no layer whose output has spatial axes, so CAM "
-                        "methods have nothing to explain; the gradient methods work on it."
+                        f"Subclassed model '{model.name}' calls no layer whose output has spatial axes"
+                        + (", except layers called more than once (their activations and gradients differ "
+                           f"from call to call): name one and its call, e.g. layer=('{spatial[-1].name}', 0)."
+                           if spatial else ", so CAM methods have nothing to explain; the gradient methods work on it.")
                     )
-                layer = spatial[-1]
+                layer, index = once[-1], 0
             else:
                 matches = [layer for layer in leaf_layers(model)
                            if layer is wanted or (isinstance(wanted, str) and layer.name == wanted)]
@@ -165,20 +209,31 @@ class SubclassedForward:
                         f"Or wrap its layers in a Functional model:{WRAP_SNIPPET}"
                     )
                 layer = matches[0]
-                if called.count(layer) != 1:
+                times = called.count(layer)
+                if index is None and times != 1:
                     raise ValueError(
-                        f"Layer '{layer.name}' is called {called.count(layer)} times in the forward pass of "
-                        f"subclassed model '{model.name}'; kerasxai explains a layer called exactly once. Wrap "
-                        f"the layers in a Functional model:{WRAP_SNIPPET}"
+                        f"Layer '{layer.name}' is called {times} times in the forward pass of subclassed model "
+                        f"'{model.name}', and its activations and gradients differ from call to call. Say which "
+                        f"call to explain: layer=('{layer.name}', {max(times - 1, 0)}) (the call index, 0-based, "
+                        "in the order its call() runs them)."
                     )
-                out = next(o for lay, _, o in calls if lay is layer)
+                index = 0 if index is None else index
+                if not 0 <= index < times:
+                    raise ValueError(
+                        f"layer=('{layer.name}', {index}) asks for call {index}, but layer '{layer.name}' is called "
+                        f"{times} time(s) in the forward pass of subclassed model '{model.name}' (calls are "
+                        "numbered from 0)."
+                    )
+                out = [o for lay, _, o in calls if lay is layer][index]
                 if not _is_spatial(out):
                     raise ValueError(f"Layer '{layer.name}' cannot be explained: its output has shape {tuple(out.shape)}, "
                                      "without spatial axes.")
             layers_lib.check_channels_last(_CallLike(layer))
             chosen.append(layer)
-        self.layers = chosen
-        self.layer_names = [layer.name for layer in chosen]
+            indices.append(index)
+        self.layers, self._indices = chosen, indices
+        self.layer_names = [layer.name + (f" (call {i})" if called.count(layer) > 1 else "")
+                            for layer, i in zip(chosen, indices)]
 
     def _resolve_head(self, calls, output):
         flat = keras.tree.flatten(output)
@@ -218,11 +273,20 @@ class SubclassedForward:
     def call(self, inputs: list, deltas: list):
         captured: dict = {}
         hooks = {}
-        for i, layer in enumerate(self.layers):
-            def perturb(original, i=i):
+        for layer in dict.fromkeys(self.layers):  # one hook per layer, for each of its explained calls
+            wanted = {k: i for i, (lay, k) in enumerate(zip(self.layers, self._indices)) if lay is layer}
+
+            def perturb(original, wanted=wanted):
+                seen = [0]  # this forward pass's calls of the layer so far
+
                 def call(*args, **kwargs):
-                    captured[i] = original(*args, **kwargs)
-                    return ops.add(captured[i], ops.cast(deltas[i], captured[i].dtype))
+                    k, seen[0] = seen[0], seen[0] + 1
+                    out = original(*args, **kwargs)
+                    if k not in wanted:
+                        return out
+                    i = wanted[k]
+                    captured[i] = out
+                    return ops.add(out, ops.cast(deltas[i], out.dtype))
 
                 return call
 
@@ -253,7 +317,8 @@ class SubclassedForward:
         key = tuple(inputs[0].shape)[1:]
         if key not in self._shapes:
             calls, _ = self._observe((1,) + key, "float32")
-            self._shapes[key] = [tuple(next(o for lay, _, o in calls if lay is layer).shape[1:]) for layer in self.layers]
+            self._shapes[key] = [tuple([o for lay, _, o in calls if lay is layer][i].shape[1:])
+                                 for layer, i in zip(self.layers, self._indices)]
         n = inputs_lib.batch_size(inputs[0])
         return [(n,) + s for s in self._shapes[key]]
 

@@ -57,29 +57,6 @@ def traced(model, explained: int = 0) -> Traced:
     return cache.cached(model, ("trace", explained), build)
 
 
-def check_feeds(calls, layer_call, target_tensor, output_name):
-    """Refuses a layer that does not lead to the explained output (its gradient would be cut)."""
-    consumers: dict = {}
-    for c in calls:
-        if not c.is_model:
-            for t in c.inputs:
-                consumers.setdefault(id(t), []).append(c)
-    seen, stack = set(), [layer_call.output]
-    while stack:
-        t = stack.pop()
-        if t is target_tensor:
-            return
-        for c in consumers.get(id(t), []):
-            if id(c.output) not in seen:
-                seen.add(id(c.output))
-                stack.extend(keras.tree.flatten(c.output))
-    raise ValueError(
-        f"Layer '{layer_call.qualified_name}' does not lead to output '{output_name}', so its activations "
-        "cannot explain that output. Pick a layer on the way to it (kerasxai.explainable_layers(model)), "
-        "or another output= ."
-    )
-
-
 class TracedForward:
     """``[inputs..., perturbations...] -> [activations..., logits]`` for a graph model.
 
@@ -93,8 +70,12 @@ class TracedForward:
         self.explained_input = inputs_lib.select_input(self.input_specs, input, model.name)
         output_index = heads.select_output(model, output)
         plain = traced(model, self.explained_input)
+        route = layers_lib.Route.between(
+            plain.calls, plain.inputs[self.explained_input], keras.tree.flatten(plain.outputs)[output_index],
+            self.input_specs[self.explained_input].name, heads.output_names(model)[output_index])
         layer_calls = [
-            layers_lib.default_call(plain.calls, model) if layer is None else layers_lib.find_call(plain.calls, layer, model)
+            layers_lib.default_call(plain.calls, model, route) if layer is None
+            else layers_lib.find_call(plain.calls, layer, model, route)
             for layer in layers
         ]
         # channels_first layers (ported models): maps are computed channels-last, so the probe moves
@@ -102,18 +83,19 @@ class TracedForward:
         self.layouts = [layers_lib.output_layout(c, plain.calls) for c in layer_calls]
         self.input_layout = layers_lib.input_layout(plain.calls, plain.inputs[self.explained_input])
         self.layers = [c.op for c in layer_calls]
-        self.layer_names = [c.qualified_name for c in layer_calls]
+        self.layer_names = [layers_lib.call_name(c, plain.calls) for c in layer_calls]
 
         deltas = [keras.Input(tuple(c.output.shape[1:]), dtype=c.output.dtype, name=f"delta_{i}")
                   for i, c in enumerate(layer_calls)]
-        by_layer = {id(c.op): i for i, c in enumerate(layer_calls)}
+        # the perturbation goes to the explained call only: a shared layer's other calls are left alone
+        by_call = {(id(c.op), c.index): i for i, c in enumerate(layer_calls)}
         captured: dict = {}
 
-        def substitute(layer):
+        def substitute(layer, index):
             replacement = guided_lib.substitute(layer) if guided else None
-            if id(layer) not in by_layer:
+            if (id(layer), index) not in by_call:
                 return replacement
-            i, run = by_layer[id(layer)], replacement or layer
+            i, run = by_call[(id(layer), index)], replacement or layer
 
             def perturbed(*args, **kwargs):
                 captured[i] = run(*args, **kwargs)
@@ -127,9 +109,8 @@ class TracedForward:
         tensor, squashing, removed, head_call = heads.logits(out_tensor, calls, logits)
         self.head = heads.head_of(heads.output_names(model)[output_index], output_index, tensor, squashing, removed)
         self._calls, self._head_call = calls, head_call
-        self._layer_calls = [next(c for c in calls if c.op is lc.op and not c.is_model) for lc in layer_calls]
-        for call in self._layer_calls:
-            check_feeds(calls, call, out_tensor, self.head.name)
+        self._layer_calls = [next(c for c in calls if c.op is lc.op and c.index == lc.index and not c.is_model)
+                             for lc in layer_calls]
         self.submodel = keras.Model(fresh + deltas, [captured[i] for i in range(len(layer_calls))] + [tensor],
                                     name=f"{model.name}_probe")
         self._n_inputs = len(fresh)
