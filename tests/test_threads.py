@@ -53,15 +53,6 @@ JOBS = {
 }
 
 
-@pytest.fixture
-def plain_tf_function():
-    # TensorFlow's timing-based choice between tf.function and XLA (backend/tensorflow.py AdaptiveStep)
-    # counts calls without a lock: concurrent calls can raise KeyError('xla') there. Not tested here.
-    backend.set_jit_compile(False)
-    yield
-    backend.set_jit_compile(None)
-
-
 def _outputs(model, x):
     return keras.ops.convert_to_numpy(model(x))
 
@@ -82,7 +73,7 @@ def _python_memory_growth(model, x, calls=200):
 
 
 @pytest.mark.parametrize("kind", ["subclassed", "functional"])
-def test_concurrent_first_calls_on_one_model(kind, plain_tf_function):
+def test_concurrent_first_calls_on_one_model(kind):
     x = np.random.default_rng(71).uniform(-1, 1, (3, 16, 16, 3)).astype("float32")
     twin = _model(kind, 72)
     expected = {name: job(twin, x) for name, job in JOBS.items()}  # one thread, another model, same weights

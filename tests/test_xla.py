@@ -90,3 +90,33 @@ def test_a_model_xla_cannot_compile_falls_back_without_an_error(images, jit, cap
 def test_bad_setting_is_refused():
     with pytest.raises(ValueError, match="True, False or None"):
         backend.set_jit_compile("yes")
+
+
+def test_the_automatic_choice_is_safe_from_several_threads():
+    """The calls that time plain against XLA run one at a time: from 4 threads they used to read a
+    timing not yet taken (KeyError 'xla')."""
+    import threading
+
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3, name="conv"),
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3)])
+    x = np.random.default_rng(0).random((2, 16, 16, 3)).astype("float32")
+    backend.set_jit_compile(None)
+    results, errors = [], []
+
+    def work():
+        try:
+            for _ in range(10):
+                results.append(kerasxai.gradcam(model, x))
+        except Exception as err:  # noqa: BLE001 - any failure in a thread fails the test
+            errors.append(err)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert len(results) == 40
+    for r in results[1:]:
+        np.testing.assert_allclose(r, results[0], atol=1e-5)

@@ -15,6 +15,7 @@ without an error. ``kerasxai.backend.set_jit_compile(True | False)`` fixes the c
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 import tensorflow as tf
@@ -73,6 +74,7 @@ class AdaptiveStep:
         self.plain, self.xla, self.jit_compile = plain, xla, jit_compile
         self.calls, self.chosen, self.xla_failed = 0, None, False
         self._times, self._shapes = {}, None
+        self._choosing = threading.Lock()
 
     def __call__(self, *args):
         mode = self.jit_compile if self.jit_compile is not None else jit_compile_setting()
@@ -82,6 +84,14 @@ class AdaptiveStep:
             return self._try_xla(args)
         if self.chosen is not None:
             return self.chosen(*args)
+        # The first calls, which make the choice, run one at a time: calls from several threads
+        # would be numbered and timed against each other (and a call could read a time not yet taken).
+        with self._choosing:
+            if self.chosen is not None:
+                return self.chosen(*args)
+            return self._choose(args)
+
+    def _choose(self, args):
         # Only calls with the shapes of the first one take part in the choice: a shorter last batch
         # would be timed against a full one (and XLA compiles per shape). Others run plain.
         shapes = tuple(tuple(getattr(a, "shape", ())) for a in args)

@@ -270,17 +270,16 @@ class Probe:
 
             return forward
 
-        layer_first = [layout == CHANNELS_FIRST for layout in self.layouts]
-        input_first = self.input_layout == CHANNELS_FIRST
-
         def finish(aux, gradients):
             acts, logits, scores, used, x, extra = aux
             gradients = list(gradients)
             input_gradient = gradients.pop(0) if want_input else None
-            # every method sees (N, spatial..., channels), whatever the model's data format
-            acts = [_channels_last(a) if first else a for a, first in zip(acts, layer_first)]
-            gradients = [_channels_last(g) if first and g is not None else g for g, first in zip(gradients, layer_first)]
-            if input_first:
+            # every method sees (N, spatial..., channels), whatever the model's data format (read when the
+            # step is traced: a subclassed model's layers are known from its first batch on)
+            first = {i for i, layout in enumerate(self.layouts) if layout == CHANNELS_FIRST}
+            acts = [_channels_last(a) if i in first else a for i, a in enumerate(acts)]
+            gradients = [_channels_last(g) if i in first and g is not None else g for i, g in enumerate(gradients)]
+            if self.input_layout == CHANNELS_FIRST:
                 x = _channels_last(x)
                 input_gradient = None if input_gradient is None else _channels_last(input_gradient)
             if want_input and input_gradient is None:
