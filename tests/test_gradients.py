@@ -38,3 +38,23 @@ def test_saliency_on_one_image_and_predicted_class(gap_model, images):
     batch = kerasxai.saliency(gap_model, images)
     assert single.shape == (32, 32)
     np.testing.assert_allclose(single, batch[1], atol=1e-6)
+
+
+def test_per_image_baselines_and_targets_need_one_entry_per_image(gap_model, images):
+    """7 baselines (or 2) for 3 images are refused, from arrays and generators alike; 3 are each image's own."""
+    import pytest
+
+    rng = np.random.default_rng(12)
+    baselines = rng.uniform(-1, 1, (3,) + images.shape[1:]).astype("float32")
+    own = [kerasxai.integrated_gradients(gap_model, images[i], target=1, baseline=baselines[i], steps=4, raw=True)
+           for i in range(3)]
+    np.testing.assert_allclose(kerasxai.integrated_gradients(gap_model, images, target=1, baseline=baselines, steps=4,
+                                                             raw=True, batch_size=2), np.stack(own), rtol=1e-4, atol=1e-6)
+    for given in (7, 2):
+        many = np.concatenate([baselines] * 3)[:given]
+        for source in (images, (images[i : i + 2] for i in range(0, 3, 2))):
+            with pytest.raises(ValueError, match=rf"^baseline gives {given} examples but there are 3 images: give one "
+                                                 r"example per image, or a single one of shape \(32, 32, 3\) for all\.$"):
+                kerasxai.integrated_gradients(gap_model, source, baseline=many, steps=2)
+        with pytest.raises(ValueError, match=rf"^target gives {given} classes but there are 3 images: give one class per"):
+            kerasxai.saliency(gap_model, (images[i : i + 2] for i in range(0, 3, 2)), target=[1] * given)

@@ -18,6 +18,7 @@ from kerasxai.methods import maps as maps_lib
 from kerasxai.methods import cams, engine
 from kerasxai.methods.engine import DEFAULT_BATCH_SIZE
 from kerasxai.probe import Fn, get_probe
+from kerasxai.probe.inputs import check_per_image
 
 
 def saliency_formula(input_gradients):
@@ -206,9 +207,9 @@ def _baseline_for(baseline, batch, x):
     base = np.asarray(baseline, np.float32)
     if base.shape == x.shape[1:]:
         return np.broadcast_to(base, x.shape)
-    if base.ndim == x.ndim and len(base) > 1 and base.shape[1:] == x.shape[1:]:
-        if len(base) < batch.start + len(x):
-            raise ValueError(f"baseline has {len(base)} examples but there are more images: give one per image, or one for all.")
+    if base.ndim == x.ndim and len(base) > 1 and base.shape[1:] == x.shape[1:]:  # one per image
+        check_per_image("baseline", len(base), batch.start, len(x), batch.total, "example", "examples",
+                        f"a single one of shape {x.shape[1:]}")
         return base[batch.start : batch.start + len(x)]
     try:
         return np.broadcast_to(base, x.shape)
@@ -265,9 +266,9 @@ def plan_integrated_gradients(model, target, layer=None, output=None, input=None
     weights[[0, -1]] *= 0.5  # trapezoid
 
     def compute(batch, classes):
-        clean = _clean_pass(probe, batch, classes, target)
         x = batch.inputs[k]
-        base = _baseline_for(baseline, batch, x)
+        base = _baseline_for(baseline, batch, x)  # checked before any pass
+        clean = _clean_pass(probe, batch, classes, target)
         used = None if callable(target) and not isinstance(target, str) else clean["classes"]
 
         def extra(owner, copy):

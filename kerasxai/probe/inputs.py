@@ -43,11 +43,16 @@ class InputSpec:
 
 @dataclasses.dataclass
 class Batch:
-    """Images ``start .. start + size - 1`` of the whole input."""
+    """Images ``start .. start + size - 1`` of the whole input.
+
+    ``total``: the number of images of the whole input when known: from the start for arrays and
+    sized datasets, on the last batch for generators and datasets of unknown length.
+    """
 
     start: int
     inputs: list  # one array per model input, model.inputs order; the explained one float32
     labels: object = None
+    total: int | None = None
 
     @property
     def size(self) -> int:
@@ -92,6 +97,24 @@ def select_input(specs, input, model_name: str) -> int:
 
 
 # --------------------------------------------------------------------------- checks
+
+
+def check_per_image(name: str, given: int, start: int, size: int, total: int | None, unit: str, units: str, single: str):
+    """Refuses an argument meant to have one entry per image (a target list, baselines) whose number of
+    entries is not the number of images: exactly when that is known (``total``), else at least the
+    images seen so far (``start + size``).
+
+    Example:
+        >>> check_per_image("target", 7, 0, 5, 5, "class", "classes", "a single int")
+        Traceback (most recent call last):
+        ValueError: target gives 7 classes but there are 5 images: give one class per image, or a single int for all.
+    """
+    if given == total or (total is None and given >= start + size):
+        return
+    there = total if total is not None else f"at least {start + size}"
+    raise ValueError(f"{name} gives {given} {units} but there are {there} images: give one {unit} per image, or {single} "
+                     "for all.")
+
 
 
 def _shape_text(shape) -> str:
@@ -291,26 +314,32 @@ class Source:
             for start in range(0, self.length, batch_size):
                 stop = min(start + batch_size, self.length)
                 arrays = [a[start:stop] for a in self._arrays]
-                yield Batch(start, check_batch(arrays, self.specs, self.explained, start, self.single))
+                yield Batch(start, check_batch(arrays, self.specs, self.explained, start, self.single), None, self.length)
             return
         if self._unbatched is not None:
             iterable = self._unbatched.batch(batch_size).as_numpy_iterator()
         else:
             iterable = self._iterable
-        start = 0
-        for element in iterable:
+        start, end = 0, object()
+        iterator = iter(iterable)
+        element = next(iterator, end)
+        while element is not end:
+            following = next(iterator, end)  # read one element ahead: the last batch knows the total
             arrays, labels = self._split(element)
             self._infer_specs(arrays)
             total = len(arrays[0])
             for lo in range(0, total, batch_size):
                 hi = min(lo + batch_size, total)
                 part = [a[lo:hi] for a in arrays]
+                last = following is end and hi == total
                 yield Batch(
                     start,
                     check_batch(part, self.specs, self.explained, start),
                     None if labels is None else labels[lo:hi],
+                    start + hi - lo if last else self.length,
                 )
                 start += hi - lo
+            element = following
         self.length = start
 
 

@@ -393,6 +393,7 @@ class Probe:
         self._settle_head(batch.inputs)
         if callable(target) and not isinstance(target, str):
             return None
+        total = total if total is not None else batch.total
         return targets_lib.class_indices(target, batch.size, self.head, start=batch.start, labels=batch.labels, total=total)
 
     # ----------------------------------------------------------------- one batch, for convenience
