@@ -154,3 +154,24 @@ def test_hidden_squashing_reads_the_values():
     assert hidden_squashing(np.array([[0.4, 0.6003]]), "float16") == "softmax"
     assert hidden_squashing(np.array([[0.4, 0.6003]])) == "sigmoid"
     assert hidden_squashing(np.array([[np.nan, 0.5]])) is None
+
+
+def test_output_takes_the_keys_of_a_dict_output_and_one_name_only():
+    keras.utils.set_random_seed(24)
+    inp = keras.Input((8, 8, 3))
+    f = _features(inp)
+    cls = layers.Dense(4, activation="softmax", name="cls")(f)
+    model = keras.Model(inp, {"z_cls": cls, "box": layers.Dense(2, name="box")(f)})
+    expected = kerasxai.saliency(keras.Model(inp, cls), X, raw=True)
+    np.testing.assert_allclose(kerasxai.saliency(model, X, output="z_cls", raw=True), expected, rtol=1e-6)
+    np.testing.assert_allclose(kerasxai.saliency(model, X, output="cls", raw=True), expected, rtol=1e-6)  # layer name
+    rows = kerasxai.top_k(model, X, k=4, output="z_cls")
+    probs = model.predict(X, verbose=0)["z_cls"]
+    for row, p in zip(rows, probs):
+        np.testing.assert_allclose([q for c, _, q in row], p[[c for c, _, _ in row]], rtol=1e-5)
+    with pytest.raises(ValueError, match=r"1: 'cls' \(key 'z_cls'\)"):
+        kerasxai.saliency(model, X)
+    with pytest.raises(TypeError, match=r"^output takes one output name or index: one output is explained per call "
+                                        r"\(e.g. output='cls'\)\. Received: output=\['cls'\]$"):
+        kerasxai.saliency(model, X, output=["cls"])
+    np.testing.assert_allclose(kerasxai.saliency(model, X, output=np.int64(1), raw=True), expected, rtol=1e-6)

@@ -94,10 +94,28 @@ def _outputs(model):
         return []
 
 
+def output_keys(model) -> dict:
+    """``{key: position in model.outputs}`` for a model whose outputs are a dict (the keys ``model.predict``
+    returns, which need not be the layers' names); empty otherwise."""
+    try:
+        structure = model.output
+    except (AttributeError, ValueError):
+        return {}
+    if not isinstance(structure, dict):
+        return {}
+    outputs = _outputs(model)
+    return {key: next(i for i, t in enumerate(outputs) if t is tensor)
+            for key, tensor in structure.items() if any(t is tensor for t in outputs)}
+
+
 def select_output(model, output) -> int:
-    """Position in ``model.outputs`` of ``output`` (a name or an index; None for a one-output model)."""
+    """Position in ``model.outputs`` of ``output`` (a name, a key of a dict output, or an index; None for a
+    one-output model)."""
     names = output_names(model)
-    listed = ", ".join(f"{i}: '{n}'" for i, n in enumerate(names))
+    keys = output_keys(model)
+    key_of = {i: k for k, i in keys.items()}
+    listed = ", ".join(f"{i}: '{n}'" + (f" (key '{key_of[i]}')" if key_of.get(i, n) != n else "")
+                       for i, n in enumerate(names))
     if output is None:
         if len(names) > 1:
             raise ValueError(
@@ -106,6 +124,8 @@ def select_output(model, output) -> int:
             )
         return 0
     if isinstance(output, str):
+        if output in keys:
+            return keys[output]
         if output not in names:
             raise ValueError(f"Model '{model.name}' has no output named '{output}'. Its outputs: {listed}.")
         return names.index(output)

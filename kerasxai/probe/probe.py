@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import numbers
 import os
 import sys
 import warnings
@@ -526,6 +527,19 @@ def _layer_key(layer):
     return ("layer", id(layer))  # the model holds its layers, so their ids are stable while cached
 
 
+def _one_name_or_index(argument: str, value):
+    """``output=``/``input=`` as given (None, a name, or an index as an int); anything else is refused."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    shown = f" (e.g. {argument}={value[0]!r})" if isinstance(value, (list, tuple)) and value else ""
+    raise TypeError(
+        f"{argument} takes one {argument} name or index: one {argument} is explained per call{shown}. "
+        f"Received: {argument}={value!r}"
+    )
+
+
 def get_probe(model, layer=None, *, output=None, input=None, logits: bool = True, guided: bool = False) -> Probe:
     """Returns the cached :class:`Probe` of ``model`` for ``layer``, building it once.
 
@@ -551,6 +565,7 @@ def get_probe(model, layer=None, *, output=None, input=None, logits: bool = True
         True
     """
     layers = tuple(layer) if isinstance(layer, (list, tuple)) else (layer,)
+    output, input = _one_name_or_index("output", output), _one_name_or_index("input", input)
     key = ("probe", tuple(_layer_key(item) for item in layers), output, input, logits, guided)
     return cache.cached(model, key, lambda: Probe(model, layers, output=output, input=input, logits=logits, guided=guided))
 
