@@ -58,3 +58,37 @@ def test_per_image_baselines_and_targets_need_one_entry_per_image(gap_model, ima
                 kerasxai.integrated_gradients(gap_model, source, baseline=many, steps=2)
         with pytest.raises(ValueError, match=rf"^target gives {given} classes but there are 3 images: give one class per"):
             kerasxai.saliency(gap_model, (images[i : i + 2] for i in range(0, 3, 2)), target=[1] * given)
+
+
+def test_a_tabular_input_gets_one_value_per_feature():
+    """saliency(model, [image, meta], input="meta"): |d logit / d meta| per feature, against tf.GradientTape."""
+    import pytest
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(13)
+    image, meta = keras.Input((6, 6, 2), name="image"), keras.Input((5,), name="meta")
+    x = layers.Concatenate()([layers.Flatten()(layers.Conv2D(2, 3, activation="tanh")(image)),
+                              layers.Dense(4, activation="tanh")(meta)])
+    logits = layers.Dense(3, name="logits")
+    model = keras.Model([image, meta], layers.Softmax()(logits(x)))
+    to_logits = keras.Model([image, meta], logits.output)
+    rng = np.random.default_rng(14)
+    images, metas = rng.uniform(-1, 1, (3, 6, 6, 2)).astype("float32"), rng.uniform(-1, 1, (3, 5)).astype("float32")
+    target = [2, 0, 1]
+    m = tf.constant(metas)
+    with tf.GradientTape() as tape:
+        tape.watch(m)
+        score = tf.reduce_sum(to_logits([tf.constant(images), m]) * tf.one_hot(target, 3))
+    expected = np.abs(tape.gradient(score, m).numpy())
+    got = kerasxai.saliency(model, [images, metas], input="meta", target=target, raw=True)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+    assert kerasxai.saliency(model, [images, metas], input="meta", target=target).shape == (3, 5)
+    assert kerasxai.smoothgrad(model, [images, metas], input="meta", n=2).shape == (3, 5)
+    attributions = kerasxai.integrated_gradients(model, [images, metas], input="meta", target=target, steps=64, raw=True)
+    gap = (to_logits.predict([images, metas], verbose=0) - to_logits.predict([images, 0 * metas], verbose=0))[[0, 1, 2], target]
+    np.testing.assert_allclose(attributions.sum(axis=1), gap, rtol=1e-3, atol=1e-4)  # completeness, per feature
+    ig_map = kerasxai.integrated_gradients(model, [images, metas], input="meta", target=target, steps=64)
+    low, high = np.abs(attributions).min(1, keepdims=True), np.abs(attributions).max(1, keepdims=True)
+    np.testing.assert_allclose(ig_map, (np.abs(attributions) - low) / (high - low), atol=1e-5)
+    with pytest.raises(ValueError, match=r"input 'meta' \(None, 5\) has no spatial axes: explain input='image'"):
+        kerasxai.gradcam(model, [images, metas], input="meta")

@@ -22,7 +22,10 @@ from kerasxai.probe.inputs import check_per_image
 
 
 def saliency_formula(input_gradients):
-    """Vanilla saliency: |d(score)/d(input)|, maximum over channels. ``(N, spatial..., C) -> (N, spatial...)``."""
+    """Vanilla saliency: |d(score)/d(input)|, maximum over channels. ``(N, spatial..., C) -> (N, spatial...)``;
+    a tabular input ``(N, features)`` has no channel axis: one value per feature, ``(N, features)``."""
+    if len(input_gradients.shape) == 2:
+        return ops.abs(input_gradients)
     return ops.max(ops.abs(input_gradients), axis=-1)
 
 
@@ -177,7 +180,7 @@ def plan_smoothgrad(model, target, layer=None, output=None, input=None, *, n=20,
                     patterns[(c, shape)] = smoothgrad_noise(shape, seed, c)
             return np.stack([patterns[(c, shape)] for c in copy]), sigma[owner].astype(np.float32)
 
-        total = np.zeros(x.shape[:-1], np.float32)
+        total = np.zeros(x.shape if x.ndim == 2 else x.shape[:-1], np.float32)  # tabular: one value per feature
         zero = np.ones(len(x), bool)
         for owner, _, out in _copies("smoothgrad", probe, batch, n, used, target, extra, Fn(_saliency_sum_post), Fn(add_noise), batch_size):
             # owners come sorted: one sum per image of the chunk
@@ -279,7 +282,7 @@ def plan_integrated_gradients(model, target, layer=None, output=None, input=None
             np.add.at(mean_grad, owner, out["gradient"] * weights[copy].reshape((-1,) + (1,) * (x.ndim - 1)))
         attributions = (x - base) * mean_grad
         result = {**clean, "attributions": attributions}
-        raw_map = np.abs(attributions.sum(axis=-1))
+        raw_map = np.abs(attributions if x.ndim == 2 else attributions.sum(axis=-1))  # tabular: per feature
         finished = maps_lib.finish(raw_map, None)
         result.update({key: backend.to_numpy(v) for key, v in finished.items()})
         result["zero_gradient"] = ~mean_grad.reshape(len(x), -1).any(axis=1)

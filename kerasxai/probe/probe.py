@@ -147,10 +147,21 @@ class Probe:
         self._logits = logits
         self._head = None  # the head once its output's values were looked at (see _settle_head)
         if self.net.input_specs is not None:
+            self._refuse_tabular_cam()
             self._log()
         self._steps: dict = {}
         self._callable_steps = weakref.WeakKeyDictionary()
         self._zero_tensors: dict = {}
+
+    def _refuse_tabular_cam(self):
+        spec = self.net.input_specs[self.net.explained_input]
+        if self.layers and not spec.spatial:
+            spatial = [s.name for s in self.net.input_specs if s.spatial]
+            instead = f"explain input='{spatial[0]}' (the layer's maps are drawn over it), or " if spatial else ""
+            raise ValueError(
+                f"A CAM map is drawn over a spatial input, and input '{spec.name}' {spec.shape} has no spatial axes: "
+                f"{instead}use saliency or integrated_gradients for one value per feature of '{spec.name}'."
+            )
 
     def _log(self):
         if self.layer_names:
