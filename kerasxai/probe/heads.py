@@ -191,6 +191,8 @@ def logits(output, calls, logits_wanted: bool = True):
         inner = producer.inputs[0]
         before = next((c for c in calls if not c.is_model and c.output is inner), producer)
         return inner, name, True, before
+    if is_affine(op) and getattr(op, "quantization_mode", None):  # its kernel is integer: kept as it is
+        return output, name, False, producer
     if is_affine(op):
         return AffineWithoutActivation(op)(producer.inputs[0]), name, True, producer
     raise ValueError(

@@ -141,6 +141,10 @@ class Probe:
                 f"Model '{model.name}' has not been built, so it has no weights yet: give it a keras.Input, or "
                 "call it once on a batch (model(images)) — and train it — before explaining it."
             )
+        self.quantized = [(layer.name, layer.quantization_mode) for layer in leaf_layers(model)
+                          if getattr(layer, "quantization_mode", None)]
+        if guided:
+            self._refuse_quantized()
         kind = SubclassedForward if is_subclassed(model) else TracedForward
         self.net = kind(model, layers, output=output, input=input, logits=logits, guided=guided)
         self._model = weakref.ref(model)
@@ -152,6 +156,18 @@ class Probe:
         self._steps: dict = {}
         self._callable_steps = weakref.WeakKeyDictionary()
         self._zero_tensors: dict = {}
+
+    def _refuse_quantized(self):
+        """Refuses what a quantized model (``model.quantize(...)``) cannot give: gradients, its logits."""
+        if self.quantized:
+            modes = "/".join(sorted({mode for _, mode in self.quantized}))
+            names = ", ".join(f"'{name}'" for name, _ in self.quantized[:3]) + (" ..." if len(self.quantized) > 3 else "")
+            raise ValueError(
+                f"Model '{self.model_name}' is quantized ({modes} layers {names}): its layers round to integers, so the "
+                "function it computes has no gradient to explain, and of kerasxai's methods only eigencam and top_k "
+                "(forward passes that need neither gradients nor logits) run on it; explain the float model as it was "
+                "before model.quantize(...) for the others."
+            )
 
     def _refuse_tabular_cam(self):
         spec = self.net.input_specs[self.net.explained_input]
@@ -284,6 +300,8 @@ class Probe:
         """
         if grads not in GRADS:
             raise ValueError(f"grads must be one of {GRADS}. Received: {grads!r}")
+        if grads is not None or pre is not None:  # gradients, or scores of generated inputs (Score-CAM)
+            self._refuse_quantized()
         if callable(target) and not isinstance(target, str):
             table = self._callable_steps.setdefault(target, {})
             scorer = lambda logits, classes: targets_lib.callable_scores(target, logits, classes)  # noqa: E731
@@ -459,6 +477,7 @@ class Probe:
 
     def cam_head(self):
         """The classifier ``Dense`` fed by global average pooling of the explained layer (CAM's weights)."""
+        self._refuse_quantized()  # an integer kernel
         return self.net.cam_head()
 
 
