@@ -386,3 +386,30 @@ def test_a_subclassed_model_with_channels_first_layers_is_refused_clearly():
     for method in (kerasxai.saliency, kerasxai.gradcam):
         with pytest.raises(ValueError, match="channels_first layers .* wrap its layers in a Functional model"):
             method(net, x)
+
+
+def test_a_quantized_model_is_refused_for_gradients_and_runs_forward_only_methods():
+    """model.quantize("int8"): gradients and logits are refused up front; top_k and eigencam run, equal to
+    model.predict and to the float model's eigencam (its conv layers stay float)."""
+    keras.utils.set_random_seed(39)
+    inp = keras.Input((10, 10, 3))
+    x = layers.Conv2D(4, 3, activation="relu", name="conv")(inp)
+    x = layers.Dense(8, activation="relu")(layers.GlobalAveragePooling2D()(x))
+    float_model = keras.Model(inp, layers.Dense(3, activation="softmax")(x))
+    quantized = keras.Model.from_config(float_model.get_config())
+    quantized.set_weights(float_model.get_weights())
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Keras: "Layer Conv2D does not have a `quantize` method"
+        quantized.quantize("int8")
+    x = np.random.default_rng(9).uniform(0, 1, (3, 10, 10, 3)).astype("float32")
+    refused = r"is quantized \(int8 layers 'dense.*no gradient to explain.*only eigencam and top_k"
+    for method in (kerasxai.saliency, kerasxai.gradcam, kerasxai.integrated_gradients, kerasxai.smoothgrad,
+                   kerasxai.guided_backprop, kerasxai.cam, kerasxai.scorecam):
+        with pytest.raises(ValueError, match=refused):
+            method(quantized, x)
+    probs = quantized.predict(x, verbose=0)
+    for row, p in zip(kerasxai.top_k(quantized, x, k=3), probs):
+        np.testing.assert_allclose([q for _, _, q in row], np.sort(p)[::-1], rtol=1e-5)
+    np.testing.assert_allclose(kerasxai.eigencam(quantized, x), kerasxai.eigencam(float_model, x), atol=1e-5)

@@ -92,3 +92,28 @@ def test_imagenet_names_follow_our_indices_even_on_ties(no_network):
     names = class_names()
     assert rows[0] == [(i, names[i], pytest.approx(0.001)) for i in range(3)]
     assert [n for _, n, _ in rows[0]] == ["tench", "goldfish", "great_white_shark"]
+
+
+def test_top_k_never_squashes_a_hidden_softmax_or_sigmoid_twice():
+    """Probabilities equal model.predict's for squashings the structure hides; top_k may be the first call."""
+    import warnings
+
+    from tests.test_heads import X, DictHeads, OpsSoftmax, _built, lambda_sigmoid, temperature_softmax
+
+    cases = [(temperature_softmax(), {}, None), (_built(OpsSoftmax()), {}, None), (_built(DictHeads()), {"output": "cls"}, "cls"),
+             (lambda_sigmoid(3)[0], {}, None)]
+    for model, kwargs, key in cases:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the hidden squashing's warning (tests/test_heads.py)
+            rows = top_k(model, X, k=3, **kwargs)
+        probs = model.predict(X, verbose=0)
+        probs = probs[key] if key else probs
+        for row, p in zip(rows, probs):
+            assert [c for c, _, _ in row] == np.argsort(-p, kind="stable")[:3].tolist()
+            np.testing.assert_allclose([q for _, _, q in row], p[[c for c, _, _ in row]], rtol=1e-5)
+    model = lambda_sigmoid(1)[0]
+    with pytest.warns(UserWarning, match="sigmoid"):
+        rows = top_k(model, X, class_names=["no", "yes"])
+    p = model.predict(X, verbose=0)[:, 0]
+    for row, q in zip(rows, p):
+        assert dict((n, v) for _, n, v in row) == pytest.approx({"yes": q, "no": 1 - q}, rel=1e-5)

@@ -44,7 +44,10 @@ def top_k(model, images, k: int = 5, class_names: Sequence[str] | None = None, *
         (['cat', 'dog'], 1.0)
     """
     probe = get_probe(model, (), output=output, input=input)
-    rows = rows_from_logits(probe.head, engine.predict(probe, images, batch_size=batch_size)["logits"], k, class_names)
+    logits = engine.predict(probe, images, batch_size=batch_size)["logits"]
+    # the head is read after the pass: a subclassed model's probe, or one whose output's values were
+    # looked at (a squashing its structure hides), knows it only once it has seen a batch
+    rows = rows_from_logits(probe.head, logits, k, class_names)
     return rows[0] if _is_single(probe, images) else rows
 
 

@@ -18,10 +18,14 @@ from kerasxai.methods import maps as maps_lib
 from kerasxai.methods import cams, engine
 from kerasxai.methods.engine import DEFAULT_BATCH_SIZE
 from kerasxai.probe import Fn, get_probe
+from kerasxai.probe.inputs import check_per_image
 
 
 def saliency_formula(input_gradients):
-    """Vanilla saliency: |d(score)/d(input)|, maximum over channels. ``(N, spatial..., C) -> (N, spatial...)``."""
+    """Vanilla saliency: |d(score)/d(input)|, maximum over channels. ``(N, spatial..., C) -> (N, spatial...)``;
+    a tabular input ``(N, features)`` has no channel axis: one value per feature, ``(N, features)``."""
+    if len(input_gradients.shape) == 2:
+        return ops.abs(input_gradients)
     return ops.max(ops.abs(input_gradients), axis=-1)
 
 
@@ -178,7 +182,8 @@ def plan_smoothgrad(model, target, layer=None, output=None, input=None, *, n=20,
                                             if channels_first else smoothgrad_noise(shape, seed, c))
             return np.stack([patterns[(c, shape)] for c in copy]), sigma[owner].astype(np.float32)
 
-        total = np.zeros((len(x),) + probe.spatial_shape(x), np.float32)
+        # tabular: one value per feature; images (either data format): one per position
+        total = np.zeros(x.shape if x.ndim == 2 else (len(x),) + probe.spatial_shape(x), np.float32)
         zero = np.ones(len(x), bool)
         for owner, _, out in _copies("smoothgrad", probe, batch, n, used, target, extra, Fn(_saliency_sum_post), Fn(add_noise), batch_size):
             # owners come sorted: one sum per image of the chunk
@@ -210,9 +215,9 @@ def _baseline_for(baseline, batch, x):
     base = np.asarray(baseline, np.float32)
     if base.shape == x.shape[1:]:
         return np.broadcast_to(base, x.shape)
-    if base.ndim == x.ndim and len(base) > 1 and base.shape[1:] == x.shape[1:]:
-        if len(base) < batch.start + len(x):
-            raise ValueError(f"baseline has {len(base)} examples but there are more images: give one per image, or one for all.")
+    if base.ndim == x.ndim and len(base) > 1 and base.shape[1:] == x.shape[1:]:  # one per image
+        check_per_image("baseline", len(base), batch.start, len(x), batch.total, "example", "examples",
+                        f"a single one of shape {x.shape[1:]}")
         return base[batch.start : batch.start + len(x)]
     try:
         return np.broadcast_to(base, x.shape)
@@ -270,9 +275,9 @@ def plan_integrated_gradients(model, target, layer=None, output=None, input=None
     weights[[0, -1]] *= 0.5  # trapezoid
 
     def compute(batch, classes):
-        clean = _clean_pass(probe, batch, classes, target)
         x = batch.inputs[k]
-        base = _baseline_for(baseline, batch, x)
+        base = _baseline_for(baseline, batch, x)  # checked before any pass
+        clean = _clean_pass(probe, batch, classes, target)
         used = None if callable(target) and not isinstance(target, str) else clean["classes"]
 
         def extra(owner, copy):
@@ -283,7 +288,7 @@ def plan_integrated_gradients(model, target, layer=None, output=None, input=None
             np.add.at(mean_grad, owner, out["gradient"] * weights[copy].reshape((-1,) + (1,) * (x.ndim - 1)))
         attributions = (x - base) * mean_grad
         result = {**clean, "attributions": attributions}
-        raw_map = np.abs(attributions.sum(axis=1 if first else -1))
+        raw_map = np.abs(attributions if x.ndim == 2 else attributions.sum(axis=1 if first else -1))  # tabular: per feature
         finished = maps_lib.finish(raw_map, None)
         result.update({key: backend.to_numpy(v) for key, v in finished.items()})
         result["zero_gradient"] = ~mean_grad.reshape(len(x), -1).any(axis=1)

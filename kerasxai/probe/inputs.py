@@ -11,16 +11,18 @@
 - a ``keras.utils.PyDataset`` or any iterable/generator of batches, shaped like
   the dataset's elements.
 
-Every batch is checked before any pass: the explained input must match the
-model's input shape and be finite (NaN or inf pixels raise a ``ValueError``
-naming the images). The explained input is fed to the model as float32, so an
-integer input (``uint8`` with a ``Rescaling`` layer inside) is differentiated
-through the float value the model computes with.
+Every batch is checked before any pass: every input must match the model's
+input shape and be finite (NaN or inf values raise a ``ValueError`` naming the
+images and the input), and the explained input keeps one size over a call. The
+explained input is fed to the model as float32, so an integer input (``uint8``
+with a ``Rescaling`` layer inside) is differentiated through the float value
+the model computes with.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from typing import Iterator
 
@@ -43,11 +45,16 @@ class InputSpec:
 
 @dataclasses.dataclass
 class Batch:
-    """Images ``start .. start + size - 1`` of the whole input."""
+    """Images ``start .. start + size - 1`` of the whole input.
+
+    ``total``: the number of images of the whole input when known: from the start for arrays and
+    sized datasets, on the last batch for generators and datasets of unknown length.
+    """
 
     start: int
     inputs: list  # one array per model input, model.inputs order; the explained one float32
     labels: object = None
+    total: int | None = None
 
     @property
     def size(self) -> int:
@@ -94,6 +101,24 @@ def select_input(specs, input, model_name: str) -> int:
 # --------------------------------------------------------------------------- checks
 
 
+def check_per_image(name: str, given: int, start: int, size: int, total: int | None, unit: str, units: str, single: str):
+    """Refuses an argument meant to have one entry per image (a target list, baselines) whose number of
+    entries is not the number of images: exactly when that is known (``total``), else at least the
+    images seen so far (``start + size``).
+
+    Example:
+        >>> check_per_image("target", 7, 0, 5, 5, "class", "classes", "a single int")
+        Traceback (most recent call last):
+        ValueError: target gives 7 classes but there are 5 images: give one class per image, or a single int for all.
+    """
+    if given == total or (total is None and given >= start + size):
+        return
+    there = total if total is not None else f"at least {start + size}"
+    raise ValueError(f"{name} gives {given} {units} but there are {there} images: give one {unit} per image, or {single} "
+                     "for all.")
+
+
+
 def _shape_text(shape) -> str:
     return "(N, " + ", ".join("any" if e is None else str(e) for e in shape[1:]) + ")"
 
@@ -117,6 +142,32 @@ def nonfinite_rows(array) -> np.ndarray:
     if not len(suspect):
         return suspect
     return suspect[~np.isfinite(rows[suspect]).all(axis=1)]
+
+
+def _listed(rows, start: int) -> str:
+    idx = (np.asarray(rows) + start).tolist()
+    return ", ".join(map(str, idx[:10])) + (f" and {len(idx) - 10} more" if len(idx) > 10 else "")
+
+
+def _check_finite(array, original, what: str, start: int):
+    """Refuses NaN or infinite values in a float input (``array`` as fed, ``original`` as given), naming the
+    images; finite values that became infinite as float32 are said to overflow, not to be NaN."""
+    bad = nonfinite_rows(array)
+    if not len(bad):
+        return
+    hold = "hold" if what == "images" else "holds"
+    if original is not array and original.dtype.kind == "f":
+        overflow = [r for r in bad if np.isfinite(original[r]).all()]
+        if len(overflow) == len(bad):
+            raise ValueError(
+                f"{what} {hold} values beyond float32's range (about ±3.4e38) at image(s) {_listed(overflow, start)}: the "
+                "model computes in float32, where they overflow to infinity; rescale them (check the preprocessing)."
+            )
+        bad = [r for r in bad if r not in overflow]
+    raise ValueError(
+        f"{what} {hold} NaN or infinite values at image(s) {_listed(bad, start)}: no explanation of them "
+        "would mean anything. Fix or drop those images (np.isfinite(x).all(axis=...))."
+    )
 
 
 def check_batch(arrays, specs, explained: int, start: int, single: bool = False) -> list:
@@ -145,20 +196,16 @@ def check_batch(arrays, specs, explained: int, start: int, single: bool = False)
                 f"The inputs have different numbers of examples ({n} and {len(array)} for '{spec.name}'): "
                 "give one entry per image for every input."
             )
+        original = array
         if i == explained:
             if array.dtype.kind not in "biuf":
                 raise ValueError(f"{what} must be numbers; received dtype {array.dtype}.")
-            array = array.astype(np.float32, copy=False)
-            bad = nonfinite_rows(array)
-            if len(bad):
-                idx = (bad + start).tolist()
-                shown = ", ".join(map(str, idx[:10])) + (f" and {len(idx) - 10} more" if len(idx) > 10 else "")
-                raise ValueError(
-                    f"{what} hold NaN or infinite values at image(s) {shown}: no explanation of them "
-                    "would mean anything. Fix or drop those images (np.isfinite(x).all(axis=...))."
-                )
+            with np.errstate(over="ignore"):  # an overflow is reported below, in words
+                array = array.astype(np.float32, copy=False)
         elif array.dtype == np.float64:
-            array = array.astype(np.float32)
+            with np.errstate(over="ignore"):
+                array = array.astype(np.float32)
+        _check_finite(array, original, what, start)
         out.append(array)
     return out
 
@@ -181,6 +228,25 @@ def _array_like(obj) -> bool:
     return hasattr(obj, "shape") and hasattr(obj, "__getitem__") and hasattr(obj, "dtype")
 
 
+def _is_path(obj) -> bool:
+    return isinstance(obj, (str, bytes, os.PathLike))
+
+
+def _stacked(value, what: str):
+    """An array from an array or a list of examples; a list of differently shaped examples is refused."""
+    if _array_like(value) or not isinstance(value, (list, tuple)):
+        return value if _array_like(value) else np.asarray(value)
+    shapes = [np.shape(v) for v in value]
+    odd = [i for i, shape in enumerate(shapes) if shape != shapes[0]]
+    if odd:
+        raise ValueError(
+            f"{what} is a list of {len(shapes)} examples of different shapes ({shapes[0]} for image 0, {shapes[odd[0]]} "
+            f"for image(s) {_listed(odd, 0)}): a call stacks them into one batch, so resize them to one size first "
+            "(kerasxai.load_images(paths, model) loads and resizes image files)."
+        )
+    return np.asarray(value)
+
+
 class Source:
     """The images of one call, as batches: arrays, memmaps, datasets or generators.
 
@@ -196,15 +262,22 @@ class Source:
         self._arrays = None
         self._iterable = None
         self._unbatched = None
+        self._size = None  # the explained input's example shape, the same for every batch of a call
+        if _is_path(images) or (isinstance(images, (list, tuple)) and images and all(map(_is_path, images))):
+            shown = repr(images) if _is_path(images) else f"[{images[0]!r}, ...]"
+            raise TypeError(
+                f"images must be arrays (preprocessed for the model), not file paths. Received: {shown}. Load them "
+                f"with display, x = kerasxai.load_images({shown}, model) and pass x."
+            )
         if _is_dataset(images):
             self._iterable = self._from_dataset(images)
         elif _is_pydataset(images):
             self._iterable = (images[i] for i in range(len(images)))
             self.length = None
         elif self._is_structure(images):
-            self._arrays = self._structure(images)
+            self._arrays = [_stacked(a, f"input '{spec.name}'") for a, spec in zip(self._structure(images), self.specs)]
         elif _array_like(images) or isinstance(images, (list, tuple)):
-            self._arrays = [images if _array_like(images) else np.asarray(images)]
+            self._arrays = [_stacked(images, "images")]
         elif hasattr(images, "__iter__") or hasattr(images, "__next__"):
             self._iterable = iter(images)
         else:
@@ -250,28 +323,33 @@ class Source:
             )
         return list(images)
 
-    def _split(self, element):
-        """``(inputs list, labels)`` from one dataset/generator element."""
+    def _parts(self, element):
+        """``(inputs list, labels)`` of one element, of arrays or of a dataset's specs: the inputs alone,
+        ``(inputs, labels[, sample weights])`` as ``model.fit`` takes them (the inputs a tuple or dict for
+        several inputs), or ``(input 1, ..., input n, labels)``."""
         n = 1 if self.specs is None else len(self.specs)
         labels = None
-        if isinstance(element, tuple) and len(element) in (2, 3) and not (n > 1 and len(element) == n):
-            element, labels = element[0], element[1]
-        elif isinstance(element, tuple) and n > 1 and len(element) == n + 1:
-            element, labels = list(element[:n]), element[n]
+        if isinstance(element, tuple) and element:
+            structured = isinstance(element[0], dict) or (n > 1 and isinstance(element[0], (tuple, list)))
+            if len(element) in (2, 3) and (structured or n == 1):
+                element, labels = element[0], element[1]
+            elif n > 1 and len(element) == n + 1:
+                element, labels = list(element[:n]), element[n]
         if isinstance(element, dict) or (n > 1 and isinstance(element, (list, tuple))):
-            arrays = self._structure(element)
-        else:
-            arrays = [element]
+            return self._structure(element), labels
+        return [element], labels
+
+    def _split(self, element):
+        """``(inputs list, labels)`` from one dataset/generator element, as arrays."""
+        arrays, labels = self._parts(element)
         return [np.asarray(a) for a in arrays], (None if labels is None else np.asarray(labels))
 
     def _from_dataset(self, dataset):
         """Batched datasets are read as they are; unbatched ones are batched by ``batches()``."""
-        import tensorflow as tf
-
-        flat = tf.nest.flatten(dataset.element_spec)
-        rank = len(self.specs[self.explained].shape) if self.specs is not None else None
-        position = self.explained if self.specs is not None and len(flat) >= len(self.specs) else 0
-        if rank is not None and len(flat[position].shape) == rank - 1:
+        specs, _ = self._parts(dataset.element_spec)
+        if self.specs is not None and len(specs[min(self.explained, len(specs) - 1)].shape) == len(
+            self.specs[self.explained].shape
+        ) - 1:
             self._unbatched = dataset
             if int(dataset.cardinality()) >= 0:
                 self.length = int(dataset.cardinality())
@@ -285,32 +363,53 @@ class Source:
 
     # ----------------------------------------------------------------- batches
 
+    def _same_size(self, arrays, start: int) -> list:
+        """Refuses a batch whose explained examples differ in shape from the call's first ones (a model that
+        takes any size): the maps of one call are stacked into one array."""
+        size = tuple(arrays[self.explained].shape[1:])
+        if self._size is None:
+            self._size = size
+        elif size != self._size:
+            what = f"input '{self.specs[self.explained].name}'" if len(self.specs) > 1 else "images"
+            raise ValueError(
+                f"{what} {start}..{start + len(arrays[0]) - 1} have shape {size}, but the call's first ones have "
+                f"{self._size}: the maps of one call share one size, so resize them to one size, or explain each "
+                "size in its own call."
+            )
+        return arrays
+
     def batches(self, batch_size: int) -> Iterator[Batch]:
         """Checked batches of at most ``batch_size`` images."""
         if self._arrays is not None:
             for start in range(0, self.length, batch_size):
                 stop = min(start + batch_size, self.length)
                 arrays = [a[start:stop] for a in self._arrays]
-                yield Batch(start, check_batch(arrays, self.specs, self.explained, start, self.single))
+                yield Batch(start, check_batch(arrays, self.specs, self.explained, start, self.single), None, self.length)
             return
         if self._unbatched is not None:
             iterable = self._unbatched.batch(batch_size).as_numpy_iterator()
         else:
             iterable = self._iterable
-        start = 0
-        for element in iterable:
+        start, end = 0, object()
+        iterator = iter(iterable)
+        element = next(iterator, end)
+        while element is not end:
+            following = next(iterator, end)  # read one element ahead: the last batch knows the total
             arrays, labels = self._split(element)
             self._infer_specs(arrays)
             total = len(arrays[0])
             for lo in range(0, total, batch_size):
                 hi = min(lo + batch_size, total)
                 part = [a[lo:hi] for a in arrays]
+                last = following is end and hi == total
                 yield Batch(
                     start,
-                    check_batch(part, self.specs, self.explained, start),
+                    self._same_size(check_batch(part, self.specs, self.explained, start), start),
                     None if labels is None else labels[lo:hi],
+                    start + hi - lo if last else self.length,
                 )
                 start += hi - lo
+            element = following
         self.length = start
 
 

@@ -33,6 +33,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import numbers
+import os
+import sys
+import warnings
 import weakref
 
 import keras
@@ -41,10 +45,10 @@ from keras import ops
 
 from kerasxai import backend
 from kerasxai.probe import targets as targets_lib
-from kerasxai.probe import cache, inputs as inputs_lib, layers as layers_lib
+from kerasxai.probe import cache, heads as heads_lib, inputs as inputs_lib, layers as layers_lib
 from kerasxai.probe import traced as traced_lib
 from kerasxai.probe.layers import CHANNELS_FIRST, CHANNELS_LAST
-from kerasxai.probe.subclassed import SubclassedForward, is_subclassed
+from kerasxai.probe.subclassed import SubclassedForward, is_subclassed, leaf_layers, wrapped_calls
 from kerasxai.probe.traced import TracedForward
 
 logger = logging.getLogger("kerasxai")
@@ -143,13 +147,43 @@ class Probe:
                 f"Model '{model.name}' has not been built, so it has no weights yet: give it a keras.Input, or "
                 "call it once on a batch (model(images)) — and train it — before explaining it."
             )
+        self.quantized = [(layer.name, layer.quantization_mode) for layer in leaf_layers(model)
+                          if getattr(layer, "quantization_mode", None)]
+        if guided:
+            self._refuse_quantized()
         kind = SubclassedForward if is_subclassed(model) else TracedForward
         self.net = kind(model, layers, output=output, input=input, logits=logits, guided=guided)
+        self._model = weakref.ref(model)
+        self._logits = logits
+        self._head = None  # the head once its output's values were looked at (see _settle_head)
         if self.net.input_specs is not None:
+            self._refuse_tabular_cam()
             self._log()
         self._steps: dict = {}
         self._callable_steps = weakref.WeakKeyDictionary()
         self._zero_tensors: dict = {}
+
+    def _refuse_quantized(self):
+        """Refuses what a quantized model (``model.quantize(...)``) cannot give: gradients, its logits."""
+        if self.quantized:
+            modes = "/".join(sorted({mode for _, mode in self.quantized}))
+            names = ", ".join(f"'{name}'" for name, _ in self.quantized[:3]) + (" ..." if len(self.quantized) > 3 else "")
+            raise ValueError(
+                f"Model '{self.model_name}' is quantized ({modes} layers {names}): its layers round to integers, so the "
+                "function it computes has no gradient to explain, and of kerasxai's methods only eigencam and top_k "
+                "(forward passes that need neither gradients nor logits) run on it; explain the float model as it was "
+                "before model.quantize(...) for the others."
+            )
+
+    def _refuse_tabular_cam(self):
+        spec = self.net.input_specs[self.net.explained_input]
+        if self.layers and not spec.spatial:
+            spatial = [s.name for s in self.net.input_specs if s.spatial]
+            instead = f"explain input='{spatial[0]}' (the layer's maps are drawn over it), or " if spatial else ""
+            raise ValueError(
+                f"A CAM map is drawn over a spatial input, and input '{spec.name}' {spec.shape} has no spatial axes: "
+                f"{instead}use saliency or integrated_gradients for one value per feature of '{spec.name}'."
+            )
 
     def _log(self):
         if self.layer_names:
@@ -158,11 +192,11 @@ class Probe:
     # what the forward pass knows
     layers = property(lambda self: self.net.layers)
     layer_names = property(lambda self: self.net.layer_names)
-    head = property(lambda self: self.net.head)
+    head = property(lambda self: self._head or self.net.head)
     input_specs = property(lambda self: self.net.input_specs)
     explained_input = property(lambda self: self.net.explained_input)
-    removed_activation = property(lambda self: self.net.head.removed_activation if self.net.head else None)
-    n_classes = property(lambda self: self.net.head.n_classes if self.net.head else None)
+    removed_activation = property(lambda self: self.head.removed_activation if self.head else None)
+    n_classes = property(lambda self: self.head.n_classes if self.head else None)
     submodel = property(lambda self: getattr(self.net, "submodel", None))
 
     @property
@@ -208,7 +242,64 @@ class Probe:
         if deltas is None:
             shapes = self.net.activation_shapes(inputs)
             deltas = [ops.zeros(shape, dtype=dtype) for shape, dtype in zip(shapes, self.net.delta_dtypes)]
-        return self.net.call(inputs, deltas)
+        acts, head = self.net.call(inputs, deltas)
+        if self.head.recovered:  # known once a method has seen a batch
+            head = heads_lib.recover_logits(self.head, ops.cast(head, "float32"))
+        return acts, head
+
+    # ----------------------------------------------------------------- a squashing the structure hides
+
+    def _settle_head(self, inputs):
+        """Looks once at the explained output's values on the first batch, when the structure does not
+        say what they are (:func:`kerasxai.probe.heads.opaque`): probabilities found there are explained
+        as log-probabilities or log-odds (:func:`kerasxai.probe.heads.recover_logits`), with one warning.
+        Decided once per model and output (cached with the model), so every method agrees."""
+        if self._head is not None:
+            return
+        head = self.net.head
+        if not self._logits or head.removed_activation or head.kind not in ("logits", "regression"):
+            self._head = head
+            return
+        model = self._model()
+        key = ("hidden squashing", head.index, self.net.explained_input)
+        squashing = cache.cached(model, key, lambda: self._hidden_squashing(model, head, inputs))
+        self._head = heads_lib.recovered_head(head, squashing) if squashing else head
+
+    def _hidden_squashing(self, model, head, inputs):
+        if is_subclassed(model):
+            calls = []
+
+            def recorder(layer):
+                def make(original):
+                    def call(*args, **kwargs):
+                        out = original(*args, **kwargs)
+                        calls.append((layer, args[0] if args else None, out))
+                        return out
+
+                    return call
+
+                return make
+
+            with wrapped_calls({layer: recorder(layer) for layer in leaf_layers(model)}):
+                output = keras.tree.flatten(model(inputs[0], training=False))[head.index]
+            opaque = heads_lib.opaque(output, lambda t: next(((op, x) for op, x, out in reversed(calls) if out is t), None))
+        else:
+            plain = traced_lib.traced(model, self.net.explained_input)
+            symbolic = keras.tree.flatten(plain.outputs)[head.index]
+            opaque = heads_lib.opaque(symbolic, heads_lib.graph_producer(plain.calls))
+            if not opaque:
+                return None
+            deltas = [self._zeros(shape, dtype) for shape, dtype in
+                      zip(self.net.activation_shapes(inputs), self.net.delta_dtypes)]
+            output = self.net.call([_argument(a) for a in inputs], deltas)[1]
+        if not opaque:
+            return None
+        squashing = heads_lib.hidden_squashing(backend.to_numpy(ops.cast(output, "float32")),
+                                               keras.backend.standardize_dtype(output.dtype))
+        if squashing:
+            warnings.warn(heads_lib.hidden_squashing_message(self.model_name, heads_lib.recovered_head(head, squashing)),
+                          UserWarning, stacklevel=_caller_stacklevel())
+        return squashing
 
     # ----------------------------------------------------------------- compiled steps
 
@@ -232,6 +323,8 @@ class Probe:
         """
         if grads not in GRADS:
             raise ValueError(f"grads must be one of {GRADS}. Received: {grads!r}")
+        if grads is not None or pre is not None:  # gradients, or scores of generated inputs (Score-CAM)
+            self._refuse_quantized()
         if callable(target) and not isinstance(target, str):
             table = self._callable_steps.setdefault(target, {})
             scorer = lambda logits, classes: targets_lib.callable_scores(target, logits, classes)  # noqa: E731
@@ -247,7 +340,7 @@ class Probe:
         want_input = grads in ("input", "both")
         want_layers = grads in ("layers", "both")
 
-        def make_forward(n_in, n_extra, dtype):
+        def make_forward(n_in, n_extra, dtype, head):
             """The step's function for one layout of arguments (fixed when it is compiled, never read later)."""
 
             def forward(*args):
@@ -262,8 +355,8 @@ class Probe:
                 if input_delta is not None:
                     x = ops.add(x, ops.cast(input_delta, x.dtype))
                 inputs[k] = x
-                acts, head = self.net.call(inputs, deltas)
-                logits = ops.cast(head, "float32")
+                acts, output = self.net.call(inputs, deltas)
+                logits = heads_lib.recover_logits(head, ops.cast(output, "float32"))
                 scores, used = scorer(logits, args[-1])
                 return scores, ([ops.cast(a, "float32") for a in acts], logits, scores, used, ops.cast(x, "float32"),
                                 extra)
@@ -297,6 +390,7 @@ class Probe:
         compiled: dict = {}  # one compiled step per argument shapes (batch axis free)
 
         def run(inputs, extra=(), classes=None):
+            self._settle_head(inputs)
             k = self.explained_input
             n = len(inputs[0])
             # NumPy arrays go to the step as they are: each backend's compiled call converts them
@@ -320,7 +414,7 @@ class Probe:
                     start = first + len(differentiate)
                     differentiate += list(range(start, start + len(self.layers)))
                 specs = [((None,) + shape, dtype) for shape, dtype in shapes]
-                compiled[key] = backend.compile_step(make_forward(*layout), self.variables, differentiate=differentiate,
+                compiled[key] = backend.compile_step(make_forward(*layout, self.head), self.variables, differentiate=differentiate,
                                                      post=finish, specs=specs)
             # Read-only on JAX (no copy here): callers only read a step's outputs, and the collector
             # copies them into its own arrays.
@@ -358,8 +452,10 @@ class Probe:
         if self.net.input_specs is None:
             self.net.infer([inputs_lib.InputSpec("input", (None,) + tuple(batch.inputs[0].shape[1:]), "float32")])
             self._log()
+        self._settle_head(batch.inputs)
         if callable(target) and not isinstance(target, str):
             return None
+        total = total if total is not None else batch.total
         return targets_lib.class_indices(target, batch.size, self.head, start=batch.start, labels=batch.labels, total=total)
 
     # ----------------------------------------------------------------- one batch, for convenience
@@ -413,7 +509,17 @@ class Probe:
 
     def cam_head(self):
         """The classifier ``Dense`` fed by global average pooling of the explained layer (CAM's weights)."""
+        self._refuse_quantized()  # an integer kernel
         return self.net.cam_head()
+
+
+def _caller_stacklevel() -> int:
+    """Stack level of the first frame outside kerasxai, so a warning points at the user's line."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 _PACKED = "_per_image"
@@ -486,6 +592,19 @@ def _layer_key(layer):
     return ("layer", id(layer))  # the model holds its layers, so their ids are stable while cached
 
 
+def _one_name_or_index(argument: str, value):
+    """``output=``/``input=`` as given (None, a name, or an index as an int); anything else is refused."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    shown = f" (e.g. {argument}={value[0]!r})" if isinstance(value, (list, tuple)) and value else ""
+    raise TypeError(
+        f"{argument} takes one {argument} name or index: one {argument} is explained per call{shown}. "
+        f"Received: {argument}={value!r}"
+    )
+
+
 def get_probe(model, layer=None, *, output=None, input=None, logits: bool = True, guided: bool = False) -> Probe:
     """Returns the cached :class:`Probe` of ``model`` for ``layer``, building it once.
 
@@ -517,6 +636,7 @@ def get_probe(model, layer=None, *, output=None, input=None, logits: bool = True
         layers = (layer,)
     else:
         layers = tuple(layer) if isinstance(layer, (list, tuple)) else (layer,)
+    output, input = _one_name_or_index("output", output), _one_name_or_index("input", input)
     key = ("probe", tuple(_layer_key(item) for item in layers), output, input, logits, guided)
     return cache.cached(model, key, lambda: Probe(model, layers, output=output, input=input, logits=logits, guided=guided))
 

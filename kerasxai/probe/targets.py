@@ -25,6 +25,8 @@ import numbers
 import numpy as np
 from keras import ops
 
+from kerasxai.probe.inputs import check_per_image
+
 PREDICTED = -1  # class index meaning "the model's top class for this image"
 LABEL = "label"
 
@@ -94,16 +96,7 @@ def class_indices(target, n_images: int, head, *, start: int = 0, labels=None, t
                 "target must be None, an int, one int per image, 'label', or a callable "
                 f"logits -> score per image. Received: {target!r}"
             )
-        if total is not None and len(values) != total:
-            raise ValueError(
-                f"target gives {len(values)} classes but there are {total} images: give one class per "
-                "image, or a single int for all."
-            )
-        if len(values) < start + n_images:
-            raise ValueError(
-                f"target gives {len(values)} classes but there are at least {start + n_images} images: give "
-                "one class per image, or a single int for all."
-            )
+        check_per_image("target", len(values), start, n_images, total, "class", "classes", "a single int")
         values = values[start : start + n_images]
     bad = values[(values < 0) | (values >= valid)]
     if bad.size:
