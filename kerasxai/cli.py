@@ -200,6 +200,11 @@ def cmd_visualize(args):
     from kerasxai.visualize.probing import layer_probe
 
     model = load_model(args.model, args.weights)
+    key = args.model.lower().replace("-", "_")
+    weights = args.model if key not in ZOO else ("none" if str(args.weights).lower() == "none" else args.weights)
+    if weights == "none":
+        print(f"kerasxai: warning: {args.model}'s weights are random (--weights none): the images show what an "
+              "untrained network responds to, not what a trained one learned.", file=sys.stderr)
     input_range = None
     if args.input_range:
         try:
@@ -237,7 +242,8 @@ def cmd_visualize(args):
         written.append(kerasxai.save_gif(result, os.path.join(args.out, stem + ".gif"), scale=2))
     with open(os.path.join(args.out, stem + ".json"), "w") as fh:
         json.dump({
-            "model": args.model, "layer": result.layer, "objective": result.objective, "steps": args.steps,
+            "model": args.model, "weights": weights, "layer": result.layer, "objective": result.objective,
+            "steps": args.steps,
             "units": result.units, "activation_reached": [round(float(a), 6) for a in result.activations],
             "never_activated": result.dead, "start_activation": np.round(result.history[0], 6).tolist(),
         }, fh, indent=2)

@@ -233,11 +233,23 @@ def test_command_writes_grid_and_activations(flatten_model, tmp_path, capsys):
     assert code == 0
     report = json.loads((out / "filters_conv2.json").read_text())
     assert report["units"] == [0, 1, 2] and len(report["activation_reached"]) == 3
+    assert report["weights"] == path  # the model file is its own weights
     assert Image.open(out / "filters_conv2.png").size[0] > 100
     assert main(["visualize", "--model", path, "--layer", "nope", "--out", str(out)]) == 2
     assert "kerasxai: error: No layer named 'nope'" in capsys.readouterr().err
     assert main(["visualize", "--model", path, "--units", "9", "--out", str(out)]) == 2
     assert "out of range" in capsys.readouterr().err
+
+
+def test_command_says_and_records_that_the_weights_are_random(tmp_path, capsys):
+    from kerasxai.cli import main
+
+    out = tmp_path / "out"
+    code = main(["visualize", "--model", "vgg16", "--weights", "none", "--layer", "block1_conv1", "--units", "0",
+                 "--steps", "1", "--out", str(out), "--quiet"])
+    assert code == 0
+    assert "kerasxai: warning: vgg16's weights are random (--weights none)" in capsys.readouterr().err
+    assert json.loads((out / "filters_block1_conv1.json").read_text())["weights"] == "none"
 
 
 SCRIPT = """

@@ -307,8 +307,10 @@ def visualize_activation(
     snapshots = {s: [] for s in frame_steps}
     images = []
     chunks = [list(range(i, min(i + batch_size, len(units)))) for i in range(0, len(units), batch_size)]
+    # updated at every step: the bar's time left is there from the first steps of a long run (VGG16's
+    # filters take minutes on a CPU); Progbar itself redraws at most every 0.05 s
     bar = keras.utils.Progbar(len(chunks) * steps, unit_name="step") if progress else None
-    every = max(1, steps // 10)
+    every = 1
     # The image returned is the best one seen, not the last: every `check` steps (and at the end) the
     # rendered image itself (no transform, rounded to uint8, as it is returned) is scored.
     check = max(1, steps // 16)
