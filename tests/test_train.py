@@ -274,6 +274,19 @@ def test_at_chance_the_figures_show_no_heatmaps_and_say_why():
     assert "50.0%" in fig.axes[0].get_title() and "AT CHANCE" in fig._suptitle.get_text()
 
 
+def test_explained_images_name_the_layer_and_the_class_explained():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3, name="conv"),
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(1, activation="sigmoid")])
+    x = np.random.default_rng(0).random((3, 16, 16, 3)).astype("float32")
+    fig = figures.explained_figure(model, (x * 255).astype(np.uint8), x, ["a", "b", "c"], class_names=["cat", "dog"])
+    classes = [row[0][0] for row in kerasxai.top_k(model, x, k=1)]
+    names = [["cat", "dog"][c] for c in classes]
+    titles = [ax.get_title() for ax in fig.axes[:9]]
+    assert titles[1::3] == [f"saliency @ input\nfor {n} ({c})" for n, c in zip(names, classes)]
+    assert titles[2::3] == [f"gradcam @ conv\nfor {n} ({c})" for n, c in zip(names, classes)]
+
+
 # --------------------------------------------------------------------------- finding the data
 
 

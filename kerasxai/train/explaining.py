@@ -1,4 +1,5 @@
-"""The run's only calls into kerasxai's explanation API: load_images, explain, gradcam, overlay, plot_explanations.
+"""The run's only calls into kerasxai's explanation API: load_images, top_k, get_probe, explain, gradcam, overlay,
+plot_explanations.
 
 Kept in this one file so that a change of that API touches nothing else of
 the training script.
@@ -18,9 +19,19 @@ def load(model, paths):
     return kerasxai.load_images(list(paths), model)
 
 
-def explain(model, x) -> dict:
-    """Saliency and Grad-CAM maps of each image's predicted class: ``{method: (N, H, W)}``."""
-    return kerasxai.explain(model, x, methods=METHODS)
+def top_classes(model, x, class_names=None) -> list:
+    """``(index, name)`` of each image's predicted class: the class the figures explain."""
+    return [row[0][:2] for row in kerasxai.top_k(model, x, k=1, class_names=class_names)]
+
+
+def layer_name(model) -> str:
+    """The layer Grad-CAM explains (the model's last spatial layer), for the figures' titles."""
+    return kerasxai.get_probe(model).layer_names[0]
+
+
+def explain(model, x, target=None) -> dict:
+    """Saliency and Grad-CAM maps of ``target`` (default each image's predicted class): ``{method: (N, H, W)}``."""
+    return kerasxai.explain(model, x, methods=METHODS, target=target)
 
 
 def gradcam_overlays(model, display, x) -> np.ndarray:
@@ -29,6 +40,6 @@ def gradcam_overlays(model, display, x) -> np.ndarray:
     return np.stack([kerasxai.overlay(d, m) for d, m in zip(display, maps)])
 
 
-def explanation_figure(display, maps, titles):
-    """One row per image: the image, then saliency and Grad-CAM."""
-    return kerasxai.plot_explanations(display, maps, titles)
+def explanation_figure(display, maps, titles, layer=None, targets=None):
+    """One row per image: the image, then saliency and Grad-CAM, titled with ``layer`` and ``targets``."""
+    return kerasxai.plot_explanations(display, maps, titles, layer=layer, targets=targets)
