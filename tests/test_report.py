@@ -67,6 +67,11 @@ def test_cards_carry_each_rows_prediction_label_and_maps(run24):
     assert sum(c["correct"] is False for c in data["cards"]) == 6  # every 4th image, from 1, is predicted wrongly
     assert sum(bool(c["flat"]) for c in data["cards"]) == 5  # every 5th has a flat Grad-CAM
     assert data["problems"] == []
+    # one colour scale for every method, saliency included: the colormap of the overlays and of the figures
+    from kerasxai.figures.common import MAP_CMAP
+    from kerasxai.folder.report import _gradient
+
+    assert data["scales"] == {m: _gradient(MAP_CMAP) for m in data["methods"]} and MAP_CMAP == "jet"
 
 
 def test_true_labels_may_be_names_indices_or_imagenet_wordnet_ids():

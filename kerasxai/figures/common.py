@@ -27,7 +27,11 @@ class Figure(matplotlib.figure.Figure):
         return buffer.getvalue()
 
 
-# Methods whose maps are about pixels rather than regions: shown as grayscale maps.
+# The colormap of every map kerasxai draws, so that a colour means the same everywhere: figures (CAM
+# overlays and pixel maps alike), signal strips, volume overlays, a folder run's overlays, the report's scale.
+MAP_CMAP = "jet"
+# Methods whose maps are about pixels rather than regions: figures draw the coloured map itself, not
+# an overlay (fine, scattered detail would be lost in a blend with the photo).
 PIXEL_METHODS = {"saliency", "smoothgrad", "integrated_gradients", "guided_backprop", "guided_gradcam"}
 # Of those, the ones computed at the input alone (guided Grad-CAM also depends on a layer).
 INPUT_METHODS = PIXEL_METHODS - {"guided_gradcam"}

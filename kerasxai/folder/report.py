@@ -36,7 +36,7 @@ import re
 import urllib.parse
 import warnings
 
-from kerasxai.figures.common import INPUT_METHODS
+from kerasxai.figures.common import INPUT_METHODS, MAP_CMAP
 
 RUN_FILE = "run.json"
 PREDICTIONS_FILE = "predictions.jsonl"
@@ -249,7 +249,7 @@ def report_data(run_dir: str, out_dir: str | None = None) -> dict:
     if missing:
         examples = ", ".join(m for c in cards for m in c["missing"])[:200]
         problems.append(f"{missing} file(s) named in {PREDICTIONS_FILE} are not in the run folder ({examples})")
-    cmap = info.get("cmap") or "jet"
+    cmap = info.get("cmap") or MAP_CMAP  # the colours of the overlays, and of every kerasxai figure
     cmaps = cmap if isinstance(cmap, dict) else {m: cmap for m in methods}
     return {
         "run": {k: _plain(info.get(k)) for k in ("model", "weights", "methods", "layer", "target",
@@ -257,7 +257,7 @@ def report_data(run_dir: str, out_dir: str | None = None) -> dict:
         "title": os.path.basename(os.path.abspath(run_dir)),
         "methods": methods,
         "input_methods": sorted(INPUT_METHODS),
-        "scales": {m: _gradient(cmaps.get(m, "jet")) for m in methods},
+        "scales": {m: _gradient(cmaps.get(m, MAP_CMAP)) for m in methods},
         "alpha": _number(info.get("alpha")) or 0.4,
         "overlays": any(c["overlays"] is not None for c in cards),
         "labels": any(c["label"] not in (None, "") for c in cards),
