@@ -153,7 +153,7 @@ def test_one_preprocessing_path_same_pixels_and_logits(demo):
         preprocess = kerasxai.data.images.preprocess_function("auto", model)
         ds = image_dataset(paths, labels, 32, preprocess, batch_size=64)
         x_train = np.concatenate([x.numpy() for x, _ in ds])
-        display, x_explain = kerasxai.load_images(paths, model)
+        display, x_explain = kerasxai.load_images(paths, model, display_side=None)  # display: the model's pixels
         np.testing.assert_allclose(x_explain, x_train, atol=1e-4)
         np.testing.assert_allclose(model.predict(x_explain, verbose=0), model.predict(ds, verbose=0), atol=1e-6)
         unprocessed = x_train if preprocess is None else None

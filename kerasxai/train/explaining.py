@@ -15,8 +15,11 @@ METHODS = ("saliency", "gradcam")
 
 
 def load(model, paths):
-    """``(display uint8, x)`` of image files for ``model``: the pixels training fed it, same preprocessing."""
-    return kerasxai.load_images(list(paths), model)
+    """``(display uint8, x)`` of image files for ``model``: the pixels training fed it, same preprocessing.
+
+    The display images are those pixels too (the model's square), one array: TensorBoard logs the overlays as one batch.
+    """
+    return kerasxai.load_images(list(paths), model, display_side=None)
 
 
 def top_classes(model, x, class_names=None) -> list:
