@@ -184,8 +184,24 @@ def _text(value):
     return None if value is None or value == "" else str(value)
 
 
-def _card(index, row, run_dir, out_dir):
-    """What the page needs of one row: short, already checked, paths made into links."""
+def _explains(row, first, target, predicted, run_target):
+    """The class the maps explain, said with why (``"cat (true label)"``), when it is not the top prediction; else None."""
+    if target is None or predicted is None:
+        return None
+    index, top = row.get("target"), first.get("class")
+    same = index == top if isinstance(index, int) and isinstance(top, int) else _normalised(target) == _normalised(predicted)
+    if same:
+        return None
+    why = "true label" if run_target == "label" else "the run's target" if isinstance(run_target, int) else None
+    return f"{target} ({why})" if why else str(target)
+
+
+def _card(index, row, run_dir, out_dir, run_target=None):
+    """What the page needs of one row: short, already checked, paths made into links.
+
+    ``explains`` names the class the maps explain when it is not the predicted
+    one (``--target label`` or a class index): the card says so.
+    """
     missing = []
     top = [t for t in row.get("top_k") or [] if isinstance(t, dict)]
     first = top[0] if top else {}
@@ -209,6 +225,7 @@ def _card(index, row, run_dir, out_dir):
         "top": [[t.get("class") if isinstance(t.get("class"), int) else None, _text(t.get("name")),
                  _number(t.get("probability"))] for t in top],
         "target": _text(target),
+        "explains": _explains(row, first, _text(target), predicted, run_target),
         "layer": _text(row.get("layer")),
         "correct": _is_correct(row.get("label"), first),
         "image": _link(run_dir, out_dir, row.get("image"), missing),
@@ -233,7 +250,7 @@ def report_data(run_dir: str, out_dir: str | None = None) -> dict:
     """Everything the page shows, as one JSON-able dict (what :func:`write_report` embeds)."""
     info, rows, problems = read_run(run_dir)
     out_dir = out_dir or run_dir
-    cards = [_card(i, row, run_dir, out_dir) for i, row in enumerate(rows)]
+    cards = [_card(i, row, run_dir, out_dir, info.get("target")) for i, row in enumerate(rows)]
     methods = [str(m) for m in info.get("methods") or []] if isinstance(info.get("methods"), list) else []
     for card in cards:
         methods += [m for m in list(card["stats"]) + list(card["overlays"] or {}) if m not in methods]
