@@ -167,8 +167,12 @@ def test_a_built_wheel_ships_the_class_index_and_the_report_assets(tmp_path):
                     str(tmp_path / "dist"), str(src)], check=True, capture_output=True)
     (wheel,) = (tmp_path / "dist").glob("*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert {"kerasxai/imagenet_class_index.json", "kerasxai/report_assets/report.html",
-            "kerasxai/report_assets/report.css", "kerasxai/report_assets/report.js"} <= names
+    assert {"kerasxai/data/imagenet_class_index.json", "kerasxai/folder/report_assets/report.html",
+            "kerasxai/folder/report_assets/report.css", "kerasxai/folder/report_assets/report.js"} <= names
+    # and every package, not only those that were packages before (a folder without __init__.py is left out)
+    packages = {os.path.relpath(d, root).replace(os.sep, "/") for d, _, files in os.walk(os.path.join(root, "kerasxai"))
+                if any(f.endswith(".py") for f in files) and "__pycache__" not in d}
+    assert {p + "/__init__.py" for p in packages} <= names
 
 
 # ---------------------------------------------------------------------------- the page, in chromium

@@ -1,0 +1,1 @@
+"""Reading images for a model: files, preprocessing, ImageNet class names, top classes."""

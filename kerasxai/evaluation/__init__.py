@@ -1,0 +1,1 @@
+"""Evaluating explanations: metrics and synthetic data with known answers."""

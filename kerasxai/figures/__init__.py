@@ -1,0 +1,1 @@
+"""Figures of explanations: images, signals, volumes, and the pieces they share."""
