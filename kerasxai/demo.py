@@ -38,14 +38,18 @@ def run(out_dir: str = "kerasxai-demo", epochs: int = 12, n_train: int = 2000, s
     model.fit(train_x, train_y, epochs=epochs, batch_size=32, verbose=2)
     accuracy = model.evaluate(test_x, test_y, verbose=0)[1]
 
-    maps = kerasxai.explain(model, test_x, methods=tuple(METHODS), options={"scorecam": {"n": 16, "progress": False}})
+    layer = kerasxai.get_probe(model).layer_names[0]  # the last conv layer: every CAM explains it
+    maps = kerasxai.explain(model, test_x, methods=tuple(METHODS), layer=layer,
+                            options={"scorecam": {"n": 16, "progress": False}})
     hits = {name: float(synthetic.peak_in_mask(m, test_masks).mean()) for name, m in maps.items()}
 
     probs = model.predict(test_x[:4], verbose=0)
     titles = [
         (int(p.argmax()), synthetic.CLASS_NAMES[int(p.argmax())], float(p.max())) for p in probs
     ]
-    fig = plot_explanations(test_x[:4], {k: v[:4] for k, v in maps.items()}, titles, cell_size=1.9)
+    # the maps explain each image's top class (explain's default target), at ``layer``
+    fig = plot_explanations(test_x[:4], {k: v[:4] for k, v in maps.items()}, titles, layer=layer, targets=titles,
+                            cell_size=1.9)
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, "demo.png")
     fig.savefig(path, dpi=100)

@@ -24,9 +24,19 @@ def test_peak_in_mask():
     assert synthetic.peak_in_mask(maps, masks).tolist() == [True, False]
 
 
-def test_demo_runs_and_writes_the_figure(tmp_path):
+def test_demo_runs_and_writes_the_figure(tmp_path, monkeypatch):
+    figures = []
+    plot = demo.plot_explanations
+    monkeypatch.setattr(demo, "plot_explanations", lambda *a, **k: figures.append(plot(*a, **k)) or figures[-1])
     result = demo.run(str(tmp_path), epochs=1, n_train=64)
     assert (tmp_path / "demo.png").stat().st_size > 10_000
     from kerasxai.methods.explain import METHODS
 
     assert list(result["peak_on_object"]) == list(METHODS)  # every method
+    # panels name the layer and the class explained, as every figure does
+    (fig,) = figures
+    first_row = [ax.get_title() for ax in fig.axes[: 1 + len(METHODS)]]
+    top = first_row[0].split(":")[0]  # "disc: 99.8%": the top class, which the maps explain
+    index = synthetic.CLASS_NAMES.index(top)
+    assert first_row[1] == f"gradcam @ last_conv\nfor {top} ({index})"
+    assert first_row[1 + list(METHODS).index("saliency")] == f"saliency @ input\nfor {top} ({index})"

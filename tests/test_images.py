@@ -43,11 +43,31 @@ def test_arrays_and_pil_images():
 
 def test_vgg_preprocessing_keeps_display_image(files):
     model = keras.applications.VGG16(weights=None, input_shape=(32, 32, 3), classes=2)
-    display, x = load_images([files / "rgba.png", files / "gray.jpg"], model)
+    display, x = load_images([files / "rgba.png", files / "gray.jpg"], model, display_side=None)
     assert display.shape == x.shape == (2, 32, 32, 3) and display.dtype == np.uint8
     # caffe: RGB -> BGR, minus the ImageNet mean; display stays RGB 0..255
     expected = display[..., ::-1].astype(np.float32) - np.array([103.939, 116.779, 123.68], np.float32)
     np.testing.assert_allclose(x, expected, atol=1e-4)
+
+
+def test_display_photos_keep_their_aspect_ratio(files):
+    """The model gets its square; the photos to draw on keep their shape (long side at most 512, as a folder run's)."""
+    from kerasxai.data.images import DISPLAY_SIDE
+    from kerasxai.folder.sources import DISPLAY_SIDE as FOLDER_SIDE
+
+    model = keras.applications.VGG16(weights=None, input_shape=(32, 32, 3), classes=2)
+    photo = np.random.default_rng(0).integers(0, 255, (40, 80, 3), dtype=np.uint8)
+    display, x = load_images(photo, model)
+    assert x.shape == (1, 32, 32, 3) and display.shape == (1, 40, 80, 3) and display.dtype == np.uint8
+    np.testing.assert_array_equal(display[0], photo)  # small enough: the photo itself
+    # photos of different shapes: a list, each at its own aspect; large ones shrunk to a long side of 512
+    display, x = load_images([photo, np.zeros((1200, 600, 3), np.uint8), files / "rgba.png"], model)
+    assert isinstance(display, list) and [d.shape for d in display] == [(40, 80, 3), (512, 256, 3), (20, 30, 3)]
+    assert x.shape == (3, 32, 32, 3) and DISPLAY_SIDE == FOLDER_SIDE == 512
+    from kerasxai.figures.images import plot_explanations  # which draws each photo at its aspect
+
+    fig = plot_explanations(display, {"gradcam": np.random.default_rng(1).random((3, 32, 32))})
+    assert [fig.axes[2 * i].images[0].get_array().shape for i in range(3)] == [d.shape for d in display]
 
 
 def test_family_detection_and_explicit_preprocessing():

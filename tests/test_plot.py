@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kerasxai.figures.common import FLAT_TEXT, resize_linear
+from kerasxai.figures.common import FLAT_TEXT, colorize, resize_linear
 from kerasxai.figures.images import overlay, plot_explanations
 from kerasxai.figures.nd import plot_signal, plot_volume
 
@@ -50,15 +50,13 @@ def test_rows_titles_and_a_colour_scale_naming_the_target(tmp_path):
     preds = [(281, "tabby", 0.9), (1, "dog", 0.55), "custom title"]
     fig = plot_explanations(images, maps, preds, layer="block5_conv3", targets=[(281, "tabby"), 1, "dog"])
     panels = [ax for ax in fig.axes if ax not in _colorbars(fig)]
-    assert len(panels) == 9 and len(_colorbars(fig)) == 2  # overlays (jet) and pixel maps (gray)
+    assert len(panels) == 9 and len(_colorbars(fig)) == 1  # one scale: overlays and pixel maps share the colormap
     titles = [ax.get_title() for ax in panels]
     assert titles[:3] == ["tabby: 90.0%", "saliency @ input\nfor tabby (281)", "gradcam @ block5_conv3\nfor tabby (281)"]
     assert titles[4] == "saliency @ input\nfor class 1" and titles[6] == "custom title"
-    labels = {bar.get_ylabel() for bar in _colorbars(fig)}
-    assert labels == {"overlays: 0 = least, 1 = most evidence\nfor each row's target",
-                      "pixel maps: 0 = least, 1 = most evidence\nfor each row's target"}
-    for bar in _colorbars(fig):
-        assert bar.get_ylim() == (0.0, 1.0)
+    (bar,) = _colorbars(fig)
+    assert bar.get_ylabel() == "0 = least, 1 = most evidence\nfor each row's target" and bar.get_ylim() == (0.0, 1.0)
+    assert bar._colorbar.cmap.name == "jet"
     # one target for all rows is named on the scale; without targets it says "the explained class"
     one = plot_explanations(images, {"gradcam": maps["gradcam"]}, targets=(281, "tabby"))
     assert _colorbars(one)[0].get_ylabel() == "0 = least, 1 = most evidence\nfor tabby (281)"
@@ -68,6 +66,38 @@ def test_rows_titles_and_a_colour_scale_naming_the_target(tmp_path):
     assert _colorbars(anon)[0].get_ylabel().endswith("for the explained class")
     fig.savefig(tmp_path / "fig.png")
     assert (tmp_path / "fig.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _drawn_rgb(fig, ax, x, y):
+    """The colour the saved figure shows at ``(x, y)`` (fractions of ``ax``'s width and height, from the top left)."""
+    fig.canvas.draw()
+    pixels = np.asarray(fig.canvas.buffer_rgba())[..., :3]
+    box = ax.get_window_extent()
+    return pixels[int(pixels.shape[0] - (box.y1 - y * box.height)), int(box.x0 + x * box.width)].astype(int)
+
+
+@pytest.mark.parametrize("cmap", ["jet", "viridis"])
+def test_saliency_is_drawn_in_the_colormap_of_the_overlays_and_of_the_one_colour_scale(cmap):
+    """Pixel maps and CAM overlays read on one scale: a saliency panel shows the colormap's colours, not grey."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    photo = np.full((64, 64, 3), 128, np.uint8)
+    heat = np.full((16, 16), 0.25, np.float32)
+    heat[:, 8:] = 1.0
+    fig = plot_explanations(photo, {"gradcam": heat, "saliency": heat}, cmap=cmap)
+    FigureCanvasAgg(fig)
+    sal_ax = fig.axes[2]
+    (bar,) = _colorbars(fig)
+    assert bar._colorbar.cmap.name == cmap
+    expected = {0.25: colorize(np.array([[0.25]]), cmap)[0, 0], 1.0: colorize(np.array([[1.0]]), cmap)[0, 0]}
+    assert np.abs(_drawn_rgb(fig, sal_ax, 0.2, 0.5) - expected[0.25]).max() <= 2
+    assert np.abs(_drawn_rgb(fig, sal_ax, 0.8, 0.5) - expected[1.0]).max() <= 2
+    # the colour scale shows those same colours (1 at its top, 0 at its bottom)
+    for value in (0.25, 0.5, 0.95):
+        assert np.abs(_drawn_rgb(fig, bar, 0.5, 1 - value) - colorize(np.array([[value]]), cmap)[0, 0]).max() <= 6
+    # and the overlay is that colormap blended over the photo
+    cam = _drawn_rgb(fig, fig.axes[1], 0.8, 0.5)
+    assert np.abs(cam - np.round(0.6 * 128 + 0.4 * expected[1.0])).max() <= 2
 
 
 def test_flat_map_is_a_marked_panel_not_a_dimmed_photo():
@@ -111,7 +141,7 @@ def test_photos_keep_their_aspect_ratio_with_the_map_resized_onto_them():
         jet = np.asarray(__import__("matplotlib").colormaps["jet"](big)[..., :3] * 255).round()
         expected = np.clip(np.round(0.6 * photo + 0.4 * jet), 0, 255)
         assert np.abs(cam_ax.images[0].get_array().astype(int) - expected).max() <= 1
-        np.testing.assert_allclose(sal_ax.images[0].get_array(), big, atol=1e-5)
+        np.testing.assert_array_equal(sal_ax.images[0].get_array(), colorize(big, "jet"))  # the map, coloured
         fig.savefig(io.BytesIO(), format="png")  # lays the figure out
         box = cam_ax.get_position()
         width, height = box.width * fig.get_figwidth(), box.height * fig.get_figheight()
@@ -172,6 +202,8 @@ def test_signal_strips_follow_the_map_and_mark_flat_ones():
     assert "flat: no positive evidence" in _texts(rows[4])  # second signal's gradcam strip
     assert len(rows[5].get_xticks()) > 0 and rows[5].get_xlabel() == "time step"  # ticks kept under each signal
     assert bars[0].get_ylabel() == "0 = least, 1 = most evidence\nfor each row's target"
+    # saliency's strip is coloured like gradcam's and the scale: one colormap for every method
+    assert sal_strip.images[0].get_cmap().name == cam_strip.images[0].get_cmap().name == bars[0]._colorbar.cmap.name == "jet"
     one = plot_signal(np.sin(t / 5.0), np.linspace(0, 1, 300), method="layercam")  # one (T,) signal and map
     assert len([ax for ax in one.axes if ax.images]) == 1
 
@@ -194,7 +226,10 @@ def test_volume_slices_include_the_peak_and_flat_volumes_are_marked():
     y, x = np.unravel_index(np.argmax(red), red.shape)
     assert abs(y - 3 * 2) <= 2 and abs(x - 9 * 2) <= 2  # the hot spot where the map put it
     assert "gradcam @ conv3d for tumour (1)" in fig.get_suptitle() and "tumour: 80.0%" in fig.get_suptitle()
-    assert len(_colorbars(fig)) == 1
+    assert len(_colorbars(fig)) == 1 and _colorbars(fig)[0]._colorbar.cmap.name == "jet"
+    sal = plot_volume(volume, heat, n_slices=5, method="saliency")  # a pixel method: the same overlay, same colours
+    np.testing.assert_array_equal(next(ax for ax in sal.axes if "(peak)" in ax.get_title()).images[0].get_array(),
+                                  peak_ax.images[0].get_array())
     flat = plot_volume(volume, np.zeros_like(heat), n_slices=3, axis=2, method="gradcam")
     assert "FLAT MAP" in flat.get_suptitle() and not _colorbars(flat)
     shown = [ax for ax in flat.axes if ax.images]

@@ -67,6 +67,11 @@ def test_cards_carry_each_rows_prediction_label_and_maps(run24):
     assert sum(c["correct"] is False for c in data["cards"]) == 6  # every 4th image, from 1, is predicted wrongly
     assert sum(bool(c["flat"]) for c in data["cards"]) == 5  # every 5th has a flat Grad-CAM
     assert data["problems"] == []
+    # one colour scale for every method, saliency included: the colormap of the overlays and of the figures
+    from kerasxai.figures.common import MAP_CMAP
+    from kerasxai.folder.report import _gradient
+
+    assert data["scales"] == {m: _gradient(MAP_CMAP) for m in data["methods"]} and MAP_CMAP == "jet"
 
 
 def test_true_labels_may_be_names_indices_or_imagenet_wordnet_ids():
@@ -164,6 +169,10 @@ def test_a_built_wheel_ships_the_class_index_and_the_report_assets(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"kerasxai/data/imagenet_class_index.json", "kerasxai/folder/report_assets/report.html",
             "kerasxai/folder/report_assets/report.css", "kerasxai/folder/report_assets/report.js"} <= names
+    # and every package, not only those that were packages before (a folder without __init__.py is left out)
+    packages = {os.path.relpath(d, root).replace(os.sep, "/") for d, _, files in os.walk(os.path.join(root, "kerasxai"))
+                if any(f.endswith(".py") for f in files) and "__pycache__" not in d}
+    assert {p + "/__init__.py" for p in packages} <= names
 
 
 # ---------------------------------------------------------------------------- the page, in chromium
@@ -306,6 +315,58 @@ def test_page_counts_filters_sorts_loads_images_and_opens_the_detail_view(browse
         "const done = arguments[0]; document.addEventListener('securitypolicyviolation', e => done(e.effectiveDirective),"
         " {once: true}); fetch('http://127.0.0.1:9/').catch(() => {});")
     assert blocked == "connect-src"  # the page's Content-Security-Policy refuses any request it might make
+
+
+def _label_target_run(run):
+    """A run explained with --target label: each map explains the image's true class, whatever was predicted."""
+    rows = make_run(run, 8, methods=("gradcam", "saliency"), run_extra={"target": "label"})
+    for row in rows:
+        row["target"], row["target_name"] = CLASSES.index(row["label"]), row["label"]
+    with open(os.path.join(run, "predictions.jsonl"), "w") as fh:
+        fh.writelines(json.dumps(row) + "\n" for row in rows)
+    return rows
+
+
+def test_cards_say_which_class_the_map_explains_when_it_is_not_the_prediction(tmp_path):
+    run = str(tmp_path / "label")
+    rows = _label_target_run(run)
+    cards = {c["id"]: c for c in report_data(run)["cards"]}
+    for row in rows:
+        predicted = row["top_k"][0]["name"]
+        expected = None if predicted == row["label"] else f"{row['label']} (true label)"
+        assert cards[row["id"]]["explains"] == expected
+    assert sum(c["explains"] is not None for c in cards.values()) == 2  # the two mistakes
+    # a run of each image's top class never needs saying; a fixed class index does, when it is not the top one
+    make_run(str(tmp_path / "top"), 8)
+    assert all(c["explains"] is None for c in report_data(str(tmp_path / "top"))["cards"])
+    from kerasxai.folder.report import _explains
+
+    top = {"class": 1, "name": "espresso"}
+    assert _explains({"target": 3}, top, "rocket", "espresso", 3) == "rocket (the run's target)"
+    assert _explains({"target": 1}, top, "espresso", "espresso", 1) is None
+
+
+def test_a_card_explaining_the_true_label_says_so_in_the_browser(browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    run = str(tmp_path / "label")
+    rows = _label_target_run(run)
+    _open(browser, write_report(run))
+    wrong = [r for r in rows if r["top_k"][0]["name"] != r["label"]]
+    for row in rows:
+        card = browser.find_element(By.CSS_SELECTOR, f".card[data-id='{row['id']}']")
+        said = [e.text for e in card.find_elements(By.CSS_SELECTOR, ".explains")]
+        assert said == ([f"map explains: {row['label']} (true label)"] if row in wrong else [])
+        assert card.find_element(By.CSS_SELECTOR, ".pred").text == row["top_k"][0]["name"]  # the headline: predicted
+    assert "each image's true class" in browser.find_element(By.ID, "controls").text
+    browser.find_element(By.ID, "wrong").click()
+    _shot(browser, tmp_path, "report_label_target.png")
+    browser.find_element(By.CSS_SELECTOR, f".card[data-id='{wrong[0]['id']}']").click()
+    detail = browser.find_element(By.ID, "detail")
+    _wait(browser, detail.is_displayed)
+    assert f"map explains {wrong[0]['label']} (true label) at conv2" in detail.text
+    _shot(browser, tmp_path, "report_label_target_detail.png")
+    assert _errors(browser) == []
 
 
 def test_thousands_of_cards_are_drawn_a_screenful_at_a_time(browser, tmp_path):

@@ -153,7 +153,7 @@ def test_one_preprocessing_path_same_pixels_and_logits(demo):
         preprocess = kerasxai.data.images.preprocess_function("auto", model)
         ds = image_dataset(paths, labels, 32, preprocess, batch_size=64)
         x_train = np.concatenate([x.numpy() for x, _ in ds])
-        display, x_explain = kerasxai.load_images(paths, model)
+        display, x_explain = kerasxai.load_images(paths, model, display_side=None)  # display: the model's pixels
         np.testing.assert_allclose(x_explain, x_train, atol=1e-4)
         np.testing.assert_allclose(model.predict(x_explain, verbose=0), model.predict(ds, verbose=0), atol=1e-6)
         unprocessed = x_train if preprocess is None else None
@@ -272,6 +272,19 @@ def test_at_chance_the_figures_show_no_heatmaps_and_say_why():
     assert "chance level (50%)" in [t.get_text() for t in acc.get_legend().get_texts()]
     fig = figures.confusion_figure(np.array([[5, 0], [5, 0]]), ["cat", "dog"], warning)
     assert "50.0%" in fig.axes[0].get_title() and "AT CHANCE" in fig._suptitle.get_text()
+
+
+def test_explained_images_name_the_layer_and_the_class_explained():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3, name="conv"),
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(1, activation="sigmoid")])
+    x = np.random.default_rng(0).random((3, 16, 16, 3)).astype("float32")
+    fig = figures.explained_figure(model, (x * 255).astype(np.uint8), x, ["a", "b", "c"], class_names=["cat", "dog"])
+    classes = [row[0][0] for row in kerasxai.top_k(model, x, k=1)]
+    names = [["cat", "dog"][c] for c in classes]
+    titles = [ax.get_title() for ax in fig.axes[:9]]
+    assert titles[1::3] == [f"saliency @ input\nfor {n} ({c})" for n, c in zip(names, classes)]
+    assert titles[2::3] == [f"gradcam @ conv\nfor {n} ({c})" for n, c in zip(names, classes)]
 
 
 # --------------------------------------------------------------------------- finding the data

@@ -1,9 +1,11 @@
 """Loading images for a model, keeping the original RGB image for display.
 
 ``load_images`` reads paths (JPEG, PNG — RGBA and grayscale become RGB), PIL
-images and NumPy arrays, resizes them to the model's input size and returns
-*two* arrays: the uint8 RGB images to draw on, and the preprocessed batch the
-model eats. Overlays are drawn on the first, never on the second.
+images and NumPy arrays and returns *two* things: the uint8 RGB photos to draw
+on, at their own aspect ratio (long side at most 512 pixels, as a folder run
+keeps them), and the batch the model eats, resized to its input size and
+preprocessed. Overlays are drawn on the first, never on the second; figures
+resize the maps onto each photo.
 
 Preprocessing goes through ``keras.applications.<family>.preprocess_input``
 (VGG's caffe BGR mean, ResNet's, MobileNet's [-1, 1], ...), chosen from the
@@ -15,7 +17,8 @@ default: files are decoded by ``decode_image_bytes`` (``tf.io.decode_image``,
 (``tf.image.resize``, bilinear, no antialiasing, on float32 0..255 pixels).
 ``load_images`` and ``kerasxai.train``'s ``tf.data`` pipeline both go through
 these two functions, so a model is explained on exactly the pixels it was
-trained on; the display image is the same resized pixels rounded to uint8.
+trained on (``display_side=None`` gives those pixels, rounded to uint8, as the
+display images).
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 from PIL import Image, UnidentifiedImageError
+
+DISPLAY_SIDE = 512  # long side of a display photo at most: a folder run's (kerasxai.folder.sources.DISPLAY_SIDE)
 
 # model-name prefix -> keras.applications module holding preprocess_input
 FAMILIES = {
@@ -228,8 +233,8 @@ def _read_path(path: str) -> np.ndarray:
         raise ValueError(f"'{path}' is not an image file that can be read ({type(err).__name__}: {err})") from None
 
 
-def _load_float(source, size=None) -> np.ndarray:
-    """One source as float32 RGB ``(H, W, 3)`` pixels 0..255, resized by ``resize_image``."""
+def _load_uint8(source) -> np.ndarray:
+    """One source as uint8 RGB ``(H, W, 3)`` at its own size."""
     if isinstance(source, (str, os.PathLike)):
         array = _read_path(os.fspath(source))
     elif isinstance(source, Image.Image):
@@ -244,9 +249,37 @@ def _load_float(source, size=None) -> np.ndarray:
             array = array.astype(np.float32)
             array = _to_uint8(array * 255.0 if array.max() <= 1.0 else array)
         array = np.asarray(Image.fromarray(array).convert("RGB"), np.uint8)
+    return array
+
+
+def _resized(array, size=None) -> np.ndarray:
+    """uint8 ``(H, W, 3)`` as float32 pixels 0..255 resized by ``resize_image`` to ``size`` (if given)."""
     if size is None or tuple(array.shape[:2]) == tuple(size):
         return array.astype(np.float32)
     return resize_image(array, size).numpy()
+
+
+def _load_float(source, size=None) -> np.ndarray:
+    """One source as float32 RGB ``(H, W, 3)`` pixels 0..255, resized by ``resize_image``."""
+    return _resized(_load_uint8(source), size)
+
+
+def display_image(image, side: int = DISPLAY_SIDE) -> np.ndarray:
+    """A photo for display: uint8 RGB, aspect ratio kept, long side shrunk (antialiased) to at most ``side``.
+
+    What a folder run keeps of each photo; never enlarged.
+
+    Example:
+        >>> display_image(np.zeros((600, 300, 3), np.uint8)).shape, display_image(np.zeros((40, 80, 3), np.uint8)).shape
+        ((512, 256, 3), (40, 80, 3))
+    """
+    image = np.asarray(image)
+    h, w = image.shape[:2]
+    scale = min(1.0, side / max(h, w))
+    if scale >= 1.0:
+        return _to_uint8(image)
+    new = (max(1, round(h * scale)), max(1, round(w * scale)))
+    return _to_uint8(tf.image.resize(tf.cast(image, tf.float32), new, method="bilinear", antialias=True))
 
 
 def load_image(source, size=None) -> np.ndarray:
@@ -270,8 +303,8 @@ def model_input_size(model, default=(224, 224)):
     return (h, w) if h and w else tuple(default)
 
 
-def load_images(sources, model=None, *, size=None, preprocess="auto"):
-    """Loads images for ``model``: returns ``(display, x)``.
+def load_images(sources, model=None, *, size=None, preprocess="auto", display_side=DISPLAY_SIDE):
+    """Loads images for ``model``: returns ``(display, x)``, the photos to draw on and the model's batch.
 
     Args:
         sources: one source or a list of paths, PIL images or arrays.
@@ -282,20 +315,29 @@ def load_images(sources, model=None, *, size=None, preprocess="auto"):
             if it takes any size), or the first image's size without a model.
         preprocess: "auto", a family name ("vgg16", "resnet", ...), a function
             ``uint8-like float batch -> model input``, or None (float32 0..255).
+        display_side: the longest side of a display photo (default 512, as a
+            folder run keeps them); larger photos are shrunk, aspect kept, none
+            is enlarged. ``None``: the display images are the model's pixels.
 
     Returns:
-        ``display``: uint8 RGB ``(N, H, W, 3)`` for plotting; ``x``: float32
-        ``(N, H, W, 3)`` preprocessed for the model. Both come from the same
-        ``resize_image`` pixels: ``x`` from the float values (as
-        ``image_dataset_from_directory`` and ``kerasxai.train`` feed a model),
-        ``display`` from the same values rounded to uint8.
+        ``display``: the photos for plotting, uint8 RGB at their own aspect
+        ratio: one array ``(N, H, W, 3)`` when they all have the same size, a
+        list of ``(H, W, 3)`` arrays otherwise (``plot_explanations``,
+        ``plot_layer_views`` and ``overlay`` take either and resize the maps
+        onto each photo). With ``display_side=None``: always one array, the
+        ``resize_image`` pixels of ``x`` rounded to uint8 (the model's square).
+        ``x``: float32 ``(N, h, w, 3)`` at the model's input size, preprocessed
+        (resized as ``image_dataset_from_directory`` and ``kerasxai.train``
+        feed a model).
 
     Examples:
         >>> import keras, numpy as np
         >>> model = keras.applications.VGG16(weights=None, input_shape=(64, 64, 3), classes=3)
-        >>> display, x = load_images([np.full((80, 80, 3), 255, np.uint8)], model)
-        >>> display.shape, display.dtype.name, round(float(x[0, 0, 0, 0]), 3)  # blue minus caffe mean
-        ((1, 64, 64, 3), 'uint8', 151.061)
+        >>> display, x = load_images([np.full((40, 80, 3), 255, np.uint8)], model)
+        >>> display.shape, display.dtype.name, x.shape, round(float(x[0, 0, 0, 0]), 3)  # blue minus caffe mean
+        ((1, 40, 80, 3), 'uint8', (1, 64, 64, 3), 151.061)
+        >>> [d.shape for d in load_images([np.zeros((40, 80, 3)), np.zeros((600, 300, 3))], model)[0]]
+        [(40, 80, 3), (512, 256, 3)]
     """
     if isinstance(sources, (str, os.PathLike, Image.Image)) or (
         isinstance(sources, np.ndarray) and sources.ndim in (2, 3) and sources.dtype != object
@@ -306,10 +348,18 @@ def load_images(sources, model=None, *, size=None, preprocess="auto"):
         raise ValueError("No images given.")
     if size is None and model is not None:
         size = model_input_size(model)
-    if size is None:
-        size = load_image(sources[0]).shape[:2]
-    pixels = np.stack([_load_float(s, size) for s in sources])  # float32 0..255, as in training
-    display = _to_uint8(pixels)
+    pixels, shown = [], []
+    for source in sources:
+        array = _load_uint8(source)
+        size = size if size is not None else array.shape[:2]  # without a model: the first image's size
+        pixels.append(_resized(array, size))  # float32 0..255, as in training
+        if display_side is not None:
+            shown.append(display_image(array, display_side))
+    pixels = np.stack(pixels)
+    if display_side is None:
+        display = _to_uint8(pixels)
+    else:
+        display = np.stack(shown) if len({d.shape for d in shown}) == 1 else shown
     fn = preprocess_function(preprocess, model)
     x = pixels
     if fn is not None:

@@ -31,6 +31,9 @@ class Figure(matplotlib.figure.Figure):
         return buffer.getvalue()
 
 
+# The colormap of every map kerasxai draws, so that a colour means the same everywhere: figures (CAM
+# overlays and pixel maps alike), signal strips, volume overlays, a folder run's overlays, the report's scale.
+MAP_CMAP = "jet"
 
 FLAT_TEXT = "flat:\nno positive evidence"
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from kerasxai.data.predictions import top_k
 from kerasxai.figures.common import (
+    MAP_CMAP,
     PIXEL_METHODS,
     Figure,
     as_uint8_rgb,
@@ -74,12 +75,13 @@ def _cell_size(images, cell_size: float):
 
 
 def _draw_map(ax, rgb, heat, name, *, cmap, alpha) -> str:
-    """One method's panel: overlay (CAMs) or map (pixel methods), or a marked unusable panel."""
+    """One method's panel: overlay (CAMs) or the coloured map (pixel methods), both in ``cmap``, or a marked
+    unusable panel."""
     state = map_state(heat)
     if state != "ok":
         draw_unusable(ax, rgb.shape[:2], state)
     elif name in PIXEL_METHODS:
-        ax.imshow(resize_linear(heat, rgb.shape[:2]), cmap="gray", vmin=0, vmax=1)
+        ax.imshow(colorize(resize_linear(heat, rgb.shape[:2]), cmap))
     else:
         ax.imshow(overlay(rgb, heat, cmap=cmap, alpha=alpha))
     return state
@@ -92,14 +94,16 @@ def plot_explanations(
     *,
     layer=None,
     targets=None,
-    cmap: str = "jet",
+    cmap: str = MAP_CMAP,
     alpha: float = 0.4,
     cell_size: float = 2.6,
 ) -> Figure:
     """A figure with one row per image: the input, then one panel per method, and a colour scale.
 
     Region methods (CAMs) are drawn as overlays on the image; pixel methods
-    (saliency and other gradients) as grayscale maps. A flat map is drawn as a
+    (saliency and other gradients) as the coloured map itself, whose fine detail
+    a blend would wash out. Both use ``cmap``, so one colour scale reads them
+    all, as in a folder run's overlays and its report. A flat map is drawn as a
     marked "flat: no positive evidence" panel.
 
     Args:
@@ -117,6 +121,8 @@ def plot_explanations(
         targets: the class explained, for the titles and the colour scale: an
             int, a name, ``(index, name[, probability])``, or a list of those,
             one per image.
+        cmap: the colormap of every panel and of the scale (default ``"jet"``).
+        alpha: the weight of the colour in the CAMs' overlays.
 
     Returns:
         ``matplotlib.figure.Figure``; ``fig.savefig("out.png")`` saves it.
@@ -140,10 +146,8 @@ def plot_explanations(
     n, names = len(images), list(maps)
     check_maps(maps, n, predictions, "(N, H, W)")
     labels = [target_label(t) for t in per_image(targets, n, "targets")]
-    cams = [name for name in names if name not in PIXEL_METHODS]
-    pixels = [name for name in names if name in PIXEL_METHODS]
     width, height = _cell_size(images, cell_size)
-    fig = Figure(figsize=(width * (1 + len(names)) + 0.7 * (bool(cams) + bool(pixels)), (height + 0.4) * n),
+    fig = Figure(figsize=(width * (1 + len(names)) + 0.7, (height + 0.4) * n),
                  layout="compressed")
     axes = fig.subplots(n, 1 + len(names), squeeze=False)
     unusable = {}
@@ -163,11 +167,7 @@ def plot_explanations(
             ax.set_axis_off()
     for name, rows in unusable.items():
         warn_invalid(f"maps['{name}']", rows)
-    label = evidence_label(labels)
-    if cams:
-        scale_colorbar(fig, axes, cmap, label if not pixels else f"overlays: {label}")
-    if pixels:
-        scale_colorbar(fig, axes, "gray", label if not cams else f"pixel maps: {label}")
+    scale_colorbar(fig, axes, cmap, evidence_label(labels))  # one scale: overlays and pixel maps share cmap
     return fig
 
 
@@ -201,7 +201,7 @@ def _explain_at_layers(model, x, method, layers, target):
 
 
 def plot_layer_views(model, display, x, method: str = "layercam", layers=None, target=None, *,
-                     cmap: str = "jet", alpha: float = 0.5, cell_size: float = 2.6) -> Figure:
+                     cmap: str = MAP_CMAP, alpha: float = 0.5, cell_size: float = 2.6) -> Figure:
     """One method's heatmaps at several depths, side by side: how the explanation sharpens.
 
     Args:

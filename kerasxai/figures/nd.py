@@ -14,6 +14,7 @@ import numpy as np
 
 from kerasxai.figures.overlay import overlay
 from kerasxai.figures.common import (
+    MAP_CMAP,
     Figure,
     check_maps,
     draw_unusable,
@@ -39,7 +40,7 @@ def plot_signal(
     layer=None,
     targets=None,
     channel_names: Sequence[str] | None = None,
-    cmap: str = "jet",
+    cmap: str = MAP_CMAP,
     width: float = 9.0,
     row_height: float = 1.4,
 ) -> Figure:
@@ -172,7 +173,7 @@ def plot_volume(
     target=None,
     prediction=None,
     channel: int | None = None,
-    cmap: str = "jet",
+    cmap: str = MAP_CMAP,
     alpha: float = 0.4,
     cols: int | None = None,
     cell_size: float = 1.9,

@@ -37,8 +37,8 @@ import urllib.parse
 import warnings
 
 from kerasxai.data import imagenet
+from kerasxai.figures.common import INPUT_METHODS, MAP_CMAP
 from kerasxai.folder import kinds
-from kerasxai.figures.common import INPUT_METHODS
 
 RUN_FILE = "run.json"
 PREDICTIONS_FILE = "predictions.jsonl"
@@ -180,8 +180,24 @@ def _text(value):
     return None if value is None or value == "" else str(value)
 
 
-def _card(index, row, run_dir, out_dir):
-    """What the page needs of one row: short, already checked, paths made into links."""
+def _explains(row, first, target, predicted, run_target):
+    """The class the maps explain, said with why (``"cat (true label)"``), when it is not the top prediction; else None."""
+    if target is None or predicted is None:
+        return None
+    index, top = row.get("target"), first.get("class")
+    same = index == top if isinstance(index, int) and isinstance(top, int) else _normalised(target) == _normalised(predicted)
+    if same:
+        return None
+    why = "true label" if run_target == "label" else "the run's target" if isinstance(run_target, int) else None
+    return f"{target} ({why})" if why else str(target)
+
+
+def _card(index, row, run_dir, out_dir, run_target=None):
+    """What the page needs of one row: short, already checked, paths made into links.
+
+    ``explains`` names the class the maps explain when it is not the predicted
+    one (``--target label`` or a class index): the card says so.
+    """
     missing = []
     top = [t for t in row.get("top_k") or [] if isinstance(t, dict)]
     first = top[0] if top else {}
@@ -205,6 +221,7 @@ def _card(index, row, run_dir, out_dir):
         "top": [[t.get("class") if isinstance(t.get("class"), int) else None, _text(t.get("name")),
                  _number(t.get("probability"))] for t in top],
         "target": _text(target),
+        "explains": _explains(row, first, _text(target), predicted, run_target),
         "layer": _text(row.get("layer")),
         "correct": _is_correct(row.get("label"), first),
         "image": _link(run_dir, out_dir, row.get("image"), missing),
@@ -229,7 +246,7 @@ def report_data(run_dir: str, out_dir: str | None = None) -> dict:
     """Everything the page shows, as one JSON-able dict (what :func:`write_report` embeds)."""
     info, rows, problems = read_run(run_dir)
     out_dir = out_dir or run_dir
-    cards = [_card(i, row, run_dir, out_dir) for i, row in enumerate(rows)]
+    cards = [_card(i, row, run_dir, out_dir, info.get("target")) for i, row in enumerate(rows)]
     methods = [str(m) for m in info.get("methods") or []] if isinstance(info.get("methods"), list) else []
     for card in cards:
         methods += [m for m in list(card["stats"]) + list(card["overlays"] or {}) if m not in methods]
@@ -245,7 +262,7 @@ def report_data(run_dir: str, out_dir: str | None = None) -> dict:
     if missing:
         examples = ", ".join(m for c in cards for m in c["missing"])[:200]
         problems.append(f"{missing} file(s) named in {PREDICTIONS_FILE} are not in the run folder ({examples})")
-    cmap = info.get("cmap") or "jet"
+    cmap = info.get("cmap") or MAP_CMAP  # the colours of the overlays, and of every kerasxai figure
     cmaps = cmap if isinstance(cmap, dict) else {m: cmap for m in methods}
     return {
         "run": {k: _plain(info.get(k)) for k in ("model", "weights", "methods", "layer", "target",
@@ -253,7 +270,7 @@ def report_data(run_dir: str, out_dir: str | None = None) -> dict:
         "title": os.path.basename(os.path.abspath(run_dir)),
         "methods": methods,
         "input_methods": sorted(INPUT_METHODS),
-        "scales": {m: _gradient(cmaps.get(m, "jet")) for m in methods},
+        "scales": {m: _gradient(cmaps.get(m, MAP_CMAP)) for m in methods},
         "alpha": _number(info.get("alpha")) or 0.4,
         "overlays": any(c["overlays"] is not None for c in cards),
         "labels": any(c["label"] not in (None, "") for c in cards),

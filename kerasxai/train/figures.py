@@ -105,8 +105,14 @@ def message_figure(text: str) -> Figure:
     return fig
 
 
-def explained_figure(model, display, x, titles, warning=None) -> Figure:
-    """Saliency and Grad-CAM of each image's predicted class, or, at chance level, the images and ``warning``."""
+def explained_figure(model, display, x, titles, warning=None, class_names=None) -> Figure:
+    """Saliency and Grad-CAM of each image's predicted class, or, at chance level, the images and ``warning``.
+
+    Panels are titled with the method, its layer and the class explained
+    (``gradcam @ conv2 / for cat (0)``), named from ``class_names``.
+    """
     if warning:
         return images_figure(display, titles, warning + " Heatmaps are not drawn.")
-    return explaining.explanation_figure(display, explaining.explain(model, x), titles)
+    targets = explaining.top_classes(model, x, class_names)
+    maps = explaining.explain(model, x, target=[index for index, _ in targets])
+    return explaining.explanation_figure(display, maps, titles, layer=explaining.layer_name(model), targets=targets)

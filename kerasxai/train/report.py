@@ -84,14 +84,14 @@ def write_report(cfg, settings, folder, scan, bad, renamed, data, caching, start
     shown_probs = np.concatenate([1 - shown_probs, shown_probs], 1) if shown_probs.shape[-1] == 1 else shown_probs
     shown_true = labels[data.shown_idx]
     titles = [f"said {names[p.argmax()]} ({p.max():.0%}), true {names[t]}" for p, t in zip(shown_probs, shown_true)]
-    figures.explained_figure(best, display, x_shown, titles, warning).savefig(folder.file("explanations.png"), dpi=90)
+    figures.explained_figure(best, display, x_shown, titles, warning, names).savefig(folder.file("explanations.png"), dpi=90)
 
     wrong = np.flatnonzero(predicted != true)
     wrong = wrong[np.argsort(-probs[wrong].max(axis=1), kind="stable")][:6]  # the most confident mistakes first
     if len(wrong):
         w_display, w_x = explaining.load(best, [val_paths[i] for i in wrong])
         w_titles = [f"true {names[true[i]]}, said {names[predicted[i]]} ({probs[i].max():.0%})" for i in wrong]
-        fig = figures.explained_figure(best, w_display, w_x, w_titles, warning)
+        fig = figures.explained_figure(best, w_display, w_x, w_titles, warning, names)
         fig.suptitle(warning or f"The {len(wrong)} most confident of {int((predicted != true).sum())} mistakes on "
                      f"{len(true)} validation images", color=figures.WARNING_COLOUR if warning else "black",
                      fontsize=9, fontweight="bold" if warning else "normal", wrap=True)

@@ -108,7 +108,8 @@
       el("label", { for: "query" }, ["File", el("input", { type: "search", id: "query", placeholder: "name contains…",
         oninput: (e) => { state.query = e.target.value.trim().toLowerCase(); apply(); } })]),
       D.methods.length > 1 ? select("method", "On cards", [["", "every method"]].concat(D.methods.map((m) => [m, m])), "method") : null,
-      scale(D.run.target === null || D.run.target === undefined ? "each image's top class" : "the target"),
+      scale(D.run.target === null || D.run.target === undefined ? "each image's top class"
+        : D.run.target === "label" ? "each image's true class" : "the target"),
     ].filter(Boolean));
   }
 
@@ -168,7 +169,8 @@
     return el("div", {
       className: "card" + (c.correct === false ? " wrong" : ""), tabindex: "0", role: "button",
       "data-id": c.id, "data-pos": String(position), "data-conf": c.conf === null ? "" : String(c.conf),
-      "aria-label": baseName(c.file) + ": " + (c.error ? "error: " + c.error : (c.pred || "no prediction") + " " + pct(c.conf)),
+      "aria-label": baseName(c.file) + ": " + (c.error ? "error: " + c.error : (c.pred || "no prediction") + " " + pct(c.conf) +
+        (c.explains ? ", map explains " + c.explains : "")),
       onclick: () => openDetail(position),
       onkeydown: (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); openDetail(position); } },
     }, [
@@ -178,6 +180,7 @@
           : el("span", { className: "pred", text: c.pred || "no prediction" }),
         c.error ? null : el("span", { className: "prob", text: pct(c.conf) }),
         truth(c),
+        c.explains ? el("span", { className: "explains" }, ["map explains: ", el("b", { text: c.explains })]) : null,
         c.flat.length ? el("span", { className: "badge", text: "flat: " + c.flat.join(", ") }) : null,
         c.missing.length ? el("span", { className: "badge warn", text: plural(c.missing.length, "file") + " missing" }) : null,
         el("span", { className: "file", text: c.file, title: c.file }),
@@ -229,7 +232,8 @@
       el("div", { className: "meta" }, [
         el("span", {}, ["predicted ", el("b", { className: "pred", text: c.pred || "–" }), " ", el("span", { className: "prob", text: pct(c.conf) })]),
         truth(c),
-        el("span", { text: "explains " + (c.target || "–") + (c.layer ? " at " + c.layer : "") }),
+        el("span", { className: c.explains ? "explains" : null }, ["map explains ", el("b", { text: c.explains || c.target || "–" }),
+          c.layer ? " at " + c.layer : ""]),
       ]),
       el("div", { className: "legend" }, [scale(c.target || "the target"),
         D.overlays ? el("p", { className: "prob", text: "overlays: " + Math.round(100 * D.alpha) + "% colour over the photo; each map is scaled to its own maximum" }) : null]),
