@@ -50,7 +50,7 @@ def overlay(image, heatmap, cmap: str = "jet", alpha: float = 0.4) -> np.ndarray
             or float in ``[0, 1]`` or ``[0, 255]``, at any size — not the
             preprocessed tensor.
         heatmap: ``(h, w)`` map in ``[0, 1]``; resized (bilinear) onto the image,
-            which undoes ``load_images``'s resize to the model's input.
+            whatever its size (a photo at its own aspect ratio, or the model's square pixels).
         cmap: a matplotlib colormap name.
         alpha: weight of the heatmap.
 

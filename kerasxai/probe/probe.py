@@ -48,7 +48,8 @@ from kerasxai.probe import targets as targets_lib
 from kerasxai.probe import cache, heads as heads_lib, inputs as inputs_lib, layers as layers_lib
 from kerasxai.probe import traced as traced_lib
 from kerasxai.probe.layers import CHANNELS_FIRST, CHANNELS_LAST
-from kerasxai.probe.subclassed import SubclassedForward, is_subclassed, leaf_layers, wrapped_calls
+from kerasxai.probe import subclassed as subclassed_lib
+from kerasxai.probe.subclassed import SubclassedForward, is_subclassed
 from kerasxai.probe.traced import TracedForward
 
 logger = logging.getLogger("kerasxai")
@@ -147,7 +148,7 @@ class Probe:
                 f"Model '{model.name}' has not been built, so it has no weights yet: give it a keras.Input, or "
                 "call it once on a batch (model(images)) — and train it — before explaining it."
             )
-        self.quantized = [(layer.name, layer.quantization_mode) for layer in leaf_layers(model)
+        self.quantized = [(layer.name, layer.quantization_mode) for layer in subclassed_lib.leaf_layers(model)
                           if getattr(layer, "quantization_mode", None)]
         if guided:
             self._refuse_quantized()
@@ -267,20 +268,7 @@ class Probe:
 
     def _hidden_squashing(self, model, head, inputs):
         if is_subclassed(model):
-            calls = []
-
-            def recorder(layer):
-                def make(original):
-                    def call(*args, **kwargs):
-                        out = original(*args, **kwargs)
-                        calls.append((layer, args[0] if args else None, out))
-                        return out
-
-                    return call
-
-                return make
-
-            with wrapped_calls({layer: recorder(layer) for layer in leaf_layers(model)}):
+            with subclassed_lib.recording(model) as calls:
                 output = keras.tree.flatten(model(inputs[0], training=False))[head.index]
             opaque = heads_lib.opaque(output, lambda t: next(((op, x) for op, x, out in reversed(calls) if out is t), None))
         else:

@@ -55,6 +55,27 @@ _PATCHES_LOCK = threading.Lock()
 _THIS_THREAD = threading.local()  # .hooks: {id(layer): replacement call} of this thread's wrapped_calls
 
 
+@contextlib.contextmanager
+def recording(model):
+    """The model's leaf layers' calls made by this thread inside the block: a list of ``(layer, first
+    argument, output)`` in call order, filled as they run (the layers are restored afterwards)."""
+    calls = []
+
+    def recorder(layer):
+        def make(original):
+            def call(*args, **kwargs):
+                out = original(*args, **kwargs)
+                calls.append((layer, args[0] if args else None, out))
+                return out
+
+            return call
+
+        return make
+
+    with wrapped_calls({layer: recorder(layer) for layer in leaf_layers(model)}):
+        yield calls
+
+
 def _dispatcher(key, original):
     """``layer.call`` while patched: this thread's replacement if it has one, else the original."""
 
@@ -146,21 +167,8 @@ class SubclassedForward:
     def _observe(self, shape, dtype):
         """Runs the model once on a random example: the leaf layers called (inputs, outputs), and its output."""
         model = self.model()
-        calls = []
-
-        def recorder(layer):
-            def make(original):
-                def call(*args, **kwargs):
-                    out = original(*args, **kwargs)
-                    calls.append((layer, args[0] if args else None, out))
-                    return out
-
-                return call
-
-            return make
-
         example = np.random.default_rng(0).normal(size=shape).astype(dtype)
-        with wrapped_calls({layer: recorder(layer) for layer in leaf_layers(model)}):
+        with recording(model) as calls:
             output = model(example, training=False)
         return calls, output
 
