@@ -88,5 +88,5 @@ def test_a_tabular_input_gets_one_value_per_feature():
     ig_map = kerasxai.integrated_gradients(model, [images, metas], input="meta", target=target, steps=64)
     low, high = np.abs(attributions).min(1, keepdims=True), np.abs(attributions).max(1, keepdims=True)
     np.testing.assert_allclose(ig_map, (np.abs(attributions) - low) / (high - low), atol=1e-5)
-    with pytest.raises(ValueError, match=r"input 'meta' \(None, 5\) has no spatial axes: explain input='image'"):
+    with pytest.raises(ValueError, match=r"input 'meta'.*(has no spatial axes: explain input='image'|so CAM methods have nothing to explain there.*another input=)"):
         kerasxai.gradcam(model, [images, metas], input="meta")
