@@ -266,7 +266,8 @@ def hirescam(model, images, target=None, layer=None, *, output=None, input=None,
         >>> import keras, numpy as np
         >>> from kerasxai import hirescam
         >>> model = keras.applications.VGG16(weights=None, input_shape=(64, 64, 3), classes=5)
-        >>> hirescam(model, np.random.rand(1, 64, 64, 3).astype("float32"), raw=True).shape  # block5_conv3's grid
+        >>> x = np.random.rand(1, 64, 64, 3).astype("float32")
+        >>> hirescam(model, x, raw=True).shape  # at block5_conv3's 4 x 4 grid
         (1, 4, 4)
 
     Reference: Draelos & Carin, "Use HiResCAM instead of Grad-CAM for faithful

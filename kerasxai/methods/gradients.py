@@ -146,8 +146,10 @@ def smoothgrad(model, images, target=None, *, output=None, input=None, n=20, noi
         >>> import keras, numpy as np
         >>> from kerasxai import smoothgrad
         >>> model = keras.applications.VGG16(weights=None, input_shape=(32, 32, 3), classes=5)
-        >>> smoothgrad(model, np.random.rand(2, 32, 32, 3).astype("float32"), n=4).shape
-        (2, 32, 32)
+        >>> x = np.random.rand(2, 32, 32, 3).astype("float32")
+        >>> a, b = smoothgrad(model, x, n=4, seed=1), smoothgrad(model, x, n=4, seed=1)
+        >>> a.shape, bool((a == b).all())  # the same seed, the same maps
+        ((2, 32, 32), True)
 
     Reference: Smilkov et al., "SmoothGrad: removing noise by adding noise", 2017.
     https://arxiv.org/abs/1706.03825
@@ -353,8 +355,9 @@ def guided_gradcam(model, images, target=None, layer=None, *, output=None, input
         >>> import keras, numpy as np
         >>> from kerasxai import guided_gradcam
         >>> model = keras.applications.VGG16(weights=None, input_shape=(32, 32, 3), classes=5)
-        >>> guided_gradcam(model, np.random.rand(1, 32, 32, 3).astype("float32"), target=1).shape
-        (1, 32, 32)
+        >>> maps = guided_gradcam(model, np.random.rand(1, 32, 32, 3).astype("float32"), target=1)
+        >>> maps.shape, float(maps.min()) >= 0.0, float(maps.max()) <= 1.0
+        ((1, 32, 32), True, True)
 
     Reference: Selvaraju et al., "Grad-CAM: Visual Explanations from Deep Networks via
     Gradient-based Localization", ICCV 2017. https://arxiv.org/abs/1610.02391
