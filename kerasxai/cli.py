@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 
 from kerasxai._startup import start_tensorflow
@@ -105,6 +106,7 @@ def cmd_explain(args):
     model = load_model(args.model, args.weights)
     key = args.model.lower().replace("-", "_")
     weights = args.model if key not in ZOO else ("none" if str(args.weights).lower() == "none" else args.weights)
+    fresh = not (os.path.isdir(args.out) and os.listdir(args.out))  # the run folder is this command's own
     try:  # warnings are printed as one "kerasxai: warning:" line each (see main)
         meta = pipeline.explain_folder(
             model, args.images, args.out, methods=methods, target=target, layer=args.layer,
@@ -114,8 +116,12 @@ def cmd_explain(args):
     except ValueError as err:
         raise UserError(str(err).splitlines()[0]) from None
     if meta["images"] == 0 and meta.get("errors"):
+        first = _first_error(args.out)
+        if fresh:  # nothing was explained: a folder of error rows only would be left behind
+            shutil.rmtree(args.out, ignore_errors=True)
+            raise UserError(f"none of the {meta['errors']} file(s) could be read{first}; no run folder was written")
         raise UserError(f"none of the {meta['errors']} file(s) could be read (see {os.path.join(args.out, 'errors.txt')})"
-                        + _first_error(args.out))
+                        + first)
     if not args.quiet:
         errors = f", {meta['errors']} unreadable (errors.txt)" if meta.get("errors") else ""
         print(f"{meta['images']} image(s) explained{errors}: {args.out}/predictions.jsonl, maps/, images/"

@@ -205,3 +205,20 @@ def test_the_start_up_filter_keeps_real_errors_and_the_cuda_line_where_there_is_
     assert not is_noise("E0000 00:00:1.0  1 op_kernel.cc:1] OOM when allocating tensor")
     assert not is_noise("kerasxai: error: model file not found: m.keras")
     assert is_noise("I0000 00:00:1796472932.717634   17225 port.cc:153] oneDNN custom operations are on.")
+
+
+def test_a_run_in_which_every_file_failed_leaves_no_run_folder(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "notes.jpg").write_text("not a photo")
+    out = tmp_path / "run"
+    result = run("explain", str(folder), "--weights", "none", "--out", str(out))
+    errors = [line for line in result.stderr.splitlines() if line.startswith("kerasxai: error:")]
+    assert result.returncode == 2 and len(errors) == 1, result.stderr[-800:]
+    assert "none of the 1 file(s) could be read" in errors[0] and "notes.jpg" in errors[0]
+    assert "no run folder was written" in errors[0] and not out.exists()
+    # a folder the user had already is not removed
+    out.mkdir()
+    (out / "mine.txt").write_text("keep")
+    result = run("explain", str(folder), "--weights", "none", "--out", str(out), "--force")
+    assert result.returncode == 2 and (out / "mine.txt").read_text() == "keep"
