@@ -106,7 +106,7 @@ def cmd_explain(args):
     model = load_model(args.model, args.weights)
     key = args.model.lower().replace("-", "_")
     weights = args.model if key not in ZOO else ("none" if str(args.weights).lower() == "none" else args.weights)
-    fresh = not (os.path.isdir(args.out) and os.listdir(args.out))  # the run folder is this command's own
+    fresh = not os.path.exists(args.out)  # the run folder is this command's own (an empty folder the user made is not)
     try:  # warnings are printed as one "kerasxai: warning:" line each (see main)
         meta = pipeline.explain_folder(
             model, args.images, args.out, methods=methods, target=target, layer=args.layer,

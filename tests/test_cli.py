@@ -217,8 +217,10 @@ def test_a_run_in_which_every_file_failed_leaves_no_run_folder(tmp_path):
     assert result.returncode == 2 and len(errors) == 1, result.stderr[-800:]
     assert "none of the 1 file(s) could be read" in errors[0] and "notes.jpg" in errors[0]
     assert "no run folder was written" in errors[0] and not out.exists()
-    # a folder the user had already is not removed
+    # a folder the user had already, empty or not, is not removed
     out.mkdir()
+    result = run("explain", str(folder), "--weights", "none", "--out", str(out))
+    assert result.returncode == 2 and out.is_dir()
     (out / "mine.txt").write_text("keep")
     result = run("explain", str(folder), "--weights", "none", "--out", str(out), "--force")
     assert result.returncode == 2 and (out / "mine.txt").read_text() == "keep"

@@ -230,3 +230,23 @@ def test_a_list_of_layers_is_fused_by_layercam_and_refused_by_every_method_that_
     # a list of one layer is that layer
     np.testing.assert_array_equal(kerasxai.gradcam(gap_model, images, layer=["conv1"]),
                                   kerasxai.gradcam(gap_model, images, layer="conv1"))
+
+
+def test_a_method_entry_the_shared_pass_cannot_compute_is_refused():
+    from kerasxai.methods import gradients
+    from kerasxai.methods.table import INPUT, Method
+
+    with pytest.raises(ValueError, match="shared pass computes"):
+        Method("mysaliency", "Mine", INPUT, gradients.plan_saliency, shared=True, layer=False, pixel=True)
+    Method("mysaliency", "Mine", INPUT, gradients.plan_saliency, layer=False, pixel=True)  # its own pass: fine
+
+
+def test_the_overlay_shrinks_a_larger_map_by_sampling_it_as_everywhere_else():
+    from kerasxai.figures.common import resize_linear
+
+    rng = np.random.default_rng(0)
+    photo, heat = np.full((20, 30, 3), 128, np.uint8), rng.random((64, 64)).astype("float32")
+    import matplotlib
+
+    expected = 0.6 * photo + 0.4 * 255 * matplotlib.colormaps["jet"](resize_linear(heat, (20, 30)))[..., :3]
+    assert np.abs(kerasxai.overlay(photo, heat).astype(int) - np.round(expected)).max() <= 3

@@ -380,3 +380,9 @@ def test_explain_dataset_resumes_by_position(model, tmp_path, monkeypatch):
         x = keras.applications.vgg16.preprocess_input(pixels[i : i + 1].astype("float32"))
         np.testing.assert_allclose(np.load(tmp_path / "run" / rows[f"{i:06d}"]["maps"])["gradcam"].astype(np.float32),
                                    kerasxai.gradcam(model, x)[0], atol=2e-3)
+
+
+def test_a_layer_list_is_refused_before_the_run_folder_exists(model, folder, tmp_path):
+    with pytest.raises(ValueError, match="a folder run explains one layer"):
+        kerasxai.explain_folder(model, folder, tmp_path / "run", layer=["conv1", "conv2"], progress=False)
+    assert not (tmp_path / "run").exists()

@@ -20,7 +20,7 @@ import functools
 import numpy as np
 from PIL import Image, ImageDraw
 
-from kerasxai.figures.common import as_uint8_rgb, colorize
+from kerasxai.figures.common import as_uint8_rgb, colorize, resize_linear
 
 FLAT_LABEL = "flat: no positive evidence"
 
@@ -37,9 +37,11 @@ def _onto(heatmap, shape) -> np.ndarray:
     if heat.ndim != 2:
         raise ValueError(f"overlay draws a 2-D map (h, w) on an image. Received a map of shape {heat.shape}.")
     h, w = shape
-    if heat.shape != (h, w):
-        heat = np.asarray(Image.fromarray(heat, "F").resize((w, h), Image.BILINEAR))
-    return heat
+    if heat.shape == (h, w):
+        return heat
+    if heat.shape[0] <= h and heat.shape[1] <= w:  # enlarged: PIL's bilinear is the half-pixel one, and fast
+        return np.asarray(Image.fromarray(heat, "F").resize((w, h), Image.BILINEAR))
+    return resize_linear(heat, (h, w))  # shrunk: sampled as everywhere else, not PIL's smoothing filter
 
 
 def overlay(image, heatmap, cmap: str = "jet", alpha: float = 0.4) -> np.ndarray:

@@ -65,6 +65,8 @@ def prepare_job(model, methods, target, layer, class_names, top, preprocess, ima
         if len(class_names) != expected:
             raise ValueError(f"{len(class_names)} class names given but the model has {expected} classes.")
     layer_name = None
+    if engine.is_layer_list(layer):  # before the run folder exists: one layer for every method of a run
+        layer = engine.one_layer("a folder run", layer)
     if any(m not in INPUT_METHODS for m in methods):
         names = get_probe(model, layer).layer_names  # an unknown layer fails here, before any work
         layer_name = ",".join(names) if names else None

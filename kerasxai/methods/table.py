@@ -42,6 +42,8 @@ LAYER = "layer"
 INPUT = "input"
 """A map at the input's resolution, from gradients with respect to the input."""
 KINDS = (GRADIENT_CAM, LAYER, INPUT)
+SHARED_BY_NAME = ("saliency", "eigencam", "cam", "scorecam")
+"""The other methods explain()'s shared pass knows by name (see :func:`kerasxai.methods.explain.shared_post`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +82,9 @@ class Method:
             raise ValueError(f"Method {self.name!r}: kind must be one of {KINDS}. Received: {self.kind!r}")
         if (self.kind == GRADIENT_CAM) != (self.formula is not None):
             raise ValueError(f"Method {self.name!r}: a {GRADIENT_CAM} has a formula, and only it.")
+        if self.shared and self.kind != GRADIENT_CAM and self.name not in SHARED_BY_NAME:
+            raise ValueError(f"Method {self.name!r}: explain()'s shared pass computes {GRADIENT_CAM} formulas and "
+                             f"{', '.join(SHARED_BY_NAME)}; another method plans its own pass (shared=False).")
 
 
 def gradient_cam(name: str, formula: Callable, title: str, **fields) -> Method:
