@@ -15,6 +15,21 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 MODELS = ("functional_gap", "nested_sigmoid", "sequential", "signal_1d")
+# The long tail of graphs: each model with the calls that explain it at a given call, input or head.
+GRAPH_CASES = {
+    "shared_twice": [("gradcam", {"target": 1}), ("gradcam", {"target": 1, "layer": ("shared", 0)}),
+                     ("gradcam", {"target": 1, "layer": ("shared", 1)}), ("layercam", {"layer": ("shared", 1)}),
+                     ("hirescam", {"target": 2, "layer": ("shared", 0)})],
+    "reused_branches": [("gradcam", {"target": 2, "layer": ("shared", 0)}),
+                        ("gradcam", {"target": 2, "layer": ("shared", 1)}), ("eigencam", {"layer": ("shared", 1)})],
+    "two_inputs": [("gradcam", {"target": 0, "input": "b"}), ("gradcam", {"target": 0, "input": "a"}),
+                   ("saliency", {"target": 0, "input": "b"}), ("integrated_gradients", {"input": "b", "steps": 8})],
+    "siamese": [("gradcam", {"target": 1, "input": "right"}), ("gradcam", {"target": 1, "input": "left"})],
+    "two_heads": [("cam", {"target": 2, "output": "cls"}), ("cam", {"target": 1, "output": "aux"}),
+                  ("gradcam", {"target": 1, "output": "aux"})],
+    "channels_first": [("gradcam", {"target": 1}), ("layercam", {"target": 1}), ("saliency", {"target": 1}),
+                       ("gradcam_plus_plus", {"target": 0, "layer": "c1"})],
+}
 OPTIONS = {"scorecam": {"n": 4}, "smoothgrad": {"n": 4, "seed": 3}, "integrated_gradients": {"steps": 8}}
 
 
@@ -37,7 +52,19 @@ def compute(models_dir, images):
         for method in methods_for(name):
             out[f"{name}/{method}"] = getattr(kerasxai, method)(model, x, **OPTIONS.get(method, {}))
         out[f"{name}/logits"] = engine.predict(kerasxai.get_probe(model, ()), x)["logits"]
+    for name, cases in GRAPH_CASES.items():
+        model = keras.models.load_model(os.path.join(models_dir, f"{name}.keras"))
+        x = graph_inputs(model, images, name)
+        for i, (method, kwargs) in enumerate(cases):
+            out[f"{name}/{i}:{method}"] = getattr(kerasxai, method)(model, x, **kwargs)
     return out
+
+
+def graph_inputs(model, images, name):
+    """The model's inputs from ``images``: ``name`` for one input, ``name.<input>`` for each of several."""
+    if len(model.inputs) == 1:
+        return images[name]
+    return [images[f"{name}.{t.name}"] for t in model.inputs]
 
 
 if __name__ == "__main__":

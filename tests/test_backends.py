@@ -19,7 +19,7 @@ from tests import backend_maps
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CORE = ["test_cams.py", "test_gradients.py", "test_more_methods.py", "test_targets.py", "test_maps.py",
         "test_models.py", "test_probe.py", "test_metrics.py", "test_predictions.py", "test_visualize.py",
-        "test_embeddings.py", "test_threads.py"]
+        "test_embeddings.py", "test_threads.py", "test_graph.py"]
 OTHER_BACKENDS = ("jax", "torch")
 # The keras.applications families check the layer and logits found in their graphs, the same on every
 # backend; compiling DenseNet121 or InceptionV3 under XLA alone takes minutes, so those run once, here.
@@ -70,14 +70,65 @@ def _models():
     return {"functional_gap": functional, "nested_sigmoid": nested, "sequential": sequential, "signal_1d": signal}
 
 
+def _graph_models():
+    """The long tail (tests/test_graph.py checks each against a tape on TensorFlow): a conv applied twice, a
+    layer reused in two branches, two image inputs, a siamese base, one pooling feeding two heads, channels_first."""
+    keras.utils.set_random_seed(53)
+    inp = keras.Input((12, 12, 3))
+    shared = layers.Conv2D(4, 3, padding="same", activation="tanh", name="shared")
+    x = shared(shared(layers.Conv2D(4, 3, padding="same", activation="tanh", name="c0")(inp)))
+    shared_twice = keras.Model(inp, layers.Dense(3, name="head")(layers.Flatten()(x)), name="shared_twice")
+
+    inp = keras.Input((10, 10, 2))
+    shared = layers.Conv2D(3, 3, padding="same", activation="tanh", name="shared")
+    pre = layers.Conv2D(2, 1, activation="tanh", name="pre")(inp)
+    both = layers.Concatenate()([layers.Flatten()(shared(inp)), layers.Flatten()(shared(pre))])
+    reused = keras.Model(inp, layers.Dense(4, activation="softmax", name="head")(both), name="reused_branches")
+
+    a, b = keras.Input((16, 16, 3), name="a"), keras.Input((8, 8, 3), name="b")
+    pa = layers.GlobalAveragePooling2D()(layers.Conv2D(4, 3, activation="tanh", name="ca")(a))
+    pb = layers.GlobalAveragePooling2D()(layers.Conv2D(5, 3, activation="tanh", name="cb")(b))
+    two_inputs = keras.Model([a, b], layers.Dense(3, name="head")(layers.Concatenate()([pa, pb])), name="two_inputs")
+
+    left, right = keras.Input((8, 8, 1), name="left"), keras.Input((8, 8, 1), name="right")
+    shared = layers.Conv2D(3, 3, activation="tanh", name="shared")
+    both = layers.Concatenate()([layers.Flatten()(shared(left)), layers.Flatten()(shared(right))])
+    siamese = keras.Model([left, right], layers.Dense(2, name="head")(both), name="siamese")
+
+    inp = keras.Input((12, 12, 3))
+    pooled = layers.GlobalAveragePooling2D(name="gap")(layers.Conv2D(4, 3, activation="relu", name="conv")(inp))
+    two_heads = keras.Model(inp, {"cls": layers.Dense(3, activation="softmax", name="cls")(pooled),
+                                  "aux": layers.Dense(2, name="aux")(pooled)}, name="two_heads")
+
+    inp = keras.Input((3, 12, 12))
+    x = layers.Conv2D(4, 3, padding="same", data_format="channels_first", activation="relu", name="c1")(inp)
+    x = layers.Conv2D(5, 3, data_format="channels_first", name="c2")(x)
+    x = layers.Activation("relu", name="act")(layers.BatchNormalization(axis=1, name="bn")(x))
+    pooled = layers.GlobalAveragePooling2D(data_format="channels_first")(x)
+    channels_first = keras.Model(inp, layers.Dense(3, activation="softmax")(pooled), name="channels_first")
+    models = {"shared_twice": shared_twice, "reused_branches": reused, "two_inputs": two_inputs,
+              "siamese": siamese, "two_heads": two_heads, "channels_first": channels_first}
+    rng = np.random.default_rng(54)
+    images = {}
+    for name, model in models.items():
+        for t in model.inputs:
+            key = name if len(model.inputs) == 1 else f"{name}.{t.name}"
+            images[key] = rng.uniform(-1, 1, (3,) + tuple(t.shape[1:])).astype("float32")
+    return models, images
+
+
 def test_same_weights_give_the_same_maps_on_every_backend(tmp_path):
     models = _models()
     rng = np.random.default_rng(52)
     images = {name: rng.uniform(-1, 1, (3,) + tuple(m.inputs[0].shape[1:])).astype("float32") for name, m in models.items()}
+    graph_models, graph_images = _graph_models()
+    models.update(graph_models)
+    images.update(graph_images)
     for name, model in models.items():
         model.save(tmp_path / f"{name}.keras")
     np.savez(tmp_path / "images.npz", **images)
     reference = backend_maps.compute(str(tmp_path), images)  # TensorFlow, in this process
+    assert len(reference) > 60 and all(np.ptp(v) > 0 for k, v in reference.items() if not k.endswith("/logits"))
     for backend in OTHER_BACKENDS:
         out = tmp_path / f"{backend}.npz"
         result = subprocess.run([sys.executable, str(ROOT / "tests" / "backend_maps.py"), str(tmp_path),
