@@ -135,6 +135,8 @@ def test_demo(tmp_path):
         (("explain", "TEXT", "--model", "SMALL"), "notes.jpg is not an image file that can be read"),
         (("explain", "PHOTO", "--target", "dog"), "--target must be a class index or 'label'"),
         (("explain", "PHOTO", "--out", "FULL"), "is not empty and holds no kerasxai run"),
+        (("explain", "PHOTO", "--top", "0", "--weights", "none"), "top is the number of classes kept per image, at least 1"),
+        (("evaluate", "--methods", "gradcam,nope"), "unknown method 'nope'"),
     ],
 )
 def test_errors_exit_non_zero_with_one_line(photos, tmp_path, small_model_file, args, message):
@@ -149,7 +151,8 @@ def test_errors_exit_non_zero_with_one_line(photos, tmp_path, small_model_file, 
     result = run(*args)
     assert result.returncode == 2
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("kerasxai: error:") and message in last
+    assert last.startswith("kerasxai: error:" if args[0] != "evaluate" else "kerasxai evaluate: error:")
+    assert message in last
     assert "Traceback" not in result.stderr
     assert (tmp_path / "full" / "keep.txt").read_text() == "mine" and os.listdir(tmp_path / "full") == ["keep.txt"]
 

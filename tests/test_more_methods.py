@@ -250,3 +250,41 @@ def test_the_overlay_shrinks_a_larger_map_by_sampling_it_as_everywhere_else():
 
     expected = 0.6 * photo + 0.4 * 255 * matplotlib.colormaps["jet"](resize_linear(heat, (20, 30)))[..., :3]
     assert np.abs(kerasxai.overlay(photo, heat).astype(int) - np.round(expected)).max() <= 3
+
+
+def test_a_one_layer_list_is_that_layer_for_layercam_too(gap_model, images):
+    """layercam(layer=["conv2"]) used to fuse one map (tanh-scaled): not layercam(layer="conv2")."""
+    np.testing.assert_array_equal(kerasxai.layercam(gap_model, images, layer=["conv2"]),
+                                  kerasxai.layercam(gap_model, images, layer="conv2"))
+    raw = kerasxai.layercam(gap_model, images, layer=["conv2"], raw=True)  # a list in, a list of raw maps out
+    assert len(raw) == 1
+    np.testing.assert_allclose(raw[0], kerasxai.layercam(gap_model, images, layer="conv2", raw=True), atol=1e-6)
+    with pytest.raises(ValueError, match="gamma=5 scales LayerCAM's fusion.*one layer is explained here"):
+        kerasxai.layercam(gap_model, images, layer="conv2", gamma=5)
+    with pytest.raises(ValueError, match="gamma must be a number > 0"):
+        kerasxai.layercam(gap_model, images, layer=["conv1", "conv2"], gamma=0)
+    sharp = kerasxai.layercam(gap_model, images, layer=["conv1", "conv2"], gamma=8.0)
+    assert np.abs(sharp - kerasxai.layercam(gap_model, images, layer=["conv1", "conv2"])).max() > 1e-3  # gamma used
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"methods": ("scorecam",), "options": {"scorecam": {"n": 0}}}, r"n must be at least 1"),
+    ({"batch_size": 0}, r"batch_size must be an int of at least 1"),
+    ({"options": {"layercam": {"gamma": 5}}}, r"explain\(\) explains one layer: leave it out"),
+    ({"methods": ("saliency", "smoothgrad"), "layer": "nope"}, r"saliency, smoothgrad are explained at the input"),
+    ({"methods": ("cam",), "target": lambda logits: logits[:, 0]}, r"cam needs a class target"),
+    ({"options": {"gradcam": True}}, r"options\['gradcam'\] must be a dict"),
+    ({"options": ["gradcam"]}, r"options is a dict method name"),
+])
+def test_explain_refuses_what_it_would_ignore_or_get_wrong(gap_model, images, kwargs, message):
+    """Each of these used to run: zeros (n=0), 32 images a pass (batch_size=0), gamma ignored, a bad layer
+    ignored, CAM of a callable's class, or a TypeError from deep inside."""
+    with pytest.raises(ValueError, match=message):
+        kerasxai.explain(gap_model, images, **kwargs)
+
+
+def test_an_out_of_range_target_names_the_sequential_models_output_layer(images):
+    model = keras.Sequential([keras.Input(images.shape[1:]), layers.Conv2D(2, 3), layers.Flatten(),
+                              layers.Dense(3, name="classes")])
+    with pytest.raises(ValueError, match=r"output 'classes' has 3 classes, so a target must be in 0\.\.2"):
+        kerasxai.gradcam(model, images, target=7)

@@ -95,7 +95,15 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    evaluate(args.methods.split(",") if args.methods else None, epochs=args.epochs, seed=args.seed)
+    methods = None
+    if args.methods:
+        try:
+            methods = check_methods([m.strip() for m in args.methods.split(",") if m.strip()], what="--methods")
+        except ValueError as err:
+            parser.error(str(err))  # one "kerasxai evaluate: error:" line, exit status 2
+    if args.epochs < 1:
+        parser.error(f"--epochs must be at least 1; got {args.epochs}")
+    evaluate(methods, epochs=args.epochs, seed=args.seed)
 
 
 if __name__ == "__main__":

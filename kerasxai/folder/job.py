@@ -64,6 +64,8 @@ def prepare_job(model, methods, target, layer, class_names, top, preprocess, ima
         expected = 2 if n_classes == 1 else n_classes
         if len(class_names) != expected:
             raise ValueError(f"{len(class_names)} class names given but the model has {expected} classes.")
+    if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
+        raise ValueError(f"top is the number of classes kept per image, at least 1. Received: {top!r}")
     layer_name = None
     if engine.is_layer_list(layer):  # before the run folder exists: one layer for every method of a run
         layer = engine.one_layer("a folder run", layer)

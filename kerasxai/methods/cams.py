@@ -295,15 +295,16 @@ def layercam_raw_post(p):
 
 
 def layercam(model, images, target=None, layer=None, *, output=None, input=None,
-             batch_size=DEFAULT_BATCH_SIZE, progress=None, raw=False, gamma=2.0):
+             batch_size=DEFAULT_BATCH_SIZE, progress=None, raw=False, gamma=None):
     """LayerCAM heatmaps: ReLU(sum_k ReLU(d(score)/dA_k) * A_k), per position.
 
     Works at any layer, shallow ones too, where Grad-CAM's averaged weights
     blur. ``layer`` may be a list of layers: their maps are fused as in the
-    paper (each max-normalised, scaled by ``tanh(gamma * map)``, upsampled and
-    combined by element-wise maximum) — one pass for all of them; with
-    ``raw=True`` a list of raw maps, one per layer, is returned. Other arguments
-    as in :func:`gradcam`.
+    paper (each max-normalised, scaled by ``tanh(gamma * map)``, ``gamma`` 2 by
+    default, upsampled and combined by element-wise maximum) — one pass for all
+    of them; with ``raw=True`` a list of raw maps, one per layer, is returned.
+    A list of one layer is that layer (``gamma`` applies to fusing only). Other
+    arguments as in :func:`gradcam`.
 
     Examples:
         >>> import keras, numpy as np
@@ -325,10 +326,20 @@ def layercam(model, images, target=None, layer=None, *, output=None, input=None,
     return engine.explain_with("layercam", planned, images, target, batch_size=batch_size, progress=progress)
 
 
-def plan_layercam(model, target, layer=None, output=None, input=None, raw=False, gamma=2.0):
+def plan_layercam(model, target, layer=None, output=None, input=None, raw=False, gamma=None):
     """``(probe, compute)`` of LayerCAM at one layer, or fused over a list of layers (raw: ``map_<i>`` each)."""
-    if not engine.is_layer_list(layer):
+    fused = engine.is_layer_list(layer) and (len(layer) > 1 or raw)  # raw=True keeps a list's list of maps
+    if gamma is not None:
+        if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not gamma > 0:
+            raise ValueError(f"gamma must be a number > 0 (LayerCAM's fusion uses tanh(gamma * map)). Received: gamma={gamma!r}")
+        if not (fused and not raw):
+            raise ValueError(f"gamma={gamma} scales LayerCAM's fusion of several layers' maps, and "
+                             f"{'raw maps are not fused' if raw else 'one layer is explained here'}: leave gamma out, "
+                             "or give layer=[...] with two layers or more.")
+    if not fused:
+        layer = engine.one_layer("layercam", layer)
         return plan_gradient_cam("layercam", layercam_formula, model, target, layer, output, input, raw)
+    gamma = 2.0 if gamma is None else float(gamma)
     probe = get_probe(model, list(layer), output=output, input=input)
     post = Fn(layercam_raw_post) if raw else Fn(layercam_fused_post, gamma=gamma)
     step = probe.step("layers", post, target=target)
@@ -405,10 +416,16 @@ def cam(model, images, target=None, layer=None, *, output=None, input=None,
                                batch_size=batch_size, progress=progress)
 
 
+def check_cam_target(target) -> None:
+    """CAM weighs the classifier's column of a class: a callable target has none."""
+    if callable(target) and not isinstance(target, str):
+        raise ValueError("cam needs a class target (an int or one per image), not a callable: CAM weighs the "
+                         "classifier's column of that class. Use gradcam for a score given by a function.")
+
+
 def plan_cam(model, target, layer=None, output=None, input=None, raw=False):
     """``(probe, compute)`` of CAM; refuses models without a GAP -> Dense head before running anything."""
-    if callable(target) and not isinstance(target, str):
-        raise ValueError("cam() needs a class target (an int or one per image), not a callable.")
+    check_cam_target(target)
     layer = engine.one_layer("cam", layer)
     if layer is None:  # CAM's layer is the one that feeds global average pooling
         layer = cam_layer(model)
@@ -510,11 +527,16 @@ def scorecam(model, images, target=None, layer=None, *, output=None, input=None,
     return engine.explain_with("scorecam", planned, images, target, batch_size=batch_size, progress=False)
 
 
+def check_scorecam_n(n) -> None:
+    """Score-CAM's ``n``: an int >= 1, or None for every channel."""
+    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
+        raise ValueError(f"n must be at least 1 (or None for every channel). Received: n={n}")
+
+
 def plan_scorecam(model, target, layer=None, output=None, input=None, *, n=None, batch_size=DEFAULT_BATCH_SIZE,
                   progress=None, raw=False):
     """``(probe, compute)`` of Score-CAM."""
-    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
-        raise ValueError(f"n must be at least 1 (or None for every channel). Received: n={n}")
+    check_scorecam_n(n)
     engine.check_count("batch_size", batch_size)
     probe = get_probe(model, engine.one_layer("scorecam", layer), output=output, input=input)
 

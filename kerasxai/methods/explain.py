@@ -56,12 +56,31 @@ def shared_post(p, formulas=(), saliency=False, eigencam=False, cam=None, scorec
     return out
 
 
-def _check(methods, options):
+def _check(methods, options, target=None, layer=None, batch_size=None):
     methods = check_methods(methods)
+    if options is not None and not isinstance(options, dict):
+        raise ValueError(f"options is a dict method name -> dict of its options, e.g. {{'scorecam': {{'n': 10}}}}. "
+                         f"Received: {options!r}")
     options = dict(options or {})
+    if batch_size is not None:
+        engine.check_count("batch_size", batch_size)
+    if layer is not None and not any(METHODS[m].layer for m in methods):
+        raise ValueError(f"layer={getattr(layer, 'name', layer)!r} is given, but {', '.join(methods)} "
+                         f"{'is' if len(methods) == 1 else 'are'} explained at the input, not at a layer: leave "
+                         "layer out, or add a method that explains a layer.")
+    if "cam" in methods:
+        cams.check_cam_target(target)
     for name, given in options.items():
         if name not in methods:
             raise ValueError(f"options given for '{name}', which is not in methods {methods}.")
+        if not isinstance(given, dict):
+            raise ValueError(f"options['{name}'] must be a dict of {name}'s options ({', '.join(METHODS[name].options)}). "
+                             f"Received: {given!r}")
+        if name == "layercam" and "gamma" in given:
+            raise ValueError("gamma scales LayerCAM's fusion of several layers, and explain() explains one layer: "
+                             "leave it out, or call kerasxai.layercam(model, images, layer=[...], gamma=...).")
+        if name == "scorecam" and "n" in given:
+            cams.check_scorecam_n(given["n"])
         unknown = sorted(set(given) - set(METHODS[name].options) - {"progress"})
         if unknown:
             raise ValueError(f"options {unknown} are not options of '{name}', which takes "
@@ -74,7 +93,7 @@ def plan_explain(model, methods, target=None, layer=None, *, output=None, input=
     """``(probe, compute)`` for several methods: ``compute(batch, classes)`` gives ``map:<method>``,
     ``flat:<method>``, ``raw_max:<method>`` per method, and ``logits``, ``classes``, ``scores``.
     """
-    methods, options = _check(methods, options)
+    methods, options = _check(methods, options, target, layer, batch_size)
     raw = tuple(m for m in methods if options.get(m, {}).get("raw"))
     formulas = tuple((m, METHODS[m].formula) for m in methods if METHODS[m].kind == GRADIENT_CAM)
     if engine.is_layer_list(layer) and any(METHODS[m].layer for m in methods):
@@ -152,7 +171,7 @@ def explain(model, images, methods=("saliency", "gradcam", "gradcam_plus_plus", 
         >>> sorted(out), out["gradcam"].shape
         (['gradcam', 'saliency', 'xgradcam'], (2, 32, 32))
     """
-    methods, options = _check(methods, options)
+    methods, options = _check(methods, options, target, layer, batch_size)
     probe, compute = plan_explain(model, methods, target, layer, output=output, input=input,
                                   batch_size=batch_size, options=options)
     out, single = engine.run("explain", probe, images, target, compute,

@@ -84,7 +84,13 @@ def output_names(model) -> list:
     outputs = _outputs(model)
     if names and len(names) == len(outputs):
         return list(names)
-    return [getattr(t, "name", f"output_{i}") for i, t in enumerate(outputs)]
+    return [_producer_name(t) or getattr(t, "name", f"output_{i}") for i, t in enumerate(outputs)]
+
+
+def _producer_name(tensor):
+    """The name of the layer that made a symbolic output (a Sequential has no ``output_names``)."""
+    history = getattr(tensor, "_keras_history", None)
+    return getattr(getattr(history, "operation", None), "name", None)
 
 
 def _outputs(model):
