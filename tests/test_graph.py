@@ -263,3 +263,19 @@ def test_a_subclassed_models_layer_called_twice_is_explained_at_the_call_asked_f
     with pytest.raises(ValueError, match=rf"'{shared.name}' is called 2 times.*layer=\('{shared.name}', 1\)"):
         kerasxai.gradcam(model, x, layer=shared)
     _assert_unchanged(model, x, before)
+
+
+def test_a_loaded_model_with_a_layer_named_add_is_explained():
+    """The probe's own ops used to take automatic names: in a fresh process a loaded residual model's
+    layer 'add' clashed with the probe's ops.add ("The name 'add' is used 2 times in the model")."""
+    keras.backend.clear_session()  # the name counters of a fresh process
+    inp = keras.Input((8, 8, 2))
+    a = layers.Conv2D(3, 3, padding="same", activation="relu", name="c0")(inp)
+    s = layers.Add(name="add")([a, layers.Conv2D(3, 3, padding="same", name="c1")(a)])
+    out = layers.Dense(2, name="head")(layers.GlobalAveragePooling2D()(layers.Conv2D(3, 3, name="c2")(s)))
+    model = keras.Model(inp, out)
+    x = _images((8, 8, 2), seed=9)
+    acts = keras.ops.convert_to_numpy(keras.Model(inp, model.get_layer("c2").output)(x))
+    weights = keras.ops.convert_to_numpy(model.get_layer("head").kernel)[:, 1] / (acts.shape[1] * acts.shape[2])
+    expected = np.maximum(np.einsum("nhwk,k->nhw", acts, weights), 0)  # GAP -> Dense: dS/dA_k = w_k / (h w)
+    np.testing.assert_allclose(kerasxai.gradcam(model, x, target=1, raw=True), expected, rtol=1e-4, atol=1e-6)

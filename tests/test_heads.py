@@ -175,3 +175,49 @@ def test_output_takes_the_keys_of_a_dict_output_and_one_name_only():
                                         r"\(e.g. output='cls'\)\. Received: output=\['cls'\]$"):
         kerasxai.saliency(model, X, output=["cls"])
     np.testing.assert_allclose(kerasxai.saliency(model, X, output=np.int64(1), raw=True), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("as_tensor", [False, True])
+def test_a_hidden_softmax_met_first_by_a_layer_method(as_tensor):
+    """The first call on a Lambda-softmax model being a CAM (its values read with a layer's perturbation)
+    used to fail: "you cannot mix tensors and non-tensors"."""
+    model = temperature_softmax()
+    x = tf.constant(X) if as_tensor else X
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = kerasxai.hirescam(model, x, target=1, raw=True)
+    assert sum("log(p)" in str(w.message) for w in caught) == 1
+    inner = keras.Model(model.input, [model.get_layer("conv").output, model.output])
+    with tf.GradientTape() as tape:
+        acts, p = inner(X)
+        score = tf.reduce_sum(tf.math.log(p[:, 1]))
+    expected = np.maximum(tf.reduce_sum(tape.gradient(score, acts) * acts, axis=-1).numpy(), 0)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("head", ["activation", "ops", "dense"])
+def test_a_log_softmax_head_is_explained_at_its_logits(head):
+    """log p = z - logsumexp(z): the logits z are behind it, as behind a softmax; top_k gives p."""
+    keras.utils.set_random_seed(24)
+    inp = keras.Input((8, 8, 3))
+    features = _features(inp)
+    dense = layers.Dense(4, activation="log_softmax" if head == "dense" else None, name="logits")
+    z = dense(features)
+    out = {"activation": lambda: layers.Activation("log_softmax")(z), "ops": lambda: ops.log_softmax(z),
+           "dense": lambda: z}[head]()
+    model = keras.Model(inp, out)
+    features_model = keras.Model(inp, features)
+    classes = [3, 0, 2]
+
+    def score(t):
+        logits = features_model(t) @ dense.kernel + dense.bias
+        return tf.reduce_sum(logits * tf.one_hot(classes, 4))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no hidden-squashing warning: the structure says what it is
+        got = kerasxai.saliency(model, X, target=classes, raw=True)
+    np.testing.assert_allclose(got, np.abs(_tape_gradient(score, X)).max(axis=-1), rtol=1e-4, atol=1e-7)
+    p = np.exp(model.predict(X, verbose=0))
+    top = kerasxai.top_k(model, X, k=1)
+    assert [row[0][0] for row in top] == p.argmax(-1).tolist()
+    np.testing.assert_allclose([row[0][2] for row in top], p.max(-1), rtol=1e-5)

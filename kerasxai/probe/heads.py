@@ -190,7 +190,11 @@ def logits(output, calls, logits_wanted: bool = True):
     if producer is None:  # an output that is a model input, or made by a nested model's own output
         return output, None, False, None
     name = graph_activation_name(producer.op)
-    if name not in _SQUASHING:
+    if name == "log_softmax":  # log p = z - logsumexp(z): the logits z are behind it, as behind a softmax
+        if not logits_wanted:
+            return output, None, False, producer  # log p kept as it is: scores whose softmax is p
+        name = "softmax"
+    elif name not in _SQUASHING:
         return output, None, False, producer
     if not logits_wanted:
         return output, name, False, producer

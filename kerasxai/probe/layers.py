@@ -369,8 +369,8 @@ def graph_activation_name(op) -> str | None:
     """``"softmax"``, ``"sigmoid"``, ``"relu"``, ``"linear"``... for a layer or op that applies one, else None."""
     if isinstance(op, _L.Softmax) or (not isinstance(op, _L.Layer) and type(op).__name__ == "Softmax"):
         return "softmax"
-    if not isinstance(op, _L.Layer) and type(op).__name__ == "Sigmoid":
-        return "sigmoid"
+    if not isinstance(op, _L.Layer) and type(op).__name__ in ("Sigmoid", "LogSoftmax"):
+        return "sigmoid" if type(op).__name__ == "Sigmoid" else "log_softmax"
     activation = getattr(op, "activation", None)
     if activation is None:
         return None

@@ -279,7 +279,8 @@ class Probe:
                 return None
             deltas = [self._zeros(shape, dtype) for shape, dtype in
                       zip(self.net.activation_shapes(inputs), self.net.delta_dtypes)]
-            output = self.net.call([_argument(a) for a in inputs], deltas)[1]
+            # a call outside the compiled step: tensors throughout (Keras refuses NumPy mixed with tensors)
+            output = self.net.call([ops.convert_to_tensor(a) for a in inputs], deltas)[1]
         if not opaque:
             return None
         squashing = heads_lib.hidden_squashing(backend.to_numpy(ops.cast(output, "float32")),

@@ -99,7 +99,8 @@ class TracedForward:
 
             def perturbed(*args, **kwargs):
                 captured[i] = run(*args, **kwargs)
-                return ops.add(captured[i], deltas[i])
+                # a named layer, not ops.add: an op's automatic name ("add") may be a loaded model's layer's
+                return _Perturb(name=f"kerasxai_delta_{i}", dtype=captured[i].dtype)([captured[i], deltas[i]])
 
             return perturbed
 
@@ -148,3 +149,12 @@ class TracedForward:
     def cam_head(self):
         return layers_lib.cam_head(self._calls, self._layer_calls[0], self._head_call, self.layer_names[0])
 
+
+class _Perturb(keras.layers.Layer):
+    """``activation + delta``: where the probe's gradient with respect to a layer's output enters."""
+
+    def __init__(self, **kwargs):
+        super().__init__(autocast=False, **kwargs)
+
+    def call(self, inputs):
+        return ops.add(inputs[0], inputs[1])
