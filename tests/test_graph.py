@@ -279,3 +279,25 @@ def test_a_loaded_model_with_a_layer_named_add_is_explained():
     weights = keras.ops.convert_to_numpy(model.get_layer("head").kernel)[:, 1] / (acts.shape[1] * acts.shape[2])
     expected = np.maximum(np.einsum("nhwk,k->nhw", acts, weights), 0)  # GAP -> Dense: dS/dA_k = w_k / (h w)
     np.testing.assert_allclose(kerasxai.gradcam(model, x, target=1, raw=True), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_a_padding_is_never_the_default_layer_and_per_frame_pooling_is_pooling():
+    """MobileNet-style '*_pad' layers used to be the default at small inputs (a map with an artificial
+    border); TimeDistributed(GlobalAveragePooling2D) was taken for a 1-D layer over frames."""
+    keras.utils.set_random_seed(68)
+    inp = keras.Input((10, 10, 3))
+    c = layers.Conv2D(4, 3, activation="relu", name="c")(inp)
+    padded = layers.ZeroPadding2D(1, name="c_pad")(c)
+    model = keras.Model(inp, layers.Dense(2)(layers.GlobalMaxPooling2D()(padded)))
+    assert get_probe(model).layer_names == ["c"]
+    assert get_probe(model, "c_pad").layer_names == ["c_pad"]  # still explained when named
+
+    frames = keras.Input((3, 8, 8, 2))
+    conv = layers.TimeDistributed(layers.Conv2D(4, 3, padding="same", activation="relu"), name="td_conv")(frames)
+    pooled = layers.TimeDistributed(layers.GlobalAveragePooling2D(), name="td_gap")(conv)
+    video = keras.Model(frames, layers.Dense(3)(layers.LSTM(4)(pooled)))
+    x = np.random.default_rng(8).uniform(-1, 1, (2, 3, 8, 8, 2)).astype("float32")
+    assert get_probe(video).layer_names == ["td_conv"]
+    assert kerasxai.gradcam(video, x).shape == (2, 3, 8, 8)  # a map per frame, as for a volume
+    with pytest.raises(ValueError, match="Layer 'td_gap' cannot be explained"):
+        kerasxai.gradcam(video, x, layer="td_gap")

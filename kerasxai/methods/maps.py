@@ -70,7 +70,11 @@ def resize_linear(maps, size):
     """
     maps = ops.convert_to_tensor(maps, "float32")
     if len(size) != len(maps.shape) - 1:
-        raise ValueError(f"size {tuple(size)} has {len(size)} axes; maps of shape {maps.shape} have {len(maps.shape) - 1}.")
+        raise ValueError(
+            f"Maps of shape {tuple(maps.shape)} have {len(maps.shape) - 1} spatial axes, but the input's size "
+            f"{tuple(size)} has {len(size)}: the explained layer's map cannot be drawn on the input. Explain a layer "
+            "with the input's spatial axes (kerasxai.explainable_layers(model) lists them), or pass raw=True for "
+            "the map at the layer.")
     for axis, out in enumerate(size, start=1):
         maps = _resize_axis(maps, axis, int(out))
     return maps

@@ -29,6 +29,8 @@ POOLING = (
 )
 GLOBAL_AVERAGE = (_L.GlobalAveragePooling1D, _L.GlobalAveragePooling2D, _L.GlobalAveragePooling3D)
 GLOBAL_POOLING = GLOBAL_AVERAGE + (_L.GlobalMaxPooling1D, _L.GlobalMaxPooling2D, _L.GlobalMaxPooling3D)
+PADDING = (_L.ZeroPadding1D, _L.ZeroPadding2D, _L.ZeroPadding3D, _L.Cropping1D, _L.Cropping2D, _L.Cropping3D)
+"""Layers that only pad or crop: their map's border is the padding, not evidence (never the default)."""
 PASS_THROUGH = (
     _L.Dropout, _L.SpatialDropout1D, _L.SpatialDropout2D, _L.SpatialDropout3D, _L.Identity,
     _L.GaussianNoise, _L.GaussianDropout, _L.AlphaDropout, _L.ActivityRegularization,
@@ -83,7 +85,12 @@ def is_spatial(call: graph.Call) -> bool:
 def explainable(calls) -> list:
     """The calls whose layer can be explained, in execution order (pooling layers are left out of
     the list, though a spatial pooling output can still be asked for by name)."""
-    return [c for c in calls if not c.is_model and is_spatial(c) and not isinstance(c.op, POOLING + (_L.InputLayer,))]
+    return [c for c in calls if not c.is_model and is_spatial(c) and not isinstance(_unwrapped(c.op), POOLING + (_L.InputLayer,))]
+
+
+def _unwrapped(op):
+    """The layer a ``TimeDistributed`` applies to every frame (pooling per frame is still pooling)."""
+    return op.layer if isinstance(op, _L.TimeDistributed) else op
 
 
 def infos(calls) -> list:
@@ -199,7 +206,7 @@ def find_call(calls, layer, model, route: Route) -> graph.Call:
                 f"layer=('{name}', {(on_route or found)[-1].index}) (the call index, 0-based, in the order of the graph)."
             )
         call = on_route[0]
-    if not is_spatial(call) or isinstance(call.op, GLOBAL_POOLING):
+    if not is_spatial(call) or isinstance(_unwrapped(call.op), GLOBAL_POOLING):
         shape = tuple(getattr(call.output, "shape", ()))
         why = f"its output has shape {shape}"
         raise ValueError(
@@ -234,8 +241,8 @@ def default_call(calls, model, route: Route) -> graph.Call:
     on_route = [c for c in candidates if c in route]
     times = collections.Counter(id(c.op) for c in calls if not c.is_model and c in route)
     once = [c for c in on_route if times[id(c.op)] == 1]
-    if once:
-        return once[-1]
+    if once:  # a padding's map has an artificial border: the layer before it (e.g. MobileNet's *_pad) is meant
+        return ([c for c in once if not isinstance(_unwrapped(c.op), PADDING)] or once)[-1]
     if on_route:
         last = on_route[-1]
         raise ValueError(
