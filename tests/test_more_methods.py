@@ -288,3 +288,52 @@ def test_an_out_of_range_target_names_the_sequential_models_output_layer(images)
                               layers.Dense(3, name="classes")])
     with pytest.raises(ValueError, match=r"output 'classes' has 3 classes, so a target must be in 0\.\.2"):
         kerasxai.gradcam(model, images, target=7)
+
+
+def _two_input_model():
+    keras.utils.set_random_seed(30)
+    image, meta = keras.Input((8, 8, 3), name="image"), keras.Input((4,), name="meta")
+    pooled = layers.GlobalAveragePooling2D()(layers.Conv2D(3, 3, activation="relu", name="conv")(image))
+    return keras.Model([image, meta], layers.Dense(2)(layers.Concatenate()([pooled, meta])))
+
+
+class _DictInput(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.pool, self.head = layers.Conv2D(2, 3), layers.GlobalAveragePooling2D(), layers.Dense(2)
+
+    def call(self, x):
+        return self.head(self.pool(self.conv(x["img"])) + x["aux"])
+
+
+def test_the_long_tails_mistakes_each_get_one_sentence(gap_model, images):
+    """Each of these used to fail deep inside Keras, TensorFlow or NumPy, or to return zero maps."""
+    with pytest.raises(ValueError, match=r"layer names 'conv2' more than once in \['conv2', 'conv2'\]"):
+        kerasxai.layercam(gap_model, images, layer=["conv2", "conv2"])
+    baseline = np.zeros(images.shape[1:], "float32")
+    baseline[1, 2, 0] = np.nan
+    with pytest.raises(ValueError, match=r"baseline holds NaN or infinite values \(first at index \[1, 2, 0\]"):
+        kerasxai.integrated_gradients(gap_model, images, baseline=baseline)
+    with pytest.raises(ValueError, match="write it with keras.ops, not NumPy"):
+        kerasxai.gradcam(gap_model, images, target=lambda logits: np.asarray(logits)[:, 0])
+    two = _two_input_model()
+    with pytest.raises(ValueError, match=r"has 2 inputs \(\['image', 'meta'\]\); images gives 1"):
+        kerasxai.gradcam(two, [np.zeros((2, 8, 8, 3), "float32")])
+    sub = _DictInput()
+    x = {"img": np.zeros((2, 8, 8, 3), "float32"), "aux": np.zeros((2, 2), "float32")}
+    sub(x)
+    with pytest.raises(TypeError, match="subclassed .* cannot tell which entry of a list or dict is the image"):
+        kerasxai.gradcam(sub, x, layer=sub.conv)
+
+
+def test_activations_that_overflow_are_refused_though_the_output_looks_fine():
+    keras.utils.set_random_seed(31)
+    inp = keras.Input((6, 6, 1))
+    conv = layers.Conv2D(2, 3, name="big")
+    capped = layers.Lambda(lambda t: keras.ops.minimum(t, 1.0))(conv(inp))  # hides the overflow
+    model = keras.Model(inp, layers.Dense(2)(layers.Flatten()(capped)))
+    conv.kernel.assign(np.full(conv.kernel.shape, 1e38, "float32"))
+    x = np.ones((2, 6, 6, 1), "float32")  # 9 x 1e38 overflows float32: the activations are inf...
+    assert np.isfinite(model.predict(x, verbose=0)).all()  # ...and the output looks fine
+    with pytest.raises(ValueError, match=r"explained layer's activations are NaN or infinite for image\(s\) 0, 1"):
+        kerasxai.gradcam(model, x, layer="big")

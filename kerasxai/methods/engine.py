@@ -77,7 +77,10 @@ def spatial_size(tensor) -> tuple:
 
 def checks(p) -> dict:
     """What every step returns besides its maps: scores, classes, finiteness of the model's output."""
-    return {"scores": p.scores, "classes": p.classes, "finite": maps_lib.logits_finite(p.logits)}
+    out = {"scores": p.scores, "classes": p.classes, "finite": maps_lib.logits_finite(p.logits)}
+    if p.activations:
+        out["finite_layer"] = maps_lib.activations_finite(p.activations)
+    return out
 
 
 def _progress_bar(progress, length, batch_size):

@@ -215,6 +215,11 @@ def _baseline_for(baseline, batch, x):
     if baseline is None:
         return np.zeros_like(x)
     base = np.asarray(baseline, np.float32)
+    if not np.isfinite(base).all():
+        bad = np.argwhere(~np.isfinite(base))[0].tolist()
+        raise ValueError(f"baseline holds NaN or infinite values (first at index {bad}; a float32 baseline also "
+                         "overflows above 3.4e38): the path from it to the image has no finite gradient. "
+                         "Give a finite baseline, e.g. zeros or a blurred image.")
     if base.shape == x.shape[1:]:
         return np.broadcast_to(base, x.shape)
     if base.ndim == x.ndim and len(base) > 1 and base.shape[1:] == x.shape[1:]:  # one per image

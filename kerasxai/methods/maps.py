@@ -143,6 +143,12 @@ def logits_finite(logits):
     return ops.all(ops.isfinite(logits), axis=-1)
 
 
+def activations_finite(activations):
+    """``(N,)`` True where every activation of the image, at every explained layer, is finite."""
+    per_layer = [ops.all(ops.reshape(ops.isfinite(a), (ops.shape(a)[0], -1)), axis=1) for a in activations]
+    return per_layer[0] if len(per_layer) == 1 else ops.all(ops.stack(per_layer), axis=0)
+
+
 # --------------------------------------------------------------------------- on the host
 
 
@@ -160,9 +166,17 @@ def _list(idx) -> str:
     return shown + (f" and {len(idx) - 10} more" if len(idx) > 10 else "")
 
 
-def check_finite(method: str, finite, start: int = 0):
-    """Raises ``ValueError`` naming the images whose model output is not finite."""
+def check_finite(method: str, finite, start: int = 0, *, where: str = "output"):
+    """Raises ``ValueError`` naming the images whose model output (or explained layer's activations,
+    ``where="layer"``) is not finite."""
     bad = np.flatnonzero(~np.asarray(finite, bool)) + start
+    if bad.size and where == "layer":
+        raise ValueError(
+            f"kerasxai.{method}: the explained layer's activations are NaN or infinite for image(s) {_list(bad)}, "
+            "though the model's output may look plausible (a later ReLU or pooling hides them), so no map of them "
+            "means anything. The model's arithmetic overflows there: float16 (mixed precision) above 65504, or "
+            "inputs far outside the range the model was trained on — check the preprocessing."
+        )
     if bad.size:
         raise ValueError(
             f"kerasxai.{method}: the model's output is NaN or infinite for image(s) {_list(bad)}, so no "
@@ -239,6 +253,8 @@ class Collector:
     def add(self, start: int, out: dict):
         if "finite" in out:
             check_finite(self.method, out["finite"], start)
+        if "finite_layer" in out:
+            check_finite(self.method, out.pop("finite_layer"), start, where="layer")
         n = None
         for key, value in out.items():
             if value is None:

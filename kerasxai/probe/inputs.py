@@ -300,12 +300,17 @@ class Source:
         n = 1 if self.specs is None else len(self.specs)
         if isinstance(images, dict):
             return True
+        if n > 1 and isinstance(images, (list, tuple)) and len(images) != n:  # too few or too many inputs,
+            return all(len(getattr(a, "shape", ())) >= 2 for a in images)  # when each is a batch of its own
         return n > 1 and isinstance(images, (list, tuple)) and len(images) == n
 
     def _structure(self, images) -> list:
         specs = self.specs
         if specs is None:
-            raise TypeError("A model without inputs takes one array of images, not a list or dict.")
+            raise TypeError(
+                f"Model '{self._model_name}' is subclassed (it has no keras.Input to name its inputs), so kerasxai "
+                "cannot tell which entry of a list or dict is the image to explain: give it one array, or rebuild "
+                "the model as a Functional one with named keras.Input()s, which kerasxai explains input by input.")
         names = [s.name for s in specs]
         if isinstance(images, dict):
             missing = [n for n in names if n not in images]

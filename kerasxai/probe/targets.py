@@ -133,7 +133,15 @@ def class_scores(head, logits, classes):
 
 def callable_scores(fn, logits, classes):
     """Scores of a callable target: ``fn(logits)`` as ``(N,)`` float32; classes stay ``-1``."""
-    raw = fn(logits)
+    try:
+        raw = fn(logits)
+    except (NotImplementedError, TypeError, RuntimeError) as err:  # NumPy on a symbolic/traced tensor, mostly
+        first = (str(err).splitlines() or [""])[0][:200]
+        raise ValueError(
+            f"The callable target failed on the logits inside the compiled step ({type(err).__name__}: {first}). "
+            "It receives backend tensors: write it with keras.ops, not NumPy, e.g. target=lambda logits: "
+            "logits[:, 3] or keras.ops.mean(logits[:, 1:3], axis=1)."
+        ) from err
     shape, n = tuple(getattr(raw, "shape", ())), tuple(logits.shape)[0]
     if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)) or (
         shape[0] is not None and n is not None and shape[0] != n

@@ -78,6 +78,11 @@ class TracedForward:
             else layers_lib.find_call(plain.calls, layer, model, route)
             for layer in layers
         ]
+        seen = [id(c) for c in layer_calls]
+        if len(set(seen)) != len(seen):
+            twice = next(c for c in layer_calls if seen.count(id(c)) > 1)
+            raise ValueError(f"layer names '{layers_lib.call_name(twice, plain.calls)}' more than once in "
+                             f"{[getattr(item, 'name', item) for item in layers]}: give each layer once.")
         # channels_first layers (ported models): maps are computed channels-last, so the probe moves
         # their channel axis last (and the explained input's, for the methods at the input)
         self.layouts = [layers_lib.output_layout(c, plain.calls) for c in layer_calls]
