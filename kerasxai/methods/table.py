@@ -33,7 +33,7 @@ import dataclasses
 import functools
 from typing import Callable
 
-from kerasxai.methods import cams, gradients
+from kerasxai.methods import cams, gradients, perturbation
 
 GRADIENT_CAM = "gradient_cam"
 """A formula of (activations, gradients) at one layer: ``explain`` computes all of them in one pass."""
@@ -41,7 +41,9 @@ LAYER = "layer"
 """Another map at a layer: forward-only (Eigen-CAM, CAM) or with passes of its own (Score-CAM)."""
 INPUT = "input"
 """A map at the input's resolution, from gradients with respect to the input."""
-KINDS = (GRADIENT_CAM, LAYER, INPUT)
+PERTURBATION = "perturbation"
+"""A map at the input's resolution from the scores of perturbed copies: forward passes only, no gradient."""
+KINDS = (GRADIENT_CAM, LAYER, INPUT, PERTURBATION)
 SHARED_BY_NAME = ("saliency", "eigencam", "cam", "scorecam")
 """The other methods explain()'s shared pass knows by name (see :func:`kerasxai.methods.explain.shared_post`)."""
 
@@ -53,7 +55,7 @@ class Method:
     Attributes:
         name: the name used everywhere (``explain(methods=...)``, ``--methods``, map keys, file names).
         title: the name as papers write it, for figures and pages.
-        kind: :data:`GRADIENT_CAM`, :data:`LAYER` or :data:`INPUT`.
+        kind: :data:`GRADIENT_CAM`, :data:`LAYER`, :data:`INPUT` or :data:`PERTURBATION`.
         plan: ``plan(model, target, layer, output, input, **options) -> (probe, compute)``, where
             ``compute(batch, classes)`` gives the batch's ``map``, ``flat``, ``scores``, ``classes``...
         formula: the formula of a :data:`GRADIENT_CAM`, ``(activations, gradients) -> raw map``.
@@ -111,6 +113,8 @@ _ENTRIES = (
            pixel=True, options=("baseline", "steps", "batch_size", "raw"), evaluate_options={"steps": 16}),
     Method("guided_backprop", "Guided backprop", INPUT, gradients.plan_guided_backprop, layer=False, pixel=True),
     Method("guided_gradcam", "Guided Grad-CAM", LAYER, gradients.plan_guided_gradcam, pixel=True),
+    Method("occlusion", "Occlusion", PERTURBATION, perturbation.plan_occlusion, layer=False, pixel=True,
+           options=("window", "stride", "baseline", "batch_size", "raw"), evaluate_options={"window": 8, "stride": 4}),
 )
 
 METHODS: dict = {m.name: m for m in _ENTRIES}

@@ -1,0 +1,162 @@
+"""Black-box methods: maps from the scores of perturbed copies of the input, no gradient.
+
+They need only forward passes, so they explain what gradient methods cannot: a
+model with an ``argmax`` or integer cast inside, one whose gradient is cut. The
+copies are made on the host and go through the probe's compiled forward step
+``batch_size`` at a time; the class explained is resolved once on the clean
+image (``target=None`` is never re-picked on a perturbed copy), and the score
+is the logit, as for every other method.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import keras
+import numpy as np
+from keras import ops
+
+from kerasxai.methods import engine
+from kerasxai.methods import maps as maps_lib
+from kerasxai.methods.engine import DEFAULT_BATCH_SIZE
+from kerasxai.probe import Fn, get_probe
+
+CHANNELS_FIRST = "channels_first"
+
+
+def _scores_post(p):
+    return {"scores": p.scores, "classes": p.classes, "finite": maps_lib.logits_finite(p.logits)}
+
+
+def _sizes(value, rank: int, name: str) -> tuple:
+    values = (value,) * rank if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else tuple(value)
+    if len(values) != rank or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in values):
+        raise ValueError(f"{name} must be an int >= 1, or one per spatial axis ({rank}). Received: {name}={value!r}")
+    return tuple(int(v) for v in values)
+
+
+def occlusion_windows(size, window, stride) -> np.ndarray:
+    """The occlusion masks of an input of spatial ``size``: ``(W, *size)`` booleans.
+
+    Windows start every ``stride`` pixels on each axis from 0 and are cut at the border (the
+    last ones are smaller), so every pixel is covered when ``stride <= window``.
+
+    Examples:
+        >>> occlusion_windows((4,), 2, 2).astype(int).tolist()
+        [[1, 1, 0, 0], [0, 0, 1, 1]]
+        >>> occlusion_windows((5, 5), 3, 2).shape
+        (9, 5, 5)
+    """
+    size = tuple(int(s) for s in size)
+    window, stride = _sizes(window, len(size), "window"), _sizes(stride, len(size), "stride")
+    bad = [i for i, (w, s) in enumerate(zip(window, stride)) if s > w]
+    if bad:
+        raise ValueError(f"stride {stride} is larger than window {window} on axis {bad[0] + 1}: pixels between "
+                         "windows would never be occluded. Use stride <= window.")
+    starts = [range(0, n, s) for n, s in zip(size, stride)]
+    masks = []
+    for corner in itertools.product(*starts):
+        mask = np.zeros(size, bool)
+        mask[tuple(slice(c, c + w) for c, w in zip(corner, window))] = True
+        masks.append(mask)
+    return np.stack(masks)
+
+
+def _baseline(baseline, example_shape) -> np.ndarray:
+    base = np.asarray(baseline, np.float32)
+    if not np.isfinite(base).all():
+        raise ValueError("baseline holds NaN or infinite values: the occluded copies would have no score. "
+                         "Give a finite value, e.g. 0.0 or the data set's mean pixel.")
+    try:
+        return np.broadcast_to(base, example_shape)
+    except ValueError:
+        raise ValueError(f"baseline has shape {base.shape}; it must broadcast to one example {example_shape} "
+                         "(a number, one value per channel, or a whole example).") from None
+
+
+def occlusion(model, images, target=None, *, output=None, input=None, window=8, stride=4, baseline=0.0,
+              batch_size=DEFAULT_BATCH_SIZE, progress=None, raw=False):
+    """Occlusion maps: how much the target score drops when a window of the input is hidden.
+
+    Each window (``window`` pixels a side, starting every ``stride`` pixels and cut at
+    the border) is replaced by ``baseline`` in a copy of the image; a pixel's value is
+    the mean score drop over the windows that cover it. Forward passes only: it works
+    where gradients do not (an ``argmax`` or integer cast inside the model). For a
+    32x32 image, ``window=8, stride=4`` is 64 copies; 224x224 at ``window=32,
+    stride=16`` is 196.
+
+    Args:
+        window, stride: pixels per spatial axis (an int, or one per axis); ``stride <= window``.
+        baseline: what hides a window: a number, one value per channel, or a whole
+            example, in the model's input units (0.0 is black for 0..1 inputs, the mean
+            pixel for inputs centred by ``preprocess_input``).
+        batch_size: copies per forward pass.
+        raw: the signed mean score drop (a negative value: hiding the window raised
+            the score) instead of its positive part normalised to [0, 1].
+        Other arguments as in :func:`kerasxai.gradcam`.
+
+    Returns:
+        float32 ``(N, spatial...)`` maps at the input's resolution.
+
+    Examples:
+        >>> import keras, numpy as np
+        >>> from kerasxai import occlusion
+        >>> model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3),
+        ...                           keras.layers.Flatten(), keras.layers.Dense(2)])
+        >>> occlusion(model, np.random.rand(2, 16, 16, 3).astype("float32"), window=4, stride=4).shape
+        (2, 16, 16)
+
+    Reference: Zeiler & Fergus, "Visualizing and Understanding Convolutional Networks",
+    ECCV 2014. https://arxiv.org/abs/1311.2901
+    """
+    planned = plan_occlusion(model, target, None, output, input, window=window, stride=stride, baseline=baseline,
+                             batch_size=batch_size, progress=progress, raw=raw)
+    return engine.explain_with("occlusion", planned, images, target, batch_size=batch_size, progress=progress)
+
+
+def plan_occlusion(model, target, layer=None, output=None, input=None, *, window=8, stride=4, baseline=0.0,
+                   batch_size=DEFAULT_BATCH_SIZE, progress=None, raw=False):
+    """``(probe, compute)`` of occlusion (at the input: ``layer`` is not used)."""
+    engine.check_count("batch_size", batch_size)
+    probe = get_probe(model, (), output=output, input=input)
+    if isinstance(window, (int, np.integer)) and isinstance(stride, (int, np.integer)):
+        occlusion_windows((max(window, stride),), window, stride)  # checked before any pass (else per batch)
+    step = probe.step(None, Fn(_scores_post), target=target)
+    channels_first = probe.input_layout == CHANNELS_FIRST
+
+    def compute(batch, classes):
+        clean = step(batch.inputs, (), classes)
+        used = clean["classes"].astype(np.int32)
+        x = np.asarray(batch.inputs[probe.explained_input])
+        if x.ndim < 3:
+            raise ValueError(f"occlusion hides windows of an input with spatial axes (batch, spatial..., channels); "
+                             f"the explained input has shape {x.shape}.")
+        size = x.shape[2:] if channels_first else x.shape[1:-1]
+        masks = occlusion_windows(size, window, stride)
+        hidden = np.expand_dims(masks, 1 if channels_first else -1)  # (W, [1,] spatial... [, 1])
+        fill = _baseline(baseline, x.shape[1:])
+        owner = np.repeat(np.arange(len(x)), len(masks))
+        which = np.tile(np.arange(len(masks)), len(x))
+        drops = np.empty(len(owner), np.float32)
+        show = progress if progress is not None else -(-len(owner) // batch_size) > 8
+        bar = keras.utils.Progbar(len(owner), unit_name="occluded copy") if show else None
+        for start in range(0, len(owner), batch_size):
+            part = slice(start, min(start + batch_size, len(owner)))
+            copies = np.where(hidden[which[part]], fill, x[owner[part]]).astype(x.dtype)
+            inputs = [copies if i == probe.explained_input else np.asarray(a)[owner[part]]
+                      for i, a in enumerate(batch.inputs)]
+            out = step(inputs, (), used[owner[part]])
+            maps_lib.check_finite("occlusion", out["finite"], batch.start)
+            drops[part] = clean["scores"][owner[part]] - out["scores"]
+            if bar is not None:
+                bar.update(part.stop)
+        weights = drops.reshape(len(x), len(masks))
+        covered = masks.reshape(len(masks), -1).astype(np.float32)
+        raw_map = (weights @ covered) / covered.sum(axis=0)  # mean drop over the windows covering a pixel
+        raw_map = raw_map.reshape((len(x),) + tuple(size))
+        finished = maps_lib.finish(raw_map if raw else ops.relu(raw_map), None, raw_output=raw)
+        result = {k: np.asarray(ops.convert_to_numpy(v)) for k, v in finished.items()}
+        result["raw_max"] = raw_map.reshape(len(x), -1).max(axis=1)
+        return {**{k: clean[k] for k in ("scores", "classes", "finite")}, **result}
+
+    return probe, compute
