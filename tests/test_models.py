@@ -404,7 +404,7 @@ def test_a_quantized_model_is_refused_for_gradients_and_runs_forward_only_method
         warnings.simplefilter("ignore")  # Keras: "Layer Conv2D does not have a `quantize` method"
         quantized.quantize("int8")
     x = np.random.default_rng(9).uniform(0, 1, (3, 10, 10, 3)).astype("float32")
-    refused = r"is quantized \(int8 layers 'dense.*no gradient to explain.*only eigencam and top_k"
+    refused = r"is quantized \(int8 layers 'dense.*no gradient to explain\. kerasxai\.occlusion .*eigencam and top_k"
     for method in (kerasxai.saliency, kerasxai.gradcam, kerasxai.integrated_gradients, kerasxai.smoothgrad,
                    kerasxai.guided_backprop, kerasxai.cam, kerasxai.scorecam):
         with pytest.raises(ValueError, match=refused):
@@ -413,3 +413,13 @@ def test_a_quantized_model_is_refused_for_gradients_and_runs_forward_only_method
     for row, p in zip(kerasxai.top_k(quantized, x, k=3), probs):
         np.testing.assert_allclose([q for _, _, q in row], np.sort(p)[::-1], rtol=1e-5)
     np.testing.assert_allclose(kerasxai.eigencam(quantized, x), kerasxai.eigencam(float_model, x), atol=1e-5)
+    # occlusion runs on it: the drop of the probability (its logits cannot be reached), said in one warning
+    with pytest.warns(UserWarning, match="logits cannot be reached .* the score is the probability"):
+        got = kerasxai.occlusion(quantized, x, target=1, window=5, stride=5, raw=True)
+    drops = np.zeros((3, 10, 10))
+    for i in (0, 5):
+        for j in (0, 5):
+            hidden = x.copy()
+            hidden[:, i:i + 5, j:j + 5] = 0
+            drops[:, i:i + 5, j:j + 5] = (probs[:, 1] - quantized.predict(hidden, verbose=0)[:, 1])[:, None, None]
+    np.testing.assert_allclose(got, drops, atol=1e-5)

@@ -11,6 +11,7 @@ is the logit, as for every other method.
 from __future__ import annotations
 
 import itertools
+import warnings
 
 import keras
 import numpy as np
@@ -121,6 +122,11 @@ def plan_occlusion(model, target, layer=None, output=None, input=None, *, window
     probe = get_probe(model, (), output=output, input=input)
     if isinstance(window, (int, np.integer)) and isinstance(stride, (int, np.integer)):
         occlusion_windows((max(window, stride),), window, stride)  # checked before any pass (else per batch)
+    head = probe.head
+    if head.kind in ("softmax", "binary", "multilabel") and not head.removed_activation and not callable(target):
+        warnings.warn(f"kerasxai.occlusion: output '{head.name}' of model '{probe.model_name}' ends in a "
+                      f"{'softmax' if head.kind == 'softmax' else 'sigmoid'} whose logits cannot be reached (a quantized "
+                      "layer): the score is the probability, which saturates, not the logit.", UserWarning, stacklevel=3)
     step = probe.step(None, Fn(_scores_post), target=target)
     channels_first = probe.input_layout == CHANNELS_FIRST
 
