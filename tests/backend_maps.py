@@ -30,7 +30,7 @@ GRAPH_CASES = {
     "channels_first": [("gradcam", {"target": 1}), ("layercam", {"target": 1}), ("saliency", {"target": 1}),
                        ("gradcam_plus_plus", {"target": 0, "layer": "c1"})],
 }
-OPTIONS = {"scorecam": {"n": 4}, "smoothgrad": {"n": 4, "seed": 3}, "integrated_gradients": {"steps": 8}}
+OPTIONS = {"rise": {"n": 64, "cells": 3, "seed": 2}, "occlusion": {"window": 6, "stride": 3}, "scorecam": {"n": 4}, "smoothgrad": {"n": 4, "seed": 3}, "integrated_gradients": {"steps": 8}}
 
 
 def methods_for(name):

@@ -29,6 +29,22 @@ def _scores_post(p):
     return {"scores": p.scores, "classes": p.classes, "finite": maps_lib.logits_finite(p.logits)}
 
 
+def _warn_unreachable_logits(method, probe, target):
+    head = probe.head
+    if head.kind in ("softmax", "binary", "multilabel") and not head.removed_activation and not callable(target):
+        warnings.warn(f"kerasxai.{method}: output '{head.name}' of model '{probe.model_name}' ends in a "
+                      f"{'softmax' if head.kind == 'softmax' else 'sigmoid'} whose logits cannot be reached (a quantized "
+                      "layer): the score is the probability, which saturates, not the logit.", UserWarning, stacklevel=4)
+
+
+def _spatial_input(batch, probe, method):
+    x = np.asarray(batch.inputs[probe.explained_input])
+    if x.ndim < 3:
+        raise ValueError(f"{method} hides parts of an input with spatial axes (batch, spatial..., channels); "
+                         f"the explained input has shape {x.shape}: use saliency or integrated_gradients for it.")
+    return x
+
+
 def _sizes(value, rank: int, name: str) -> tuple:
     values = (value,) * rank if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else tuple(value)
     if len(values) != rank or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in values):
@@ -122,21 +138,14 @@ def plan_occlusion(model, target, layer=None, output=None, input=None, *, window
     probe = get_probe(model, (), output=output, input=input)
     if isinstance(window, (int, np.integer)) and isinstance(stride, (int, np.integer)):
         occlusion_windows((max(window, stride),), window, stride)  # checked before any pass (else per batch)
-    head = probe.head
-    if head.kind in ("softmax", "binary", "multilabel") and not head.removed_activation and not callable(target):
-        warnings.warn(f"kerasxai.occlusion: output '{head.name}' of model '{probe.model_name}' ends in a "
-                      f"{'softmax' if head.kind == 'softmax' else 'sigmoid'} whose logits cannot be reached (a quantized "
-                      "layer): the score is the probability, which saturates, not the logit.", UserWarning, stacklevel=3)
+    _warn_unreachable_logits("occlusion", probe, target)
     step = probe.step(None, Fn(_scores_post), target=target)
     channels_first = probe.input_layout == CHANNELS_FIRST
 
     def compute(batch, classes):
         clean = step(batch.inputs, (), classes)
         used = clean["classes"].astype(np.int32)
-        x = np.asarray(batch.inputs[probe.explained_input])
-        if x.ndim < 3:
-            raise ValueError(f"occlusion hides windows of an input with spatial axes (batch, spatial..., channels); "
-                             f"the explained input has shape {x.shape}.")
+        x = _spatial_input(batch, probe, "occlusion")
         size = x.shape[2:] if channels_first else x.shape[1:-1]
         masks = occlusion_windows(size, window, stride)
         hidden = np.expand_dims(masks, 1 if channels_first else -1)  # (W, [1,] spatial... [, 1])
@@ -163,6 +172,121 @@ def plan_occlusion(model, target, layer=None, output=None, input=None, *, window
         finished = maps_lib.finish(raw_map if raw else ops.relu(raw_map), None, raw_output=raw)
         result = {k: np.asarray(ops.convert_to_numpy(v)) for k, v in finished.items()}
         result["raw_max"] = raw_map.reshape(len(x), -1).max(axis=1)
+        return {**{k: clean[k] for k in ("scores", "classes", "finite")}, **result}
+
+    return probe, compute
+
+
+# --------------------------------------------------------------------------- RISE
+
+
+def rise_masks(size, first: int, count: int, *, cells=7, p=0.5, seed=0) -> np.ndarray:
+    """RISE's masks ``first .. first + count - 1`` for an input of spatial ``size``: ``(count, *size)`` float32.
+
+    Mask j is drawn from its own generator ``(seed, j)``, so it is the same whatever the batch
+    size, the image or the backend: a ``cells`` grid per axis of ones with probability ``p``,
+    upsampled (linearly) to ``(cells + 1) * ceil(size / cells)`` and cropped at a random shift
+    of up to one cell (Petsiuk et al. 2018).
+
+    Examples:
+        >>> m = rise_masks((32, 32), 0, 4, cells=4, seed=1)
+        >>> m.shape, bool(((m >= 0) & (m <= 1)).all())
+        ((4, 32, 32), True)
+    """
+    size = tuple(int(s) for s in size)
+    cells = _sizes(cells, len(size), "cells")
+    cell = tuple(-(-s // c) for s, c in zip(size, cells))
+    big = tuple((c + 1) * w for c, w in zip(cells, cell))
+    grids, shifts = [], []
+    for j in range(first, first + count):
+        rng = np.random.default_rng([seed, j])
+        grids.append((rng.random(cells) < p).astype(np.float32))
+        shifts.append([int(rng.integers(0, w)) for w in cell])
+    upsampled = ops.convert_to_numpy(maps_lib.resize_linear(np.stack(grids), big))
+    return np.stack([m[tuple(slice(s, s + n) for s, n in zip(shift, size))] for m, shift in zip(upsampled, shifts)])
+
+
+def rise(model, images, target=None, *, output=None, input=None, n=2000, cells=7, p=0.5, seed=0,
+         batch_size=DEFAULT_BATCH_SIZE, progress=None, raw=False):
+    """RISE maps: the score of the image seen through random masks, averaged per pixel.
+
+    ``n`` random masks (a ``cells`` x ``cells`` grid of ones drawn with probability ``p``,
+    smoothly upsampled and shifted) each multiply the image; the map is
+    Σ_j score(x ⊙ m_j) m_j / (n p), the expected score when a pixel is visible. Forward
+    passes only (see :func:`occlusion`); the same masks for every image of a call, drawn
+    from ``seed``; the class explained is chosen on the clean image.
+
+    Args:
+        n: masks per image (the map's noise falls as 1/√n; 2000 is the paper's 224x224 choice).
+        cells: grid cells per spatial axis (an int, or one per axis).
+        p: probability that a cell is kept.
+        seed: the masks' seed: the same seed, the same map.
+        batch_size: masked copies per forward pass.
+        raw: the un-normalised map (in the score's units) instead of min-max scaled to [0, 1].
+        Other arguments as in :func:`kerasxai.gradcam`.
+
+    Examples:
+        >>> import keras, numpy as np
+        >>> from kerasxai import rise
+        >>> model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3),
+        ...                           keras.layers.Flatten(), keras.layers.Dense(2)])
+        >>> rise(model, np.random.rand(2, 16, 16, 3).astype("float32"), n=64, cells=4).shape
+        (2, 16, 16)
+
+    Reference: Petsiuk, Das & Saenko, "RISE: Randomized Input Sampling for Explanation of
+    Black-box Models", BMVC 2018. https://arxiv.org/abs/1806.07421
+    """
+    planned = plan_rise(model, target, None, output, input, n=n, cells=cells, p=p, seed=seed,
+                        batch_size=batch_size, progress=progress, raw=raw)
+    return engine.explain_with("rise", planned, images, target, batch_size=batch_size, progress=progress)
+
+
+def plan_rise(model, target, layer=None, output=None, input=None, *, n=2000, cells=7, p=0.5, seed=0,
+              batch_size=DEFAULT_BATCH_SIZE, progress=None, raw=False):
+    """``(probe, compute)`` of RISE (at the input: ``layer`` is not used)."""
+    engine.check_count("batch_size", batch_size)
+    engine.check_count("n", n)
+    if isinstance(cells, (int, np.integer)):
+        _sizes(cells, 1, "cells")
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p <= 1:
+        raise ValueError(f"p is the probability that a cell is kept, in (0, 1]. Received: p={p!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be an int >= 0. Received: seed={seed!r}")
+    probe = get_probe(model, (), output=output, input=input)
+    _warn_unreachable_logits("rise", probe, target)
+    step = probe.step(None, Fn(_scores_post), target=target)
+    channels_first = probe.input_layout == CHANNELS_FIRST
+
+    def compute(batch, classes):
+        clean = step(batch.inputs, (), classes)
+        used = clean["classes"].astype(np.int32)
+        x = _spatial_input(batch, probe, "rise")
+        size = x.shape[2:] if channels_first else x.shape[1:-1]
+        total = np.zeros((len(x),) + tuple(size), np.float64)
+        per_chunk = max(1, batch_size // len(x))  # masks per pass: every image of the batch through each
+        show = progress if progress is not None else -(-n // per_chunk) > 8
+        bar = keras.utils.Progbar(n * len(x), unit_name="masked copy") if show else None
+        for first in range(0, n, per_chunk):
+            count = min(per_chunk, n - first)
+            masks = rise_masks(size, first, count, cells=cells, p=p, seed=seed)
+            shaped = np.expand_dims(masks, 1 if channels_first else -1)  # (count, [1,] spatial... [, 1])
+            owner = np.repeat(np.arange(len(x)), count)
+            which = np.tile(np.arange(count), len(x))
+            for start in range(0, len(owner), batch_size):
+                part = slice(start, min(start + batch_size, len(owner)))
+                copies = (x[owner[part]] * shaped[which[part]]).astype(x.dtype)
+                inputs = [copies if i == probe.explained_input else np.asarray(a)[owner[part]]
+                          for i, a in enumerate(batch.inputs)]
+                out = step(inputs, (), used[owner[part]])
+                maps_lib.check_finite("rise", out["finite"], batch.start)
+                for image in np.unique(owner[part]):
+                    mine = owner[part] == image
+                    total[image] += np.tensordot(out["scores"][mine].astype(np.float64), masks[which[part][mine]], 1)
+            if bar is not None:
+                bar.update((first + count) * len(x))
+        raw_map = (total / (n * p)).astype(np.float32)
+        finished = maps_lib.finish(raw_map, None, raw_output=raw)
+        result = {k: np.asarray(ops.convert_to_numpy(v)) for k, v in finished.items()}
         return {**{k: clean[k] for k in ("scores", "classes", "finite")}, **result}
 
     return probe, compute

@@ -114,7 +114,11 @@ _ENTRIES = (
     Method("guided_backprop", "Guided backprop", INPUT, gradients.plan_guided_backprop, layer=False, pixel=True),
     Method("guided_gradcam", "Guided Grad-CAM", LAYER, gradients.plan_guided_gradcam, pixel=True),
     Method("occlusion", "Occlusion", PERTURBATION, perturbation.plan_occlusion, layer=False, pixel=True,
-           options=("window", "stride", "baseline", "batch_size", "raw"), evaluate_options={"window": 8, "stride": 4}),
+           options=("window", "stride", "baseline", "batch_size", "progress", "raw"),
+           evaluate_options={"window": 8, "stride": 4, "progress": False}),
+    Method("rise", "RISE", PERTURBATION, perturbation.plan_rise, layer=False, pixel=True,
+           options=("n", "cells", "p", "seed", "batch_size", "progress", "raw"),
+           evaluate_options={"n": 1000, "progress": False}),
 )
 
 METHODS: dict = {m.name: m for m in _ENTRIES}
