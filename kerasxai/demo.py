@@ -40,7 +40,8 @@ def run(out_dir: str = "kerasxai-demo", epochs: int = 12, n_train: int = 2000, s
 
     layer = kerasxai.get_probe(model).layer_names[0]  # the last conv layer: every CAM explains it
     maps = kerasxai.explain(model, test_x, methods=tuple(METHODS), layer=layer,
-                            options={"scorecam": {"n": 16, "progress": False}})
+                            options={"scorecam": {"n": 16, "progress": False}, "rise": {"n": 1000, "progress": False},
+                                     "occlusion": {"progress": False}})
     hits = {name: float(synthetic.peak_in_mask(m, test_masks).mean()) for name, m in maps.items()}
 
     probs = model.predict(test_x[:4], verbose=0)

@@ -237,3 +237,11 @@ def test_volume_slices_include_the_peak_and_flat_volumes_are_marked():
     assert shown[0].images[0].get_array().shape == (20, 24, 3)  # slices along the last axis: (D, H)
     with pytest.raises(ValueError, match="channel=3 but the volume has 2 channels"):
         plot_volume(np.zeros((4, 4, 4, 2)), np.zeros((4, 4, 4)), channel=3)
+
+
+def test_a_class_agnostic_method_is_not_titled_with_a_class():
+    from kerasxai.figures.common import panel_title
+
+    assert panel_title("eigencam", "conv2", "cross (1)") == "eigencam @ conv2\nany class"
+    assert panel_title("gradcam", "conv2", "cross (1)") == "gradcam @ conv2\nfor cross (1)"
+    assert panel_title("rise", "conv2", "cross (1)") == "rise @ input\nfor cross (1)"

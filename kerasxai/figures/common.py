@@ -19,7 +19,7 @@ from kerasxai import backend
 from kerasxai.methods.maps import resize_linear as resize_batch
 # Methods whose maps are about pixels rather than regions (shown as maps), and of those the ones
 # computed at the input alone (guided Grad-CAM also depends on a layer): read from the method table.
-from kerasxai.methods.table import INPUT_METHODS, PIXEL_METHODS  # noqa: F401
+from kerasxai.methods.table import CLASS_AGNOSTIC, INPUT_METHODS, PIXEL_METHODS  # noqa: F401
 
 
 class Figure(matplotlib.figure.Figure):
@@ -167,6 +167,8 @@ def panel_title(method: str, layer, target: str | None) -> str:
     else:  # one layer name: the CAMs' layer; gradient methods look at the input
         where = "input" if method in INPUT_METHODS else layer
     title = f"{method} @ {where}" if where else method
+    if method in CLASS_AGNOSTIC:
+        return title + "\nany class"  # the same map whatever the target
     return title + (f"\nfor {target}" if target else "")
 
 

@@ -191,7 +191,8 @@ def flat_causes(flat, scores, raw_max, zero_gradient=None) -> dict:
     for i in np.flatnonzero(np.asarray(flat, bool)):
         if zero_gradient is not None and bool(zero_gradient[i]):
             text = ("the target score's gradient is exactly zero there (dead ReLUs, a saturated activation, "
-                    "or a gradient cut by an integer cast, argmax or stop_gradient)")
+                    "or a gradient cut by an integer cast, argmax or stop_gradient: kerasxai.occlusion and "
+                    "kerasxai.rise need no gradient)")
         elif raw_max is not None and raw_max[i] <= 0 and scores is not None and scores[i] < 0:
             text = "the model scores the target negatively, and every contribution is negative: no positive evidence"
         elif raw_max is not None and raw_max[i] <= 0:

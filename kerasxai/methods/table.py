@@ -63,6 +63,7 @@ class Method:
         layer: explained at a layer (``layer=`` applies); False for maps made at the input alone.
         pixel: its map is at the input's resolution (not a layer's, upsampled).
         fuses: ``layer=`` may be a list of layers, whose maps are fused.
+        class_specific: the map depends on the target (False for Eigen-CAM, the same for every class).
         options: the method's own keyword options beyond the shared arguments.
         evaluate_options: the options ``kerasxai evaluate`` runs it with (fewer samples, no bars).
     """
@@ -76,6 +77,7 @@ class Method:
     layer: bool = True
     pixel: bool = False
     fuses: bool = False
+    class_specific: bool = True
     options: tuple = ("raw",)
     evaluate_options: dict = dataclasses.field(default_factory=dict)
 
@@ -102,7 +104,7 @@ _ENTRIES = (
     gradient_cam("hirescam", cams.hirescam_formula, "HiResCAM"),
     dataclasses.replace(gradient_cam("layercam", cams.layercam_formula, "LayerCAM"), plan=cams.plan_layercam,
                         fuses=True, options=("raw", "gamma")),
-    Method("eigencam", "Eigen-CAM", LAYER, cams.plan_eigencam, shared=True),
+    Method("eigencam", "Eigen-CAM", LAYER, cams.plan_eigencam, shared=True, class_specific=False),
     Method("scorecam", "Score-CAM", LAYER, cams.plan_scorecam, shared=True,
            options=("n", "batch_size", "progress", "raw"), evaluate_options={"n": 16, "progress": False}),
     Method("cam", "CAM", LAYER, cams.plan_cam, shared=True),
@@ -128,6 +130,8 @@ NAMES = tuple(METHODS)
 PIXEL_METHODS = frozenset(m.name for m in _ENTRIES if m.pixel)
 """Methods whose maps are at the input's resolution (drawn as maps, not layer overlays)."""
 INPUT_METHODS = frozenset(m.name for m in _ENTRIES if not m.layer)
+CLASS_AGNOSTIC = frozenset(m.name for m in _ENTRIES if not m.class_specific)
+"""Methods whose map is the same whatever the target (figures do not title them with a class)."""
 """Methods explained at the input, not at a layer."""
 
 

@@ -367,11 +367,13 @@ class Probe:
                 raise ValueError(
                     f"The score of output '{self.head.name}' does not depend differentiably on input "
                     f"'{self.input_specs[self.explained_input].name}': the gradient is cut (a cast to an integer "
-                    "type, an Embedding, argmax or a stop_gradient on the way), so gradient methods have nothing to show."
+                    "type, an Embedding, argmax or a stop_gradient on the way), so gradient methods have nothing to show; "
+                    "kerasxai.occlusion and kerasxai.rise need forward passes only."
                 )
             if want_layers and any(g is None for g in gradients):
                 bad = [n for n, g in zip(self.layer_names, gradients) if g is None]
-                raise ValueError(f"The score of output '{self.head.name}' does not depend differentiably on layer(s) {bad}.")
+                raise ValueError(f"The score of output '{self.head.name}' does not depend differentiably on layer(s) {bad}: "
+                                 "explain a layer after the cut, or use kerasxai.occlusion / kerasxai.rise (forward passes only).")
             out = post(Pass(acts, gradients if want_layers else [], input_gradient, logits, scores, used, x, extra))
             return _pack(out, scores.shape[0])
 
