@@ -118,6 +118,8 @@ def plan_explain(model, methods, target=None, layer=None, *, output=None, input=
         if method.shared:
             continue
         opts = {k: v for k, v in options.get(name, {}).items() if k != "progress"}
+        if "progress" in method.options:  # a bar of its own copies only when asked: explain() shows the images'
+            opts["progress"] = options.get(name, {}).get("progress", False)
         if batch_size is not None and "batch_size" in method.options:
             opts.setdefault("batch_size", batch_size)
         separate[name] = method.plan(model, target, layer, output, input, **opts)
