@@ -121,12 +121,13 @@ def test_integrated_gradients_completeness(nested_sequential, images):
 
 
 def test_explain_equals_single_functions(gap_model, images):
-    options = {"scorecam": {"n": 4}, "smoothgrad": {"n": 3}, "integrated_gradients": {"steps": 4}}
+    options = {"scorecam": {"n": 4}, "smoothgrad": {"n": 3}, "integrated_gradients": {"steps": 4}, "rise": {"n": 40},
+               "occlusion": {"window": 6, "stride": 3}}
     out = kerasxai.explain(gap_model, images, methods=METHODS, target=[1, 0, 2], layer="conv2", options=options, batch_size=7)
     assert list(out) == list(METHODS)
     for name in METHODS:
         fn = getattr(kerasxai, name)
-        kwargs = {} if name in ("saliency", "smoothgrad", "integrated_gradients", "guided_backprop") else {"layer": "conv2"}
+        kwargs = {"layer": "conv2"} if METHODS[name].layer else {}
         single = fn(gap_model, images, target=[1, 0, 2], **kwargs, **options.get(name, {}))
         np.testing.assert_allclose(out[name], single, atol=1e-5, err_msg=name)
 
