@@ -45,6 +45,37 @@ def _spatial_input(batch, probe, method):
     return x
 
 
+def _pairs(n_images: int, n_copies: int):
+    """``(owner, which)``: the image and the copy of every (image, copy) pair, image by image."""
+    return np.repeat(np.arange(n_images), n_copies), np.tile(np.arange(n_copies), n_images)
+
+
+def _bar(progress, total: int, batch_size: int, unit: str):
+    show = progress if progress is not None else -(-total // batch_size) > 8
+    return keras.utils.Progbar(total, unit_name=unit) if show else None
+
+
+def _copy_scores(method, step, probe, batch, classes, batch_size, bar, done, make):
+    """The target scores of perturbed copies, ``batch_size`` per forward pass.
+
+    ``make(part)`` gives the copies of the explained input for the pairs ``part`` (a slice of
+    ``classes``' pairs, whose owners are ``batch``'s images); the other inputs follow their image.
+    """
+    owner = np.repeat(np.arange(batch.size), len(classes) // batch.size)
+    dtype = np.asarray(batch.inputs[probe.explained_input]).dtype
+    scores = np.empty(len(classes), np.float32)
+    for start in range(0, len(classes), batch_size):
+        part = slice(start, min(start + batch_size, len(classes)))
+        inputs = [make(part).astype(dtype) if i == probe.explained_input else np.asarray(a)[owner[part]]
+                  for i, a in enumerate(batch.inputs)]
+        out = step(inputs, (), classes[part])
+        maps_lib.check_finite(method, out["finite"], batch.start)
+        scores[part] = out["scores"]
+        if bar is not None:
+            bar.update(done + part.stop)
+    return scores
+
+
 def _sizes(value, rank: int, name: str) -> tuple:
     values = (value,) * rank if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else tuple(value)
     if len(values) != rank or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in values):
@@ -150,21 +181,11 @@ def plan_occlusion(model, target, layer=None, output=None, input=None, *, window
         masks = occlusion_windows(size, window, stride)
         hidden = np.expand_dims(masks, 1 if channels_first else -1)  # (W, [1,] spatial... [, 1])
         fill = _baseline(baseline, x.shape[1:])
-        owner = np.repeat(np.arange(len(x)), len(masks))
-        which = np.tile(np.arange(len(masks)), len(x))
-        drops = np.empty(len(owner), np.float32)
-        show = progress if progress is not None else -(-len(owner) // batch_size) > 8
-        bar = keras.utils.Progbar(len(owner), unit_name="occluded copy") if show else None
-        for start in range(0, len(owner), batch_size):
-            part = slice(start, min(start + batch_size, len(owner)))
-            copies = np.where(hidden[which[part]], fill, x[owner[part]]).astype(x.dtype)
-            inputs = [copies if i == probe.explained_input else np.asarray(a)[owner[part]]
-                      for i, a in enumerate(batch.inputs)]
-            out = step(inputs, (), used[owner[part]])
-            maps_lib.check_finite("occlusion", out["finite"], batch.start)
-            drops[part] = clean["scores"][owner[part]] - out["scores"]
-            if bar is not None:
-                bar.update(part.stop)
+        owner, which = _pairs(len(x), len(masks))
+        bar = _bar(progress, len(owner), batch_size, "occluded copy")
+        scores = _copy_scores("occlusion", step, probe, batch, used[owner], batch_size, bar, 0,
+                              lambda part: np.where(hidden[which[part]], fill, x[owner[part]]))
+        drops = clean["scores"][owner] - scores
         weights = drops.reshape(len(x), len(masks))
         covered = masks.reshape(len(masks), -1).astype(np.float32)
         raw_map = (weights @ covered) / covered.sum(axis=0)  # mean drop over the windows covering a pixel
@@ -264,26 +285,15 @@ def plan_rise(model, target, layer=None, output=None, input=None, *, n=2000, cel
         size = x.shape[2:] if channels_first else x.shape[1:-1]
         total = np.zeros((len(x),) + tuple(size), np.float64)
         per_chunk = max(1, batch_size // len(x))  # masks per pass: every image of the batch through each
-        show = progress if progress is not None else -(-n // per_chunk) > 8
-        bar = keras.utils.Progbar(n * len(x), unit_name="masked copy") if show else None
+        bar = _bar(progress, n * len(x), batch_size, "masked copy")
         for first in range(0, n, per_chunk):
             count = min(per_chunk, n - first)
             masks = rise_masks(size, first, count, cells=cells, p=p, seed=seed)
             shaped = np.expand_dims(masks, 1 if channels_first else -1)  # (count, [1,] spatial... [, 1])
-            owner = np.repeat(np.arange(len(x)), count)
-            which = np.tile(np.arange(count), len(x))
-            for start in range(0, len(owner), batch_size):
-                part = slice(start, min(start + batch_size, len(owner)))
-                copies = (x[owner[part]] * shaped[which[part]]).astype(x.dtype)
-                inputs = [copies if i == probe.explained_input else np.asarray(a)[owner[part]]
-                          for i, a in enumerate(batch.inputs)]
-                out = step(inputs, (), used[owner[part]])
-                maps_lib.check_finite("rise", out["finite"], batch.start)
-                for image in np.unique(owner[part]):
-                    mine = owner[part] == image
-                    total[image] += np.tensordot(out["scores"][mine].astype(np.float64), masks[which[part][mine]], 1)
-            if bar is not None:
-                bar.update((first + count) * len(x))
+            owner, which = _pairs(len(x), count)
+            scores = _copy_scores("rise", step, probe, batch, used[owner], batch_size, bar, first * len(x),
+                                  lambda part: x[owner[part]] * shaped[which[part]])
+            total += np.tensordot(scores.reshape(len(x), count).astype(np.float64), masks, 1)
         raw_map = (total / (n * p)).astype(np.float32)
         finished = maps_lib.finish(raw_map, None, raw_output=raw)
         result = {k: np.asarray(ops.convert_to_numpy(v)) for k, v in finished.items()}
