@@ -26,7 +26,7 @@ _EXPORTS = {
     "kerasxai.methods.cams": (
         "cam", "gradcam", "gradcam_plus_plus", "xgradcam", "hirescam", "layercam", "eigencam", "scorecam",
     ),
-    "kerasxai.methods.perturbation": ("occlusion", "rise"),
+    "kerasxai.methods.perturbation": ("occlusion", "rise", "drise"),
     "kerasxai.methods.explain": ("explain",),
     "kerasxai.probe": ("explainable_layers", "get_probe", "Probe", "LayerInfo"),
     "kerasxai.data.images": ("load_images",),

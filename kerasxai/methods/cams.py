@@ -26,6 +26,7 @@ from kerasxai.methods import maps as maps_lib
 from kerasxai.methods import engine
 from kerasxai.methods.engine import DEFAULT_BATCH_SIZE, spatial_axes
 from kerasxai.probe import Fn, cam_layer, get_probe
+from kerasxai.probe.regions import fixed, is_structured
 
 # --------------------------------------------------------------------------- formulas
 
@@ -149,7 +150,7 @@ def _single_method(outputs, name):
 
 def plan_gradient_cam(name, formula, model, target, layer=None, output=None, input=None, raw=False):
     """``(probe, compute)`` of one gradient CAM: ``formula(activations, gradients)`` at one layer."""
-    probe = get_probe(model, engine.one_layer(name, layer), output=output, input=input)
+    probe = get_probe(model, engine.one_layer(name, layer), output=output, input=input, target=target)
     step = probe.step("layers", Fn(gradient_cam_post, formulas=((name, formula),), raw=raw), target=target)
     return probe, lambda batch, classes: _single_method(step(batch.inputs, (), classes), name)
 
@@ -340,7 +341,7 @@ def plan_layercam(model, target, layer=None, output=None, input=None, raw=False,
         layer = engine.one_layer("layercam", layer)
         return plan_gradient_cam("layercam", layercam_formula, model, target, layer, output, input, raw)
     gamma = 2.0 if gamma is None else float(gamma)
-    probe = get_probe(model, list(layer), output=output, input=input)
+    probe = get_probe(model, list(layer), output=output, input=input, target=target)
     post = Fn(layercam_raw_post) if raw else Fn(layercam_fused_post, gamma=gamma)
     step = probe.step("layers", post, target=target)
     return probe, lambda batch, classes: step(batch.inputs, (), classes)
@@ -376,7 +377,7 @@ def eigencam(model, images, target=None, layer=None, *, output=None, input=None,
 
 def plan_eigencam(model, target, layer=None, output=None, input=None, raw=False):
     """``(probe, compute)`` of Eigen-CAM."""
-    probe = get_probe(model, engine.one_layer("eigencam", layer), output=output, input=input)
+    probe = get_probe(model, engine.one_layer("eigencam", layer), output=output, input=input, target=target)
     step = probe.step(None, Fn(eigencam_post, raw=raw), target=target)
     return probe, lambda batch, classes: step(batch.inputs, (), classes)
 
@@ -417,7 +418,10 @@ def cam(model, images, target=None, layer=None, *, output=None, input=None,
 
 
 def check_cam_target(target) -> None:
-    """CAM weighs the classifier's column of a class: a callable target has none."""
+    """CAM weighs the classifier's column of a class: a callable, segmentation or detection target has none."""
+    if is_structured(target):
+        raise ValueError(f"cam needs a class target (an int or one per image), not {target!r}: CAM weighs a "
+                         "classifier's column of one class. Use gradcam, layercam or hirescam for a region or a box.")
     if callable(target) and not isinstance(target, str):
         raise ValueError("cam needs a class target (an int or one per image), not a callable: CAM weighs the "
                          "classifier's column of that class. Use gradcam for a score given by a function.")
@@ -429,7 +433,7 @@ def plan_cam(model, target, layer=None, output=None, input=None, raw=False):
     layer = engine.one_layer("cam", layer)
     if layer is None:  # CAM's layer is the one that feeds global average pooling
         layer = cam_layer(model)
-    probe = get_probe(model, layer, output=output, input=input)
+    probe = get_probe(model, layer, output=output, input=input, target=target)
     dense = probe.cam_head()
     step = probe.step(None, Fn(cam_post, kernel_owner=dense, head=probe.head, raw=raw), target=target)
     return probe, lambda batch, classes: step(batch.inputs, (), classes)
@@ -468,14 +472,14 @@ def _scores_post(p):
     return {"scores": p.scores, "finite": maps_lib.logits_finite(p.logits)}
 
 
-def scorecam_maps(probe, batch, first, target, *, batch_size=DEFAULT_BATCH_SIZE, progress=None):
+def scorecam_maps(probe, batch, first, target, *, batch_size=DEFAULT_BATCH_SIZE, progress=None, classes=None):
     """Score-CAM's raw maps for one batch, from a forward pass's outputs ``first`` (with ``chosen``)."""
     first = dict(first)
     chosen = first.pop("chosen")  # (N, spatial..., n)
     n_images, per_image = chosen.shape[0], chosen.shape[-1]
     masks = np.moveaxis(chosen, -1, 1).reshape((n_images * per_image,) + chosen.shape[1:-1])
     owner = np.repeat(np.arange(n_images), per_image)  # masked input -> image
-    used = first["classes"][owner]
+    used = fixed(classes, first["classes"])[owner]
     input_first = probe.input_layout == "channels_first"
     scorer = probe.step(None, Fn(_scores_post), pre=Fn(masked_input, channels_first=input_first), target=target)
     total = len(owner)
@@ -538,18 +542,20 @@ def plan_scorecam(model, target, layer=None, output=None, input=None, *, n=None,
     """``(probe, compute)`` of Score-CAM."""
     check_scorecam_n(n)
     engine.check_count("batch_size", batch_size)
-    probe = get_probe(model, engine.one_layer("scorecam", layer), output=output, input=input)
+    probe = get_probe(model, engine.one_layer("scorecam", layer), output=output, input=input, target=target)
 
     def compute(batch, classes):
         first = probe.step(None, Fn(scorecam_channels_post, n=n), target=target)(batch.inputs, (), classes)
-        return scorecam_finish(probe, batch, first, target, batch_size=batch_size, progress=progress, raw=raw)
+        return scorecam_finish(probe, batch, first, target, batch_size=batch_size, progress=progress, raw=raw,
+                               classes=classes)
 
     return probe, compute
 
 
-def scorecam_finish(probe, batch, first, target, *, batch_size, progress=None, raw=False):
-    """Score-CAM's masked passes from a forward pass's ``chosen`` channels; the finished outputs."""
-    out = scorecam_maps(probe, batch, first, target, batch_size=batch_size, progress=progress)
+def scorecam_finish(probe, batch, first, target, *, batch_size, progress=None, raw=False, classes=None):
+    """Score-CAM's masked passes from a forward pass's ``chosen`` channels; the finished outputs.
+    ``classes``: the batch's target (a structured target's mask or box follows its masked copies)."""
+    out = scorecam_maps(probe, batch, first, target, batch_size=batch_size, progress=progress, classes=classes)
     raw_map = ops.relu(ops.convert_to_tensor(out.pop("raw")))
     size = probe.spatial_shape(batch.inputs[probe.explained_input])
     finished = maps_lib.finish(raw_map, size, raw_output=raw)

@@ -20,6 +20,7 @@ from kerasxai.methods import cams, engine, gradients
 from kerasxai.methods import maps as maps_lib
 from kerasxai.methods.table import GRADIENT_CAM, METHODS, check_methods
 from kerasxai.probe import Fn, cam_layer, get_probe
+from kerasxai.probe.regions import fixed
 
 
 def shared_post(p, formulas=(), saliency=False, eigencam=False, cam=None, scorecam_n=False, raw=()):
@@ -99,7 +100,7 @@ def plan_explain(model, methods, target=None, layer=None, *, output=None, input=
     if engine.is_layer_list(layer) and any(METHODS[m].layer for m in methods):
         layer = engine.one_layer("explain()", layer)  # one layer for all its methods (LayerCAM's fusing is layercam()'s)
     wants_layer = any(METHODS[m].layer and METHODS[m].shared for m in methods)
-    probe = get_probe(model, layer if wants_layer else (), output=output, input=input)
+    probe = get_probe(model, layer if wants_layer else (), output=output, input=input, target=target)
     cam = None
     separate = {}
     if "cam" in methods:
@@ -132,10 +133,10 @@ def plan_explain(model, methods, target=None, layer=None, *, output=None, input=
         if "scorecam" in methods:
             first = {"chosen": out.pop("chosen"), "classes": out["classes"], "scores": out["scores"],
                      "finite": out["finite"]}
-            done = cams.scorecam_finish(probe, batch, first, target, raw="scorecam" in raw, **score_opts)
+            done = cams.scorecam_finish(probe, batch, first, target, raw="scorecam" in raw, classes=classes, **score_opts)
             for key in ("map", "flat", "raw_max"):
                 out[f"{key}:scorecam"] = done[key]
-        chosen = out["classes"].astype(np.int32) if fixed_classes else None
+        chosen = fixed(classes, out["classes"]) if fixed_classes else None
         for name, (_, part) in separate.items():
             result = part(batch, chosen)
             key = "attributions" if name == "integrated_gradients" and name in raw else "map"

@@ -19,6 +19,7 @@ from kerasxai.methods import cams, engine
 from kerasxai.methods.engine import DEFAULT_BATCH_SIZE
 from kerasxai.probe import Fn, get_probe
 from kerasxai.probe.inputs import check_per_image
+from kerasxai.probe.regions import fixed
 
 
 def saliency_formula(input_gradients):
@@ -74,7 +75,7 @@ def saliency(model, images, target=None, *, output=None, input=None, batch_size=
 
 def plan_saliency(model, target, layer=None, output=None, input=None, raw=False):
     """``(probe, compute)`` of saliency (at the input: ``layer`` is not used)."""
-    probe = get_probe(model, (), output=output, input=input)
+    probe = get_probe(model, (), output=output, input=input, target=target)
     step = probe.step("input", Fn(saliency_post, raw=raw), target=target)
     return probe, lambda batch, classes: step(batch.inputs, (), classes)
 
@@ -164,7 +165,7 @@ def plan_smoothgrad(model, target, layer=None, output=None, input=None, *, n=20,
     """``(probe, compute)`` of SmoothGrad (at the input: ``layer`` is not used)."""
     engine.check_count("n", n)
     engine.check_count("batch_size", batch_size)
-    probe = get_probe(model, (), output=output, input=input)
+    probe = get_probe(model, (), output=output, input=input, target=target)
     k = probe.explained_input
     channels_first = probe.input_layout == "channels_first"
     shared_patterns: dict = {}  # (copy, image shape) -> noise, drawn once per call
@@ -174,7 +175,7 @@ def plan_smoothgrad(model, target, layer=None, output=None, input=None, *, n=20,
         x = batch.inputs[k]
         axes = tuple(range(1, x.ndim))
         sigma = noise * (x.max(axis=axes) - x.min(axis=axes))
-        used = None if callable(target) and not isinstance(target, str) else clean["classes"]
+        used = fixed(classes, clean["classes"])
 
         def extra(owner, copy):
             shape, patterns = x.shape[1:], shared_patterns
@@ -274,7 +275,7 @@ def plan_integrated_gradients(model, target, layer=None, output=None, input=None
     which one the caller keeps, so it changes nothing here; at the input: ``layer`` is not used)."""
     engine.check_count("steps", steps)
     engine.check_count("batch_size", batch_size)
-    probe = get_probe(model, (), output=output, input=input)
+    probe = get_probe(model, (), output=output, input=input, target=target)
     k = probe.explained_input
     first = probe.input_layout == "channels_first"
     alphas = np.linspace(0.0, 1.0, steps + 1, dtype=np.float32)
@@ -285,7 +286,7 @@ def plan_integrated_gradients(model, target, layer=None, output=None, input=None
         x = batch.inputs[k]
         base = _baseline_for(baseline, batch, x)  # checked before any pass
         clean = _clean_pass(probe, batch, classes, target)
-        used = None if callable(target) and not isinstance(target, str) else clean["classes"]
+        used = fixed(classes, clean["classes"])
 
         def extra(owner, copy):
             return base[owner].astype(np.float32), alphas[copy]
@@ -342,7 +343,7 @@ def guided_backprop(model, images, target=None, *, output=None, input=None, batc
 
 def plan_guided_backprop(model, target, layer=None, output=None, input=None, raw=False):
     """``(probe, compute)`` of guided backpropagation, on the guided probe."""
-    probe = get_probe(model, (), output=output, input=input, guided=True)
+    probe = get_probe(model, (), output=output, input=input, guided=True, target=target)
     step = probe.step("input", Fn(_guided_post, raw=raw, channels_first=probe.input_layout == "channels_first"),
                       target=target)
     return probe, lambda batch, classes: step(batch.inputs, (), classes)
@@ -373,15 +374,15 @@ def guided_gradcam(model, images, target=None, layer=None, *, output=None, input
 
 def plan_guided_gradcam(model, target, layer=None, output=None, input=None, raw=False):
     """``(probe, compute)`` of Guided Grad-CAM: the guided pass, then Grad-CAM of the class it chose."""
-    probe = get_probe(model, engine.one_layer("guided_gradcam", layer), output=output, input=input)
-    guided = get_probe(model, (), output=output, input=input, guided=True)
+    probe = get_probe(model, engine.one_layer("guided_gradcam", layer), output=output, input=input, target=target)
+    guided = get_probe(model, (), output=output, input=input, guided=True, target=target)
     guided_step = guided.step("input", Fn(_guided_post), target=target)
     cam_step = probe.step("layers", Fn(cams.gradient_cam_post, formulas=(("gradcam", cams.gradcam_formula),)), target=target)
 
     def compute(batch, classes):
         out = guided_step(batch.inputs, (), classes)
         if classes is not None:  # Grad-CAM explains the class the guided pass chose
-            classes = out["classes"].astype(np.int32)
+            classes = fixed(classes, out["classes"])
         cam = cam_step(batch.inputs, (), classes)["map:gradcam"]
         out["map"] = combine_guided(out["map"], cam, raw=raw)
         out["flat"] = ~(out["map"].reshape(len(out["map"]), -1).max(axis=1) > 0)  # the product's, not the factors'

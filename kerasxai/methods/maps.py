@@ -23,6 +23,7 @@ import sys
 import warnings
 
 import numpy as np
+import keras
 from keras import ops
 
 from kerasxai import backend
@@ -139,8 +140,11 @@ def gradient_is_zero(gradient):
 
 
 def logits_finite(logits):
-    """``(N,)`` True where every logit of the image is finite."""
-    return ops.all(ops.isfinite(logits), axis=-1)
+    """``(N,)`` True where every logit of the image is finite (per-pixel outputs, and every output of a
+    detector as the model returns them, included)."""
+    leaves = [ops.reshape(ops.isfinite(t), (ops.shape(t)[0], -1)) for t in keras.tree.flatten(logits)]
+    per_leaf = [ops.all(leaf, axis=1) for leaf in leaves]
+    return per_leaf[0] if len(per_leaf) == 1 else ops.all(ops.stack(per_leaf), axis=0)
 
 
 def activations_finite(activations):

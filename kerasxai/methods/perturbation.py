@@ -21,6 +21,8 @@ from kerasxai.methods import engine
 from kerasxai.methods import maps as maps_lib
 from kerasxai.methods.engine import DEFAULT_BATCH_SIZE
 from kerasxai.probe import Fn, get_probe
+from kerasxai.probe import regions
+from kerasxai.probe.regions import fixed
 
 CHANNELS_FIRST = "channels_first"
 
@@ -166,7 +168,7 @@ def plan_occlusion(model, target, layer=None, output=None, input=None, *, window
                    batch_size=DEFAULT_BATCH_SIZE, progress=None, raw=False):
     """``(probe, compute)`` of occlusion (at the input: ``layer`` is not used)."""
     engine.check_count("batch_size", batch_size)
-    probe = get_probe(model, (), output=output, input=input)
+    probe = get_probe(model, (), output=output, input=input, target=target)
     if isinstance(window, (int, np.integer)) and isinstance(stride, (int, np.integer)):
         occlusion_windows((max(window, stride),), window, stride)  # checked before any pass (else per batch)
     _warn_unreachable_logits("occlusion", probe, target)
@@ -175,7 +177,7 @@ def plan_occlusion(model, target, layer=None, output=None, input=None, *, window
 
     def compute(batch, classes):
         clean = step(batch.inputs, (), classes)
-        used = clean["classes"].astype(np.int32)
+        used = fixed(classes, clean["classes"])
         x = _spatial_input(batch, probe, "occlusion")
         size = x.shape[2:] if channels_first else x.shape[1:-1]
         masks = occlusion_windows(size, window, stride)
@@ -227,6 +229,17 @@ def rise_masks(size, first: int, count: int, *, cells=7, p=0.5, seed=0) -> np.nd
     return np.stack([m[tuple(slice(s, s + n) for s, n in zip(shift, size))] for m, shift in zip(upsampled, shifts)])
 
 
+def _check_masks(n, cells, p, seed):
+    """RISE's and D-RISE's mask options, checked before any pass."""
+    engine.check_count("n", n)
+    if isinstance(cells, (int, np.integer)):
+        _sizes(cells, 1, "cells")
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p <= 1:
+        raise ValueError(f"p is the probability that a cell is kept, in (0, 1]. Received: p={p!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be an int >= 0. Received: seed={seed!r}")
+
+
 def rise(model, images, target=None, *, output=None, input=None, n=2000, cells=7, p=0.5, seed=0,
          batch_size=DEFAULT_BATCH_SIZE, progress=None, raw=False):
     """RISE maps: the score of the image seen through random masks, averaged per pixel.
@@ -266,21 +279,15 @@ def plan_rise(model, target, layer=None, output=None, input=None, *, n=2000, cel
               batch_size=DEFAULT_BATCH_SIZE, progress=None, raw=False):
     """``(probe, compute)`` of RISE (at the input: ``layer`` is not used)."""
     engine.check_count("batch_size", batch_size)
-    engine.check_count("n", n)
-    if isinstance(cells, (int, np.integer)):
-        _sizes(cells, 1, "cells")
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p <= 1:
-        raise ValueError(f"p is the probability that a cell is kept, in (0, 1]. Received: p={p!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be an int >= 0. Received: seed={seed!r}")
-    probe = get_probe(model, (), output=output, input=input)
+    _check_masks(n, cells, p, seed)
+    probe = get_probe(model, (), output=output, input=input, target=target)
     _warn_unreachable_logits("rise", probe, target)
     step = probe.step(None, Fn(_scores_post), target=target)
     channels_first = probe.input_layout == CHANNELS_FIRST
 
     def compute(batch, classes):
         clean = step(batch.inputs, (), classes)
-        used = clean["classes"].astype(np.int32)
+        used = fixed(classes, clean["classes"])
         x = _spatial_input(batch, probe, "rise")
         size = x.shape[2:] if channels_first else x.shape[1:-1]
         total = np.zeros((len(x),) + tuple(size), np.float64)
@@ -300,3 +307,147 @@ def plan_rise(model, target, layer=None, output=None, input=None, *, n=2000, cel
         return {**{k: clean[k] for k in ("scores", "classes", "finite")}, **result}
 
     return probe, compute
+
+
+# --------------------------------------------------------------------------- D-RISE
+
+
+def _detections(result, n_copies: int):
+    """A detector's output for ``n_copies`` images as a list of ``(boxes (M, 4), probs (M, K), objectness (M,))``."""
+    if isinstance(result, tuple) and len(result) in (2, 3) and np.ndim(result[0]) == 3:  # padded arrays (B, M, ...)
+        parts = [np.asarray(r) for r in result]
+        result = [tuple(part[i] for part in parts) for i in range(len(parts[0]))]
+    result = list(result)
+    if len(result) != n_copies:
+        raise ValueError(f"fn returned detections for {len(result)} images, given {n_copies}: it must return, per "
+                         "image, (boxes (M, 4), class_probs (M, K)[, objectness (M,)]) — a list, or padded arrays "
+                         "(B, M, 4), (B, M, K)[, (B, M)].")
+    out = []
+    for item in result:
+        if not isinstance(item, (tuple, list)) or len(item) not in (2, 3):
+            raise ValueError("fn must return, per image, (boxes (M, 4), class_probs (M, K)) or (boxes, class_probs, "
+                             f"objectness (M,)). Received an item of type {type(item).__name__}.")
+        boxes = np.asarray(item[0], np.float64).reshape(-1, 4)
+        probs = np.asarray(item[1], np.float64)
+        probs = probs.reshape(len(boxes), -1) if probs.size or len(boxes) else probs.reshape(0, 1)
+        objectness = np.ones(len(boxes)) if len(item) == 2 else np.asarray(item[2], np.float64).reshape(-1)
+        if len(probs) != len(boxes) or len(objectness) != len(boxes):
+            raise ValueError(f"fn returned {len(boxes)} boxes but {len(probs)} class vectors and {len(objectness)} "
+                             "objectness values for one image: give one of each per detection.")
+        if not (np.isfinite(boxes).all() and np.isfinite(probs).all() and np.isfinite(objectness).all()):
+            raise ValueError("fn returned NaN or infinite boxes or scores: D-RISE's weights would be meaningless.")
+        out.append((boxes, probs, objectness))
+    return out
+
+
+def drise_weight(box, class_index: int, detections) -> float:
+    """D-RISE's weight of one masked image: the best match over its detections of
+    IoU(box, detection) x cosine(one-hot class, detection's class vector) x objectness.
+
+    Examples:
+        >>> dets = (np.array([[0, 0, 10, 10], [0, 0, 5, 10]]), np.array([[0.1, 0.9], [0.9, 0.1]]), np.ones(2))
+        >>> round(drise_weight(np.array([0, 0, 10, 10]), 1, dets), 4)
+        0.9939
+    """
+    boxes, probs, objectness = detections
+    if not len(boxes):
+        return 0.0
+    if class_index >= probs.shape[1]:
+        raise ValueError(f"class_index {class_index} is out of range: fn gives class vectors of {probs.shape[1]} "
+                         f"classes (0..{probs.shape[1] - 1}).")
+    norms = np.linalg.norm(probs, axis=1)
+    cosine = np.divide(probs[:, class_index], norms, out=np.zeros(len(probs)), where=norms > 0)
+    return float(np.max(regions.box_iou_numpy(box, boxes) * cosine * objectness))
+
+
+def drise(fn, images, box, class_index, *, n=2000, cells=7, p=0.5, seed=0, batch_size=DEFAULT_BATCH_SIZE,
+          progress=None, raw=False):
+    """D-RISE maps: where a black-box detector looks to find one box of one class.
+
+    ``fn(images) -> detections`` is any detector, post-processing (non-maximum suppression)
+    included: given a batch ``(B, H, W, C)`` as NumPy, it returns per image ``(boxes (M, 4)
+    as y1, x1, y2, x2 in pixels, class_probs (M, K)[, objectness (M,)])`` (a list, or
+    padded arrays ``(B, M, 4), (B, M, K)[, (B, M)]``). Each of ``n`` RISE masks (the same as
+    :func:`rise`'s for a seed) multiplies the image; the mask's weight is how well the
+    masked image's detections still find the target: the best over them of IoU with ``box``
+    × cosine similarity of their class vector with ``class_index``'s one-hot vector
+    (× objectness). The map is Σ weight_j m_j / n.
+
+    Args:
+        fn: the detector as a function of NumPy images (a ``keras.Model`` plus decoding and NMS, an
+            exported model, anything).
+        images: ``(N, H, W, C)`` (or one ``(H, W, C)``), as ``fn`` takes them.
+        box: the explained box, y1, x1, y2, x2 in pixels: ``(4,)`` for every image or ``(N, 4)``.
+        class_index: its class (an int, or one per image).
+        n, cells, p, seed: as in :func:`rise` (the defaults suit 32-pixel images; more cells for
+            large images with small objects).
+        batch_size: masked images per call of ``fn``.
+        raw: the un-normalised map instead of min-max scaled to [0, 1].
+
+    Returns:
+        float32 ``(N, H, W)`` maps (``(H, W)`` for one image).
+
+    Examples:
+        >>> import numpy as np
+        >>> from kerasxai import drise
+        >>> def bright_spot(images):  # a toy "detector": one box of class 0 where the image is bright
+        ...     out = []
+        ...     for im in images:
+        ...         score = float(im[4:12, 4:12].mean())
+        ...         out.append((np.array([[4, 4, 12, 12]]), np.array([[score, 1 - score]])))
+        ...     return out
+        >>> drise(bright_spot, np.random.rand(16, 16, 3), box=[4, 4, 12, 12], class_index=0, n=64).shape
+        (16, 16)
+
+    Reference: Petsiuk et al., "Black-box Explanation of Object Detectors via Saliency Maps",
+    CVPR 2021. https://arxiv.org/abs/2006.03204
+    """
+    engine.check_count("batch_size", batch_size)
+    _check_masks(n, cells, p, seed)
+    if not callable(fn):
+        raise ValueError(f"fn must be a function images -> detections (D-RISE treats the detector as a black box). "
+                         f"Received: {type(fn).__name__}")
+    x = np.asarray(images)
+    single = x.ndim == 3
+    x = x[None] if single else x
+    if x.ndim != 4 or not np.issubdtype(x.dtype, np.number):
+        raise ValueError(f"images must be (N, H, W, C) (or one (H, W, C)) numbers. Received shape {np.shape(images)}.")
+    if not np.isfinite(x).all():
+        raise ValueError(f"images {sorted(set(np.flatnonzero(~np.isfinite(x).reshape(len(x), -1).all(axis=1))))[:20]} "
+                         "hold NaN or infinite values: nothing can be explained on them.")
+    boxes = regions.check_boxes(box)
+    boxes = np.broadcast_to(boxes, (len(x), 4)) if boxes.ndim == 1 else boxes
+    classes = np.asarray(class_index)
+    if classes.ndim == 0:
+        classes = np.full(len(x), regions.check_class_index(class_index))
+    elif classes.ndim != 1 or not np.issubdtype(classes.dtype, np.integer) or (classes < 0).any():
+        raise ValueError(f"class_index must be an int >= 0, or one per image. Received: {class_index!r}")
+    for name, given in (("box", len(boxes)), ("class_index", len(classes))):
+        if given != len(x):
+            raise ValueError(f"{name} gives {given} values but there are {len(x)} images: give one per image, or one "
+                             "for all.")
+    size = x.shape[1:-1]
+    total = np.zeros((len(x),) + tuple(size), np.float64)
+    per_chunk = max(1, batch_size // len(x))
+    bar = _bar(progress, n * len(x), batch_size, "masked copy")
+    for first in range(0, n, per_chunk):
+        count = min(per_chunk, n - first)
+        masks = rise_masks(size, first, count, cells=cells, p=p, seed=seed)
+        owner, which = _pairs(len(x), count)
+        weights = np.empty(len(owner))
+        for start in range(0, len(owner), batch_size):
+            part = slice(start, min(start + batch_size, len(owner)))
+            copies = (x[owner[part]] * masks[which[part]][..., None]).astype(x.dtype)
+            found = _detections(fn(copies), len(copies))
+            weights[part] = [drise_weight(boxes[o], int(classes[o]), d) for o, d in zip(owner[part], found)]
+            if bar is not None:
+                bar.update(first * len(x) + part.stop)
+        total += np.tensordot(weights.reshape(len(x), count), masks, 1)
+    raw_map = (total / n).astype(np.float32)
+    flat = np.flatnonzero(raw_map.reshape(len(x), -1).max(axis=1) <= 0)
+    if flat.size:
+        warnings.warn(f"kerasxai.drise: no masked copy of image(s) {flat.tolist()[:20]} has a detection overlapping the "
+                      "box with the class: the map is flat (returned as all zeros). Check the box (y1, x1, y2, x2 in "
+                      "pixels) and that the detector finds the object in the clean image.", RuntimeWarning, stacklevel=2)
+    maps = raw_map if raw else np.asarray(ops.convert_to_numpy(maps_lib.finish(raw_map, None)["map"]))
+    return maps[0] if single else maps

@@ -14,7 +14,8 @@ binary     ``Dense(1, "sigmoid")``                1 = positive (logit), 0 = nega
 multilabel ``Dense(K, "sigmoid")``, K > 1         class index (its own logit); sigmoid per class
 regression ``Dense(1)``, no squashing activation  the value itself (target ``None`` or 0)
 logits     ``Dense(K)``, K > 1, no activation     class index; softmax (a ``from_logits`` classifier)
-dense      an output with more axes than (N, K)   a callable target ``outputs -> (N,) scores``
+dense      an output with more axes than (N, K)   a segmentation target, or a callable ``outputs -> (N,) scores``
+outputs    every output, as the model returns it  a detection target (its ``decode`` reads them)
 ========== ====================================== =============================================
 
 A squashing the structure hides (a temperature softmax in a ``Lambda``, ``ops.softmax`` in a
@@ -36,6 +37,8 @@ from keras import ops
 
 from kerasxai.probe.layers import PASS_THROUGH, graph_activation_name
 
+ALL_OUTPUTS = "kerasxai:all-outputs"  # ``output=`` of a probe that reads every output (a detection target)
+ALL = "outputs"  # the kind of that probe's head: the outputs as the model returns them, nothing left out
 _SQUASHING = ("softmax", "sigmoid")
 # Keras activations whose values could be probabilities: an output made by one of them is looked at.
 _PROBABILITY_LIKE = _SQUASHING + ("hard_sigmoid", "sparse_sigmoid", "sparsemax")

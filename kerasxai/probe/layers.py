@@ -229,9 +229,27 @@ def find_call(calls, layer, model, route: Route) -> graph.Call:
     return call
 
 
-def default_call(calls, model, route: Route) -> graph.Call:
-    """The last explainable call on ``route`` of a layer called once on it; a clear error otherwise."""
-    candidates = explainable(calls)
+def output_calls(calls, outputs) -> set:
+    """``id`` of the calls that make a model output: its last layer, and what an activation, dropout or
+    reshaping after it hides (a segmenter's ``Conv2D(K, 1, "softmax")`` head): never a default layer, whose
+    gradient the head's own logits (its activation left out) would bypass."""
+    made_by = producers(calls)
+    found = set()
+    for tensor in keras.tree.flatten(outputs):
+        call = made_by.get(id(tensor))
+        while call is not None:
+            found.add(id(call))
+            if not isinstance(call.op, PASS_THROUGH + (keras.layers.Activation, keras.layers.Softmax)) or not call.inputs:
+                break
+            call = made_by.get(id(call.inputs[0]))
+    return found
+
+
+def default_call(calls, model, route: Route, outputs=()) -> graph.Call:
+    """The last explainable call on ``route`` of a layer called once on it, not a layer that makes an
+    output (``outputs``: the traced outputs); a clear error otherwise."""
+    heads = output_calls(calls, outputs)
+    candidates = [c for c in explainable(calls) if id(c) not in heads]
     if not candidates:
         raise ValueError(
             f"Model '{model.name}' has no layer whose output has spatial axes (batch, spatial axes..., "

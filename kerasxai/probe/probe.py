@@ -44,7 +44,7 @@ import numpy as np
 from keras import ops
 
 from kerasxai import backend
-from kerasxai.probe import targets as targets_lib
+from kerasxai.probe import regions as regions_lib, targets as targets_lib
 from kerasxai.probe import cache, heads as heads_lib, inputs as inputs_lib, layers as layers_lib
 from kerasxai.probe import traced as traced_lib
 from kerasxai.probe.layers import CHANNELS_FIRST, CHANNELS_LAST
@@ -65,11 +65,13 @@ class Pass:
         activations: one ``(N, spatial..., K)`` float32 tensor per explained layer.
         gradients: d(score)/d(activations), same shapes (empty without layer gradients).
         input_gradient: d(score)/d(explained input) ``(N, spatial..., C)``, or None.
-        logits: ``(N, K)`` float32 (the explained output, softmax/sigmoid left out).
+        logits: ``(N, K)`` float32 (the explained output, softmax/sigmoid left out); for a target
+            that reads every output (detection), the model's outputs as it returns them.
         scores: ``(N,)`` target score of each image.
         classes: ``(N,)`` target class of each image (``-1`` for a callable target).
         inputs: the explained input as fed to the model (after any ``pre`` step).
         extra: the step's extra arguments.
+        target_data: a structured target's per-image arrays (a mask, a box: :mod:`kerasxai.probe.regions`).
     """
 
     activations: list
@@ -80,6 +82,7 @@ class Pass:
     classes: object
     inputs: object = None
     extra: tuple = ()
+    target_data: tuple = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,6 +165,7 @@ class Probe:
             self._log()
         self._steps: dict = {}
         self._callable_steps = weakref.WeakKeyDictionary()
+        self._structured_steps: dict = {}  # per kind of segmentation/detection target (its decode, iou)
         self._zero_tensors: dict = {}
 
     def _refuse_quantized(self):
@@ -313,7 +317,11 @@ class Probe:
             raise ValueError(f"grads must be one of {GRADS}. Received: {grads!r}")
         if grads is not None or pre is not None:  # gradients, or scores of generated inputs (Score-CAM)
             self._refuse_quantized()
-        if callable(target) and not isinstance(target, str):
+        if regions_lib.is_structured(target):
+            table = self._structured_steps.setdefault(target.step_key, {})
+            head = self.head
+            scorer = lambda logits, classes, *data: target.scores(head, logits, classes, *data)  # noqa: E731
+        elif callable(target) and not isinstance(target, str):
             table = self._callable_steps.setdefault(target, {})
             scorer = lambda logits, classes: targets_lib.callable_scores(target, logits, classes)  # noqa: E731
         else:
@@ -328,14 +336,15 @@ class Probe:
         want_input = grads in ("input", "both")
         want_layers = grads in ("layers", "both")
 
-        def make_forward(n_in, n_extra, dtype, head):
+        def make_forward(n_in, n_extra, n_data, dtype, head):
             """The step's function for one layout of arguments (fixed when it is compiled, never read later)."""
 
             def forward(*args):
                 k = self.explained_input
                 inputs = list(args[:n_in])
                 extra = tuple(args[n_in : n_in + n_extra])
-                deltas = list(args[n_in + n_extra : -1])
+                deltas = list(args[n_in + n_extra : len(args) - 1 - n_data])
+                classes, data = args[len(args) - 1 - n_data], tuple(args[len(args) - n_data :])
                 input_delta = deltas.pop(0) if want_input else None
                 x = ops.cast(inputs[k], dtype)
                 if pre is not None:
@@ -344,15 +353,18 @@ class Probe:
                     x = ops.add(x, ops.cast(input_delta, x.dtype))
                 inputs[k] = x
                 acts, output = self.net.call(inputs, deltas)
-                logits = heads_lib.recover_logits(head, ops.cast(output, "float32"))
-                scores, used = scorer(logits, args[-1])
+                if head.kind == heads_lib.ALL:  # the outputs as the model returns them (a detector's decode reads them)
+                    logits = keras.tree.map_structure(lambda t: ops.cast(t, "float32"), output)
+                else:
+                    logits = heads_lib.recover_logits(head, ops.cast(output, "float32"))
+                scores, used = scorer(logits, classes, *data)
                 return scores, ([ops.cast(a, "float32") for a in acts], logits, scores, used, ops.cast(x, "float32"),
-                                extra)
+                                extra, data)
 
             return forward
 
         def finish(aux, gradients):
-            acts, logits, scores, used, x, extra = aux
+            acts, logits, scores, used, x, extra, data = aux
             gradients = list(gradients)
             input_gradient = gradients.pop(0) if want_input else None
             # every method sees (N, spatial..., channels), whatever the model's data format (read when the
@@ -374,7 +386,7 @@ class Probe:
                 bad = [n for n, g in zip(self.layer_names, gradients) if g is None]
                 raise ValueError(f"The score of output '{self.head.name}' does not depend differentiably on layer(s) {bad}: "
                                  "explain a layer after the cut, or use kerasxai.occlusion / kerasxai.rise (forward passes only).")
-            out = post(Pass(acts, gradients if want_layers else [], input_gradient, logits, scores, used, x, extra))
+            out = post(Pass(acts, gradients if want_layers else [], input_gradient, logits, scores, used, x, extra, data))
             return _pack(out, scores.shape[0])
 
         compiled: dict = {}  # one compiled step per argument shapes (batch axis free)
@@ -390,12 +402,16 @@ class Probe:
             shapes = [(tuple(inputs[k].shape), "float32")] if want_input else []
             shapes += list(zip(self.net.activation_shapes(tensors), self.net.delta_dtypes))
             deltas = [self._zeros(shape, dtype) for shape, dtype in shapes]
+            data = ()
+            if isinstance(classes, regions_lib.TargetBatch):  # a mask or box per image, after the classes
+                classes, data = classes.classes, tuple(_argument(np.ascontiguousarray(d, np.float32)) for d in classes.data)
             if classes is None:
                 classes = np.full((n,), targets_lib.PREDICTED, np.int32)
-            args = tensors + list(extra) + deltas + [_argument(np.asarray(classes, np.int32))]
+            args = tensors + list(extra) + deltas + [_argument(np.asarray(classes, np.int32))] + list(data)
             shapes = tuple((tuple(a.shape[1:]), keras.backend.standardize_dtype(a.dtype)) for a in args)
             spec_dtype = str(self.input_specs[k].dtype)
-            layout = (len(tensors), len(extra), spec_dtype if spec_dtype.startswith(("float", "bfloat")) else "float32")
+            layout = (len(tensors), len(extra), len(data),
+                      spec_dtype if spec_dtype.startswith(("float", "bfloat")) else "float32")
             key = (shapes, layout)
             if key not in compiled:
                 first = len(tensors) + len(extra)
@@ -443,6 +459,8 @@ class Probe:
             self.net.infer([inputs_lib.InputSpec("input", (None,) + tuple(batch.inputs[0].shape[1:]), "float32")])
             self._log()
         self._settle_head(batch.inputs)
+        if regions_lib.is_structured(target):
+            return target.resolve(self, batch, total if total is not None else batch.total)
         if callable(target) and not isinstance(target, str):
             return None
         total = total if total is not None else batch.total
@@ -595,7 +613,8 @@ def _one_name_or_index(argument: str, value):
     )
 
 
-def get_probe(model, layer=None, *, output=None, input=None, logits: bool = True, guided: bool = False) -> Probe:
+def get_probe(model, layer=None, *, output=None, input=None, logits: bool = True, guided: bool = False,
+              target=None) -> Probe:
     """Returns the cached :class:`Probe` of ``model`` for ``layer``, building it once.
 
     Args:
@@ -613,6 +632,8 @@ def get_probe(model, layer=None, *, output=None, input=None, logits: bool = True
         logits: leave out a final softmax/sigmoid (default) or explain the output as it is.
         guided: a probe whose ReLUs back-propagate only positive gradients through
             positive inputs (guided backpropagation).
+        target: the target the probe will explain, when it decides the output: a detection
+            target (:class:`kerasxai.targets.Detection`) reads every output unless ``output`` names one.
 
     Examples:
         >>> import keras
@@ -627,6 +648,8 @@ def get_probe(model, layer=None, *, output=None, input=None, logits: bool = True
     else:
         layers = tuple(layer) if isinstance(layer, (list, tuple)) else (layer,)
     output, input = _one_name_or_index("output", output), _one_name_or_index("input", input)
+    if output is None and getattr(target, "reads_all_outputs", False):
+        output = heads_lib.ALL_OUTPUTS
     key = ("probe", tuple(_layer_key(item) for item in layers), output, input, logits, guided)
     return cache.cached(model, key, lambda: Probe(model, layers, output=output, input=input, logits=logits, guided=guided))
 

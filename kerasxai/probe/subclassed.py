@@ -153,6 +153,7 @@ class SubclassedForward:
         self.head = None
         self.layers, self.layer_names, self._indices = [], [], []
         self._logit_layer = None
+        self._all = False
         self._shapes: dict = {}
         self._infer_lock = threading.Lock()  # two threads' first batches: one observes, the other waits
 
@@ -249,6 +250,10 @@ class SubclassedForward:
             names = sorted(output)
         else:
             names = [f"output_{i}" for i in range(len(flat))]
+        if self._output == heads.ALL_OUTPUTS:  # a detection target: every output as the model returns it
+            self._output_index, self._all = None, True
+            self.head = heads.Head("all outputs", -1, heads.ALL, None, None)
+            return
         if self._output is None and len(flat) > 1:
             raise ValueError(f"Subclassed model has {len(flat)} outputs ({names}); say which one with output=.")
         index = 0 if self._output is None else (names.index(self._output) if isinstance(self._output, str) else self._output)
@@ -313,7 +318,7 @@ class SubclassedForward:
             hooks[layer] = to_logits if layer not in hooks else hooks[layer]
         with wrapped_calls(hooks):
             output = self.model()(inputs[0], training=False)
-        head = keras.tree.flatten(output)[self._output_index]
+        head = output if self._all else keras.tree.flatten(output)[self._output_index]
         missing = [self.layer_names[i] for i in range(len(self.layers)) if i not in captured]
         if missing:
             raise ValueError(f"Layer(s) {missing} were not called in this forward pass of '{self.model_name}'.")

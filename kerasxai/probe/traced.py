@@ -68,13 +68,14 @@ class TracedForward:
     def __init__(self, model, layers, *, output, input, logits, guided):
         self.input_specs = inputs_lib.input_specs(model)
         self.explained_input = inputs_lib.select_input(self.input_specs, input, model.name)
-        output_index = heads.select_output(model, output)
+        every = output == heads.ALL_OUTPUTS  # a detection target reads every output, as the model returns them
+        output_index = 0 if every else heads.select_output(model, output)
         plain = traced(model, self.explained_input)
         route = layers_lib.Route.between(
             plain.calls, plain.inputs[self.explained_input], keras.tree.flatten(plain.outputs)[output_index],
             self.input_specs[self.explained_input].name, heads.output_names(model)[output_index])
         layer_calls = [
-            layers_lib.default_call(plain.calls, model, route) if layer is None
+            layers_lib.default_call(plain.calls, model, route, plain.outputs) if layer is None
             else layers_lib.find_call(plain.calls, layer, model, route)
             for layer in layers
         ]
@@ -111,13 +112,19 @@ class TracedForward:
 
         fresh = fresh_inputs(model, self.explained_input)
         outputs, calls = graph.trace(model, structured(model, fresh), substitute)
-        out_tensor = keras.tree.flatten(outputs)[output_index]
-        tensor, squashing, removed, head_call = heads.logits(out_tensor, calls, logits)
-        self.head = heads.head_of(heads.output_names(model)[output_index], output_index, tensor, squashing, removed)
+        if every:
+            head_tensors, head_call, self._structure = keras.tree.flatten(outputs), None, outputs
+            self.head = heads.Head("all outputs", -1, heads.ALL, None, None)
+            self.logits_shape = None
+        else:
+            out_tensor = keras.tree.flatten(outputs)[output_index]
+            tensor, squashing, removed, head_call = heads.logits(out_tensor, calls, logits)
+            self.head = heads.head_of(heads.output_names(model)[output_index], output_index, tensor, squashing, removed)
+            head_tensors, self._structure, self.logits_shape = [tensor], None, tuple(tensor.shape)
         self._calls, self._head_call = calls, head_call
         self._layer_calls = [next(c for c in calls if c.op is lc.op and c.index == lc.index and not c.is_model)
                              for lc in layer_calls]
-        self.submodel = keras.Model(fresh + deltas, [captured[i] for i in range(len(layer_calls))] + [tensor],
+        self.submodel = keras.Model(fresh + deltas, [captured[i] for i in range(len(layer_calls))] + head_tensors,
                                     name=f"{model.name}_probe")
         self._n_inputs = len(fresh)
         self._shapes_model = keras.Model(plain.inputs, [c.output for c in layer_calls]) if layer_calls else None
@@ -134,6 +141,8 @@ class TracedForward:
     def call(self, inputs: list, deltas: list):
         outs = self.submodel(list(inputs) + list(deltas), training=False)
         outs = outs if isinstance(outs, (list, tuple)) else [outs]
+        if self._structure is not None:  # every output, in the structure the model returns
+            return list(outs[: len(self.layers)]), keras.tree.pack_sequence_as(self._structure, list(outs[len(self.layers):]))
         return list(outs[: len(self.layers)]), outs[-1]
 
     def activation_shapes(self, inputs: list) -> list:
@@ -152,6 +161,9 @@ class TracedForward:
         return [(n,) + s for s in self._shapes[key]]
 
     def cam_head(self):
+        if self._structure is not None:
+            raise ValueError("CAM weighs a classifier's column of a class; a detection target reads every output: "
+                             "use gradcam, layercam or another method.")
         return layers_lib.cam_head(self._calls, self._layer_calls[0], self._head_call, self.layer_names[0])
 
 
