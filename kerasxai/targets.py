@@ -4,7 +4,8 @@
 image, ``"label"``, a callable ``logits -> (N,) scores``, or one of these:
 
 - :class:`Segmentation`: a class's logits summed over a region of a per-pixel output;
-- :class:`Detection`: a detector's evidence for one box of one class, through ``decode``.
+- :class:`Detection`: a detector's evidence for one box of one class, through ``decode``;
+  :func:`retinanet_decode` makes the ``decode`` of keras-hub's RetinaNet.
 
 Examples:
     >>> import keras, numpy as np
@@ -17,5 +18,6 @@ Examples:
 """
 
 from kerasxai.probe.regions import Detection, Segmentation, box_iou
+from kerasxai.probe.retinanet import retinanet_decode
 
-__all__ = ["Detection", "Segmentation", "box_iou"]
+__all__ = ["Detection", "Segmentation", "box_iou", "retinanet_decode"]

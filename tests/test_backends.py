@@ -19,13 +19,13 @@ from tests import backend_maps
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CORE = ["test_cams.py", "test_gradients.py", "test_more_methods.py", "test_targets.py", "test_maps.py",
         "test_models.py", "test_probe.py", "test_metrics.py", "test_predictions.py", "test_visualize.py",
-        "test_embeddings.py", "test_threads.py", "test_graph.py", "test_perturbation.py"]
+        "test_embeddings.py", "test_threads.py", "test_graph.py", "test_perturbation.py", "test_regions.py"]
 OTHER_BACKENDS = ("jax", "torch")
 # The keras.applications families check the layer and logits found in their graphs, the same on every
 # backend; compiling DenseNet121 or InceptionV3 under XLA alone takes minutes, so those run once, here.
 # A reference written with tf.GradientTape on the model itself runs on TensorFlow only (the other
 # backends check the same models against their channels_last twins).
-DESELECT = "not keras_applications_families and not tape_over_the_channel_axis"
+DESELECT = "not keras_applications_families and not tape_over_the_channel_axis and not tape_on_tensorflow"
 
 pytestmark = pytest.mark.skipif(
     keras.backend.backend() != "tensorflow",

@@ -103,7 +103,10 @@ def run(method: str, probe, images, target, compute, *, batch_size: int = DEFAUL
     bar = _progress_bar(progress, source.length, batch_size)
     for batch in source.batches(batch_size):
         classes = probe.classes(target, batch, source.length)
-        collector.add(batch.start, compute(batch, classes))
+        out = compute(batch, classes)
+        if getattr(classes, "empty", None) is not None:  # a region or box with nothing in it: warned about already
+            out = {**out, "nothing_to_explain": classes.empty}
+        collector.add(batch.start, out)
         if bar is not None:
             bar.update(batch.start + batch.size)
     if collector._seen == 0:
@@ -143,7 +146,10 @@ def to_float32(x):
 
 
 def _predict_post(p):
-    return {"logits": p.logits, "scores": p.scores, "classes": p.classes, "finite": maps_lib.logits_finite(p.logits)}
+    logits = p.logits
+    if isinstance(logits, (dict, list, tuple)):  # every output of a detector: side by side, per image
+        logits = ops.concatenate([ops.reshape(t, (ops.shape(t)[0], -1)) for t in keras.tree.flatten(logits)], axis=1)
+    return {"logits": logits, "scores": p.scores, "classes": p.classes, "finite": maps_lib.logits_finite(p.logits)}
 
 
 def predict(probe, images, target=None, *, batch_size: int = DEFAULT_BATCH_SIZE, progress=None) -> dict:

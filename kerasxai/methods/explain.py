@@ -185,5 +185,6 @@ def explain(model, images, methods=("saliency", "gradcam", "gradcam_plus_plus", 
             collector.method = name
             collector.warn_flat({"flat": out[f"flat:{name}"], "scores": out.get("scores"), "classes": out.get("classes"),
                                  "raw_max": out.get(f"raw_max:{name}"),
-                                 "zero_gradient": out.get(f"zero_gradient:{name}")}, "zero_gradient")
+                                 "zero_gradient": out.get(f"zero_gradient:{name}"),
+                                 "nothing_to_explain": out.get("nothing_to_explain")}, "zero_gradient")
     return {name: engine.pick(out, single, f"map:{name}") for name in methods}

@@ -291,6 +291,8 @@ class Collector:
 
     def warn_flat(self, out: dict, zero_gradient_key=None):
         flat = out["flat"]
+        if out.get("nothing_to_explain") is not None:  # the target's own warning named these images
+            flat = flat & ~np.asarray(out["nothing_to_explain"], bool)
         if not np.any(flat):
             return
         scores, classes = out.get("scores"), out.get("classes")

@@ -245,9 +245,10 @@ def output_calls(calls, outputs) -> set:
     return found
 
 
-def default_call(calls, model, route: Route, outputs=()) -> graph.Call:
+def default_call(calls, model, route: Route, outputs=(), rank=None) -> graph.Call:
     """The last explainable call on ``route`` of a layer called once on it, not a layer that makes an
-    output (``outputs``: the traced outputs); a clear error otherwise."""
+    output (``outputs``: the traced outputs), with as many spatial axes as the input (``rank``) when one
+    has (a detector's per-anchor reshapes come after its last feature map); a clear error otherwise."""
     heads = output_calls(calls, outputs)
     candidates = [c for c in explainable(calls) if id(c) not in heads]
     if not candidates:
@@ -259,6 +260,8 @@ def default_call(calls, model, route: Route, outputs=()) -> graph.Call:
     on_route = [c for c in candidates if c in route]
     times = collections.Counter(id(c.op) for c in calls if not c.is_model and c in route)
     once = [c for c in on_route if times[id(c.op)] == 1]
+    if rank is not None:
+        once = [c for c in once if len(spatial_shape(c.output) or ()) == rank] or once
     if once:  # a padding's map has an artificial border: the layer before it (e.g. MobileNet's *_pad) is meant
         return ([c for c in once if not isinstance(_unwrapped(c.op), PADDING)] or once)[-1]
     if on_route:

@@ -40,12 +40,14 @@ class TargetBatch:
 
     classes: np.ndarray  # (n,) int32
     data: tuple  # per-image float32 arrays, (n, ...)
+    empty: np.ndarray | None = None  # (n,) True where there is nothing to explain (warned about once)
 
     def __len__(self) -> int:
         return len(self.classes)
 
     def __getitem__(self, index) -> "TargetBatch":
-        return TargetBatch(self.classes[index], tuple(d[index] for d in self.data))
+        return TargetBatch(self.classes[index], tuple(d[index] for d in self.data),
+                           None if self.empty is None else self.empty[index])
 
     def astype(self, dtype) -> "TargetBatch":  # like the class vectors it stands beside
         return self
@@ -179,13 +181,14 @@ class Segmentation:
                                  f"model '{probe.model_name}' is {spatial} per image: give the mask at the output's "
                                  "resolution.")
             masks = masks.astype(np.float32)
-        empty = np.flatnonzero(masks.reshape(n, -1).sum(axis=1) == 0) + batch.start
+        nothing = masks.reshape(n, -1).sum(axis=1) == 0
+        empty = np.flatnonzero(nothing) + batch.start
         if empty.size:
             what = "no pixel is predicted as" if self.mask is None else "the mask selects no pixel for"
             warnings.warn(f"kerasxai: Segmentation target: {what} class {self.class_index} in image(s) "
                           f"{empty.tolist()[:20]}: there is nothing to explain, and their maps are flat.",
                           UserWarning, stacklevel=4)
-        return TargetBatch(classes, (masks,))
+        return TargetBatch(classes, (masks,), nothing)
 
     @staticmethod
     def scores(head, logits, classes, mask):
@@ -362,7 +365,8 @@ class Detection:
         if (classes >= k).any():
             raise ValueError(f"class_index {int(classes[classes >= k][0])} is out of range: decode gives class scores "
                              f"for {k} classes (0..{k - 1}).")
-        unmatched = np.flatnonzero(out["matches"] == 0) + batch.start
+        resolved.empty = np.asarray(out["matches"]) == 0
+        unmatched = np.flatnonzero(resolved.empty) + batch.start
         if unmatched.size:
             warnings.warn(f"kerasxai: Detection target: no predicted box overlaps the box with IoU >= {self.iou} in "
                           f"image(s) {unmatched.tolist()[:20]}: there is nothing to explain, and their maps are flat "

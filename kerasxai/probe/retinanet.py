@@ -141,17 +141,3 @@ def retinanet_decode(model, image_shape=None):
         return boxes, logits
 
     return decode
-
-
-def _skip_example_without_keras_hub():
-    """Without keras-hub the example above cannot run: doctest skips it (only then)."""
-    import importlib.util
-    import re
-
-    if importlib.util.find_spec("keras_hub") is None and retinanet_decode.__doc__:
-        retinanet_decode.__doc__ = re.sub(
-            r"^(\s*>>> .*)$", r"\1  # doctest: +SKIP", retinanet_decode.__doc__, flags=re.MULTILINE
-        )
-
-
-_skip_example_without_keras_hub()

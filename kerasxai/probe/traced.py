@@ -75,7 +75,9 @@ class TracedForward:
             plain.calls, plain.inputs[self.explained_input], keras.tree.flatten(plain.outputs)[output_index],
             self.input_specs[self.explained_input].name, heads.output_names(model)[output_index])
         layer_calls = [
-            layers_lib.default_call(plain.calls, model, route, plain.outputs) if layer is None
+            layers_lib.default_call(plain.calls, model, route, plain.outputs,
+                                    len(layers_lib.spatial_shape(plain.inputs[self.explained_input]) or ()) or None)
+            if layer is None
             else layers_lib.find_call(plain.calls, layer, model, route)
             for layer in layers
         ]

@@ -1,0 +1,342 @@
+"""Segmentation and detection targets, and D-RISE: against references computed by hand.
+
+The segmenter is ``Conv2D(valid, tanh) -> Conv2D(K, 1, softmax)``: the summed logit of a class over a mask is
+linear in the conv's activations, so every gradient has a closed form in NumPy. The detector's boxes are fixed
+anchors (its regression is checked separately, with a tape, on TensorFlow), its class scores a 1x1 conv.
+"""
+
+import warnings
+
+import keras
+import numpy as np
+import pytest
+from keras import layers
+
+import kerasxai
+from kerasxai.methods.perturbation import drise_weight
+from kerasxai.targets import Detection, Segmentation, box_iou
+from tests import reference
+
+X = np.random.default_rng(60).uniform(-1, 1, (5, 12, 12, 3)).astype("float32")
+
+
+def _segmenter(seed=61, classes=3, activation="softmax"):
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((12, 12, 3))
+    a = layers.Conv2D(4, 3, activation="tanh", name="c")(inp)
+    return keras.Model(inp, layers.Conv2D(classes, 1, activation=activation, name="head")(a), name="segmenter")
+
+
+@pytest.fixture(scope="module")
+def segmenter():
+    return _segmenter()
+
+
+def _parts(model):
+    conv, head = model.get_layer("c"), model.get_layer("head")
+    acts = reference.activations(model.input, conv.output, X)  # (N, 10, 10, 4)
+    w = keras.ops.convert_to_numpy(head.kernel)[0, 0].astype("float64")  # (4, K)
+    b = keras.ops.convert_to_numpy(head.bias).astype("float64")
+    return conv, acts, w, b
+
+
+def _masks(n=5, size=10, seed=62):
+    return np.random.default_rng(seed).random((n, size, size)) < 0.3
+
+
+def test_segmentation_gradcam_layercam_and_saliency_are_the_closed_form_gradients_of_the_masked_logit_sum(segmenter):
+    conv, acts, w, b = _parts(segmenter)
+    masks, c = _masks(), 2
+    grads = masks[..., None] * w[:, c]  # dS/dA: the head's class column where the mask is
+    expected_gradcam = np.maximum((grads.mean(axis=(1, 2), keepdims=True) * acts).sum(-1), 0)
+    expected_layercam = np.maximum((np.maximum(grads, 0) * acts).sum(-1), 0)
+    target = Segmentation(c, mask=masks)
+    np.testing.assert_allclose(kerasxai.gradcam(segmenter, X, target=target, raw=True, batch_size=2),
+                               expected_gradcam, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(kerasxai.layercam(segmenter, X, target=target, raw=True, batch_size=3),
+                               expected_layercam, rtol=1e-4, atol=1e-6)
+    kernel = keras.ops.convert_to_numpy(conv.kernel)
+    bias = keras.ops.convert_to_numpy(conv.bias)
+    expected_saliency = np.stack([np.abs(reference.conv_tanh_dense_input_gradient(X[i], kernel, bias, grads[i])).max(-1)
+                                  for i in range(len(X))])
+    np.testing.assert_allclose(kerasxai.saliency(segmenter, X, target=target, raw=True, batch_size=2),
+                               expected_saliency, rtol=1e-4, atol=1e-6)
+    assert expected_gradcam.max() > 0.01 and expected_saliency.max() > 0.01
+
+
+def test_mask_none_is_the_predicted_region_decided_on_the_clean_images(segmenter):
+    _, acts, w, b = _parts(segmenter)
+    logits = acts @ w + b
+    c = int(np.bincount(logits.argmax(-1).ravel()).argmax())  # a class predicted somewhere in every image
+    predicted = logits.argmax(-1) == c
+    assert predicted.reshape(5, -1).any(axis=1).all()
+    for method in ("gradcam", "hirescam", "saliency"):
+        given = getattr(kerasxai, method)(segmenter, X, target=Segmentation(c, mask=predicted), raw=True)
+        np.testing.assert_allclose(getattr(kerasxai, method)(segmenter, X, target=Segmentation(c), raw=True, batch_size=2),
+                                   given, rtol=1e-5, atol=1e-7, err_msg=method)
+    # copies (noise, occlusion) keep the clean image's region: equal to the mask given explicitly
+    kwargs = {"smoothgrad": {"n": 3, "noise": 0.5}, "occlusion": {"window": 4, "stride": 2}, "rise": {"n": 40, "cells": 3}}
+    for method, options in kwargs.items():
+        given = getattr(kerasxai, method)(segmenter, X, target=Segmentation(c, mask=predicted), raw=True, **options)
+        np.testing.assert_allclose(getattr(kerasxai, method)(segmenter, X, target=Segmentation(c), raw=True, **options),
+                                   given, rtol=1e-5, atol=1e-6, err_msg=method)
+
+
+def test_occlusion_with_a_segmentation_target_is_the_numpy_loop(segmenter):
+    _, _, w, b = _parts(segmenter)
+    masks, c = _masks(seed=63), 1
+    feats = keras.Model(segmenter.input, segmenter.get_layer("c").output)
+
+    def score(z, m):
+        logits = keras.ops.convert_to_numpy(feats(z)).astype("float64") @ w + b
+        return (logits[..., c] * m).sum(axis=(1, 2))
+
+    clean = score(X, masks)
+    total, count = np.zeros((5, 12, 12)), np.zeros((12, 12))
+    for i in range(0, 12, 3):
+        for j in range(0, 12, 3):
+            hidden = X.copy()
+            hidden[:, i:i + 4, j:j + 4] = 0.0
+            total[:, i:i + 4, j:j + 4] += (clean - score(hidden, masks))[:, None, None]
+            count[i:i + 4, j:j + 4] += 1
+    got = kerasxai.occlusion(segmenter, X, target=Segmentation(c, mask=masks), window=4, stride=3, raw=True,
+                             batch_size=7)
+    np.testing.assert_allclose(got, total / count, rtol=1e-4, atol=1e-5)
+
+
+def test_per_image_masks_follow_their_images_across_batches_and_in_explain(segmenter):
+    masks = _masks(seed=64)
+    target = Segmentation(0, mask=masks)
+    one_by_one = np.stack([kerasxai.gradcam(segmenter, X[i:i + 1], target=Segmentation(0, mask=masks[i]))[0]
+                           for i in range(5)])
+    np.testing.assert_allclose(kerasxai.gradcam(segmenter, X, target=target, batch_size=2), one_by_one, atol=1e-6)
+    out = kerasxai.explain(segmenter, X, methods=("gradcam", "saliency", "occlusion", "scorecam"), target=target,
+                           batch_size=2, options={"occlusion": {"window": 4, "stride": 4}, "scorecam": {"n": 3}})
+    np.testing.assert_allclose(out["gradcam"], one_by_one, atol=1e-6)
+    for name in ("saliency", "occlusion", "scorecam"):
+        single = getattr(kerasxai, name)(segmenter, X, target=target, **({"window": 4, "stride": 4} if name == "occlusion"
+                                                                          else {"n": 3} if name == "scorecam" else {}))
+        np.testing.assert_allclose(out[name], single, atol=1e-5, err_msg=name)
+
+
+def test_one_channel_sigmoid_segmenter_class_0_is_the_negated_logit():
+    model = _segmenter(seed=65, classes=1, activation="sigmoid")
+    _, acts, w, b = _parts(model)
+    mask = _masks(seed=66)[0]
+    for c, sign in ((1, 1.0), (0, -1.0)):
+        grads = sign * mask[None, ..., None] * w[:, 0]
+        expected = np.maximum((grads.mean(axis=(1, 2), keepdims=True) * acts).sum(-1), 0)
+        np.testing.assert_allclose(kerasxai.gradcam(model, X, target=Segmentation(c, mask=mask), raw=True),
+                                   expected, rtol=1e-4, atol=1e-6)
+
+
+def test_segmentation_errors_say_what_to_do(segmenter):
+    classifier = keras.Sequential([keras.Input((12, 12, 3)), layers.Conv2D(2, 3), layers.GlobalAveragePooling2D(),
+                                   layers.Dense(3, activation="softmax")])
+    with pytest.raises(ValueError, match="not per pixel.*target=<class index>"):
+        kerasxai.gradcam(classifier, X, target=Segmentation(1))
+    with pytest.raises(ValueError, match="spatial shape \\(12, 12\\).*output's resolution"):
+        kerasxai.gradcam(segmenter, X, target=Segmentation(1, mask=np.ones((12, 12), bool)))
+    with pytest.raises(ValueError, match="mask gives 3 masks but there are 5 images"):
+        kerasxai.saliency(segmenter, X, target=Segmentation(1, mask=np.ones((3, 10, 10), bool)))
+    with pytest.raises(ValueError, match="out of range.*0..2"):
+        kerasxai.saliency(segmenter, X, target=Segmentation(3))
+    with pytest.raises(ValueError, match="booleans"):
+        Segmentation(1, mask=np.full((10, 10), 0.5))
+    with pytest.raises(ValueError, match="class_index must be an int"):
+        Segmentation(-1)
+    with pytest.raises(ValueError, match="cam needs a class target"):
+        kerasxai.cam(segmenter, X, target=Segmentation(1))
+    with pytest.warns(UserWarning, match="selects no pixel for class 1 in image\\(s\\) \\[0, 1, 2, 3, 4\\]"):
+        kerasxai.saliency(segmenter, X, target=Segmentation(1, mask=np.zeros((10, 10), bool)))
+
+
+# --------------------------------------------------------------------------- detection
+
+ANCHORS = np.array([[y, x, y + 6, x + 6] for y in range(0, 12, 3) for x in range(0, 12, 3)], "float32")  # (16, 4)
+
+
+def _detector(seed=70, regression=False):
+    """Features on a 4x4 grid; class logits per cell; boxes: the cell's anchor (+ a regression)."""
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((12, 12, 3))
+    feat = layers.Conv2D(5, 3, strides=3, padding="same", activation="tanh", name="feat")(inp)
+    outputs = {"cls": layers.Conv2D(3, 1, name="cls")(feat)}
+    if regression:
+        outputs["box"] = layers.Conv2D(4, 1, activation="tanh", name="box")(feat)
+    return keras.Model(inp, outputs, name="detector")
+
+
+def decode_anchors(out):
+    n = keras.ops.shape(out["cls"])[0]
+    boxes = keras.ops.broadcast_to(keras.ops.convert_to_tensor(ANCHORS)[None], (n, 16, 4))
+    if "box" in out:
+        boxes = boxes + 2.0 * keras.ops.reshape(out["box"], (n, 16, 4))
+    return boxes, keras.ops.reshape(out["cls"], (n, 16, 3))
+
+
+BOXES = np.array([[0, 0, 6, 6], [3, 3, 9, 9], [2, 5, 8, 12], [6, 6, 12, 12], [0, 4, 7, 10]], "float32")
+
+
+def _matches(box, threshold):
+    iou = reference_iou(box, ANCHORS)
+    return iou, iou >= threshold
+
+
+def reference_iou(box, boxes):
+    y1, x1 = np.maximum(box[0], boxes[:, 0]), np.maximum(box[1], boxes[:, 1])
+    y2, x2 = np.minimum(box[2], boxes[:, 2]), np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(y2 - y1, 0, None) * np.clip(x2 - x1, 0, None)
+    area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
+    return inter / (area(box) + area(boxes) - inter)
+
+
+def test_box_iou_matches_numpy():
+    got = keras.ops.convert_to_numpy(box_iou(BOXES, np.broadcast_to(ANCHORS, (5, 16, 4))))
+    np.testing.assert_allclose(got, np.stack([reference_iou(b, ANCHORS) for b in BOXES]), rtol=1e-6)
+
+
+def test_detection_gradcam_and_saliency_are_the_gradients_of_the_matched_boxes_scores():
+    model = _detector()
+    feat = model.get_layer("feat")
+    acts = reference.activations(model.input, feat.output, X)  # (5, 4, 4, 5)
+    w = keras.ops.convert_to_numpy(model.get_layer("cls").kernel)[0, 0].astype("float64")  # (5, 3)
+    classes = np.array([0, 2, 1, 1, 0])
+    grads = np.zeros_like(acts)
+    for i, (box, c) in enumerate(zip(BOXES, classes)):
+        _, keep = _matches(box, 0.3)
+        grads[i] = keep.reshape(4, 4)[..., None] * w[:, c]  # score = sum over matches of IoU + class logit
+        assert keep.any()
+    target = Detection(BOXES, classes, decode_anchors, iou=0.3)
+    expected = np.maximum((grads.mean(axis=(1, 2), keepdims=True) * acts).sum(-1), 0)
+    np.testing.assert_allclose(kerasxai.gradcam(model, X, target=target, raw=True, batch_size=2), expected,
+                               rtol=1e-4, atol=1e-6)
+    expected_layercam = np.maximum((np.maximum(grads, 0) * acts).sum(-1), 0)
+    np.testing.assert_allclose(kerasxai.layercam(model, X, target=target, raw=True, batch_size=3), expected_layercam,
+                               rtol=1e-4, atol=1e-6)
+    # the scores themselves: IoU + logit summed over the matches
+    logits = acts @ w + keras.ops.convert_to_numpy(model.get_layer("cls").bias)
+    scores = [sum(_matches(b, 0.3)[0][k] + logits[i].reshape(16, 3)[k, c] for k in np.flatnonzero(_matches(b, 0.3)[1]))
+              for i, (b, c) in enumerate(zip(BOXES, classes))]
+    probe = kerasxai.get_probe(model, (), target=target)
+    from kerasxai.methods import engine
+
+    np.testing.assert_allclose(engine.predict(probe, X, target)["scores"], scores, rtol=1e-5)
+
+
+def test_detection_with_box_regression_equals_a_tape_on_tensorflow():
+    import tensorflow as tf  # on TensorFlow only (test_backends deselects it elsewhere: the same maps are compared)
+
+    model = _detector(seed=71, regression=True)
+    target = Detection(BOXES[1], 2, decode_anchors, iou=0.2)
+    x = tf.constant(X)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        boxes, scores = decode_anchors(model(x))
+        iou = box_iou(np.broadcast_to(BOXES[1], (5, 4)), boxes)
+        total = tf.reduce_sum(tf.where(iou >= 0.2, iou + scores[..., 2], 0.0))
+    gradient = tape.gradient(total, x).numpy()
+    np.testing.assert_allclose(kerasxai.saliency(model, X, target=target, raw=True), np.abs(gradient).max(-1),
+                               rtol=1e-4, atol=1e-6)
+
+
+def numpy_decode(out):
+    """A decode written with NumPy: fails on the step's symbolic/traced tensors (or, on PyTorch, in the backward pass)."""
+    boxes, scores = decode_anchors(out)
+    return boxes, keras.ops.convert_to_tensor(np.asarray(scores))
+
+
+def test_detection_errors_and_warnings():
+    model = _detector()
+    with pytest.raises(ValueError, match="Detection needs decode.*keras.ops"):
+        Detection([0, 0, 6, 6], 1, None)
+    with pytest.raises(ValueError, match="is empty: boxes are y1, x1, y2, x2"):
+        Detection([6, 0, 0, 6], 1, decode_anchors)
+    with pytest.raises(ValueError, match="shape \\(4,\\) for every image or \\(N, 4\\)"):
+        Detection([0, 0, 6], 1, decode_anchors)
+    with pytest.raises(ValueError, match="iou is the overlap"):
+        Detection([0, 0, 6, 6], 1, decode_anchors, iou=0)
+    with pytest.raises(ValueError, match="out of range: decode gives class scores for 3 classes"):
+        kerasxai.gradcam(model, X, target=Detection([0, 0, 6, 6], 3, decode_anchors))
+    with pytest.raises(ValueError, match="box gives 2 boxs? but there are 5 images|box gives 2"):
+        kerasxai.gradcam(model, X, target=Detection(BOXES[:2], 1, decode_anchors))
+    with pytest.raises(ValueError, match="write it with keras.ops"):
+        kerasxai.gradcam(model, X, target=Detection([0, 0, 6, 6], 1, numpy_decode))
+    with pytest.raises(ValueError, match="decode returned boxes of shape"):
+        kerasxai.gradcam(model, X, target=Detection([0, 0, 6, 6], 1, lambda out: (out["cls"], out["cls"])))
+    with pytest.raises(ValueError, match="cam needs a class target"):
+        kerasxai.cam(model, X, target=Detection([0, 0, 6, 6], 1, decode_anchors))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        kerasxai.saliency(model, X[:2], target=Detection([[0, 0, 6, 6], [100, 100, 110, 110]], 1, decode_anchors))
+    assert any("no predicted box overlaps the box with IoU >= 0.5 in image(s) [1]" in str(w.message) for w in caught)
+
+
+def test_the_model_is_unchanged_by_region_and_box_targets(segmenter):
+    model = _detector(regression=True)
+    before = [keras.ops.convert_to_numpy(v).copy() for v in model.weights + segmenter.weights]
+    outputs = keras.ops.convert_to_numpy(model(X)["cls"]).copy()
+    kerasxai.explain(model, X, methods=("gradcam", "saliency", "rise"), target=Detection(BOXES, 1, decode_anchors, iou=0.2),
+                     options={"rise": {"n": 32}})
+    kerasxai.explain(segmenter, X, methods=("gradcam", "occlusion"), target=Segmentation(1))
+    after = [keras.ops.convert_to_numpy(v) for v in model.weights + segmenter.weights]
+    assert all(np.array_equal(a, b) for a, b in zip(before, after))
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(model(X)["cls"]), outputs)
+    assert set(model(X)) == {"cls", "box"}
+
+
+# --------------------------------------------------------------------------- D-RISE
+
+
+def _bright_detector(images):
+    """A black box: one detection per image, of class 0 with probability the mean brightness of the top-left quarter."""
+    out = []
+    for image in images:
+        p = float(np.clip(image[:6, :6].mean(), 0, 1))
+        out.append((np.array([[0, 0, 6, 6], [6, 6, 12, 12]]), np.array([[p, 1 - p], [0.5, 0.5]])))
+    return out
+
+
+def test_drise_weight_is_iou_times_cosine_times_objectness():
+    boxes = np.array([[0, 0, 6, 6], [0, 0, 3, 6], [6, 6, 12, 12]])
+    probs = np.array([[0.6, 0.8], [1.0, 0.0], [0.0, 1.0]])
+    objectness = np.array([0.5, 1.0, 1.0])
+    # image-by-image products: (1 x 0.6 x 0.5, 0.5 x 1 x 1, 0 x ...): the best is 0.5
+    assert drise_weight(np.array([0, 0, 6, 6]), 0, (boxes, probs, objectness)) == pytest.approx(0.5)
+    assert drise_weight(np.array([0, 0, 6, 6]), 1, (boxes, probs, objectness)) == pytest.approx(0.8 * 0.5)
+
+
+def test_drise_equals_its_definition_and_is_reproducible_and_stable_across_seeds():
+    from kerasxai.methods.perturbation import rise_masks
+
+    image = np.random.default_rng(72).uniform(0.2, 1, (12, 12, 3)).astype("float32")
+    masks = rise_masks((12, 12), 0, 50, cells=3, p=0.5, seed=4)
+    weights = [drise_weight(np.array([0, 0, 6, 6]), 0, (np.array([[0, 0, 6, 6], [6, 6, 12, 12]]),
+                                                           *[np.array(v) for v in _bright_detector([image * m[..., None]])[0][1:]],
+                                                           np.ones(2)))
+               for m in masks]
+    expected = np.tensordot(np.array(weights), masks, 1) / 50
+    got = kerasxai.drise(_bright_detector, image, box=[0, 0, 6, 6], class_index=0, n=50, cells=3, seed=4, raw=True,
+                         batch_size=7)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+    a = kerasxai.drise(_bright_detector, image, [0, 0, 6, 6], 0)
+    np.testing.assert_array_equal(a, kerasxai.drise(_bright_detector, image, [0, 0, 6, 6], 0, batch_size=64))
+    b = kerasxai.drise(_bright_detector, image, [0, 0, 6, 6], 0, seed=1)
+    assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.9
+    assert a[:6, :6].mean() > a[6:, 6:].mean() + 0.2  # the evidence is where the detector looks
+
+
+def test_drise_errors():
+    image = np.ones((12, 12, 3), "float32")
+    with pytest.raises(ValueError, match="n must be an int of at least 1"):
+        kerasxai.drise(_bright_detector, image, [0, 0, 6, 6], 0, n=0)
+    with pytest.raises(ValueError, match="fn must be a function"):
+        kerasxai.drise("model", image, [0, 0, 6, 6], 0)
+    with pytest.raises(ValueError, match="out of range: fn gives class vectors of 2 classes"):
+        kerasxai.drise(_bright_detector, image, [0, 0, 6, 6], 5, n=4)
+    with pytest.raises(ValueError, match="fn returned detections for 1 images, given 4"):
+        kerasxai.drise(lambda b: _bright_detector(b[:1]), image, [0, 0, 6, 6], 0, n=4)
+    with pytest.raises(ValueError, match="NaN"):
+        kerasxai.drise(_bright_detector, np.full((12, 12, 3), np.nan), [0, 0, 6, 6], 0, n=4)
+    with pytest.warns(RuntimeWarning, match="no masked copy of image\\(s\\) \\[0\\]"):
+        kerasxai.drise(_bright_detector, image, [20, 20, 22, 22], 0, n=4)
