@@ -340,3 +340,37 @@ def test_drise_errors():
         kerasxai.drise(_bright_detector, np.full((12, 12, 3), np.nan), [0, 0, 6, 6], 0, n=4)
     with pytest.warns(RuntimeWarning, match="no masked copy of image\\(s\\) \\[0\\]"):
         kerasxai.drise(_bright_detector, image, [20, 20, 22, 22], 0, n=4)
+
+
+# --------------------------------------------------------------------------- regions and figures
+
+
+def test_regions_are_the_masks_and_boxes_the_methods_explain(segmenter):
+    from kerasxai.targets import regions
+
+    _, acts, w, b = _parts(segmenter)
+    predicted = (acts @ w + b).argmax(-1) == 1
+    np.testing.assert_array_equal(regions(segmenter, X, Segmentation(1), batch_size=2), predicted)
+    given = _masks(seed=67)
+    np.testing.assert_array_equal(regions(segmenter, X, Segmentation(0, mask=given)), given)
+    np.testing.assert_array_equal(regions(_detector(), X, Detection(BOXES, 1, decode_anchors, iou=0.1)), BOXES)
+    with pytest.raises(ValueError, match="resolves a Segmentation or Detection target"):
+        regions(segmenter, X, 1)
+
+
+def test_figures_outline_the_box_and_the_region_on_every_panel(segmenter):
+    images = ((X[:2] + 1) * 127.5).astype("uint8")
+    maps = {"gradcam": np.random.default_rng(0).random((2, 12, 12)), "saliency": np.random.default_rng(1).random((2, 12, 12))}
+    fig = kerasxai.plot_explanations(images, maps, targets=Detection(BOXES[:2], [0, 2], decode_anchors))
+    titles = [ax.get_title() for ax in fig.axes[:6]]
+    assert "box of class 0" in titles[1] and "box of class 2" in titles[4]
+    boxes = [ax for ax in fig.axes[:6] if ax.lines]
+    assert len(boxes) == 6  # the input and both maps of both rows
+    xs, ys = boxes[3].lines[-1].get_data()  # row 2's box [3, 3, 9, 9], in pixel centres
+    np.testing.assert_allclose([xs.min(), xs.max(), ys.min(), ys.max()], [2.5, 8.5, 2.5, 8.5])
+    region = np.zeros((12, 12), bool)
+    region[2:6, 3:9] = True
+    fig = kerasxai.plot_explanations(images, maps, targets=Segmentation(1, mask=region))
+    assert all(ax.collections for ax in fig.axes[:6]) and "class 1 given region" in fig.axes[1].get_title()
+    with pytest.raises(ValueError, match="outlines must be boolean masks"):
+        kerasxai.plot_explanations(images, maps, outlines=np.zeros((2, 3, 4, 5)))

@@ -150,6 +150,8 @@ def target_label(target) -> str | None:
         return None
     if isinstance(target, str):
         return target
+    if hasattr(target, "describe"):  # a segmentation or detection target
+        return target.describe()
     if isinstance(target, (int, np.integer)):
         return f"class {int(target)}"
     if isinstance(target, (tuple, list)) and len(target) >= 2:

@@ -87,6 +87,44 @@ def _draw_map(ax, rgb, heat, name, *, cmap, alpha) -> str:
     return state
 
 
+def _outlines(outlines, row_targets, n: int, map_shape) -> list:
+    """Per row: a boolean mask, a ``(4,)`` box, or None, checked."""
+    if outlines is None:
+        return [t.outline(i) if hasattr(t, "outline") else None for i, t in enumerate(row_targets)]
+    array = np.asarray(outlines)
+    if array.shape[-1:] == (4,) and array.ndim in (1, 2) and array.dtype != bool:
+        rows = [array] * n if array.ndim == 1 else list(array)
+    elif array.ndim == len(map_shape):
+        rows = [array] * n
+    elif array.ndim == len(map_shape) + 1:
+        rows = list(array)
+    else:
+        raise ValueError(f"outlines must be boolean masks (N, H, W) or boxes (N, 4) (y1, x1, y2, x2). Received shape "
+                         f"{array.shape}.")
+    if len(rows) != n:
+        raise ValueError(f"outlines has {len(rows)} entries for {n} images.")
+    return rows
+
+
+def _draw_outline(ax, outline, image_shape, map_shape):
+    """A region's contour or a box, in white over a dark edge so it reads on any colour."""
+    outline = np.asarray(outline)
+    if outline.shape == (4,) and outline.dtype != bool:  # y1, x1, y2, x2 in the maps' (model input) pixels
+        sy, sx = image_shape[0] / map_shape[0], image_shape[1] / map_shape[1]
+        y1, x1, y2, x2 = (float(v) for v in outline)
+        ys = np.array([y1, y1, y2, y2, y1]) * sy - 0.5
+        xs = np.array([x1, x2, x2, x1, x1]) * sx - 0.5
+        for width, colour in ((3.0, "black"), (1.4, "white")):
+            ax.plot(xs, ys, color=colour, linewidth=width)
+    else:
+        mask = resize_linear(outline.astype(np.float32), image_shape)
+        if mask.max() > 0.5 > mask.min():
+            for width, colour in ((3.0, "black"), (1.4, "white")):
+                ax.contour(mask, levels=[0.5], colors=colour, linewidths=width)
+    ax.set_xlim(-0.5, image_shape[1] - 0.5)
+    ax.set_ylim(image_shape[0] - 0.5, -0.5)
+
+
 def plot_explanations(
     images,
     maps: Mapping[str, np.ndarray],
@@ -94,6 +132,7 @@ def plot_explanations(
     *,
     layer=None,
     targets=None,
+    outlines=None,
     cmap: str = MAP_CMAP,
     alpha: float = 0.4,
     cell_size: float = 2.6,
@@ -119,8 +158,15 @@ def plot_explanations(
             titles then read ``gradcam @ block5_conv3``. Pixel methods are
             ``@ input``.
         targets: the class explained, for the titles and the colour scale: an
-            int, a name, ``(index, name[, probability])``, or a list of those,
-            one per image.
+            int, a name, ``(index, name[, probability])``, a
+            :class:`~kerasxai.targets.Segmentation` or :class:`~kerasxai.targets.Detection`
+            target (its mask or box is outlined on every panel), or a list of
+            those, one per image.
+        outlines: what to outline on every panel of each row, in the maps' pixels: boolean
+            masks ``(N, H, W)`` (a segmentation target's region: the contour is drawn) or
+            boxes ``(N, 4)`` as y1, x1, y2, x2 (one ``(H, W)`` mask or ``(4,)`` box for all);
+            ``kerasxai.targets.regions(model, x, target)`` gives a target's. Default: the
+            mask or box a segmentation/detection ``targets`` carries.
         cmap: the colormap of every panel and of the scale (default ``"jet"``).
         alpha: the weight of the colour in the CAMs' overlays.
 
@@ -145,7 +191,10 @@ def plot_explanations(
     images = _as_image_list(images, single)
     n, names = len(images), list(maps)
     check_maps(maps, n, predictions, "(N, H, W)")
-    labels = [target_label(t) for t in per_image(targets, n, "targets")]
+    row_targets = per_image(targets, n, "targets")
+    labels = [t.describe(i) if hasattr(t, "describe") else target_label(t) for i, t in enumerate(row_targets)]
+    shapes = {name: m.shape[1:] for name, m in maps.items()}
+    lines = _outlines(outlines, row_targets, n, next(iter(shapes.values())))
     width, height = _cell_size(images, cell_size)
     fig = Figure(figsize=(width * (1 + len(names)) + 0.7, (height + 0.4) * n),
                  layout="compressed")
@@ -160,6 +209,9 @@ def plot_explanations(
             if state == "invalid":
                 unusable.setdefault(name, []).append(i)
             axes[i, j].set_title(panel_title(name, layer, labels[i]), fontsize=8)
+        if lines[i] is not None:
+            for ax in axes[i]:
+                _draw_outline(ax, lines[i], rgb.shape[:2], next(iter(shapes.values())))
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])

@@ -26,6 +26,7 @@ Arguments shared by the methods, documented once here:
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import ops
 
 from kerasxai.methods import maps as maps_lib
@@ -143,6 +144,19 @@ def spatial_axes(tensor) -> tuple:
 def to_float32(x):
     """A backend tensor as float32."""
     return ops.cast(x, "float32")
+
+
+def resolved_targets(probe, images, target, *, batch_size: int = DEFAULT_BATCH_SIZE) -> tuple:
+    """A segmentation or detection target's per-image arrays (masks, boxes) as every method resolves them:
+    a tuple of ``(N, ...)`` NumPy arrays over all the images."""
+    check_count("batch_size", batch_size)
+    source = probe.source(images)
+    parts = []
+    for batch in source.batches(batch_size):
+        parts.append(probe.classes(target, batch, source.length).data)
+    if not parts:
+        raise ValueError("No images given.")
+    return tuple(np.concatenate([p[i] for p in parts]) for i in range(len(parts[0])))
 
 
 def _predict_post(p):

@@ -136,6 +136,16 @@ class Segmentation:
 
     step_key = ("segmentation",)
 
+    def describe(self, index=None) -> str:
+        """How the target reads in figure titles."""
+        return f"class {self.class_index} {'given region' if self.mask is not None else 'predicted region'}"
+
+    def outline(self, index: int):
+        """The mask drawn on image ``index`` of a figure (None when it is predicted: see ``kerasxai.targets.regions``)."""
+        if self.mask is None:
+            return None
+        return self.mask if self.mask.ndim == 2 else self.mask[index]
+
     def check(self, probe) -> tuple:
         """The output's spatial shape, after refusing an output that is not per pixel."""
         shape = _logits_shape(probe)
@@ -349,6 +359,16 @@ class Detection:
     @property
     def step_key(self):
         return ("detection", self.decode, self.iou)
+
+    def describe(self, index=None) -> str:
+        """How the target reads in figure titles (for image ``index`` when each image has its class)."""
+        if isinstance(self.class_index, int):
+            return f"box of class {self.class_index}"
+        return "each row's box" if index is None else f"box of class {int(self.class_index[index])}"
+
+    def outline(self, index: int):
+        """The box drawn on image ``index`` of a figure."""
+        return self.box if self.box.ndim == 1 else self.box[index]
 
     def resolve(self, probe, batch, total=None) -> TargetBatch:
         """The batch's classes and boxes; warns about images where no predicted box matches."""
