@@ -30,6 +30,33 @@ GRAPH_CASES = {
     "channels_first": [("gradcam", {"target": 1}), ("layercam", {"target": 1}), ("saliency", {"target": 1}),
                        ("gradcam_plus_plus", {"target": 0, "layer": "c1"})],
 }
+ANCHORS = np.array([[y, x, y + 6, x + 6] for y in range(0, 12, 3) for x in range(0, 12, 3)], "float32")
+REGION = np.zeros((12, 12), bool)
+REGION[3:8, 2:9] = True
+
+
+def decode_detector(out):
+    """The test detector's boxes: each 4x4-grid cell's anchor moved by its regression; its class logits."""
+    n = keras.ops.shape(out["cls"])[0]
+    boxes = keras.ops.add(keras.ops.convert_to_tensor(ANCHORS)[None], 2.0 * keras.ops.reshape(out["box"], (n, 16, 4)))
+    return boxes, keras.ops.reshape(out["cls"], (n, 16, 3))
+
+
+def _beyond_classification():
+    from kerasxai.targets import Detection, Segmentation
+
+    box = Detection([[0, 0, 6, 6], [3, 3, 9, 9], [6, 3, 12, 9]], [0, 2, 1], decode_detector, iou=0.2)
+    return {
+        "segmenter": [("gradcam", {"target": Segmentation(1)}), ("layercam", {"target": Segmentation(2, mask=REGION)}),
+                      ("saliency", {"target": Segmentation(1)}), ("occlusion", {"target": Segmentation(1), "window": 4,
+                                                                                   "stride": 4}),
+                      ("rise", {"target": Segmentation(2, mask=REGION), "n": 32, "cells": 3}),
+                      ("integrated_gradients", {"target": Segmentation(1), "steps": 8})],
+        "detector": [("gradcam", {"target": box}), ("saliency", {"target": box}), ("hirescam", {"target": box}),
+                     ("layercam", {"target": box})],  # (a path method crosses the IoU threshold: not compared)
+    }
+
+
 OPTIONS = {"rise": {"n": 64, "cells": 3, "seed": 2}, "occlusion": {"window": 6, "stride": 3}, "scorecam": {"n": 4}, "smoothgrad": {"n": 4, "seed": 3}, "integrated_gradients": {"steps": 8}}
 
 
@@ -52,7 +79,7 @@ def compute(models_dir, images):
         for method in methods_for(name):
             out[f"{name}/{method}"] = getattr(kerasxai, method)(model, x, **OPTIONS.get(method, {}))
         out[f"{name}/logits"] = engine.predict(kerasxai.get_probe(model, ()), x)["logits"]
-    for name, cases in GRAPH_CASES.items():
+    for name, cases in {**GRAPH_CASES, **_beyond_classification()}.items():
         model = keras.models.load_model(os.path.join(models_dir, f"{name}.keras"))
         x = graph_inputs(model, images, name)
         for i, (method, kwargs) in enumerate(cases):

@@ -106,8 +106,18 @@ def _graph_models():
     x = layers.Activation("relu", name="act")(layers.BatchNormalization(axis=1, name="bn")(x))
     pooled = layers.GlobalAveragePooling2D(data_format="channels_first")(x)
     channels_first = keras.Model(inp, layers.Dense(3, activation="softmax")(pooled), name="channels_first")
+    # beyond classification: a segmenter (per-pixel softmax) and a detector with two outputs (boxes, classes)
+    inp = keras.Input((12, 12, 3))
+    x = layers.Conv2D(4, 3, padding="same", activation="tanh", name="enc")(inp)
+    x = layers.Conv2D(4, 3, padding="same", activation="relu", name="dec")(x)
+    segmenter = keras.Model(inp, layers.Conv2D(3, 1, activation="softmax", name="mask")(x), name="segmenter")
+    inp = keras.Input((12, 12, 3))
+    feat = layers.Conv2D(5, 3, strides=3, padding="same", activation="tanh", name="feat")(inp)
+    detector = keras.Model(inp, {"cls": layers.Conv2D(3, 1, name="cls")(feat),
+                                 "box": layers.Conv2D(4, 1, activation="tanh", name="box")(feat)}, name="detector")
     models = {"shared_twice": shared_twice, "reused_branches": reused, "two_inputs": two_inputs,
-              "siamese": siamese, "two_heads": two_heads, "channels_first": channels_first}
+              "siamese": siamese, "two_heads": two_heads, "channels_first": channels_first,
+              "segmenter": segmenter, "detector": detector}
     rng = np.random.default_rng(54)
     images = {}
     for name, model in models.items():
