@@ -374,3 +374,51 @@ def test_figures_outline_the_box_and_the_region_on_every_panel(segmenter):
     assert all(ax.collections for ax in fig.axes[:6]) and "class 1 given region" in fig.axes[1].get_title()
     with pytest.raises(ValueError, match="outlines must be boolean masks"):
         kerasxai.plot_explanations(images, maps, outlines=np.zeros((2, 3, 4, 5)))
+
+
+# --------------------------------------------------------------------------- a segmenter's folder run
+
+
+def test_a_folder_run_of_a_segmenter_explains_each_images_predicted_region_and_outlines_it(tmp_path, segmenter):
+    import json
+
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    pixels = ((X + 1) * 127.5).round().astype("uint8")
+    for i, image in enumerate(pixels):
+        Image.fromarray(image).save(folder / f"im{i}.png")
+    preprocess = lambda p: p / 127.5 - 1.0  # noqa: E731
+    x = preprocess(pixels.astype("float32"))
+    _, acts, w, b = _parts(segmenter)
+    logits = reference.activations(segmenter.input, segmenter.get_layer("c").output, x) @ w + b
+    c = int(np.bincount(logits.argmax(-1).ravel()).argmax())
+    run = tmp_path / "run"
+    kerasxai.explain_folder(segmenter, str(folder), str(run), methods=("gradcam", "occlusion"), target=Segmentation(c),
+                            preprocess=preprocess, overlays=True, class_names=["a", "b", "c"], batch_size=2)
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["target"] == {"segmentation": c, "mask": "predicted"}
+    rows = {r["id"]: r for r in map(json.loads, (run / "predictions.jsonl").read_text().splitlines())}
+    expected = kerasxai.gradcam(segmenter, x, target=Segmentation(c))
+    for i in range(5):
+        row = rows[f"im{i}"]
+        shares = {t["class"]: t["probability"] for t in row["top_k"]}
+        assert shares[c] == pytest.approx((logits[i].argmax(-1) == c).mean(), abs=1e-6)
+        assert row["target"] == c and row["target_name"] == f"{'abc'[c]} (predicted region)"
+        with np.load(run / row["maps"]) as saved:
+            np.testing.assert_allclose(saved["gradcam"], expected[i], atol=2e-3)  # stored as float16
+        panel = np.asarray(Image.open(run / row["overlays"]["gradcam"]))
+        white = (panel[:12] == 255).all(-1)  # the outline: white pixels on the region's border
+        stretched = (logits[i].argmax(-1) == c)[np.arange(12)[:, None] * 10 // 12, np.arange(12)[None] * 10 // 12]
+        assert white.any() and not white[~stretched].any()  # the 10x10 output's region, stretched onto the photo
+    page = kerasxai.write_report(str(run))
+    assert "predicted region (outlined)" in open(page).read()
+    with pytest.raises(ValueError, match="a Detection box belongs to its image"):
+        kerasxai.explain_folder(_detector(), str(folder), str(tmp_path / "det"), target=Detection([0, 0, 6, 6], 1,
+                                                                                                  decode_anchors))
+    with pytest.raises(ValueError, match="not per pixel"):
+        classifier = keras.Sequential([keras.Input((12, 12, 3)), layers.Conv2D(2, 3), layers.GlobalAveragePooling2D(),
+                                       layers.Dense(3, activation="softmax")])
+        kerasxai.explain_folder(classifier, str(folder), str(tmp_path / "cls"), target=Segmentation(1))
+    assert not (tmp_path / "det").exists() and not (tmp_path / "cls").exists()

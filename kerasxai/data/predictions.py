@@ -51,6 +51,38 @@ def top_k(model, images, k: int = 5, class_names: Sequence[str] | None = None, *
     return rows[0] if _is_single(probe, images) else rows
 
 
+def pixel_share_rows(head, logits, k: int = 5, class_names: Sequence[str] | None = None) -> list:
+    """For a per-pixel output ``(N, spatial..., K)``: per image the ``k`` classes covering most pixels,
+    ``[(index, "<name> (share of pixels)", share), ...]`` — what a segmenter predicts, where a
+    classifier has top-k probabilities. A pixel's class is its argmax (its logit > 0 for a sigmoid
+    output; one-channel: class 1 where the logit is positive).
+
+    Examples:
+        >>> from kerasxai.probe.heads import Head
+        >>> logits = np.zeros((1, 2, 2, 3)); logits[0, 0, :, 2] = 1.0
+        >>> pixel_share_rows(Head("mask", 0, "dense", None, "softmax"), logits, k=2, class_names="abc")
+        [[(0, 'a (share of pixels)', 0.5), (2, 'c (share of pixels)', 0.5)]]
+    """
+    logits = np.asarray(logits, np.float64)
+    n, k_out = len(logits), logits.shape[-1]
+    flat = logits.reshape(n, -1, k_out)
+    if k_out == 1:
+        positive = (flat[..., 0] > 0).mean(axis=1)
+        shares = np.stack([1 - positive, positive], axis=1)
+    elif head.removed_activation == "sigmoid":
+        shares = (flat > 0).mean(axis=1)
+    else:
+        shares = np.stack([(flat.argmax(-1) == c).mean(axis=1) for c in range(k_out)], axis=1)
+    if class_names is not None and len(class_names) != shares.shape[1]:
+        raise ValueError(f"class_names has {len(class_names)} names but the model has {shares.shape[1]} classes.")
+    rows = []
+    for row in shares:
+        order = np.argsort(-row, kind="stable")[: min(k, len(row))]
+        rows.append([(int(c), f"{class_names[c] if class_names is not None else f'class {c}'} (share of pixels)",
+                      float(row[c])) for c in order])
+    return rows
+
+
 def rows_from_logits(head, logits, k: int = 5, class_names: Sequence[str] | None = None) -> list:
     """Top-k rows ``[(index, name, probability), ...]`` per image from logits already computed.
 

@@ -73,6 +73,9 @@ def evaluate(methods=None, *, n_train: int = 2000, n_test: int = 32, epochs: int
                 [metrics.rank_correlation(a, b) for a, b in zip(maps[:8], data_maps)])),
             "seconds_per_image": per_image,
         }
+    centre = np.zeros(test_masks.shape, np.float32)  # the baseline a method must beat: a peak at the centre
+    centre[:, test_masks.shape[1] // 2, test_masks.shape[2] // 2] = 1.0
+    baseline = {"pointing_game": float(metrics.pointing_game(centre, test_masks).mean())}
     if verbose:
         area = float(test_masks.mean())
         print(f"Small CNN on generated discs/crosses with clutter: test accuracy {accuracy:.1%}, "
@@ -86,7 +89,8 @@ def evaluate(methods=None, *, n_train: int = 2000, n_test: int = 32, epochs: int
                   f"{row['deletion_auc']:>10.3f}{row['insertion_auc']:>11.3f}"
                   f"{row['model_randomization_corr']:>12.2f}{row['data_randomization_corr']:>11.2f}"
                   f"{row['seconds_per_image'] * 1000:>10.1f}")
-    return {"accuracy": accuracy, "methods": table}
+        print(f"{'(a peak at the centre)':<22}{baseline['pointing_game']:>9.2f}")
+    return {"accuracy": accuracy, "methods": table, "centre_baseline": baseline}
 
 
 def main(argv=None):

@@ -78,14 +78,43 @@ def _marked_flat(rgb) -> Image.Image:
     return Image.fromarray((grey * 0.6 + 40).astype(np.uint8))
 
 
+def outline_region(rgb, region) -> np.ndarray:
+    """``rgb`` with the border of a boolean ``region`` (any resolution: resized onto the image, nearest)
+    drawn in white over a dark halo, so it reads on any colour.
+
+    Examples:
+        >>> region = np.zeros((4, 4), bool); region[1:3, 1:3] = True
+        >>> drawn = outline_region(np.zeros((8, 8, 3), np.uint8), region)
+        >>> int(drawn[2, 2, 0]), int(drawn[4, 4, 0]), int(drawn[0, 0, 0])
+        (255, 0, 0)
+    """
+    rgb = np.array(rgb, np.uint8)
+    h, w = rgb.shape[:2]
+    region = np.asarray(region, bool)
+    rows = (np.arange(h) * region.shape[0] // h)[:, None]
+    cols = (np.arange(w) * region.shape[1] // w)[None, :]
+    inside = region[rows, cols]
+    padded = np.pad(inside, 1, mode="edge")
+    interior = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    border = inside & ~interior
+    halo = np.zeros_like(border)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            halo |= np.roll(np.roll(border, dy, 0), dx, 1)
+    rgb[halo & ~border] = (0, 0, 0)
+    rgb[border] = (255, 255, 255)
+    return rgb
+
+
 def overlay_panel(image, heatmap, *, method: str, layer=None, flat: bool = False, cmap: str = "jet",
-                  alpha: float = 0.4) -> np.ndarray:
+                  alpha: float = 0.4, region=None) -> np.ndarray:
     """:func:`overlay` with what it shows written under it: ``method @ layer`` and a slim colour scale.
 
     The strip under the picture (18 pixels) reads ``<method> @ <layer>`` (or ``<method> @ input``
     for methods made at the input) and a colour bar from 0 (least) to 1 (most evidence: maps are
     normalised per image). A flat map (``flat=True``: no positive evidence) is drawn as a grey
     photo marked "flat: no positive evidence", and the strip says so instead of showing a scale.
+    ``region``: a segmentation target's boolean mask, outlined on the picture (:func:`outline_region`).
 
     Returns:
         ``(H + 18, W, 3)`` uint8 RGB.
@@ -98,6 +127,8 @@ def overlay_panel(image, heatmap, *, method: str, layer=None, flat: bool = False
     rgb = as_uint8_rgb(image)
     h, w = rgb.shape[:2]
     picture = _marked_flat(rgb) if flat else Image.fromarray(overlay(rgb, heatmap, cmap=cmap, alpha=alpha))
+    if region is not None:
+        picture = Image.fromarray(outline_region(np.asarray(picture), region))
     strip = 18
     panel = Image.new("RGB", (w, h + strip), (255, 255, 255))
     panel.paste(picture, (0, 0))

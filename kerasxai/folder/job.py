@@ -24,12 +24,13 @@ import warnings
 import numpy as np
 
 from kerasxai.data.images import model_input_size, preprocess_function
-from kerasxai.data.predictions import rows_from_logits
+from kerasxai.data.predictions import pixel_share_rows, rows_from_logits
 from kerasxai.folder.sources import DISPLAY_SIDE
 from kerasxai.methods import engine
 from kerasxai.methods.explain import plan_explain
 from kerasxai.methods.table import INPUT_METHODS, check_methods
 from kerasxai.probe import get_probe
+from kerasxai.probe.regions import Detection, Segmentation
 
 REFUSED = "not explained: "  # starts the error of an image read but refused by the model or the core
 
@@ -39,7 +40,7 @@ class Job:
     """What to compute for every image, checked once before a run starts."""
 
     methods: tuple
-    target: object  # None, int or "label"
+    target: object  # None, int, "label" or a Segmentation (one class's region in every image)
     layer: object
     layer_name: str | None
     class_names: list | None
@@ -53,8 +54,18 @@ class Job:
 def prepare_job(model, methods, target, layer, class_names, top, preprocess, images, overlays) -> Job:
     """The run's settings, checked against the model before any image is read; a ``ValueError`` says what is wrong."""
     methods = check_methods(methods)
-    if not (target is None or target == "label" or isinstance(target, (int, np.integer))):
-        raise ValueError(f"target must be None (each image's top class), a class index or 'label'. Received: {target!r}")
+    if isinstance(target, Detection):
+        raise ValueError("A folder run explains every image with the same target, and a Detection box belongs to its "
+                         "image: explain boxes on arrays with kerasxai.explain(model, images, target=Detection(...)), "
+                         "or kerasxai.drise. A segmenter's folder takes target=Segmentation(class).")
+    if isinstance(target, Segmentation):
+        if target.mask is not None and target.mask.ndim != 2:
+            raise ValueError("A folder run's Segmentation target takes mask=None (each image's predicted region) or one "
+                             f"(H, W) mask for every image; received a mask of shape {target.mask.shape}.")
+        target.check(get_probe(model, (), target=target))  # a classifier, a class out of range: before any image
+    elif not (target is None or target == "label" or isinstance(target, (int, np.integer))):
+        raise ValueError("target must be None (each image's top class), a class index, 'label' or a "
+                         f"kerasxai.targets.Segmentation (a segmenter's class). Received: {target!r}")
     n_classes = model.outputs[0].shape[-1]
     if isinstance(target, (int, np.integer)) and not (n_classes == 1 and target in (0, 1)) and not (
             0 <= target < (n_classes or 0)):
@@ -74,9 +85,23 @@ def prepare_job(model, methods, target, layer, class_names, top, preprocess, ima
         layer_name = ",".join(names) if names else None
     if overlays and not images:
         raise ValueError("overlays are drawn on the display photos: keep images=True to write overlays.")
-    return Job(methods, None if target is None else target if target == "label" else int(target), layer,
+    return Job(methods, None if target is None else target if target == "label" or isinstance(target, Segmentation)
+               else int(target), layer,
                layer_name, class_names, int(top), tuple(model_input_size(model)),
                preprocess_function(preprocess, model), DISPLAY_SIDE if images else 0, bool(overlays))
+
+
+def target_meta(target):
+    """The run's target as ``run.json`` records it (and a resumed run must match): JSON.
+
+    Examples:
+        >>> target_meta(3), target_meta(Segmentation(2))
+        (3, {'segmentation': 2, 'mask': 'predicted'})
+    """
+    if isinstance(target, Segmentation):
+        mask = "predicted" if target.mask is None else f"given {int(target.mask.sum())} of {target.mask.size} pixels"
+        return {"segmentation": target.class_index, "mask": mask}
+    return target
 
 
 def preprocess_batch(fn, pixels):
@@ -108,7 +133,9 @@ class BatchExplainer:
         self.model, self.job = model, job
         # Planned for class targets: every folder-job target (None, an int, the labels) is one, and the
         # steps of a plan are the same for all of them; each batch's classes come with the batch.
-        self.probe, self.compute = plan_explain(model, job.methods, None, job.layer)
+        # A segmenter's run plans its Segmentation target (its step takes each batch's regions).
+        self.segmentation = isinstance(job.target, Segmentation)
+        self.probe, self.compute = plan_explain(model, job.methods, job.target if self.segmentation else None, job.layer)
 
     def explain(self, x, target):
         """Top-k classes and every method's maps for one preprocessed batch ``x`` ``(B, H, W, C)``.
@@ -119,12 +146,19 @@ class BatchExplainer:
         ``(B,)`` bool, True where the map is flat}.
         """
         job = self.job
-        if target is not None and not isinstance(target, (int, np.integer)):
+        if target is not None and not isinstance(target, (int, np.integer, Segmentation)):
             target = [int(t) for t in target]
         out, _ = engine.run("explain", self.probe, x, target, self.compute, batch_size=max(1, len(x)),
                             progress=False, warn=False)
-        top = rows_from_logits(self.probe.head, out["logits"], job.k, job.class_names)
+        rows = pixel_share_rows if self.segmentation else rows_from_logits
+        top = rows(self.probe.head, out["logits"], job.k, job.class_names)
         targets = [int(c) for c in out["classes"]]
+        if self.segmentation:  # the region explained, drawn on the overlays; named as a region
+            names = [(job.class_names[t] if job.class_names and 0 <= t < len(job.class_names) else f"class {t}")
+                     + (" region" if job.target.mask is not None else " (predicted region)") for t in targets]
+            return {"maps": {m: out[f"map:{m}"] for m in job.methods}, "top_k": top, "targets": targets,
+                    "target_names": names, "regions": np.asarray(out["target_data_0"]) > 0.5,
+                    "flat": {m: np.asarray(out[f"flat:{m}"], bool) for m in job.methods}}
         names = []
         for row, t in zip(top, targets):
             name = next((nm for c, nm, _ in row if c == t), None)
@@ -142,7 +176,7 @@ class BatchExplainer:
         methods = self.job.methods
         parts, errors = [], []
         for i in range(len(x)):
-            t = target if target is None or isinstance(target, (int, np.integer)) else [target[i]]
+            t = target if target is None or isinstance(target, (int, np.integer, Segmentation)) else [target[i]]
             try:
                 parts.append(self.explain(x[i:i + 1], t))
                 errors.append(None)
@@ -153,7 +187,11 @@ class BatchExplainer:
             raise first_error
         shape = next(p for p in parts if p is not None)["maps"]
         maps = {m: np.stack([p["maps"][m][0] if p else np.zeros_like(shape[m][0]) for p in parts]) for m in methods}
-        return {"maps": maps, "top_k": [p["top_k"][0] if p else [] for p in parts],
+        regions = None
+        if self.segmentation:
+            first = next(p for p in parts if p is not None)["regions"][0]
+            regions = np.stack([p["regions"][0] if p else np.zeros_like(first) for p in parts])
+        return {"maps": maps, "regions": regions, "top_k": [p["top_k"][0] if p else [] for p in parts],
                 "targets": [p["targets"][0] if p else None for p in parts],
                 "target_names": [p["target_names"][0] if p else None for p in parts],
                 "flat": {m: np.array([bool(p["flat"][m][0]) if p else False for p in parts]) for m in methods},
@@ -187,7 +225,7 @@ def batch_for_writer(ids, files, labels, result, jpegs, sizes, errors=None) -> d
     n = len(ids)
     return {"ids": ids, "files": files, "labels": labels, "errors": errors or [None] * n, "sizes": sizes,
             "jpegs": jpegs, "maps": result["maps"], "flat": result["flat"], "top_k": result["top_k"],
-            "targets": result["targets"], "target_names": result["target_names"]}
+            "targets": result["targets"], "target_names": result["target_names"], "regions": result.get("regions")}
 
 
 def error_batch(ids, files, labels, messages) -> dict:
@@ -228,6 +266,8 @@ def to_columns(methods, result, n, shape, rows=None) -> dict:
         for m in methods:
             out[f"map:{m}"][i] = result["maps"][m][j]
             out[f"flat:{m}"][i] = result["flat"][m][j]
+        if result.get("regions") is not None:
+            out.setdefault("region", np.zeros((n,) + result["regions"].shape[1:], bool))[i] = result["regions"][j]
     return out
 
 
@@ -238,4 +278,4 @@ def from_columns(methods, columns) -> dict:
             "top_k": [[tuple(r) for r in json.loads(t)] for t in columns["top_k"]],
             "targets": [None if t < 0 else int(t) for t in columns["target"]],
             "target_names": [t or None for t in columns["target_name"]],
-            "errors": [e or None for e in columns["row_error"]]}
+            "errors": [e or None for e in columns["row_error"]], "regions": columns.get("region")}

@@ -163,6 +163,16 @@ def _number(value):
     return float(value) if ok else None
 
 
+def _target_text(target, class_names=None):
+    """The run's target as the page shows it: a segmentation target (a dict in ``run.json``) in words."""
+    if isinstance(target, dict) and "segmentation" in target:
+        c = target.get("segmentation")
+        name = (class_names[c] if isinstance(class_names, list) and isinstance(c, int) and 0 <= c < len(class_names)
+                else f"class {c}")
+        return f"{name}'s {'predicted region' if target.get('mask') == 'predicted' else 'region'} (outlined)"
+    return target if target is None or isinstance(target, (str, int)) else str(target)
+
+
 def _plain(value):
     """``value`` with anything JSON cannot carry (NaN, inf, objects) made safe for the page."""
     if isinstance(value, float):
@@ -264,9 +274,11 @@ def report_data(run_dir: str, out_dir: str | None = None) -> dict:
         problems.append(f"{missing} file(s) named in {PREDICTIONS_FILE} are not in the run folder ({examples})")
     cmap = info.get("cmap") or MAP_CMAP  # the colours of the overlays, and of every kerasxai figure
     cmaps = cmap if isinstance(cmap, dict) else {m: cmap for m in methods}
+    run = {k: _plain(info.get(k)) for k in ("model", "weights", "methods", "layer", "target",
+                                            "kerasxai_version", "started", "finished", "images", "listed")}
+    run["target"] = _target_text(run["target"], info.get("class_names"))
     return {
-        "run": {k: _plain(info.get(k)) for k in ("model", "weights", "methods", "layer", "target",
-                                                 "kerasxai_version", "started", "finished", "images", "listed")},
+        "run": run,
         "title": os.path.basename(os.path.abspath(run_dir)),
         "methods": methods,
         "input_methods": sorted(INPUT_METHODS),

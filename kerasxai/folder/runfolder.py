@@ -329,7 +329,8 @@ class Writer:
         None or message); ``sizes`` ``(B, 2)``; ``jpegs`` (display JPEG bytes or
         b""); ``maps`` {method: ``(B, H, W)``}; ``top_k`` (per image a list of
         ``(class, name, probability)``); ``flat`` {method: ``(B,)`` bool};
-        ``targets``; ``target_names``.
+        ``targets``; ``target_names``; optionally ``regions`` ``(B, h, w)`` bool (a segmentation
+        target's region per image, outlined on the overlays).
         """
         def one(i):
             return self._error_row(batch, i) if batch["errors"][i] else self._write_image(batch, i)
@@ -372,11 +373,12 @@ class Writer:
             self.nonfinite.append(image_id)
         if self.overlays:
             photo = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))
+            regions = batch.get("regions")
             row["overlays"] = {}
             for m, v in maps.items():
                 name = f"overlays/{image_id}_{m}.png"
                 drawn = overlay_panel(photo, v, method=m, layer=None if m in INPUT_METHODS else self.layer,
-                                      flat=stats[m]["flat"])
+                                      flat=stats[m]["flat"], region=None if regions is None else regions[i])
                 Image.fromarray(drawn).save(os.path.join(path, name), compress_level=1)
                 row["overlays"][m] = name
         row["methods"] = stats

@@ -32,13 +32,14 @@ import tensorflow as tf
 
 from kerasxai._version import __version__
 from kerasxai.folder import ray_runner, runfolder
-from kerasxai.folder.job import REFUSED, BatchExplainer, batch_for_writer, error_batch, preprocess_batch, prepare_job
+from kerasxai.folder.job import (REFUSED, BatchExplainer, batch_for_writer, error_batch, preprocess_batch, prepare_job,
+                                 target_meta)
 from kerasxai.data.images import decode_file, image_tensors, read_error
 from kerasxai.folder.sources import list_images
 
 def _meta(model, job, model_name, weights, n_images):
     return {"model": model_name or model.name, "weights": weights, "methods": list(job.methods),
-            "layer": job.layer_name, "target": job.target, "class_names": job.class_names,
+            "layer": job.layer_name, "target": target_meta(job.target), "class_names": job.class_names,
             "kerasxai_version": __version__, "started": runfolder.now(), "finished": None,
             "images": 0, "errors": 0, "listed": n_images, "overlays": job.overlays,
             "display_images": bool(job.display_side)}

@@ -31,6 +31,7 @@ from keras import ops
 
 from kerasxai.methods import maps as maps_lib
 from kerasxai.probe import Fn
+from kerasxai.probe.regions import TargetBatch
 
 DEFAULT_BATCH_SIZE = 32
 
@@ -105,8 +106,10 @@ def run(method: str, probe, images, target, compute, *, batch_size: int = DEFAUL
     for batch in source.batches(batch_size):
         classes = probe.classes(target, batch, source.length)
         out = compute(batch, classes)
-        if getattr(classes, "empty", None) is not None:  # a region or box with nothing in it: warned about already
-            out = {**out, "nothing_to_explain": classes.empty}
+        if isinstance(classes, TargetBatch):  # a region or box per image: what was explained, and where nothing was
+            out = {**out, **{f"target_data_{i}": d for i, d in enumerate(classes.data)}}
+            if classes.empty is not None:  # warned about already
+                out["nothing_to_explain"] = classes.empty
         collector.add(batch.start, out)
         if bar is not None:
             bar.update(batch.start + batch.size)
