@@ -77,10 +77,18 @@ def _class_names(value):
 def _target(value):
     if value is None or value == "label":
         return value
+    if value.startswith("region:"):  # a segmenter: one class's predicted region in every image
+        from kerasxai.targets import Segmentation
+
+        try:
+            return Segmentation(int(value[len("region:"):]))
+        except ValueError:
+            raise UserError(f"--target region:C takes a class index C. Received: {value!r}") from None
     try:
         return int(value)
     except ValueError:
-        raise UserError(f"--target must be a class index or 'label'. Received: {value!r}") from None
+        raise UserError(f"--target must be a class index, 'label', or region:C (a segmenter's class C). "
+                        f"Received: {value!r}") from None
 
 
 def cmd_explain(args):
@@ -269,7 +277,8 @@ def build_parser():
     e.add_argument("--weights", default="imagenet", help="imagenet (download) or none (random, offline)")
     e.add_argument("--methods", default="gradcam", help="comma-separated (default gradcam)")
     e.add_argument("--layer", default=None, help="layer to explain (default: the last spatial layer)")
-    e.add_argument("--target", default=None, help="class index, or 'label' (default: each image's top class)")
+    e.add_argument("--target", default=None, help="class index, 'label', or region:C for a segmenter's class C "
+                   "(its predicted region in each image; default: each image's top class)")
     e.add_argument("--class-names", default=None, help="comma-separated names, or a file with one name per line")
     e.add_argument("--top", type=int, default=5, help="classes kept per image (default 5)")
     e.add_argument("--batch-size", type=int, default=16)

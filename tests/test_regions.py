@@ -422,3 +422,25 @@ def test_a_folder_run_of_a_segmenter_explains_each_images_predicted_region_and_o
                                        layers.Dense(3, activation="softmax")])
         kerasxai.explain_folder(classifier, str(folder), str(tmp_path / "cls"), target=Segmentation(1))
     assert not (tmp_path / "det").exists() and not (tmp_path / "cls").exists()
+
+
+def test_the_command_explains_a_segmenters_folder(tmp_path, segmenter):
+    import json
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i, image in enumerate(((X[:2] + 1) * 127.5).astype("uint8")):
+        Image.fromarray(image).save(folder / f"im{i}.png")
+    segmenter.save(tmp_path / "unet.keras")
+    command = [sys.executable, "-m", "kerasxai", "explain", str(folder), "--model", str(tmp_path / "unet.keras"),
+               "--methods", "gradcam", "--out", str(tmp_path / "run")]
+    done = subprocess.run(command + ["--target", "region:1"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["target"] == {"segmentation": 1, "mask": "predicted"}
+    bad = subprocess.run(command[:-1] + [str(tmp_path / "bad"), "--target", "region:x"], capture_output=True, text=True,
+                         timeout=300)
+    assert bad.returncode == 2 and "--target region:C takes a class index C" in bad.stderr
