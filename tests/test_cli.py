@@ -133,7 +133,7 @@ def test_demo(tmp_path):
         (("explain", "PHOTO", "--methods", "gradkam", "--weights", "none"), "unknown method 'gradkam'"),
         (("layers", "missing.keras"), "model file not found: missing.keras"),
         (("explain", "TEXT", "--model", "SMALL"), "notes.jpg is not an image file that can be read"),
-        (("explain", "PHOTO", "--target", "dog"), "--target must be a class index or 'label'"),
+        (("explain", "PHOTO", "--target", "dog"), "--target must be a class index, 'label', or region:C"),
         (("explain", "PHOTO", "--out", "FULL"), "is not empty and holds no kerasxai run"),
         (("explain", "PHOTO", "--top", "0", "--weights", "none"), "top is the number of classes kept per image, at least 1"),
         (("evaluate", "--methods", "gradcam,nope"), "unknown method 'nope'"),

@@ -127,12 +127,14 @@ METHODS: dict = {m.name: m for m in _ENTRIES}
 """Every method by name, in the order figures and tables show them."""
 
 NAMES = tuple(METHODS)
-PIXEL_METHODS = frozenset(m.name for m in _ENTRIES if m.pixel)
+BLACK_BOX = ("drise",)
+"""Methods of a function rather than a model (not in the table: ``kerasxai.drise(fn, ...)``), named for figures."""
+PIXEL_METHODS = frozenset([m.name for m in _ENTRIES if m.pixel] + list(BLACK_BOX))
 """Methods whose maps are at the input's resolution (drawn as maps, not layer overlays)."""
-INPUT_METHODS = frozenset(m.name for m in _ENTRIES if not m.layer)
+INPUT_METHODS = frozenset([m.name for m in _ENTRIES if not m.layer] + list(BLACK_BOX))
+"""Methods explained at the input, not at a layer."""
 CLASS_AGNOSTIC = frozenset(m.name for m in _ENTRIES if not m.class_specific)
 """Methods whose map is the same whatever the target (figures do not title them with a class)."""
-"""Methods explained at the input, not at a layer."""
 
 
 def check_methods(methods, *, what: str = "methods") -> tuple:

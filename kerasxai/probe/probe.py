@@ -175,8 +175,8 @@ class Probe:
             names = ", ".join(f"'{name}'" for name, _ in self.quantized[:3]) + (" ..." if len(self.quantized) > 3 else "")
             raise ValueError(
                 f"Model '{self.model_name}' is quantized ({modes} layers {names}): its layers round to integers, so the "
-                "function it computes has no gradient to explain. kerasxai.occlusion (forward passes only), eigencam "
-                "and top_k run on it; explain the float model as it was before model.quantize(...) for the others."
+                "function it computes has no gradient to explain. kerasxai.occlusion and kerasxai.rise (forward passes "
+                "only), eigencam and top_k run on it; explain the float model as it was before model.quantize(...) for the others."
             )
 
     def _refuse_tabular_cam(self):
