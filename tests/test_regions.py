@@ -444,3 +444,106 @@ def test_the_command_explains_a_segmenters_folder(tmp_path, segmenter):
     bad = subprocess.run(command[:-1] + [str(tmp_path / "bad"), "--target", "region:x"], capture_output=True, text=True,
                          timeout=300)
     assert bad.returncode == 2 and "--target region:C takes a class index C" in bad.stderr
+
+
+# --------------------------------------------------------------------------- the adversarial round's cases
+
+
+def test_a_channels_first_segmenter_reads_its_class_axis_from_the_graph():
+    keras.utils.set_random_seed(68)
+    inp = keras.Input((3, 12, 12))
+    a = layers.Conv2D(4, 3, padding="same", activation="tanh", data_format="channels_first", name="c")(inp)
+    head = layers.Conv2D(3, 1, data_format="channels_first", name="head")
+    model = keras.Model(inp, layers.Softmax(axis=1)(head(a)))
+    x = np.transpose(X, (0, 3, 1, 2))
+    acts = np.transpose(reference.activations(model.input, a, x), (0, 2, 3, 1))  # (N, H, W, 4)
+    w = keras.ops.convert_to_numpy(head.kernel)[0, 0].astype("float64")
+    b = keras.ops.convert_to_numpy(head.bias).astype("float64")
+    predicted = (acts @ w + b).argmax(-1) == 1
+    np.testing.assert_array_equal(kerasxai.targets.regions(model, x, Segmentation(1)), predicted)
+    grads = predicted[..., None] * w[:, 1]
+    expected = np.maximum((grads.mean(axis=(1, 2), keepdims=True) * acts).sum(-1), 0)
+    np.testing.assert_allclose(kerasxai.gradcam(model, x, target=Segmentation(1), raw=True), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_outputs_that_are_not_per_pixel_maps_and_a_heads_own_layer_are_refused(segmenter):
+    inp = keras.Input((12, 12, 3))
+    conv = layers.Conv2D(3, 1, activation="softmax")(layers.Conv2D(4, 3, padding="same")(inp))
+    flat = keras.Model(inp, layers.Reshape((144, 3))(conv))
+    squeezed = keras.Model(inp, layers.Reshape((12, 12))(layers.Conv2D(1, 1, activation="sigmoid")(inp)))
+    for model in (flat, squeezed):
+        with pytest.raises(ValueError, match="cannot be read as a map"):
+            kerasxai.gradcam(model, X, target=Segmentation(1))
+    with pytest.raises(ValueError, match="Layer 'head' makes output .* Explain a layer before it"):
+        kerasxai.gradcam(segmenter, X, target=Segmentation(1), layer="head")
+    with pytest.raises(ValueError, match="not a list of them"):
+        kerasxai.gradcam(segmenter, X[:2], target=[Segmentation(1), Segmentation(2)])
+    with pytest.raises(ValueError, match="trailing axis of size 1"):
+        kerasxai.gradcam(segmenter, X, target=Segmentation(1, mask=np.ones((10, 10, 1), bool)))
+
+
+def test_a_one_channel_head_without_activation_is_read_as_class_1_where_positive():
+    model = _segmenter(seed=69, classes=1, activation=None)
+    _, acts, w, b = _parts(model)
+    logit = (acts @ w + b)[..., 0]
+    for c, region, sign in ((1, logit > 0, 1.0), (0, logit <= 0, -1.0)):
+        np.testing.assert_array_equal(kerasxai.targets.regions(model, X, Segmentation(c)), region)
+        grads = sign * region[..., None] * w[:, 0]
+        expected = np.maximum((grads.mean(axis=(1, 2), keepdims=True) * acts).sum(-1), 0)
+        np.testing.assert_allclose(kerasxai.gradcam(model, X, target=Segmentation(c), raw=True), expected,
+                                   rtol=1e-4, atol=1e-6)
+
+
+def test_a_softmax_hidden_in_a_lambda_is_found_per_pixel_and_said(segmenter):
+    inp = keras.Input((12, 12, 3))
+    a = segmenter.get_layer("c")(inp)
+    logits = layers.Conv2D(3, 1, name="head")(a)
+    hidden = keras.Model(inp, layers.Lambda(lambda t: keras.ops.softmax(t, axis=-1))(logits))
+    hidden.get_layer("head").set_weights(segmenter.get_layer("head").get_weights())
+    with pytest.warns(UserWarning, match="taken as softmax probabilities"):
+        got = kerasxai.targets.regions(hidden, X, Segmentation(2))
+    np.testing.assert_array_equal(got, kerasxai.targets.regions(segmenter, X, Segmentation(2)))
+
+
+def test_images_with_nothing_to_explain_get_flat_maps_from_every_method(segmenter):
+    empty = np.zeros((5, 10, 10), bool)
+    empty[:2, 3:6, 3:6] = True  # images 2..4 select nothing
+    target = Segmentation(1, mask=empty)
+    for method, options in (("scorecam", {"n": 4}), ("eigencam", {}), ("gradcam", {}), ("rise", {"n": 16})):
+        with pytest.warns(UserWarning, match=r"image\(s\) \[2, 3, 4\]: there is nothing to explain"):
+            maps = getattr(kerasxai, method)(segmenter, X, target=target, **options)
+        assert not maps[2:].any() and maps[:2].max() == 1.0, method
+
+
+def test_decode_errors_name_what_it_received_and_non_finite_boxes_are_refused():
+    model = _detector(regression=True)
+
+    def keyed(out):
+        return out["boxes"], out["cls"]
+
+    with pytest.raises(ValueError, match=r"KeyError.*It received a dict \{.*'cls': \(\w+, 4, 4, 3\)"):
+        kerasxai.saliency(model, X, target=Detection([0, 0, 6, 6], 1, keyed))
+
+    def exploding(out):
+        boxes, scores = decode_anchors(out)
+        return boxes / keras.ops.where(keras.ops.arange(16)[None, :, None] == 3, 0.0, 1.0), scores
+
+    with pytest.raises(ValueError, match=r"decode gave NaN or infinite boxes .* image\(s\) \[0, 1, 2, 3, 4\]"):
+        kerasxai.saliency(model, X, target=Detection([0, 0, 6, 6], 1, exploding))
+
+
+def test_drise_refuses_what_it_cannot_read():
+    image = np.ones((12, 12, 3), "float32")
+    with pytest.raises(ValueError, match="fn returned a dict"):
+        kerasxai.drise(lambda b: {"boxes": [], "scores": []}, image, [0, 0, 6, 6], 0, n=4)
+    with pytest.raises(ValueError, match="give \\(M, K\\) probabilities per detection"):
+        kerasxai.drise(lambda b: [(np.array([[0, 0, 6, 6]]), np.array([0.9]))] * len(b), image, [0, 0, 6, 6], 0, n=4)
+    with pytest.raises(ValueError, match="with its channel axis"):
+        kerasxai.drise(_bright_detector, np.ones((3, 12, 12)), [0, 0, 6, 6], 0, n=4)
+
+
+def test_outlines_must_have_the_maps_aspect():
+    maps = {"gradcam": np.random.default_rng(2).random((2, 16, 16))}
+    with pytest.raises(ValueError, match="does not have the maps' aspect"):
+        kerasxai.plot_explanations(np.zeros((2, 16, 16, 3), np.uint8), maps, outlines=np.ones((2, 8, 16), bool))
+    kerasxai.plot_explanations(np.zeros((2, 16, 16, 3), np.uint8), maps, outlines=np.ones((2, 8, 8), bool))  # half size

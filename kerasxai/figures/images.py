@@ -103,6 +103,11 @@ def _outlines(outlines, row_targets, n: int, map_shape) -> list:
                          f"{array.shape}.")
     if len(rows) != n:
         raise ValueError(f"outlines has {len(rows)} entries for {n} images.")
+    for row in rows:
+        row = np.asarray(row)
+        if row.shape != (4,) and abs(row.shape[0] / row.shape[1] - map_shape[0] / map_shape[1]) > 0.05:
+            raise ValueError(f"an outline mask of shape {row.shape} does not have the maps' aspect {tuple(map_shape)}: "
+                             "give masks at the output's resolution (kerasxai.targets.regions gives them).")
     return rows
 
 
@@ -160,8 +165,8 @@ def plot_explanations(
         targets: the class explained, for the titles and the colour scale: an
             int, a name, ``(index, name[, probability])``, a
             :class:`~kerasxai.targets.Segmentation` or :class:`~kerasxai.targets.Detection`
-            target (its mask or box is outlined on every panel), or a list of
-            those, one per image.
+            target (a given mask, or the box, is outlined on every panel; a predicted
+            region needs ``outlines=``), or a list of those, one per image.
         outlines: what to outline on every panel of each row, in the maps' pixels: boolean
             masks ``(N, H, W)`` (a segmentation target's region: the contour is drawn) or
             boxes ``(N, 4)`` as y1, x1, y2, x2 (one ``(H, W)`` mask or ``(4,)`` box for all);

@@ -108,8 +108,9 @@ def run(method: str, probe, images, target, compute, *, batch_size: int = DEFAUL
         out = compute(batch, classes)
         if isinstance(classes, TargetBatch):  # a region or box per image: what was explained, and where nothing was
             out = {**out, **{f"target_data_{i}": d for i, d in enumerate(classes.data)}}
-            if classes.empty is not None:  # warned about already
+            if classes.empty is not None and classes.empty.any():  # warned about already; their maps are zeros
                 out["nothing_to_explain"] = classes.empty
+                out = _nothing_there(out, np.asarray(classes.empty, bool))
         collector.add(batch.start, out)
         if bar is not None:
             bar.update(batch.start + batch.size)
@@ -122,6 +123,20 @@ def run(method: str, probe, images, target, compute, *, batch_size: int = DEFAUL
                 "class per image, or a single int for all."
             )
     return collector.result(warn=warn), source.single
+
+
+def _nothing_there(out: dict, empty) -> dict:
+    """Maps of images whose region or box holds nothing to explain: zeros, flat (a class-agnostic map or
+    Score-CAM's softmax over equal zero scores would otherwise still draw a picture)."""
+    out = dict(out)
+    for key, value in out.items():
+        if isinstance(key, str) and key.split(":")[0] in ("map", "attributions") and value is not None:
+            value = np.array(value)
+            value[empty] = 0
+            out[key] = value
+        elif isinstance(key, str) and key.split(":")[0] == "flat" and value is not None:
+            out[key] = np.asarray(value, bool) | empty
+    return out
 
 
 def explain_with(method: str, planned, images, target, *, batch_size: int = DEFAULT_BATCH_SIZE, progress=None,

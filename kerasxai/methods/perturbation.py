@@ -33,10 +33,10 @@ def _scores_post(p):
 
 def _warn_unreachable_logits(method, probe, target):
     head = probe.head
-    if head.kind in ("softmax", "binary", "multilabel") and not head.removed_activation and not callable(target):
-        warnings.warn(f"kerasxai.{method}: output '{head.name}' of model '{probe.model_name}' ends in a "
-                      f"{'softmax' if head.kind == 'softmax' else 'sigmoid'} whose logits cannot be reached (a quantized "
-                      "layer): the score is the probability, which saturates, not the logit.", UserWarning, stacklevel=4)
+    if head.kept and not callable(target):
+        warnings.warn(f"kerasxai.{method}: output '{head.name}' of model '{probe.model_name}' ends in a {head.kept} "
+                      "whose logits cannot be reached (a quantized layer): the score is the probability, which "
+                      "saturates, not the logit.", UserWarning, stacklevel=4)
 
 
 def _spatial_input(batch, probe, method):
@@ -314,6 +314,10 @@ def plan_rise(model, target, layer=None, output=None, input=None, *, n=2000, cel
 
 def _detections(result, n_copies: int):
     """A detector's output for ``n_copies`` images as a list of ``(boxes (M, 4), probs (M, K), objectness (M,))``."""
+    if isinstance(result, dict):
+        raise ValueError(f"fn returned a dict (keys {sorted(result)[:6]}): D-RISE needs, per image, (boxes (M, 4), "
+                         "class_probs (M, K)[, objectness (M,)]) — a list, or padded arrays (B, M, 4), (B, M, K). Wrap "
+                         "the detector: fn = lambda x: [(d['boxes'], d['class_probs']) for d in ...].")
     if isinstance(result, tuple) and len(result) in (2, 3) and np.ndim(result[0]) == 3:  # padded arrays (B, M, ...)
         parts = [np.asarray(r) for r in result]
         result = [tuple(part[i] for part in parts) for i in range(len(parts[0]))]
@@ -329,6 +333,10 @@ def _detections(result, n_copies: int):
                              f"objectness (M,)). Received an item of type {type(item).__name__}.")
         boxes = np.asarray(item[0], np.float64).reshape(-1, 4)
         probs = np.asarray(item[1], np.float64)
+        if probs.ndim != 2 and len(boxes):
+            raise ValueError(f"fn's class_probs have shape {probs.shape} for {len(boxes)} boxes: D-RISE compares class "
+                             "vectors, so give (M, K) probabilities per detection (not class ids or one confidence; a "
+                             "one-class detector: (M, 1), its confidence as objectness).")
         probs = probs.reshape(len(boxes), -1) if probs.size or len(boxes) else probs.reshape(0, 1)
         objectness = np.ones(len(boxes)) if len(item) == 2 else np.asarray(item[2], np.float64).reshape(-1)
         if len(probs) != len(boxes) or len(objectness) != len(boxes):
@@ -409,6 +417,9 @@ def drise(fn, images, box, class_index, *, n=2000, cells=7, p=0.5, seed=0, batch
                          f"Received: {type(fn).__name__}")
     x = np.asarray(images)
     single = x.ndim == 3
+    if single and x.shape[-1] > 4:
+        raise ValueError(f"images of shape {x.shape}: give a batch (N, H, W, C), or one image (H, W, C) with its channel "
+                         "axis (C = 1 for grayscale: images[..., None]).")
     x = x[None] if single else x
     if x.ndim != 4 or not np.issubdtype(x.dtype, np.number):
         raise ValueError(f"images must be (N, H, W, C) (or one (H, W, C)) numbers. Received shape {np.shape(images)}.")

@@ -62,6 +62,8 @@ class Head:
         recovered: ``"log"`` (log-probabilities of a softmax the structure hides), ``"logit"``
             (log-odds of a hidden sigmoid) or None: how the scores are computed from the output's
             values when its logits cannot be reached (:func:`recover_logits`).
+        kept: ``"softmax"``/``"sigmoid"`` when the output ends in one that is *not* left out
+            (``logits=False``, a quantized layer): the scores are then probabilities.
     """
 
     name: str
@@ -70,6 +72,7 @@ class Head:
     units: int | None
     removed_activation: str | None
     recovered: str | None = None
+    kept: str | None = None
 
     @property
     def n_classes(self) -> int | None:
@@ -221,8 +224,9 @@ def head_of(name: str, index: int, tensor, squashing: str | None, removed: bool)
     """The :class:`Head` of an explained output tensor (logits when ``removed``)."""
     shape = tuple(tensor.shape)
     removed_activation = squashing if removed else None
+    kept = squashing if squashing and not removed else None
     if len(shape) != 2:
-        return Head(name, index, "dense", None, removed_activation)
+        return Head(name, index, "dense", None, removed_activation, kept=kept)
     units = shape[-1]
     if squashing == "softmax":
         kind = "softmax"
@@ -230,7 +234,7 @@ def head_of(name: str, index: int, tensor, squashing: str | None, removed: bool)
         kind = "binary" if units == 1 else "multilabel"
     else:
         kind = "regression" if units == 1 else "logits"
-    return Head(name, index, kind, units, removed_activation)
+    return Head(name, index, kind, units, removed_activation, kept=kept)
 
 
 # --------------------------------------------------------------------------- squashing the structure hides
@@ -306,6 +310,9 @@ def hidden_squashing(values, dtype: str = "float32") -> str | None:
 
 def recovered_head(head: Head, squashing: str) -> Head:
     """The head of an output found to hold ``squashing`` probabilities: scores computed from its values."""
+    if head.kind == "dense":  # per pixel: the same recovery, pixel by pixel
+        return dataclasses.replace(head, removed_activation=squashing,
+                                   recovered="log" if squashing == "softmax" else "logit")
     if squashing == "softmax":
         return dataclasses.replace(head, kind="softmax", removed_activation="softmax", recovered="log")
     kind = "binary" if head.units == 1 else "multilabel"

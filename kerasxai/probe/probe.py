@@ -261,7 +261,7 @@ class Probe:
         if self._head is not None:
             return
         head = self.net.head
-        if not self._logits or head.removed_activation or head.kind not in ("logits", "regression"):
+        if not self._logits or head.removed_activation or head.kind not in ("logits", "regression", "dense"):
             self._head = head
             return
         model = self._model()
@@ -286,8 +286,10 @@ class Probe:
             output = self.net.call([ops.convert_to_tensor(a) for a in inputs], deltas)[1]
         if not opaque:
             return None
-        squashing = heads_lib.hidden_squashing(backend.to_numpy(ops.cast(output, "float32")),
-                                               keras.backend.standardize_dtype(output.dtype))
+        values = backend.to_numpy(ops.cast(output, "float32"))
+        if values.ndim > 2:  # a per-pixel output: its pixels' class vectors
+            values = values.reshape(-1, values.shape[-1])
+        squashing = heads_lib.hidden_squashing(values, keras.backend.standardize_dtype(output.dtype))
         if squashing:
             warnings.warn(heads_lib.hidden_squashing_message(self.model_name, heads_lib.recovered_head(head, squashing)),
                           UserWarning, stacklevel=_caller_stacklevel())

@@ -55,7 +55,7 @@ class TargetBatch:
 
 def is_structured(target) -> bool:
     """Whether ``target`` is a segmentation or detection target (it resolves itself per batch)."""
-    return isinstance(target, (Segmentation, Detection))
+    return isinstance(target, (Segmentation, Detection, _PredictedRegion))
 
 
 def fixed(classes, chosen):
@@ -73,9 +73,9 @@ def check_class_index(value, name="class_index") -> int:
     return int(value)
 
 
-def _per_image(name, values, batch, total, unit):
+def _per_image(name, values, batch, total, unit, units):
     """A ``(N, ...)`` per-image array's slice for ``batch`` (checked against the number of images)."""
-    check_per_image(name, len(values), batch.start, batch.size, total, unit, f"{unit}s", f"one {unit}")
+    check_per_image(name, len(values), batch.start, batch.size, total, unit, units, f"one {unit}")
     return values[batch.start : batch.start + batch.size]
 
 
@@ -93,7 +93,8 @@ class Segmentation:
     For a model whose output is per pixel, ``(N, H, W, K)`` (or ``(N, T, K)`` for signals,
     ``(N, D, H, W, K)`` for volumes), the score explained is Σ over the ``mask``'s pixels of
     class ``class_index``'s logit (a final softmax/sigmoid left out, as for classifiers; for
-    a one-channel sigmoid output, class 1 is the logit and class 0 its negative).
+    a one-channel output, class 1 is the logit — positive where it is predicted — and class 0
+    its negative).
 
     Args:
         class_index: the class (channel of the output's last axis).
@@ -146,11 +147,19 @@ class Segmentation:
             return None
         return self.mask if self.mask.ndim == 2 else self.mask[index]
 
-    def check(self, probe) -> tuple:
-        """The output's spatial shape, after refusing an output that is not per pixel."""
+    def check(self, probe, rank=None) -> tuple:
+        """The output's spatial shape, after refusing an output that is not per pixel: no class axis after
+        spatial axes like the input's (``rank``: the explained input's spatial axes, when known)."""
         shape = _logits_shape(probe)
         head = probe.head
-        if head.kind == "outputs" or (shape is not None and len(shape) < 3) or (shape is None and head.kind != "dense"):
+        per_pixel = head.kind == "dense" and (shape is None or len(shape) >= 3)
+        if per_pixel and shape is not None and rank is not None and len(shape) - 2 != rank:
+            raise ValueError(
+                f"Output '{head.name}' of model '{probe.model_name}' is {shape}: after the batch axis a per-pixel output "
+                f"has the input's {rank} spatial axes, then one axis of class scores (N, {', '.join('HWD'[:rank])}, K). "
+                "An output reshaped (to pixels x classes, or without its class axis) cannot be read as a map: explain "
+                "the layer before the reshape as the output, or give a callable target.")
+        if not per_pixel:
             shown = "" if shape is None else f" {shape}"
             raise ValueError(
                 f"A Segmentation target sums a class's logits over pixels of a per-pixel output (N, H, W, K); output "
@@ -158,34 +167,40 @@ class Segmentation:
                 "target=<class index> for a classifier, or pick the per-pixel output with output=.")
         if shape is not None and shape[-1] is not None:
             k = shape[-1]
-            valid = 2 if k == 1 and head.removed_activation == "sigmoid" else k
+            valid = 2 if k == 1 else k
             if self.class_index >= valid:
                 raise ValueError(f"Segmentation(class_index={self.class_index}) is out of range: output '{head.name}' "
-                                 f"has {k} channel(s), so a class must be in 0..{valid - 1}.")
+                                 f"has {k} channel(s), so a class must be in 0..{valid - 1}"
+                                 + (" (one channel: 1 = where its logit is positive, 0 = elsewhere)." if k == 1 else "."))
         return None if shape is None else tuple(shape[1:-1])
 
     def resolve(self, probe, batch, total=None) -> TargetBatch:
         """The batch's classes and float32 masks ``(n, spatial...)``: given, or predicted on the clean images."""
-        spatial = self.check(probe)
+        rank = len(probe.spatial_shape(batch.inputs[probe.explained_input]))
+        spatial = self.check(probe, rank)
         n = batch.size
         classes = np.full((n,), self.class_index, np.int32)
-        rank = len(probe.spatial_shape(batch.inputs[probe.explained_input]))
         if self.mask is None:
-            ones = np.ones((n,) + (spatial if spatial and None not in spatial else ()), np.float32)
-            if not ones.ndim > 1:
-                raise ValueError("Segmentation(mask=None) needs an output with a static spatial shape; give mask=.")
-            post = _predicted_sigmoid_post if probe.head.removed_activation == "sigmoid" else _predicted_post
-            step = probe.step(None, post, target=self)
-            out = step(batch.inputs, (), TargetBatch(classes, (ones,)))
+            head = probe.head
+            post = _Predicted(sigmoid=head.removed_activation == "sigmoid" or head.kept == "sigmoid",
+                              probabilities=head.kept is not None)
+            out = probe.step(None, post, target=PREDICTED_REGION)(batch.inputs, (), TargetBatch(classes, ()))
             masks = np.asarray(out["predicted"], np.float32)
         else:
             if self.mask.ndim == rank:
                 masks = np.broadcast_to(self.mask, (n,) + self.mask.shape)
             elif self.mask.ndim == rank + 1:
-                masks = _per_image("mask", self.mask, batch, total, "mask")
+                try:
+                    masks = _per_image("mask", self.mask, batch, total, "mask", "masks")
+                except ValueError as err:
+                    hint = " (a trailing axis of size 1? give mask[..., 0])" if self.mask.shape[-1] == 1 else ""
+                    raise ValueError(f"{err}{hint}") from None
             else:
+                axes = ", ".join("HWD"[:rank]) if rank <= 3 else f"{rank} spatial axes"
                 raise ValueError(f"mask has shape {self.mask.shape}; for inputs with {rank} spatial axes it must be "
-                                 f"one mask {'x'.join('?' * rank)} for every image or one per image (N, ...).")
+                                 f"one mask ({axes}) for every image or one per image (N, {axes}), at the output's "
+                                 "resolution" + (" (drop the trailing axis of size 1: mask[..., 0])"
+                                                  if self.mask.shape[-1] == 1 else "") + ".")
             if spatial is not None and None not in spatial and tuple(masks.shape[1:]) != spatial:
                 raise ValueError(f"mask has spatial shape {tuple(masks.shape[1:])} but output '{probe.head.name}' of "
                                  f"model '{probe.model_name}' is {spatial} per image: give the mask at the output's "
@@ -196,7 +211,7 @@ class Segmentation:
         if empty.size:
             what = "no pixel is predicted as" if self.mask is None else "the mask selects no pixel for"
             warnings.warn(f"kerasxai: Segmentation target: {what} class {self.class_index} in image(s) "
-                          f"{empty.tolist()[:20]}: there is nothing to explain, and their maps are flat.",
+                          f"{empty.tolist()[:20]}: there is nothing to explain, and their maps are flat (zeros).",
                           UserWarning, stacklevel=4)
         return TargetBatch(classes, (masks,), nothing)
 
@@ -208,11 +223,9 @@ class Segmentation:
             raise ValueError(f"mask has spatial shape {tuple(mask.shape[1:])}, the output {spatial}: give the mask at "
                              "the output's resolution.")
         k = logits.shape[-1]
-        if k == 1:
-            z = logits[..., 0]
-            if head.removed_activation == "sigmoid":
-                sign = ops.where(classes == 1, 1.0, -1.0)
-                z = z * ops.reshape(sign, (-1,) + (1,) * len(spatial))
+        if k == 1:  # one channel: class 1 = the logit (positive: predicted), class 0 = its negative
+            sign = ops.where(classes == 1, 1.0, -1.0)
+            z = logits[..., 0] * ops.reshape(sign, (-1,) + (1,) * len(spatial))
         else:
             index = ops.reshape(classes, (-1,) + (1,) * (len(spatial) + 1))
             z = ops.take_along_axis(logits, index, axis=-1)[..., 0]
@@ -220,28 +233,42 @@ class Segmentation:
         return ops.sum(z * ops.cast(mask, z.dtype), axis=axes), classes
 
 
-def _predicted(p, sigmoid):
-    logits, classes = p.logits, p.classes
-    spatial = len(logits.shape) - 2
-    if logits.shape[-1] == 1:
-        positive = logits[..., 0] > 0
-        predicted = ops.where(ops.reshape(classes == 1, (-1,) + (1,) * spatial), positive, ops.logical_not(positive))
-    elif sigmoid:  # multi-label: each class its own logit
-        index = ops.reshape(classes, (-1,) + (1,) * (spatial + 1))
-        predicted = ops.take_along_axis(logits, index, axis=-1)[..., 0] > 0
-    else:
-        predicted = ops.cast(ops.argmax(logits, axis=-1), "int32") == ops.reshape(classes, (-1,) + (1,) * spatial)
-    return {"predicted": ops.cast(predicted, "float32")}
+class _PredictedRegion:
+    """The step of ``Segmentation(mask=None)``'s resolution: a forward pass whose score is unused (zeros)."""
+
+    step_key = ("segmentation: the predicted region",)
+
+    @staticmethod
+    def scores(head, logits, classes):
+        return ops.zeros((ops.shape(logits)[0],), "float32"), classes
 
 
-def _predicted_post(p):
-    """The pixels each image's output predicts as its target class: the argmax (on the clean images)."""
-    return _predicted(p, sigmoid=False)
+PREDICTED_REGION = _PredictedRegion()
 
 
-def _predicted_sigmoid_post(p):
-    """The pixels whose sigmoid logit for the target class is positive (on the clean images)."""
-    return _predicted(p, sigmoid=True)
+@dataclasses.dataclass(frozen=True)
+class _Predicted:
+    """A step's post: the pixels each image's output predicts as its target class (on the clean images):
+    the argmax; with ``sigmoid``, each class's own logit > 0 (probability > 0.5 with ``probabilities``,
+    a squashing that could not be left out); one channel: class 1 where it is positive."""
+
+    sigmoid: bool
+    probabilities: bool
+
+    def __call__(self, p):
+        logits, classes = p.logits, p.classes
+        spatial = len(logits.shape) - 2
+        threshold = 0.5 if self.probabilities else 0.0
+        if logits.shape[-1] == 1:
+            positive = logits[..., 0] > threshold
+            predicted = ops.where(ops.reshape(classes == 1, (-1,) + (1,) * spatial), positive,
+                                  ops.logical_not(positive))
+        elif self.sigmoid:  # multi-label: each class its own logit
+            index = ops.reshape(classes, (-1,) + (1,) * (spatial + 1))
+            predicted = ops.take_along_axis(logits, index, axis=-1)[..., 0] > threshold
+        else:
+            predicted = ops.cast(ops.argmax(logits, axis=-1), "int32") == ops.reshape(classes, (-1,) + (1,) * spatial)
+        return {"predicted": ops.cast(predicted, "float32")}
 
 
 # --------------------------------------------------------------------------- detection
@@ -312,6 +339,9 @@ class Detection:
             makes one for keras-hub's RetinaNet).
         iou: the overlap a predicted box needs to count, in (0, 1].
 
+    ``decode`` is traced once per ``(decode, iou)`` and its compiled step reused: it must not read
+    Python state that changes between calls (give a new function instead).
+
     When no predicted box overlaps ``box`` enough in an image, a warning names it: there is
     nothing to explain and its map is flat.
 
@@ -374,17 +404,22 @@ class Detection:
         """The batch's classes and boxes; warns about images where no predicted box matches."""
         n = batch.size
         boxes = (np.broadcast_to(self.box, (n, 4)) if self.box.ndim == 1
-                 else _per_image("box", self.box, batch, total, "box"))
+                 else _per_image("box", self.box, batch, total, "box", "boxes"))
         if isinstance(self.class_index, int):
             classes = np.full((n,), self.class_index, np.int32)
         else:
-            classes = _per_image("class_index", self.class_index, batch, total, "class")
+            classes = _per_image("class_index", self.class_index, batch, total, "class", "classes")
         resolved = TargetBatch(np.ascontiguousarray(classes, np.int32), (np.ascontiguousarray(boxes, np.float32),))
         out = probe.step(None, _Matches(self.decode, self.iou), target=self)(batch.inputs, (), resolved)
         k = int(out["n_classes"][0]) if len(out["n_classes"]) else 0
         if (classes >= k).any():
             raise ValueError(f"class_index {int(classes[classes >= k][0])} is out of range: decode gives class scores "
                              f"for {k} classes (0..{k - 1}).")
+        bad = np.flatnonzero(~np.asarray(out["decoded_finite"], bool)) + batch.start
+        if bad.size:
+            raise ValueError(f"decode gave NaN or infinite boxes or class scores for image(s) {bad.tolist()[:20]} (an exp "
+                             "of a large regression, a division by zero?): their matches would be meaningless. Clip "
+                             "the regression inside decode (e.g. ops.clip(deltas, -4, 4) before ops.exp).")
         resolved.empty = np.asarray(out["matches"]) == 0
         unmatched = np.flatnonzero(resolved.empty) + batch.start
         if unmatched.size:
@@ -400,15 +435,27 @@ class Detection:
         return ops.sum(per_box, axis=1), classes
 
 
+def _structure(outputs) -> str:
+    """What ``decode`` received, in words: ``a dict {'box': (None, 4, 4, 4), ...}``."""
+    if isinstance(outputs, dict):
+        return "a dict {" + ", ".join(f"'{k}': {tuple(v.shape)}" for k, v in outputs.items()) + "}"
+    if isinstance(outputs, (list, tuple)):
+        return "a list [" + ", ".join(str(tuple(v.shape)) for v in outputs) + "]"
+    return f"one tensor {tuple(outputs.shape)}"
+
+
 def decoded(decode, outputs):
     """``decode(outputs)`` checked: float32 boxes ``(N, M, 4)`` and class scores ``(N, M, K)``."""
     try:
         result = decode(outputs)
-    except (NotImplementedError, TypeError, RuntimeError) as err:
+    except (NotImplementedError, TypeError, RuntimeError, KeyError, IndexError, AttributeError) as err:
         first = (str(err).splitlines() or [""])[0][:200]
-        raise ValueError(f"decode failed on the model's outputs inside the compiled step ({type(err).__name__}: "
-                         f"{first}). It receives backend tensors, structured as the model returns them: write it "
-                         "with keras.ops, not NumPy.") from err
+        numpy = any(word in first.lower() for word in ("numpy", "__array__", "tracer", "symbolic", "requires grad"))
+        raise ValueError(
+            f"decode failed on the model's outputs ({type(err).__name__}: {first}). It received "
+            f"{_structure(outputs)}: the model's outputs as the model returns them (or the one named by output=), "
+            "as backend tensors inside the compiled step" + ("; write it with keras.ops, not NumPy." if numpy else ".")
+        ) from err
     if not (isinstance(result, (tuple, list)) and len(result) == 2):
         raise ValueError(f"decode must return (boxes (N, M, 4), class_scores (N, M, K)). Received: {type(result).__name__}")
     boxes, class_scores = result
@@ -438,7 +485,10 @@ class _Matches:
     iou: float
 
     def __call__(self, p):
-        _, keep, class_scores = match(self.decode, self.iou, p.logits, p.classes, p.target_data[0])
+        boxes, class_scores = decoded(self.decode, p.logits)
+        _, keep, _ = match(self.decode, self.iou, p.logits, p.classes, p.target_data[0])
         n = ops.shape(keep)[0]
-        return {"matches": ops.sum(ops.cast(keep, "int32"), axis=1),
-                "n_classes": ops.full((n,), class_scores.shape[-1], "int32")}
+        finite = ops.logical_and(ops.all(ops.isfinite(ops.reshape(boxes, (n, -1))), axis=1),
+                                 ops.all(ops.isfinite(ops.reshape(class_scores, (n, -1))), axis=1))
+        return {"matches": ops.sum(ops.cast(keep, "int32"), axis=1), "decoded_finite": finite,
+                "n_classes": ops.ones((n,), "int32") * ops.cast(ops.shape(class_scores)[-1], "int32")}

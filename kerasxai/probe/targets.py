@@ -68,6 +68,9 @@ def class_indices(target, n_images: int, head, *, start: int = 0, labels=None, t
         >>> class_indices([3, 1], 2, head).tolist(), class_indices(None, 2, head).tolist()
         ([3, 1], [-1, -1])
     """
+    if isinstance(target, (list, tuple)) and any(hasattr(t, "step_key") for t in target):
+        raise ValueError("target is one Segmentation or Detection target per call, not a list of them: each holds "
+                         "one class, with a mask or box per image (mask=(N, H, W), box=(N, 4)); call once per class.")
     valid = _valid_range(head)
     if target is None:
         values = np.full((n_images,), PREDICTED if head.kind != "regression" else 0, np.int64)

@@ -121,8 +121,18 @@ class TracedForward:
         else:
             out_tensor = keras.tree.flatten(outputs)[output_index]
             tensor, squashing, removed, head_call = heads.logits(out_tensor, calls, logits)
+            rank = len(tensor.shape)
+            if rank >= 4 and head_call is not None and layers_lib.output_layout(head_call, calls) == layers_lib.CHANNELS_FIRST:
+                # a channels_first per-pixel output (N, K, H, W): classes last, as every target reads them
+                tensor = keras.layers.Permute(tuple(range(2, rank)) + (1,), name="kerasxai_classes_last")(tensor)
             self.head = heads.head_of(heads.output_names(model)[output_index], output_index, tensor, squashing, removed)
             head_tensors, self._structure, self.logits_shape = [tensor], None, tuple(tensor.shape)
+            bypassed = removed and head_call is not None and tensor is not head_call.output  # its kernel, re-applied
+            if bypassed and any(c.op is head_call.op and c.index == head_call.index for c in layer_calls):
+                raise ValueError(
+                    f"Layer '{head_call.op.name}' makes output '{self.head.name}', whose logits kerasxai computes from "
+                    f"the layer's input (its {squashing} left out): its own output does not lead to them. Explain a "
+                    "layer before it (the default layer is the last one before the head).")
         self._calls, self._head_call = calls, head_call
         self._layer_calls = [next(c for c in calls if c.op is lc.op and c.index == lc.index and not c.is_model)
                              for lc in layer_calls]
