@@ -547,3 +547,25 @@ def test_outlines_must_have_the_maps_aspect():
     with pytest.raises(ValueError, match="does not have the maps' aspect"):
         kerasxai.plot_explanations(np.zeros((2, 16, 16, 3), np.uint8), maps, outlines=np.ones((2, 8, 16), bool))
     kerasxai.plot_explanations(np.zeros((2, 16, 16, 3), np.uint8), maps, outlines=np.ones((2, 8, 8), bool))  # half size
+
+
+def test_a_quantized_per_pixel_head_is_explained_on_its_probabilities_and_says_so():
+    keras.utils.set_random_seed(73)
+    inp = keras.Input((12, 12, 3))
+    model = keras.Model(inp, layers.Dense(3, activation="softmax", name="head")(layers.Conv2D(4, 3, padding="same")(inp)))
+    model.quantize("int8")
+    mask = _masks(5, 12, seed=74)
+
+    def score(z):
+        return (keras.ops.convert_to_numpy(model(z))[..., 1].astype("float64") * mask).sum(axis=(1, 2))
+
+    clean, total, count = score(X), np.zeros((5, 12, 12)), np.zeros((12, 12))
+    for i in range(0, 12, 6):
+        for j in range(0, 12, 6):
+            hidden = X.copy()
+            hidden[:, i:i + 6, j:j + 6] = 0.0
+            total[:, i:i + 6, j:j + 6] += (clean - score(hidden))[:, None, None]
+            count[i:i + 6, j:j + 6] += 1
+    with pytest.warns(UserWarning, match="ends in a softmax whose logits cannot be reached"):
+        got = kerasxai.occlusion(model, X, target=Segmentation(1, mask=mask), window=6, stride=6, raw=True)
+    np.testing.assert_allclose(got, total / count, rtol=1e-4, atol=1e-6)

@@ -261,7 +261,8 @@ class Probe:
         if self._head is not None:
             return
         head = self.net.head
-        if not self._logits or head.removed_activation or head.kind not in ("logits", "regression", "dense"):
+        if (not self._logits or head.removed_activation or head.kept
+                or head.kind not in ("logits", "regression", "dense")):  # kept: a known squashing, left in (quantized)
             self._head = head
             return
         model = self._model()
