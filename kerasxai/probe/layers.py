@@ -229,6 +229,40 @@ def find_call(calls, layer, model, route: Route) -> graph.Call:
     return call
 
 
+def token_grid(call, calls, input_rank) -> tuple | None:
+    """``(gh, gw, n_extra)`` when ``call``'s output is a token sequence ``(N, T, C)`` of an image model
+    (``input_rank`` 2): the patch grid is the last 4-D tensor it depends on (the patch embedding), the
+    ``n_extra = T - gh * gw`` tokens before the patches (class, distillation, register tokens) are dropped.
+    None for any other layer; a clear error when the grid cannot be read.
+
+    Examples:
+        >>> import keras
+        >>> from kerasxai.probe.traced import traced
+        >>> inp = keras.Input((32, 32, 3))
+        >>> patches = keras.layers.Conv2D(8, 8, strides=8)(inp)
+        >>> tokens = keras.layers.Dense(8, name="mix")(keras.layers.Reshape((16, 8))(patches))
+        >>> calls = traced(keras.Model(inp, tokens)).calls
+        >>> token_grid(next(c for c in calls if c.op.name == "mix"), calls, 2)
+        (4, 4, 0)
+    """
+    shape = tuple(getattr(call.output, "shape", ()))
+    if input_rank != 2 or len(shape) != 3:
+        return None
+    feeding = graph.upstream(calls, call.output)
+    grids = [c for c in calls if id(c) in feeding and c is not call and len(getattr(c.output, "shape", ())) == 4]
+    tokens = shape[1]
+    if grids:
+        patch = grids[-1]
+        first = output_layout(patch, calls) == CHANNELS_FIRST
+        gh, gw = tuple(patch.output.shape)[2:4] if first else tuple(patch.output.shape)[1:3]
+        if None not in (gh, gw, tokens) and 0 < gh * gw <= tokens:
+            return int(gh), int(gw), int(tokens - gh * gw)
+    raise ValueError(
+        f"Layer '{call.qualified_name}' outputs a token sequence {shape}, but its patch grid cannot be read from the "
+        "model (a 4-D patch embedding before it, whose grid's patches are the last tokens): explain a layer with "
+        "spatial axes (kerasxai.explainable_layers(model)), or the patch embedding itself.")
+
+
 def output_calls(calls, outputs) -> set:
     """``id`` of the calls that make a model output: its last layer, and what an activation, dropout or
     reshaping after it hides (a segmenter's ``Conv2D(K, 1, "softmax")`` head): never a default layer, whose
@@ -251,6 +285,11 @@ def default_call(calls, model, route: Route, outputs=(), rank=None) -> graph.Cal
     has (a detector's per-anchor reshapes come after its last feature map); a clear error otherwise."""
     heads = output_calls(calls, outputs)
     candidates = [c for c in explainable(calls) if id(c) not in heads]
+    attention = [c for c in calls if not c.is_model and isinstance(c.op, _L.MultiHeadAttention) and c in route]
+    if attention and rank == 2:  # a vision transformer: the tokens the last attention block reads (its first norm)
+        query = producers(calls).get(id(attention[-1].inputs[0]))
+        if query is not None and query in candidates:
+            return query
     if not candidates:
         raise ValueError(
             f"Model '{model.name}' has no layer whose output has spatial axes (batch, spatial axes..., "

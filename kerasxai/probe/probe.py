@@ -119,6 +119,14 @@ def _default_post(p: Pass):
 DEFAULT_POST = Fn(_default_post)
 
 
+def _patch_grid(tensor, grid):
+    """Tokens ``(N, T, C)`` as their patch grid ``(N, gh, gw, C)``, the ``n_extra`` leading tokens dropped."""
+    if grid is None:
+        return tensor
+    gh, gw, extra = grid
+    return ops.reshape(tensor[:, extra:, :], (-1, gh, gw, tensor.shape[-1]))
+
+
 def _channels_last(tensor):
     """``(N, C, spatial...)`` -> ``(N, spatial..., C)``."""
     return ops.moveaxis(tensor, 1, -1)
@@ -375,6 +383,9 @@ class Probe:
             first = {i for i, layout in enumerate(self.layouts) if layout == CHANNELS_FIRST}
             acts = [_channels_last(a) if i in first else a for i, a in enumerate(acts)]
             gradients = [_channels_last(g) if i in first and g is not None else g for i, g in enumerate(gradients)]
+            grids = getattr(self.net, "token_grids", None) or [None] * len(acts)  # a transformer's tokens: its patch grid
+            acts = [_patch_grid(a, grid) for a, grid in zip(acts, grids)]
+            gradients = [None if g is None else _patch_grid(g, grid) for g, grid in zip(gradients, grids)]
             if self.input_layout == CHANNELS_FIRST:
                 x = _channels_last(x)
                 input_gradient = None if input_gradient is None else _channels_last(input_gradient)

@@ -90,6 +90,9 @@ class TracedForward:
         # their channel axis last (and the explained input's, for the methods at the input)
         self.layouts = [layers_lib.output_layout(c, plain.calls) for c in layer_calls]
         self.input_layout = layers_lib.input_layout(plain.calls, plain.inputs[self.explained_input])
+        rank = len(layers_lib.spatial_shape(plain.inputs[self.explained_input]) or ())
+        # token sequences (N, T, C) of an image model: maps on their patch grid, extra tokens dropped
+        self.token_grids = [layers_lib.token_grid(c, plain.calls, rank) for c in layer_calls]
         self.layers = [c.op for c in layer_calls]
         self.layer_names = [layers_lib.call_name(c, plain.calls) for c in layer_calls]
 
