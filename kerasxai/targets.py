@@ -10,13 +10,8 @@ image, ``"label"``, a callable ``logits -> (N,) scores``, or one of these:
 :func:`regions` gives the masks or boxes a target resolves to (a figure draws them).
 
 Examples:
-    >>> import keras, numpy as np
-    >>> import kerasxai
-    >>> from kerasxai.targets import Segmentation
-    >>> unet = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3, padding="same"),
-    ...                          keras.layers.Conv2D(3, 1, activation="softmax")])
-    >>> kerasxai.saliency(unet, np.random.rand(1, 16, 16, 3).astype("float32"), target=Segmentation(1)).shape
-    (1, 16, 16)
+    >>> Segmentation(1), Detection([0, 0, 8, 8], 2, decode=lambda outputs: outputs)
+    (Segmentation(class_index=1, mask=None), Detection(box=[0.0, 0.0, 8.0, 8.0], class_index=2, iou=0.5))
 """
 
 import numpy as np

@@ -490,7 +490,7 @@ def scorecam_maps(probe, batch, first, target, *, batch_size=DEFAULT_BATCH_SIZE,
         stop = min(start + batch_size, total)
         idx = owner[start:stop]
         inputs = [a[idx] for a in batch.inputs]
-        part = scorer(inputs, (masks[start:stop],), used[start:stop].astype(np.int32))
+        part = scorer(inputs, (masks[start:stop],), used[start:stop])
         maps_lib.check_finite("scorecam", part["finite"], batch.start)
         scores[start:stop] = part["scores"]
         if bar is not None:

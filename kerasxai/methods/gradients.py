@@ -104,7 +104,7 @@ def _copies(method, probe, batch, per_image, used, target, make_extra, post, pre
     for start in range(0, len(owner), batch_size):
         idx = slice(start, min(start + batch_size, len(owner)))
         inputs = [a[owner[idx]] for a in batch.inputs]
-        classes = None if used is None else used[owner[idx]].astype(np.int32)
+        classes = None if used is None else used[owner[idx]]  # int32, or a TargetBatch
         out = step(inputs, make_extra(owner[idx], copy[idx]), classes)
         maps_lib.check_finite(method, out["finite"], batch.start)
         yield owner[idx], copy[idx], out

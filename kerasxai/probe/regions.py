@@ -49,9 +49,6 @@ class TargetBatch:
         return TargetBatch(self.classes[index], tuple(d[index] for d in self.data),
                            None if self.empty is None else self.empty[index])
 
-    def astype(self, dtype) -> "TargetBatch":  # like the class vectors it stands beside
-        return self
-
 
 def is_structured(target) -> bool:
     """Whether ``target`` is a segmentation or detection target (it resolves itself per batch)."""
@@ -431,7 +428,7 @@ class Detection:
 
     def scores(self, head, outputs, classes, box):
         """The summed box scores of each image, in ``keras.ops`` (inside the step)."""
-        per_box, _, _ = match(self.decode, self.iou, outputs, classes, box)
+        per_box, _, _, _ = match(self.decode, self.iou, outputs, classes, box)
         return ops.sum(per_box, axis=1), classes
 
 
@@ -468,13 +465,13 @@ def decoded(decode, outputs):
 
 def match(decode, threshold, outputs, classes, box):
     """Per predicted box ``(N, M)``: IoU + class score where the IoU with ``box`` is >= ``threshold``
-    (else 0), which boxes match, and the class scores."""
+    (else 0), which boxes match; and the decoded boxes and class scores."""
     boxes, class_scores = decoded(decode, outputs)
     iou = box_iou(box, boxes)
     index = ops.reshape(ops.maximum(classes, 0), (-1, 1, 1))
     score = ops.take_along_axis(class_scores, index, axis=-1)[..., 0]
     keep = iou >= threshold
-    return ops.where(keep, iou + score, 0.0), keep, class_scores
+    return ops.where(keep, iou + score, 0.0), keep, boxes, class_scores
 
 
 @dataclasses.dataclass(frozen=True)
@@ -485,8 +482,7 @@ class _Matches:
     iou: float
 
     def __call__(self, p):
-        boxes, class_scores = decoded(self.decode, p.logits)
-        _, keep, _ = match(self.decode, self.iou, p.logits, p.classes, p.target_data[0])
+        _, keep, boxes, class_scores = match(self.decode, self.iou, p.logits, p.classes, p.target_data[0])
         n = ops.shape(keep)[0]
         finite = ops.logical_and(ops.all(ops.isfinite(ops.reshape(boxes, (n, -1))), axis=1),
                                  ops.all(ops.isfinite(ops.reshape(class_scores, (n, -1))), axis=1))

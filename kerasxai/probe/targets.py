@@ -26,6 +26,7 @@ import numpy as np
 from keras import ops
 
 from kerasxai.probe.inputs import check_per_image
+from kerasxai.probe.regions import is_structured
 
 PREDICTED = -1  # class index meaning "the model's top class for this image"
 LABEL = "label"
@@ -68,7 +69,7 @@ def class_indices(target, n_images: int, head, *, start: int = 0, labels=None, t
         >>> class_indices([3, 1], 2, head).tolist(), class_indices(None, 2, head).tolist()
         ([3, 1], [-1, -1])
     """
-    if isinstance(target, (list, tuple)) and any(hasattr(t, "step_key") for t in target):
+    if isinstance(target, (list, tuple)) and any(is_structured(t) for t in target):
         raise ValueError("target is one Segmentation or Detection target per call, not a list of them: each holds "
                          "one class, with a mask or box per image (mask=(N, H, W), box=(N, 4)); call once per class.")
     valid = _valid_range(head)
