@@ -87,7 +87,31 @@ def test_token_gradcam_layercam_hirescam_equal_a_tape_on_the_patch_grid(cls_toke
 
 def test_a_token_layer_without_a_patch_grid_says_how_to_go_on():
     inp = keras.Input((16, 16, 3))
-    tokens = layers.Dense(8, name="mix")(layers.Reshape((256, 3))(inp))  # no 4-D layer before the tokens
+    tokens = layers.Dense(8, name="mix")(layers.Reshape((128, 6))(inp))  # pixel pairs: no grid of square patches
     model = keras.Model(inp, layers.Dense(2)(layers.GlobalAveragePooling1D()(tokens)))
-    with pytest.raises(ValueError, match="Layer 'mix' outputs a token sequence .* patch grid cannot be read"):
-        kerasxai.gradcam(model, np.zeros((1, 16, 16, 3), "float32"), layer="mix")
+    x = np.random.default_rng(82).uniform(0, 1, (2, 16, 16, 3)).astype("float32")
+    with pytest.raises(ValueError, match=r"Layer 'mix' outputs a token sequence .* patch grid cannot be read.*"
+                                         r"kerasxai.tokens\('mix', grid=\(rows, columns\), extra=n\)"):
+        kerasxai.gradcam(model, x, layer="mix")
+    # given: the tokens are the image's rows of pixel pairs, a 16 x 8 grid
+    with tf.GradientTape() as tape:
+        t = layers.Reshape((128, 6))(tf.constant(x))
+        acts = model.get_layer("mix")(t)
+        tape.watch(acts)
+        logits = model.layers[-1](tf.reduce_mean(acts, axis=1))
+        score = tf.reduce_sum(logits[:, 1])
+    grads = tape.gradient(score, acts).numpy().reshape(2, 16, 8, 8)
+    expected = np.maximum((grads * acts.numpy().reshape(2, 16, 8, 8)).sum(-1), 0)
+    got = kerasxai.hirescam(model, x, target=1, layer=kerasxai.tokens("mix", grid=(16, 8)), raw=True)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match=r"grid=\(16, 4\), extra=0\) does not fit layer 'mix'"):
+        kerasxai.gradcam(model, x, layer=kerasxai.tokens("mix", grid=(16, 4)))
+    with pytest.raises(ValueError, match="tokens\\(\\) takes grid=\\(rows, columns\\)"):
+        kerasxai.tokens("mix", grid=16)
+
+
+def test_pixel_tokens_are_read_on_the_image_grid():
+    inp = keras.Input((16, 12, 3))
+    tokens = layers.Dense(8, name="mix")(layers.Reshape((192, 3))(inp))  # one token per pixel, row by row
+    model = keras.Model(inp, layers.Dense(2)(layers.GlobalAveragePooling1D()(tokens)))
+    assert kerasxai.gradcam(model, np.ones((1, 16, 12, 3), "float32"), layer="mix", raw=True).shape == (1, 16, 12)

@@ -77,6 +77,78 @@ def small_cnn(input_shape=(48, 48, 3), classes: int = 2, seed: int = 0):
     return keras.Model(inputs, outputs, name="small_cnn")
 
 
+@keras.saving.register_keras_serializable(package="kerasxai")
+class ClassToken(keras.layers.Layer):
+    """A learned class token put before the patch tokens ``(N, T, C) -> (N, 1 + T, C)``."""
+
+    def build(self, shape):
+        self.token = self.add_weight(shape=(1, 1, shape[-1]), initializer="zeros", name="token")
+
+    def call(self, tokens):
+        batch = keras.ops.shape(tokens)[0]
+        return keras.ops.concatenate([keras.ops.broadcast_to(self.token, (batch, 1, tokens.shape[-1])), tokens], axis=1)
+
+    def compute_output_shape(self, shape):
+        return (shape[0], None if shape[1] is None else shape[1] + 1, shape[2])
+
+
+@keras.saving.register_keras_serializable(package="kerasxai")
+class PositionEmbedding(keras.layers.Layer):
+    """A learned position embedding added to the tokens."""
+
+    def build(self, shape):
+        self.positions = self.add_weight(shape=(1,) + tuple(shape[1:]), initializer="random_normal", name="positions")
+
+    def call(self, tokens):
+        return tokens + self.positions
+
+
+@keras.saving.register_keras_serializable(package="kerasxai")
+class FirstToken(keras.layers.Layer):
+    """The first token of ``(N, T, C)``: a class-token model's pooling."""
+
+    def call(self, tokens):
+        return tokens[:, 0]
+
+    def compute_output_shape(self, shape):
+        return (shape[0], shape[2])
+
+
+def small_vit(input_shape=(48, 48, 3), classes: int = 2, *, patch: int = 6, dim: int = 32, depth: int = 3,
+              heads: int = 4, class_token: bool = True, seed: int = 0):
+    """A small vision transformer: a strided ``Conv2D`` patch embedding, ``Reshape`` to tokens, a class token
+    (or, with ``class_token=False``, tokens averaged by ``GlobalAveragePooling1D``), a position embedding,
+    ``depth`` pre-norm blocks ``LayerNormalization -> MultiHeadAttention -> Add``, ``LayerNormalization ->
+    MLP -> Add`` (block ``i``'s layers are ``block{i}_norm1``, ``block{i}_attn``...), a final norm and a
+    softmax head. Every layer is a Keras built-in or registered, so the model saves and loads.
+
+    Examples:
+        >>> model = small_vit((32, 32, 3), patch=8, depth=2)
+        >>> model.get_layer("block1_attn").num_heads, model.output.shape
+        (4, (None, 2))
+    """
+    keras.utils.set_random_seed(seed)
+    layers = keras.layers
+    inputs = keras.Input(input_shape)
+    x = layers.Conv2D(dim, patch, strides=patch, name="patch_embed")(inputs)
+    x = layers.Reshape((-1, dim), name="tokens")(x)
+    if class_token:
+        x = ClassToken(name="class_token")(x)
+    x = PositionEmbedding(name="position_embed")(x)
+    for i in range(depth):
+        h = layers.LayerNormalization(epsilon=1e-6, name=f"block{i}_norm1")(x)
+        h = layers.MultiHeadAttention(heads, dim // heads, name=f"block{i}_attn")(h, h)
+        x = layers.Add(name=f"block{i}_add1")([x, h])
+        h = layers.LayerNormalization(epsilon=1e-6, name=f"block{i}_norm2")(x)
+        h = layers.Dense(2 * dim, activation="gelu", name=f"block{i}_mlp1")(h)
+        h = layers.Dense(dim, name=f"block{i}_mlp2")(h)
+        x = layers.Add(name=f"block{i}_add2")([x, h])
+    x = layers.LayerNormalization(epsilon=1e-6, name="final_norm")(x)
+    x = FirstToken(name="class_pool")(x) if class_token else layers.GlobalAveragePooling1D(name="token_pool")(x)
+    outputs = layers.Dense(classes, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs, name="small_vit" if class_token else "small_vit_pooled")
+
+
 def peak_in_mask(maps, masks) -> np.ndarray:
     """Per image, whether the map's maximum falls inside the mask (the pointing game's hit)."""
     maps = np.asarray(maps)

@@ -19,7 +19,7 @@ from kerasxai import backend
 from kerasxai.methods.maps import resize_linear as resize_batch
 # Methods whose maps are about pixels rather than regions (shown as maps), and of those the ones
 # computed at the input alone (guided Grad-CAM also depends on a layer): read from the method table.
-from kerasxai.methods.table import CLASS_AGNOSTIC, INPUT_METHODS, PIXEL_METHODS  # noqa: F401
+from kerasxai.methods.table import CLASS_AGNOSTIC, INPUT_METHODS, PIXEL_METHODS, where as method_where  # noqa: F401
 
 
 class Figure(matplotlib.figure.Figure):
@@ -165,9 +165,9 @@ def target_label(target) -> str | None:
 def panel_title(method: str, layer, target: str | None) -> str:
     """``"gradcam @ block5_conv3\\nfor tabby (281)"``: the method, where it looked, what it explains."""
     if isinstance(layer, dict):
-        where = layer.get(method, "input" if method in INPUT_METHODS else None)
-    else:  # one layer name: the CAMs' layer; gradient methods look at the input
-        where = "input" if method in INPUT_METHODS else layer
+        where = layer.get(method, method_where(method))
+    else:  # one layer name: the CAMs' layer; gradient methods look at the input, attention methods at every layer
+        where = method_where(method, layer)
     title = f"{method} @ {where}" if where else method
     if method in CLASS_AGNOSTIC:
         return title + "\nany class"  # the same map whatever the target

@@ -28,7 +28,7 @@ from kerasxai.data.predictions import pixel_share_rows, rows_from_logits
 from kerasxai.folder.sources import DISPLAY_SIDE
 from kerasxai.methods import engine
 from kerasxai.methods.explain import plan_explain
-from kerasxai.methods.table import INPUT_METHODS, check_methods
+from kerasxai.methods.table import ATTENTION_METHODS, INPUT_METHODS, check_methods
 from kerasxai.probe import get_probe
 from kerasxai.probe.regions import Detection, Segmentation
 
@@ -80,7 +80,7 @@ def prepare_job(model, methods, target, layer, class_names, top, preprocess, ima
     layer_name = None
     if engine.is_layer_list(layer):  # before the run folder exists: one layer for every method of a run
         layer = engine.one_layer("a folder run", layer)
-    if any(m not in INPUT_METHODS for m in methods):
+    if any(m not in INPUT_METHODS and m not in ATTENTION_METHODS for m in methods):
         names = get_probe(model, layer).layer_names  # an unknown layer fails here, before any work
         layer_name = ",".join(names) if names else None
     if overlays and not images:

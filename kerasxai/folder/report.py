@@ -38,6 +38,7 @@ import warnings
 
 from kerasxai.data import imagenet
 from kerasxai.figures.common import INPUT_METHODS, MAP_CMAP
+from kerasxai.methods.table import ATTENTION_METHODS
 from kerasxai.folder import kinds
 
 RUN_FILE = "run.json"
@@ -282,6 +283,7 @@ def report_data(run_dir: str, out_dir: str | None = None) -> dict:
         "title": os.path.basename(os.path.abspath(run_dir)),
         "methods": methods,
         "input_methods": sorted(INPUT_METHODS),
+        "attention_methods": sorted(ATTENTION_METHODS),
         "scales": {m: _gradient(cmaps.get(m, MAP_CMAP)) for m in methods},
         "alpha": _number(info.get("alpha")) or 0.4,
         "overlays": any(c["overlays"] is not None for c in cards),

@@ -40,7 +40,7 @@ from PIL import Image
 from kerasxai.figures.overlay import overlay_panel
 from kerasxai.folder import kinds
 from kerasxai.folder.report import write_report
-from kerasxai.methods.table import INPUT_METHODS
+from kerasxai.methods.table import where as method_where
 
 RUN_JSON = "run.json"
 PREDICTIONS = "predictions.jsonl"
@@ -377,7 +377,7 @@ class Writer:
             row["overlays"] = {}
             for m, v in maps.items():
                 name = f"overlays/{image_id}_{m}.png"
-                drawn = overlay_panel(photo, v, method=m, layer=None if m in INPUT_METHODS else self.layer,
+                drawn = overlay_panel(photo, v, method=m, layer=method_where(m, self.layer),
                                       flat=stats[m]["flat"], region=None if regions is None else regions[i])
                 Image.fromarray(drawn).save(os.path.join(path, name), compress_level=1)
                 row["overlays"][m] = name

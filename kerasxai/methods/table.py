@@ -33,7 +33,7 @@ import dataclasses
 import functools
 from typing import Callable
 
-from kerasxai.methods import cams, gradients, perturbation
+from kerasxai.methods import attention, cams, gradients, perturbation
 
 GRADIENT_CAM = "gradient_cam"
 """A formula of (activations, gradients) at one layer: ``explain`` computes all of them in one pass."""
@@ -43,7 +43,9 @@ INPUT = "input"
 """A map at the input's resolution, from gradients with respect to the input."""
 PERTURBATION = "perturbation"
 """A map at the input's resolution from the scores of perturbed copies: forward passes only, no gradient."""
-KINDS = (GRADIENT_CAM, LAYER, INPUT, PERTURBATION)
+ATTENTION = "attention"
+"""A map on the patch grid from a transformer's attention probabilities (and their gradients), every layer's."""
+KINDS = (GRADIENT_CAM, LAYER, INPUT, PERTURBATION, ATTENTION)
 SHARED_BY_NAME = ("saliency", "eigencam", "cam", "scorecam")
 """The other methods explain()'s shared pass knows by name (see :func:`kerasxai.methods.explain.shared_post`)."""
 
@@ -55,7 +57,7 @@ class Method:
     Attributes:
         name: the name used everywhere (``explain(methods=...)``, ``--methods``, map keys, file names).
         title: the name as papers write it, for figures and pages.
-        kind: :data:`GRADIENT_CAM`, :data:`LAYER`, :data:`INPUT` or :data:`PERTURBATION`.
+        kind: :data:`GRADIENT_CAM`, :data:`LAYER`, :data:`INPUT`, :data:`PERTURBATION` or :data:`ATTENTION`.
         plan: ``plan(model, target, layer, output, input, **options) -> (probe, compute)``, where
             ``compute(batch, classes)`` gives the batch's ``map``, ``flat``, ``scores``, ``classes``...
         formula: the formula of a :data:`GRADIENT_CAM`, ``(activations, gradients) -> raw map``.
@@ -121,6 +123,10 @@ _ENTRIES = (
     Method("rise", "RISE", PERTURBATION, perturbation.plan_rise, layer=False, pixel=True,
            options=("n", "cells", "p", "seed", "batch_size", "progress", "raw"),
            evaluate_options={"n": 1000, "progress": False}),
+    Method("attention_rollout", "Attention rollout", ATTENTION, attention.plan_attention_rollout, layer=False,
+           class_specific=False, options=("discard_ratio", "head_fusion", "grid", "raw")),
+    Method("transformer_attribution", "Transformer attribution", ATTENTION, attention.plan_transformer_attribution,
+           layer=False, options=("grid", "raw")),
 )
 
 METHODS: dict = {m.name: m for m in _ENTRIES}
@@ -131,8 +137,20 @@ BLACK_BOX = ("drise",)
 """Methods of a function rather than a model (not in the table: ``kerasxai.drise(fn, ...)``), named for figures."""
 PIXEL_METHODS = frozenset([m.name for m in _ENTRIES if m.pixel] + list(BLACK_BOX))
 """Methods whose maps are at the input's resolution (drawn as maps, not layer overlays)."""
-INPUT_METHODS = frozenset([m.name for m in _ENTRIES if not m.layer] + list(BLACK_BOX))
+ATTENTION_METHODS = frozenset(m.name for m in _ENTRIES if m.kind == ATTENTION)
+"""Methods explained from every attention layer of a transformer, not at one layer."""
+INPUT_METHODS = frozenset([m.name for m in _ENTRIES if not m.layer and m.kind != ATTENTION] + list(BLACK_BOX))
 """Methods explained at the input, not at a layer."""
+
+
+def where(method: str, layer=None):
+    """Where a method looks, as figures and pages name it: ``"input"``, ``"attention"`` or the layer.
+
+    Examples:
+        >>> where("saliency", "conv2"), where("gradcam", "conv2"), where("attention_rollout", "conv2")
+        ('input', 'conv2', 'attention')
+    """
+    return "attention" if method in ATTENTION_METHODS else "input" if method in INPUT_METHODS else layer
 CLASS_AGNOSTIC = frozenset(m.name for m in _ENTRIES if not m.class_specific)
 """Methods whose map is the same whatever the target (figures do not title them with a class)."""
 

@@ -6,6 +6,7 @@ One module per concern:
 - :mod:`~kerasxai.probe.layers`: which layers can be explained, finding one, CAM's head;
 - :mod:`~kerasxai.probe.heads`: which output, its logits, what kind of head it is;
 - :mod:`~kerasxai.probe.inputs`: which input, and images of any kind in checked batches;
+- :mod:`~kerasxai.probe.attention`: the attention probabilities of ``MultiHeadAttention`` calls;
 - :mod:`~kerasxai.probe.guided`: the guided ReLU of guided backpropagation;
 - :mod:`~kerasxai.probe.cache`: built once per model as it is, forgotten when it changes;
 - :mod:`~kerasxai.probe.probe`: the :class:`Probe` and its compiled steps.
@@ -14,7 +15,7 @@ The backend-specific part (compiling, taking gradients) is :mod:`kerasxai.backen
 """
 
 from kerasxai.probe.heads import Head
-from kerasxai.probe.layers import LayerInfo
+from kerasxai.probe.layers import LayerInfo, tokens
 from kerasxai.probe.probe import Fn, Pass, Probe, cam_layer, explainable_layers, get_probe
 
-__all__ = ["Fn", "Head", "LayerInfo", "Pass", "Probe", "cam_layer", "explainable_layers", "get_probe"]
+__all__ = ["Fn", "Head", "LayerInfo", "Pass", "Probe", "cam_layer", "explainable_layers", "get_probe", "tokens"]

@@ -138,8 +138,56 @@ class Route:
         return id(call) in self.depends and id(call) in self.feeds
 
 
+@dataclasses.dataclass(frozen=True)
+class Tokens:
+    """A token layer with its patch grid given (see :func:`tokens`)."""
+
+    layer: object
+    grid: tuple
+    extra: int = 0
+
+
+def tokens(layer, grid, extra: int = 0) -> Tokens:
+    """``layer=`` for a token layer ``(N, T, C)`` whose patch grid kerasxai cannot read from the model.
+
+    Args:
+        layer: the layer (name, Layer object or ``(layer, call)`` pair), as ``layer=`` takes it.
+        grid: ``(rows, columns)`` of patches; the last ``rows * columns`` tokens are the patches, row by row.
+        extra: the tokens before the patches (class, distillation, register tokens), dropped from maps.
+
+    Examples:
+        >>> import kerasxai
+        >>> kerasxai.tokens("block11_norm1", grid=(14, 14), extra=1)
+        Tokens(layer='block11_norm1', grid=(14, 14), extra=1)
+    """
+    ok = (isinstance(grid, (tuple, list)) and len(grid) == 2
+          and all(isinstance(g, int) and not isinstance(g, bool) and g >= 1 for g in grid))
+    if not ok or not isinstance(extra, int) or isinstance(extra, bool) or extra < 0:
+        raise ValueError(f"tokens() takes grid=(rows, columns), two ints >= 1, and extra=n, an int >= 0 (the tokens "
+                         f"before the patches). Received: grid={grid!r}, extra={extra!r}")
+    if isinstance(layer, Tokens):
+        layer = layer.layer
+    return Tokens(layer, tuple(int(g) for g in grid), int(extra))
+
+
+def given_grid(layer) -> tuple | None:
+    """``(gh, gw, n_extra)`` given with :func:`tokens`, or None."""
+    return (*layer.grid, layer.extra) if isinstance(layer, Tokens) else None
+
+
+def check_given_grid(grid, call) -> None:
+    """A grid given with :func:`tokens` must fit the layer's tokens."""
+    shape = tuple(getattr(call.output, "shape", ()))
+    if len(shape) != 3 or (shape[1] is not None and shape[1] != grid[0] * grid[1] + grid[2]):
+        raise ValueError(
+            f"kerasxai.tokens(..., grid={grid[:2]}, extra={grid[2]}) does not fit layer '{call.qualified_name}', whose "
+            f"output is {shape}: a token layer (N, T, C) has T = rows * columns + extra tokens.")
+
+
 def layer_and_call(layer):
     """``(layer, call index)`` of a ``layer=`` entry: ``("shared", 1)`` is call 1 of layer "shared"; else index None."""
+    if isinstance(layer, Tokens):
+        layer = layer.layer
     if (isinstance(layer, tuple) and len(layer) == 2 and isinstance(layer[0], (str, keras.Operation))
             and isinstance(layer[1], int) and not isinstance(layer[1], bool)):
         return layer
@@ -229,10 +277,35 @@ def find_call(calls, layer, model, route: Route) -> graph.Call:
     return call
 
 
-def token_grid(call, calls, input_rank) -> tuple | None:
+MAX_EXTRA_TOKENS = 8
+"""At most this many tokens before the patches (class, distillation, register tokens) when a grid is read
+from the token count and the image's size alone."""
+
+
+def grid_from_size(tokens, spatial) -> tuple | None:
+    """``(gh, gw, n_extra)`` of ``tokens`` tokens of an image of ``spatial = (H, W)`` cut into square ``p × p``
+    patches, ``p`` dividing both sides, when exactly one such grid ``(H / p, W / p)`` leaves between 0 and
+    :data:`MAX_EXTRA_TOKENS` tokens over; else None (a guess that could be wrong is not made).
+
+    Examples:
+        >>> grid_from_size(197, (224, 224)), grid_from_size(12, (32, 24)), grid_from_size(20, (30, 30))
+        ((14, 14, 1), (4, 3, 0), None)
+    """
+    if tokens is None or spatial is None or len(spatial) != 2 or None in spatial:
+        return None
+    h, w = (int(s) for s in spatial)
+    found = {(h // p, w // p, tokens - (h // p) * (w // p)) for p in range(1, min(h, w) + 1)
+             if h % p == 0 and w % p == 0 and 0 <= tokens - (h // p) * (w // p) <= MAX_EXTRA_TOKENS
+             and (h // p) * (w // p) > 1}
+    return found.pop() if len(found) == 1 else None
+
+
+def token_grid(call, calls, input_rank, spatial=None) -> tuple | None:
     """``(gh, gw, n_extra)`` when ``call``'s output is a token sequence ``(N, T, C)`` of an image model
     (``input_rank`` 2): the patch grid is the last 4-D tensor it depends on (the patch embedding), the
     ``n_extra = T - gh * gw`` tokens before the patches (class, distillation, register tokens) are dropped.
+    When no 4-D tensor comes before it (a patch embedding that is one custom layer, as keras-hub's ViT's),
+    the grid is read from the token count and the image's size ``spatial`` (:func:`grid_from_size`).
     None for any other layer; a clear error when the grid cannot be read.
 
     Examples:
@@ -257,10 +330,14 @@ def token_grid(call, calls, input_rank) -> tuple | None:
         gh, gw = tuple(patch.output.shape)[2:4] if first else tuple(patch.output.shape)[1:3]
         if None not in (gh, gw, tokens) and 0 < gh * gw <= tokens:
             return int(gh), int(gw), int(tokens - gh * gw)
+    elif grid_from_size(tokens, spatial) is not None:
+        return grid_from_size(tokens, spatial)
     raise ValueError(
         f"Layer '{call.qualified_name}' outputs a token sequence {shape}, but its patch grid cannot be read from the "
-        "model (a 4-D patch embedding before it, whose grid's patches are the last tokens): explain a layer with "
-        "spatial axes (kerasxai.explainable_layers(model)), or the patch embedding itself.")
+        "model (a 4-D patch embedding before it, whose grid's patches are the last tokens, or a token count that "
+        "fits one grid of square patches of the image): give it, layer=kerasxai.tokens('"
+        f"{call.qualified_name}', grid=(rows, columns), extra=n) (n: the tokens before the patches), or explain "
+        "a layer with spatial axes (kerasxai.explainable_layers(model)).")
 
 
 def output_calls(calls, outputs) -> set:

@@ -46,7 +46,7 @@ from keras import ops
 from kerasxai import backend
 from kerasxai.probe import regions as regions_lib, targets as targets_lib
 from kerasxai.probe import cache, heads as heads_lib, inputs as inputs_lib, layers as layers_lib
-from kerasxai.probe import traced as traced_lib
+from kerasxai.probe import attention as attention_lib, traced as traced_lib
 from kerasxai.probe.layers import CHANNELS_FIRST, CHANNELS_LAST
 from kerasxai.probe import subclassed as subclassed_lib
 from kerasxai.probe.subclassed import SubclassedForward, is_subclassed
@@ -150,7 +150,8 @@ class Probe:
         n_classes: classes a class-index target can name (2 for a one-unit sigmoid), or None.
     """
 
-    def __init__(self, model, layers=(None,), *, output=None, input=None, logits: bool = True, guided: bool = False):
+    def __init__(self, model, layers=(None,), *, output=None, input=None, logits: bool = True, guided: bool = False,
+                 attention: bool = False):
         self.model_name = model.name
         if not isinstance(model, keras.Model):
             raise TypeError(f"Expected a keras.Model. Received: {type(model).__name__}")
@@ -164,7 +165,9 @@ class Probe:
         if guided:
             self._refuse_quantized()
         kind = SubclassedForward if is_subclassed(model) else TracedForward
-        self.net = kind(model, layers, output=output, input=input, logits=logits, guided=guided)
+        self.net = kind(model, () if attention else layers, output=output, input=input, logits=logits, guided=guided)
+        if attention:  # the attention probabilities of every MultiHeadAttention call are the explained tensors
+            self.net = attention_lib.AttentionForward(model, self.net)
         self._model = weakref.ref(model)
         self._logits = logits
         self._head = None  # the head once its output's values were looked at (see _settle_head)
@@ -606,6 +609,8 @@ def _argument(value):
 
 
 def _layer_key(layer):
+    if isinstance(layer, layers_lib.Tokens):
+        return ("tokens", _layer_key(layer.layer), layer.grid, layer.extra)
     layer, index = layers_lib.layer_and_call(layer)
     if index is not None:
         return ("call", _layer_key(layer), index)
@@ -628,7 +633,7 @@ def _one_name_or_index(argument: str, value):
 
 
 def get_probe(model, layer=None, *, output=None, input=None, logits: bool = True, guided: bool = False,
-              target=None) -> Probe:
+              target=None, attention: bool = False) -> Probe:
     """Returns the cached :class:`Probe` of ``model`` for ``layer``, building it once.
 
     Args:
@@ -648,6 +653,8 @@ def get_probe(model, layer=None, *, output=None, input=None, logits: bool = True
             positive inputs (guided backpropagation).
         target: the target the probe will explain, when it decides the output: a detection
             target (:class:`kerasxai.targets.Detection`) reads every output unless ``output`` names one.
+        attention: explain the attention probabilities of every ``MultiHeadAttention`` call instead of
+            ``layer`` (:mod:`kerasxai.probe.attention`: the "activations" are ``(N, heads, T, S)``).
 
     Examples:
         >>> import keras
@@ -664,8 +671,11 @@ def get_probe(model, layer=None, *, output=None, input=None, logits: bool = True
     output, input = _one_name_or_index("output", output), _one_name_or_index("input", input)
     if output is None and getattr(target, "reads_all_outputs", False):
         output = heads_lib.ALL_OUTPUTS
-    key = ("probe", tuple(_layer_key(item) for item in layers), output, input, logits, guided)
-    return cache.cached(model, key, lambda: Probe(model, layers, output=output, input=input, logits=logits, guided=guided))
+    layers = () if attention else layers
+    key = ("attention probe" if attention else "probe", tuple(_layer_key(item) for item in layers), output, input,
+           logits, guided)
+    return cache.cached(model, key, lambda: Probe(model, layers, output=output, input=input, logits=logits, guided=guided,
+                                                  attention=attention))
 
 
 def explainable_layers(model) -> list:

@@ -50,9 +50,9 @@ def leaf_layers(model) -> list:
 
 
 _ABSENT = object()
-_PATCHES: dict = {}  # id(layer) -> [layer, its own "call" attribute or _ABSENT, original call, users]
+_PATCHES: dict = {}  # (id(layer), attribute) -> [layer, its own attribute or _ABSENT, original, users]
 _PATCHES_LOCK = threading.Lock()
-_THIS_THREAD = threading.local()  # .hooks: {id(layer): replacement call} of this thread's wrapped_calls
+_THIS_THREAD = threading.local()  # .hooks: {(id(layer), attribute): replacement} of this thread's wrapped_calls
 
 
 @contextlib.contextmanager
@@ -77,7 +77,7 @@ def recording(model):
 
 
 def _dispatcher(key, original):
-    """``layer.call`` while patched: this thread's replacement if it has one, else the original."""
+    """A patched method: this thread's replacement if it has one, else the original."""
 
     def call(*args, **kwargs):
         hooks = getattr(_THIS_THREAD, "hooks", None)
@@ -89,41 +89,44 @@ def _dispatcher(key, original):
 
 @contextlib.contextmanager
 def wrapped_calls(hooks: dict):
-    """Temporarily replaces ``layer.call`` by ``make(original_call)`` for each ``layer: make`` in ``hooks``,
-    for calls made by this thread only.
+    """Temporarily replaces ``layer.call`` by ``make(original_call)`` for each ``layer: make`` in ``hooks``
+    (or another method: a ``(layer, "method_name"): make`` item), for calls made by this thread only.
 
     The patch is an instance attribute set with ``object.__setattr__`` (no Keras tracking): one
-    dispatcher per layer, installed by the first thread that needs it and removed (in a ``finally``)
-    by the last one, so afterwards the layer is as it was. The dispatcher runs the replacement of the
-    thread that calls the layer, and the original for every other thread (another explanation
-    running at the same time, or the user's own ``model(x)``).
+    dispatcher per layer and method, installed by the first thread that needs it and removed (in a
+    ``finally``) by the last one, so afterwards the layer is as it was. The dispatcher runs the
+    replacement of the thread that calls the layer, and the original for every other thread (another
+    explanation running at the same time, or the user's own ``model(x)``).
     """
     installed, mine, outer = [], {}, getattr(_THIS_THREAD, "hooks", None)
     try:
         with _PATCHES_LOCK:
-            for layer, make in hooks.items():
-                entry = _PATCHES.get(id(layer))
+            for item, make in hooks.items():
+                layer, attribute = item if isinstance(item, tuple) else (item, "call")
+                key = (id(layer), attribute)
+                entry = _PATCHES.get(key)
                 if entry is None:
-                    entry = [layer, layer.__dict__.get("call", _ABSENT), layer.call, 0]
-                    _PATCHES[id(layer)] = entry
-                    object.__setattr__(layer, "call", _dispatcher(id(layer), entry[2]))
+                    entry = [layer, layer.__dict__.get(attribute, _ABSENT), getattr(layer, attribute), 0]
+                    _PATCHES[key] = entry
+                    object.__setattr__(layer, attribute, _dispatcher(key, entry[2]))
                 entry[3] += 1
-                installed.append(layer)
-                mine[id(layer)] = make(entry[2])
+                installed.append(key)
+                mine[key] = make(entry[2])
         _THIS_THREAD.hooks = {**(outer or {}), **mine}
         yield
     finally:
         _THIS_THREAD.hooks = outer
         with _PATCHES_LOCK:
-            for layer in reversed(installed):
-                entry = _PATCHES[id(layer)]
+            for key in reversed(installed):
+                entry = _PATCHES[key]
                 entry[3] -= 1
                 if entry[3] == 0:
-                    del _PATCHES[id(layer)]
+                    del _PATCHES[key]
+                    layer, attribute = entry[0], key[1]
                     if entry[1] is _ABSENT:
-                        del layer.__dict__["call"]
+                        del layer.__dict__[attribute]
                     else:
-                        object.__setattr__(layer, "call", entry[1])
+                        object.__setattr__(layer, attribute, entry[1])
 
 
 class SubclassedForward:

@@ -92,7 +92,8 @@ class TracedForward:
         self.input_layout = layers_lib.input_layout(plain.calls, plain.inputs[self.explained_input])
         rank = len(layers_lib.spatial_shape(plain.inputs[self.explained_input]) or ())
         # token sequences (N, T, C) of an image model: maps on their patch grid, extra tokens dropped
-        self.token_grids = [layers_lib.token_grid(c, plain.calls, rank) for c in layer_calls]
+        spatial = layers_lib.spatial_shape(plain.inputs[self.explained_input])
+        self.token_grids = [_grid(layer, c, plain.calls, rank, spatial) for layer, c in zip(layers, layer_calls)]
         self.layers = [c.op for c in layer_calls]
         self.layer_names = [layers_lib.call_name(c, plain.calls) for c in layer_calls]
 
@@ -180,6 +181,15 @@ class TracedForward:
             raise ValueError("CAM weighs a classifier's column of a class; a detection target reads every output: "
                              "use gradcam, layercam or another method.")
         return layers_lib.cam_head(self._calls, self._layer_calls[0], self._head_call, self.layer_names[0])
+
+
+def _grid(layer, call, calls, rank, spatial):
+    """A token layer's patch grid: as given with ``kerasxai.tokens``, or read from the model."""
+    given = layers_lib.given_grid(layer)
+    if given is not None:
+        layers_lib.check_given_grid(given, call)
+        return given
+    return layers_lib.token_grid(call, calls, rank, spatial)
 
 
 class _Perturb(keras.layers.Layer):

@@ -214,7 +214,7 @@
     for (const m of D.methods) {
       const s = c.stats[m];
       panels.push(el("figure", { className: "panel" }, [el("div", { className: "frame" }, methodContent(c, m, true)),
-        el("figcaption", {}, [el("b", { text: m + (D.input_methods.includes(m) ? " @ input" : c.layer ? " @ " + c.layer : "") }),
+        el("figcaption", {}, [el("b", { text: m + (D.input_methods.includes(m) ? " @ input" : (D.attention_methods || []).includes(m) ? " @ attention" : c.layer ? " @ " + c.layer : "") }),
           s ? " · max " + num(s.max) + " · mean " + num(s.mean) : ""])]));
     }
     const top = el("table", {}, [el("caption", { text: "top classes" }), row(["#", "class", "probability"], true)]
