@@ -216,3 +216,84 @@ def test_flash_attention_is_refused_with_what_to_do():
     model = keras.Model(inp, layers.Dense(2)(layers.GlobalAveragePooling1D()(t)))
     with pytest.raises(ValueError, match="'fast'.*flash attention.*disable_flash_attention"):
         kerasxai.transformer_attribution(model, np.zeros((1, 16, 16, 3), "float32"))
+
+
+def _hub_vit():
+    keras_hub = pytest.importorskip("keras_hub")
+    keras.utils.set_random_seed(97)
+    backbone = keras_hub.models.ViTBackbone(image_shape=(32, 32, 3), patch_size=8, num_layers=2, num_heads=2,
+                                            hidden_dim=16, mlp_dim=32)
+    model = keras_hub.models.ViTImageClassifier(backbone=backbone, num_classes=3, activation="softmax")
+    _randomise_hub(model)
+    return model
+
+
+def _randomise_hub(model):
+    rng = np.random.default_rng(98)
+    for w in model.weights:  # keras-hub's initialisers leave the class token and biases at zero
+        w.assign(rng.normal(0, 0.3, tuple(w.shape)).astype("float32") + (1.0 if "gamma" in w.path else 0.0))
+
+
+def _hub_by_hand(model, x, attention_deltas, token_delta):
+    """keras-hub's ViT layer by layer: every block's attention re-computed, a perturbation on the last block's
+    first norm (the tokens its attention reads) and on each attention's probabilities."""
+    backbone = model.backbone
+    encoder = backbone.get_layer("vit_encoder")
+    t = backbone.get_layer("vit_patching_and_embedding")(x)
+    attentions, explained = [], None
+    for i, block in enumerate(encoder.encoder_layers):
+        h = block.layer_norm_1(t)
+        if i == len(encoder.encoder_layers) - 1:
+            explained, h = h, h + token_delta
+        out, a = _mha_by_hand(block.mha, h, attention_deltas[i])
+        attentions.append(a)
+        t = t + out
+        t = t + block.mlp(block.layer_norm_2(t))
+    t = encoder.layer_norm(t)
+    head = model.get_layer("predictions")
+    return ops.matmul(t[:, 0], head.kernel) + head.bias, attentions, explained
+
+
+def test_keras_hub_vit_every_method_equals_a_tape_on_tensorflow():
+    """keras-hub's ViT calls its attention inside its encoder blocks' own call(): the attention is read there,
+    and the default CAM layer is the last block's first norm, inside the encoder too."""
+    import tensorflow as tf
+
+    model = _hub_vit()
+    x = np.random.default_rng(99).uniform(0, 1, (2, 32, 32, 3)).astype("float32")
+    target = [1, 2]
+    attention_deltas = [tf.zeros((2, 2, 17, 17)) for _ in range(2)]
+    token_delta = tf.zeros((2, 17, 16))
+    with tf.GradientTape() as tape:
+        tape.watch(attention_deltas + [token_delta])
+        logits, attentions, explained = _hub_by_hand(model, tf.constant(x), attention_deltas, token_delta)
+        score = tf.reduce_sum(tf.gather(logits, target, axis=1, batch_dims=1))
+    np.testing.assert_allclose(tf.nn.softmax(logits).numpy(), model.predict(x, verbose=0), atol=1e-5)
+    *grads, token_grad = [g.numpy().astype(np.float64) for g in tape.gradient(score, attention_deltas + [token_delta])]
+    attentions = [a.numpy().astype(np.float64) for a in attentions]
+
+    probe = kerasxai.get_probe(model)
+    assert probe.layer_names == ["vi_t_backbone/vit_encoder/transformer_block_2/ln_1"]
+    acts = explained.numpy()[:, 1:].reshape(2, 4, 4, 16)
+    token_grad = token_grad[:, 1:].reshape(2, 4, 4, 16)
+    references = {
+        "gradcam": np.maximum((token_grad.mean(axis=(1, 2), keepdims=True) * acts).sum(-1), 0),
+        "layercam": np.maximum((np.maximum(token_grad, 0) * acts).sum(-1), 0),
+        "hirescam": np.maximum((token_grad * acts).sum(-1), 0),
+    }
+    for name, expected in references.items():
+        np.testing.assert_allclose(getattr(kerasxai, name)(model, x, target=target, raw=True), expected,
+                                   rtol=1e-4, atol=1e-6, err_msg=name)
+    rollout = _rollout_numpy(attentions, extra=1).reshape(2, 4, 4)
+    np.testing.assert_allclose(kerasxai.attention_rollout(model, x, raw=True), rollout, rtol=1e-4, atol=1e-7)
+    relevance = np.broadcast_to(np.eye(17), (2, 17, 17))
+    for a, g in zip(attentions, grads):
+        relevance = relevance + np.maximum(g * a, 0).mean(axis=1) @ relevance
+    np.testing.assert_allclose(kerasxai.transformer_attribution(model, x, target=target, raw=True),
+                               relevance[:, 0, 1:].reshape(2, 4, 4), rtol=1e-4, atol=1e-7)
+    assert kerasxai.get_probe(model, attention=True).layer_names == [
+        "vit_encoder/transformer_block_1/mha", "vit_encoder/transformer_block_2/mha"]
+    named = kerasxai.gradcam(model, x, target=target, layer="transformer_block_1/ln_1", raw=True)
+    assert named.shape == (2, 4, 4) and not np.allclose(named, references["gradcam"])  # another block's norm
+    for layer in model._flatten_layers():
+        assert "call" not in layer.__dict__

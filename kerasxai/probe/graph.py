@@ -37,6 +37,7 @@ class Call:
             own ``Call`` records before this one.
         index: how many times ``op`` was called before this call in the re-run
             graph (0 for its first call; a shared layer has one record per call).
+        arguments: ``(args, kwargs)`` as the layer was called (leaf layers).
     """
 
     op: Any
@@ -45,6 +46,7 @@ class Call:
     output: Any
     is_model: bool = False
     index: int = 0
+    arguments: tuple = ((), {})
 
     @property
     def qualified_name(self) -> str:
@@ -102,7 +104,7 @@ def _run(model, inputs, path, calls, substitute, counts):
 
         def call_layer(*args, **kwargs):
             out = (replacement or op)(*args, **kwargs)
-            calls.append(Call(op, path, _tensors((args, kwargs)), out, index=index))
+            calls.append(Call(op, path, _tensors((args, kwargs)), out, index=index, arguments=(args, kwargs)))
             return out
 
         return call_layer

@@ -16,7 +16,8 @@ import dataclasses
 import keras
 from keras import ops
 
-from kerasxai.probe import cache, graph, guided as guided_lib, heads, inputs as inputs_lib, layers as layers_lib
+from kerasxai.probe import cache, graph, guided as guided_lib, heads, inner as inner_lib, inputs as inputs_lib
+from kerasxai.probe import layers as layers_lib
 
 
 @dataclasses.dataclass
@@ -74,13 +75,11 @@ class TracedForward:
         route = layers_lib.Route.between(
             plain.calls, plain.inputs[self.explained_input], keras.tree.flatten(plain.outputs)[output_index],
             self.input_specs[self.explained_input].name, heads.output_names(model)[output_index])
-        layer_calls = [
-            layers_lib.default_call(plain.calls, model, route, plain.outputs,
-                                    len(layers_lib.spatial_shape(plain.inputs[self.explained_input]) or ()) or None)
-            if layer is None
-            else layers_lib.find_call(plain.calls, layer, model, route)
-            for layer in layers
-        ]
+        rank = len(layers_lib.spatial_shape(plain.inputs[self.explained_input]) or ()) or None
+        layer_calls = [_resolve(layer, plain, model, route, rank) for layer in layers]
+        inner = {i: c for i, c in enumerate(layer_calls) if isinstance(c, inner_lib.Inner)}
+        if inner:  # sublayers run inside a custom layer's call(): re-traced with the custom layer captured
+            plain, layer_calls = _with_inner(model, self.explained_input, plain, layer_calls)
         seen = [id(c) for c in layer_calls]
         if len(set(seen)) != len(seen):
             twice = next(c for c in layer_calls if seen.count(id(c)) > 1)
@@ -88,7 +87,8 @@ class TracedForward:
                              f"{[getattr(item, 'name', item) for item in layers]}: give each layer once.")
         # channels_first layers (ported models): maps are computed channels-last, so the probe moves
         # their channel axis last (and the explained input's, for the methods at the input)
-        self.layouts = [layers_lib.output_layout(c, plain.calls) for c in layer_calls]
+        self.layouts = [layers_lib.CHANNELS_LAST if i in inner else layers_lib.output_layout(c, plain.calls)
+                        for i, c in enumerate(layer_calls)]
         self.input_layout = layers_lib.input_layout(plain.calls, plain.inputs[self.explained_input])
         rank = len(layers_lib.spatial_shape(plain.inputs[self.explained_input]) or ())
         # token sequences (N, T, C) of an image model: maps on their patch grid, extra tokens dropped
@@ -100,11 +100,18 @@ class TracedForward:
         deltas = [keras.Input(tuple(c.output.shape[1:]), dtype=c.output.dtype, name=f"delta_{i}")
                   for i, c in enumerate(layer_calls)]
         # the perturbation goes to the explained call only: a shared layer's other calls are left alone
-        by_call = {(id(c.op), c.index): i for i, c in enumerate(layer_calls)}
+        by_call = {(id(c.op), c.index): i for i, c in enumerate(layer_calls) if i not in inner}
+        by_outer: dict = {}  # a custom layer's call -> the explained sublayer calls inside it
+        for i in inner:
+            by_outer.setdefault((id(inner[i].outer.op), inner[i].outer.index), []).append(i)
         captured: dict = {}
 
         def substitute(layer, index):
             replacement = guided_lib.substitute(layer) if guided else None
+            if (id(layer), index) in by_outer:
+                wanted = by_outer[(id(layer), index)]
+                return _capturing(inner[wanted[0]].outer, [(inner[i].layer, inner[i].index) for i in wanted],
+                                  [deltas[i] for i in wanted], wanted, captured)
             if (id(layer), index) not in by_call:
                 return replacement
             i, run = by_call[(id(layer), index)], replacement or layer
@@ -138,8 +145,9 @@ class TracedForward:
                     f"the layer's input (its {squashing} left out): its own output does not lead to them. Explain a "
                     "layer before it (the default layer is the last one before the head).")
         self._calls, self._head_call = calls, head_call
-        self._layer_calls = [next(c for c in calls if c.op is lc.op and c.index == lc.index and not c.is_model)
-                             for lc in layer_calls]
+        self._layer_calls = [lc if i in inner else
+                             next(c for c in calls if c.op is lc.op and c.index == lc.index and not c.is_model)
+                             for i, lc in enumerate(layer_calls)]
         self.submodel = keras.Model(fresh + deltas, [captured[i] for i in range(len(layer_calls))] + head_tensors,
                                     name=f"{model.name}_probe")
         self._n_inputs = len(fresh)
@@ -181,6 +189,80 @@ class TracedForward:
             raise ValueError("CAM weighs a classifier's column of a class; a detection target reads every output: "
                              "use gradcam, layercam or another method.")
         return layers_lib.cam_head(self._calls, self._layer_calls[0], self._head_call, self.layer_names[0])
+
+
+def _resolve(layer, plain, model, route, rank):
+    """The graph call that ``layer`` names (or the default), or an :class:`~kerasxai.probe.inner.Inner` for a
+    sublayer that a custom layer's own ``call()`` runs (the default, for attention inside a custom layer)."""
+    if layer is None:
+        if rank == 2 and not any(isinstance(c.op, keras.layers.MultiHeadAttention) for c in plain.calls if c in route):
+            found = inner_lib.default(plain.calls, route)  # keras-hub's ViT: the last block's first norm
+            if found is not None:
+                return found
+        return layers_lib.default_call(plain.calls, model, route, plain.outputs, rank)
+    try:
+        return layers_lib.find_call(plain.calls, layer, model, route)
+    except ValueError:
+        wanted, index = layers_lib.layer_and_call(layer)
+        found = inner_lib.find(plain.calls, wanted, index, route)
+        if found is None:
+            raise
+        return found
+
+
+def _with_inner(model, explained, plain, layer_calls):
+    """The model re-traced with each custom layer that holds an explained sublayer called through a
+    recording :class:`~kerasxai.probe.inner.Capture`: the sublayers' outputs become tensors of the graph,
+    each with a :class:`~kerasxai.probe.graph.Call` of its own right after its custom layer's."""
+    inner = {i: c for i, c in enumerate(layer_calls) if isinstance(c, inner_lib.Inner)}
+    by_outer: dict = {}
+    for i, c in inner.items():
+        by_outer.setdefault((id(c.outer.op), c.outer.index), []).append(i)
+    made: dict = {}
+
+    def substitute(layer, index):
+        if (id(layer), index) not in by_outer:
+            return None
+        wanted = by_outer[(id(layer), index)]
+
+        def call(*args, **kwargs):
+            tensors, structure = inner_lib.split(args, kwargs)
+            outs = inner_lib.Capture(layer, [(inner[i].layer, inner[i].index) for i in wanted], structure,
+                                     perturbed=False)(tensors)
+            out = keras.tree.pack_sequence_as(inner[wanted[0]].outer.output, outs[: len(outs) - len(wanted)])
+            for j, i in enumerate(wanted):
+                c = inner[i]
+                name = c.name.split("/")
+                made[i] = graph.Call(c.layer, tuple(name[:-1]), inner_lib.split(args, kwargs)[0],
+                                     outs[len(outs) - len(wanted) + j], index=c.index)
+            return out
+
+        return call
+
+    fresh = fresh_inputs(model, explained)
+    outputs, calls = graph.trace(model, structured(model, fresh), substitute)
+    for i in sorted(made, key=lambda i: -i):  # each sublayer's record right after its custom layer's
+        outer = next(k for k, c in enumerate(calls) if c.op is inner[i].outer.op and c.index == inner[i].outer.index
+                     and not c.is_model)
+        calls.insert(outer + 1, made[i])
+    found = [made[i] if i in inner else next(c for c in calls if c.op is lc.op and c.index == lc.index and not c.is_model)
+             for i, lc in enumerate(layer_calls)]
+    return Traced(fresh, outputs, calls), found
+
+
+def _capturing(outer, wanted, deltas, positions, captured):
+    """A custom layer's call (``outer``) that returns what it returns, its sublayers' outputs (perturbed) put
+    in ``captured``."""
+
+    def call(*args, **kwargs):
+        tensors, structure = inner_lib.split(args, kwargs)
+        outs = inner_lib.Capture(outer.op, wanted, structure, name=f"kerasxai_capture_{positions[0]}")(tensors + deltas)
+        n = len(outs) - len(wanted)
+        for j, i in enumerate(positions):
+            captured[i] = outs[n + j]
+        return keras.tree.pack_sequence_as(outer.output, outs[:n])
+
+    return call
 
 
 def _grid(layer, call, calls, rank, spatial):
