@@ -153,7 +153,8 @@ def cmd_layers(args):
     print(f"{'path':<{width}}  {'output shape':<22} kind")
     for info in infos:
         mark = "  (default)" if info.path == default else ""
-        print(f"{info.path:<{width}}  {str(info.output_shape):<22} {info.kind}{mark}")
+        grid = f"  tokens on a {info.grid[0]}x{info.grid[1]} grid, {info.grid[2]} extra" if info.grid else ""
+        print(f"{info.path:<{width}}  {str(info.output_shape):<22} {info.kind}{grid}{mark}")
 
 
 def cmd_report(args):

@@ -14,6 +14,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+import kerasxai.evaluation.synthetic  # noqa: E402,F401  (registers the small ViT's layers for loading)
+
 MODELS = ("functional_gap", "nested_sigmoid", "sequential", "signal_1d")
 # The long tail of graphs: each model with the calls that explain it at a given call, input or head.
 GRAPH_CASES = {
@@ -57,14 +59,49 @@ def _beyond_classification():
     }
 
 
+@keras.saving.register_keras_serializable(package="kerasxai_tests")
+class Block(keras.layers.Layer):
+    """A transformer block whose own call() runs its norm, attention and MLP (as keras-hub's ViT's do)."""
+
+    def __init__(self, dim=16, heads=2, **kwargs):
+        super().__init__(**kwargs)
+        self.dim, self.heads = dim, heads
+        self.norm = keras.layers.LayerNormalization(name="norm")
+        self.attn = keras.layers.MultiHeadAttention(heads, dim // heads, name="attn")
+        self.mlp = keras.layers.Dense(dim, activation="gelu", name="mlp")
+
+    def build(self, shape):
+        self.norm.build(shape)
+        self.attn.build(shape, shape)
+        self.mlp.build(shape)
+
+    def call(self, x):
+        h = self.norm(x)
+        x = x + self.attn(h, h)
+        return x + self.mlp(x)
+
+    def get_config(self):
+        return {**super().get_config(), "dim": self.dim, "heads": self.heads}
+
+
+def _transformers():
+    return {
+        "vit": [("gradcam", {"target": 1}), ("hirescam", {"target": 2}), ("attention_rollout", {}),
+                ("attention_rollout", {"discard_ratio": 0.2, "head_fusion": "max"}),
+                ("transformer_attribution", {"target": 0})],
+        "vit_blocks": [("gradcam", {"target": 1}), ("layercam", {"target": 2}), ("attention_rollout", {}),
+                       ("transformer_attribution", {"target": 1})],
+    }
+
+
 OPTIONS = {"rise": {"n": 64, "cells": 3, "seed": 2}, "occlusion": {"window": 6, "stride": 3}, "scorecam": {"n": 4}, "smoothgrad": {"n": 4, "seed": 3}, "integrated_gradients": {"steps": 8}}
 
 
-def methods_for(name):
-    from kerasxai.methods.explain import METHODS
+def methods_for(name, model):
+    from kerasxai.methods import table
 
     skip = {"cam"} if name in ("sequential", "nested_sigmoid", "signal_1d") else set()
-    return [m for m in METHODS if m not in skip]
+    return [m for m in table.methods_for(model) if m not in skip]
 
 
 def compute(models_dir, images):
@@ -76,10 +113,10 @@ def compute(models_dir, images):
     for name in MODELS:
         model = keras.models.load_model(os.path.join(models_dir, f"{name}.keras"))
         x = images[name]
-        for method in methods_for(name):
+        for method in methods_for(name, model):
             out[f"{name}/{method}"] = getattr(kerasxai, method)(model, x, **OPTIONS.get(method, {}))
         out[f"{name}/logits"] = engine.predict(kerasxai.get_probe(model, ()), x)["logits"]
-    for name, cases in {**GRAPH_CASES, **_beyond_classification()}.items():
+    for name, cases in {**GRAPH_CASES, **_beyond_classification(), **_transformers()}.items():
         model = keras.models.load_model(os.path.join(models_dir, f"{name}.keras"))
         x = graph_inputs(model, images, name)
         for i, (method, kwargs) in enumerate(cases):

@@ -19,7 +19,8 @@ from tests import backend_maps
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CORE = ["test_cams.py", "test_gradients.py", "test_more_methods.py", "test_targets.py", "test_maps.py",
         "test_models.py", "test_probe.py", "test_metrics.py", "test_predictions.py", "test_visualize.py",
-        "test_embeddings.py", "test_threads.py", "test_graph.py", "test_perturbation.py", "test_regions.py"]
+        "test_embeddings.py", "test_threads.py", "test_graph.py", "test_perturbation.py", "test_regions.py",
+        "test_attention.py"]
 OTHER_BACKENDS = ("jax", "torch")
 # The keras.applications families check the layer and logits found in their graphs, the same on every
 # backend; compiling DenseNet121 or InceptionV3 under XLA alone takes minutes, so those run once, here.
@@ -115,7 +116,19 @@ def _graph_models():
     feat = layers.Conv2D(5, 3, strides=3, padding="same", activation="tanh", name="feat")(inp)
     detector = keras.Model(inp, {"cls": layers.Conv2D(3, 1, name="cls")(feat),
                                  "box": layers.Conv2D(4, 1, activation="tanh", name="box")(feat)}, name="detector")
-    models = {"shared_twice": shared_twice, "reused_branches": reused, "two_inputs": two_inputs,
+    # vision transformers: attention at the top of the graph, and inside custom blocks (as keras-hub's ViT)
+    from kerasxai.evaluation.synthetic import ClassToken, FirstToken, PositionEmbedding, small_vit
+
+    vit = small_vit((16, 24, 3), 3, patch=4, dim=16, depth=2, heads=2, seed=55)
+    inp = keras.Input((16, 16, 3))
+    t = PositionEmbedding()(ClassToken()(layers.Reshape((16, 8))(layers.Conv2D(8, 4, strides=4)(inp))))
+    t = layers.LayerNormalization()(backend_maps.Block(8, 2, name="b1")(backend_maps.Block(8, 2, name="b0")(t)))
+    vit_blocks = keras.Model(inp, layers.Dense(3, activation="softmax")(FirstToken()(t)), name="vit_blocks")
+    for model in (vit, vit_blocks):  # position embeddings and class tokens away from their initial values
+        for w in model.weights:
+            if "token" in w.path or "position" in w.path:
+                w.assign(np.random.default_rng(56).normal(0, 0.5, tuple(w.shape)).astype("float32"))
+    models = {"vit": vit, "vit_blocks": vit_blocks, "shared_twice": shared_twice, "reused_branches": reused, "two_inputs": two_inputs,
               "siamese": siamese, "two_heads": two_heads, "channels_first": channels_first,
               "segmenter": segmenter, "detector": detector}
     rng = np.random.default_rng(54)

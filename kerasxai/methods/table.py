@@ -34,6 +34,7 @@ import functools
 from typing import Callable
 
 from kerasxai.methods import attention, cams, gradients, perturbation
+from kerasxai.probe.attention import attention_layers
 
 GRADIENT_CAM = "gradient_cam"
 """A formula of (activations, gradients) at one layer: ``explain`` computes all of them in one pass."""
@@ -153,6 +154,21 @@ def where(method: str, layer=None):
     return "attention" if method in ATTENTION_METHODS else "input" if method in INPUT_METHODS else layer
 CLASS_AGNOSTIC = frozenset(m.name for m in _ENTRIES if not m.class_specific)
 """Methods whose map is the same whatever the target (figures do not title them with a class)."""
+
+
+def methods_for(model) -> tuple:
+    """Every method that applies to ``model``, in table order: the attention methods only for a model with
+    ``MultiHeadAttention`` layers.
+
+    Examples:
+        >>> import keras
+        >>> cnn = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(2, 3), keras.layers.Flatten(),
+        ...                         keras.layers.Dense(2)])
+        >>> "gradcam" in methods_for(cnn), "attention_rollout" in methods_for(cnn)
+        (True, False)
+    """
+    attends = bool(attention_layers(model))
+    return tuple(name for name, method in METHODS.items() if method.kind != ATTENTION or attends)
 
 
 def check_methods(methods, *, what: str = "methods") -> tuple:

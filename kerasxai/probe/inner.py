@@ -104,8 +104,10 @@ def observe(outer) -> list:
     def recorder(layer):
         def make(original):
             def call(*args, **kwargs):
+                at = len(records)
+                records.append(None)  # in the order the calls start: a block before its norms
                 out = original(*args, **kwargs)
-                records.append((layer, args, out))
+                records[at] = (layer, args, out)
                 return out
 
             return call
@@ -114,8 +116,15 @@ def observe(outer) -> list:
 
     hooks = {layer: recorder(layer) for layer in sublayers(outer.op)}
     tensors, structure = split(*outer.arguments)
-    _Observe(outer.op, hooks, structure)([keras.KerasTensor(t.shape, dtype=t.dtype) for t in tensors])
+    # a backend may run the call more than once to infer its output (PyTorch): each run starts the records anew
+    _Observe(outer.op, hooks, structure, records.clear)([keras.KerasTensor(t.shape, dtype=t.dtype) for t in tensors])
     return records
+
+
+def _inside_attention(op) -> set:
+    """``id`` of the layers inside the attention layers of ``op`` (their projections: not token layers)."""
+    return {id(layer) for mha in sublayers(op) if isinstance(mha, keras.layers.MultiHeadAttention)
+            for layer in mha._flatten_layers(include_self=False, recursive=True)}
 
 
 def split(args, kwargs):
@@ -133,11 +142,12 @@ def split(args, kwargs):
 class _Observe(keras.layers.Layer):
     """Calls a custom layer with hooks on its sublayers (run symbolically: what they record is all it is for)."""
 
-    def __init__(self, outer, hooks, structure, **kwargs):
+    def __init__(self, outer, hooks, structure, starting, **kwargs):
         super().__init__(autocast=False, **kwargs)
-        self._outer, self._hooks, self._structure = [outer], hooks, structure
+        self._outer, self._hooks, self._structure, self._starting = [outer], hooks, structure, starting
 
     def call(self, tensors):
+        self._starting()
         args, kwargs = self._structure(list(tensors))
         with wrapped_calls(self._hooks):
             return keras.tree.flatten(self._outer[0](*args, **kwargs))
@@ -188,3 +198,23 @@ class Capture(keras.layers.Layer):
         if missing:
             raise ValueError(f"Layer(s) {missing} were not called inside '{self._outer[0].name}'.")
         return keras.tree.flatten(out) + [captured[i] for i in range(n)]
+
+
+def infos(calls, spatial, info, grid_of) -> list:
+    """``info(...)`` records of the token sublayers (``(N, T, C)`` outputs) run inside each custom layer of
+    ``calls`` that holds attention, in the order they run: what ``layer=`` can name inside keras-hub's ViT."""
+    found = []
+    for c in calls:
+        if c.is_model or not any(isinstance(layer, keras.layers.MultiHeadAttention) for layer in sublayers(c.op)):
+            continue
+        records = observe(c)
+        hidden = _inside_attention(c.op)
+        for i, (layer, _, out) in enumerate(records):
+            shape = tuple(getattr(out, "shape", ()))
+            if len(shape) != 3 or id(layer) in hidden or not hasattr(out, "dtype"):
+                continue
+            k = sum(1 for other, _, _ in records[:i] if other is layer)
+            where = Inner(c, layer, k)
+            found.append(info(_relative_path(layer, c.op), where.name, (None,) + shape[1:], type(layer).__name__, k,
+                              "channels_last", grid_of(shape[1], spatial)))
+    return found

@@ -50,6 +50,8 @@ class LayerInfo:
             called more than once is listed once per call, explained with ``layer=(name, call)``.
         data_format: ``"channels_last"`` or ``"channels_first"`` (its channel axis; maps are
             ``(N, spatial...)`` either way).
+        grid: for a token layer ``(N, T, C)`` of an image model, ``(rows, columns, extra)``: the patch grid its
+            maps are drawn on and the tokens before the patches (dropped); None for other layers.
     """
 
     name: str
@@ -58,6 +60,7 @@ class LayerInfo:
     kind: str
     call: int = 0
     data_format: str = "channels_last"
+    grid: tuple | None = None
 
     @property
     def spatial_rank(self) -> int:
@@ -93,10 +96,19 @@ def _unwrapped(op):
     return op.layer if isinstance(op, _L.TimeDistributed) else op
 
 
-def infos(calls) -> list:
-    """:class:`LayerInfo` of every explainable call."""
+def infos(calls, spatial=None) -> list:
+    """:class:`LayerInfo` of every explainable call (``spatial``: the explained input's spatial shape, for the
+    patch grids of token layers)."""
     return [LayerInfo(c.op.name, c.qualified_name, tuple(c.output.shape), type(c.op).__name__, c.index,
-                      output_layout(c, calls)) for c in explainable(calls)]
+                      output_layout(c, calls), readable_grid(c, calls, spatial)) for c in explainable(calls)]
+
+
+def readable_grid(call, calls, spatial) -> tuple | None:
+    """The patch grid of a token layer as :func:`token_grid` reads it, or None (not a token layer, or unreadable)."""
+    try:
+        return token_grid(call, calls, len(spatial or ()), spatial)
+    except ValueError:
+        return None
 
 
 def _describe_choices(calls, wanted: str) -> str:

@@ -46,7 +46,7 @@ from keras import ops
 from kerasxai import backend
 from kerasxai.probe import regions as regions_lib, targets as targets_lib
 from kerasxai.probe import cache, heads as heads_lib, inputs as inputs_lib, layers as layers_lib
-from kerasxai.probe import attention as attention_lib, traced as traced_lib
+from kerasxai.probe import attention as attention_lib, inner as inner_lib, traced as traced_lib
 from kerasxai.probe.layers import CHANNELS_FIRST, CHANNELS_LAST
 from kerasxai.probe import subclassed as subclassed_lib
 from kerasxai.probe.subclassed import SubclassedForward, is_subclassed
@@ -682,7 +682,9 @@ def explainable_layers(model) -> list:
     """Lists the layers of ``model`` that a CAM method can explain, in order.
 
     Nested models are searched too; a layer called more than once is listed once per call, with
-    its ``call`` index (``layer=(name, call)``). The default layer is the last entry on the
+    its ``call`` index (``layer=(name, call)``). A transformer's token layers ``(N, T, C)`` carry their patch
+    ``grid`` ``(rows, columns, extra)``; those a custom layer runs inside its own ``call()`` (keras-hub's ViT
+    encoder blocks) are listed after it, by their path inside it (what ``layer=`` takes). The default layer is the last entry on the
     way from the explained input to the output whose layer is called once on that way. Signals
     (Conv1D), images (Conv2D) and volumes (Conv3D) alike: any output with spatial axes.
 
@@ -694,7 +696,17 @@ def explainable_layers(model) -> list:
         ['block5_conv2', 'block5_conv3']
     """
     _refuse_subclassed(model, "explainable_layers")
-    return layers_lib.infos(traced_lib.traced(model).calls)
+    plain = traced_lib.traced(model)
+    spatial = layers_lib.spatial_shape(plain.inputs[0])
+    listed = layers_lib.infos(plain.calls, spatial)
+    inside = inner_lib.infos(plain.calls, spatial, layers_lib.LayerInfo, layers_lib.grid_from_size)
+    if inside:  # sublayers of a custom layer (keras-hub's ViT encoder) right after it
+        at = {info.path: i for i, info in enumerate(listed)}
+        for info in reversed(inside):
+            outer = "/".join(info.path.split("/")[:-1])
+            position = max((i for path, i in at.items() if outer.startswith(path)), default=len(listed) - 1)
+            listed.insert(position + 1, info)
+    return listed
 
 
 def _refuse_subclassed(model, what):
