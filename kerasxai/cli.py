@@ -60,6 +60,8 @@ def load_model(spec: str, weights: str = "imagenet"):
     if spec.endswith((".keras", ".h5")):
         if not os.path.exists(spec):
             raise UserError(f"model file not found: {spec}")
+        import kerasxai.evaluation.synthetic  # noqa: F401  (registers the layers of kerasxai's own small ViT)
+
         return keras.models.load_model(spec, safe_mode=True)
     raise UserError(f"unknown model '{spec}': use one of {', '.join(ZOO)} or a path to a .keras file")
 

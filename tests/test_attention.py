@@ -207,7 +207,7 @@ def test_refusals_say_what_to_do(vits, x):
     crossed = layers.MultiHeadAttention(2, 4)(patches, context)  # 16 queries attend to 8 keys
     del query
     cross = keras.Model(inp, layers.Dense(2)(layers.GlobalAveragePooling1D()(crossed)))
-    with pytest.raises(ValueError, match="over the same tokens.*cross-attention"):
+    with pytest.raises(ValueError, match="cross-attention.*over the same tokens"):
         kerasxai.attention_rollout(cross, np.zeros((1, 32, 32, 3), "float32"))
 
 
@@ -299,3 +299,24 @@ def test_keras_hub_vit_every_method_equals_a_tape_on_tensorflow():
     assert named.shape == (2, 4, 4) and not np.allclose(named, references["gradcam"])  # another block's norm
     for layer in model._flatten_layers():
         assert "call" not in layer.__dict__
+
+
+def test_cross_attention_with_as_many_queries_as_keys_is_refused():
+    """16 queries (the first tokens of a longer sequence) attending to 16 other tokens: square, not self-attention."""
+    inp = keras.Input((32, 32, 3))
+    tokens = layers.Reshape((32, 4))(layers.Conv2D(4, (8, 4), strides=(8, 4))(inp))
+    queries = layers.Lambda(lambda t: t[:, :16], output_shape=(16, 4))(tokens)
+    keys = layers.Lambda(lambda t: t[:, 16:], output_shape=(16, 4))(tokens)
+    crossed = layers.MultiHeadAttention(1, 4, name="cross")(queries, keys)
+    model = keras.Model(inp, layers.Dense(2)(layers.GlobalAveragePooling1D()(crossed)))
+    with pytest.raises(ValueError, match=r"\['cross'\] .*\(cross-attention"):
+        kerasxai.attention_rollout(model, np.zeros((1, 32, 32, 3), "float32"), grid=(4, 4, 0))
+
+
+def test_numpy_numbers_are_taken_and_layer_is_refused_with_the_right_words(vits, x):
+    model = vits[True]
+    np.testing.assert_allclose(
+        kerasxai.attention_rollout(model, x, grid=(np.int64(4), np.int64(3), 1), discard_ratio=np.float32(0.25)),
+        kerasxai.attention_rollout(model, x, discard_ratio=0.25), atol=1e-6)
+    with pytest.raises(ValueError, match="read from every attention layer, not at a layer"):
+        kerasxai.explain(model, x, methods=("attention_rollout",), layer="block1_norm1")

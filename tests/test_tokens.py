@@ -115,3 +115,32 @@ def test_pixel_tokens_are_read_on_the_image_grid():
     tokens = layers.Dense(8, name="mix")(layers.Reshape((192, 3))(inp))  # one token per pixel, row by row
     model = keras.Model(inp, layers.Dense(2)(layers.GlobalAveragePooling1D()(tokens)))
     assert kerasxai.gradcam(model, np.ones((1, 16, 12, 3), "float32"), layer="mix", raw=True).shape == (1, 16, 12)
+
+
+def _twin_vit(data_format, seed=83):
+    keras.utils.set_random_seed(seed)
+    shape = (3, 16, 16) if data_format == "channels_first" else (16, 16, 3)
+    inp = keras.Input(shape)
+    x = layers.Conv2D(16, 4, strides=4, data_format=data_format, name="patch_embed")(inp)
+    if data_format == "channels_first":  # (N, 16, 4, 4) -> (N, 16 tokens, 16 channels)
+        x = layers.Permute((2, 1))(layers.Reshape((16, 16))(x))
+    else:
+        x = layers.Reshape((16, 16))(x)
+    h = layers.LayerNormalization(name="norm")(x)
+    x = layers.Add()([x, layers.MultiHeadAttention(2, 8, name="attn")(h, h)])
+    return keras.Model(inp, layers.Dense(3, name="head")(layers.GlobalAveragePooling1D()(x)))
+
+
+def test_tokens_of_a_channels_first_patch_embedding_are_tokens_by_channels():
+    """The tokens' layout was read from the channels_first conv before them: tokens and channels swapped."""
+    last, first = _twin_vit("channels_last"), _twin_vit("channels_first")
+    first.set_weights(last.get_weights())
+    x = np.random.default_rng(84).uniform(0, 1, (2, 16, 16, 3)).astype("float32")
+    xf = np.moveaxis(x, -1, 1)
+    np.testing.assert_allclose(first.predict(xf, verbose=0), last.predict(x, verbose=0), atol=1e-5)
+    for name in ("gradcam", "layercam", "hirescam"):
+        np.testing.assert_allclose(getattr(kerasxai, name)(first, xf, target=1, layer="norm", raw=True),
+                                   getattr(kerasxai, name)(last, x, target=1, layer="norm", raw=True),
+                                   rtol=1e-4, atol=1e-6, err_msg=name)
+    np.testing.assert_allclose(kerasxai.attention_rollout(first, xf, raw=True), kerasxai.attention_rollout(last, x, raw=True),
+                               atol=1e-6)

@@ -11,6 +11,8 @@ on the patch grid, upsampled to the image like a CAM.
 
 from __future__ import annotations
 
+import numbers
+
 from keras import ops
 
 from kerasxai.methods import engine, maps as maps_lib
@@ -54,6 +56,11 @@ def discard_lowest(attention, ratio: float, keep_first: bool = True):
 
 
 def _square(attentions):
+    if any(len(a.shape) != 4 for a in attentions):
+        raise ValueError(
+            f"Attention rollout and transformer attribution read attention (N, heads, T, S) over one token axis; this "
+            f"model's attention has shape {[tuple(a.shape) for a in attentions if len(a.shape) != 4][0]} "
+            "(MultiHeadAttention's attention_axes over several axes). Explain its layers with a CAM instead.")
     shapes = {tuple(a.shape[2:]) for a in attentions}
     if len(shapes) != 1 or any(t != s for t, s in shapes):
         raise ValueError(
@@ -118,7 +125,7 @@ def check_grid(grid) -> tuple | None:
     if grid is None:
         return None
     ok = (isinstance(grid, (tuple, list)) and len(grid) == 3
-          and all(isinstance(g, int) and not isinstance(g, bool) for g in grid)
+          and all(isinstance(g, numbers.Integral) and not isinstance(g, bool) for g in grid)
           and grid[0] >= 1 and grid[1] >= 1 and grid[2] >= 0)
     if not ok:
         raise ValueError("grid is (rows, columns, extra): the patch grid and the number of tokens before the patches "
@@ -129,7 +136,7 @@ def check_grid(grid) -> tuple | None:
 def _check_rollout(discard_ratio, head_fusion):
     if head_fusion not in HEAD_FUSIONS:
         raise ValueError(f"head_fusion must be one of {HEAD_FUSIONS}. Received: head_fusion={head_fusion!r}")
-    if isinstance(discard_ratio, bool) or not isinstance(discard_ratio, (int, float)) or not 0 <= discard_ratio < 1:
+    if isinstance(discard_ratio, bool) or not isinstance(discard_ratio, numbers.Real) or not 0 <= discard_ratio < 1:
         raise ValueError("discard_ratio is the share of each layer's lowest attention weights set to zero, in [0, 1). "
                          f"Received: discard_ratio={discard_ratio!r}")
 
@@ -142,6 +149,7 @@ def plan_attention_rollout(model, target, layer=None, output=None, input=None, *
     probe = get_probe(model, output=output, input=input, target=target, attention=True)
 
     def compute(batch, classes):
+        probe.net.check_self_attention(batch.inputs)
         post = Fn(rollout_post, grid=patch_grid(probe, batch.inputs, grid), discard_ratio=float(discard_ratio),
                   head_fusion=head_fusion, raw=raw)
         return probe.step(None, post, target=target)(batch.inputs, (), classes)
@@ -155,6 +163,7 @@ def plan_transformer_attribution(model, target, layer=None, output=None, input=N
     probe = get_probe(model, output=output, input=input, target=target, attention=True)
 
     def compute(batch, classes):
+        probe.net.check_self_attention(batch.inputs)
         post = Fn(transformer_attribution_post, grid=patch_grid(probe, batch.inputs, grid), raw=raw)
         return probe.step("layers", post, target=target)(batch.inputs, (), classes)
 

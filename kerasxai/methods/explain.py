@@ -18,7 +18,7 @@ import numpy as np
 
 from kerasxai.methods import cams, engine, gradients
 from kerasxai.methods import maps as maps_lib
-from kerasxai.methods.table import GRADIENT_CAM, METHODS, check_methods
+from kerasxai.methods.table import ATTENTION_METHODS, GRADIENT_CAM, METHODS, check_methods
 from kerasxai.probe import Fn, cam_layer, get_probe
 from kerasxai.probe.regions import fixed
 
@@ -66,8 +66,11 @@ def _check(methods, options, target=None, layer=None, batch_size=None):
     if batch_size is not None:
         engine.check_count("batch_size", batch_size)
     if layer is not None and not any(METHODS[m].layer for m in methods):
+        where = ("read from every attention layer" if all(m in ATTENTION_METHODS for m in methods)
+                 else "explained at the input or from every attention layer" if any(m in ATTENTION_METHODS for m in methods)
+                 else "explained at the input")
         raise ValueError(f"layer={getattr(layer, 'name', layer)!r} is given, but {', '.join(methods)} "
-                         f"{'is' if len(methods) == 1 else 'are'} explained at the input, not at a layer: leave "
+                         f"{'is' if len(methods) == 1 else 'are'} {where}, not at a layer: leave "
                          "layer out, or add a method that explains a layer.")
     if "cam" in methods:
         cams.check_cam_target(target)

@@ -59,6 +59,7 @@ def reading(layers, deltas=None):
                     raise ValueError(
                         f"Attention layer '{layer.path}' ({type(layer).__name__}) does not normalise its scores with "
                         "MultiHeadAttention's _masked_softmax, so kerasxai cannot read its attention probabilities.")
+                found[-1] = found[-1][:2] + (_attends_to_itself(args, kwargs),)
                 return (output, found[-1][1]) if asked else output
 
             return call
@@ -75,7 +76,7 @@ def reading(layers, deltas=None):
                         raise ValueError("the model called its attention layers more times than when kerasxai first "
                                          "observed it: explain a model whose forward pass is the same for every batch.")
                     probabilities = ops.add(probabilities, ops.cast(deltas[i], probabilities.dtype))
-                found.append((layer, probabilities))
+                found.append((layer, probabilities, True))
                 return probabilities
 
             return softmax
@@ -88,6 +89,25 @@ def reading(layers, deltas=None):
         hooks[(layer, "_masked_softmax")] = perturbed(layer)
     with wrapped_calls(hooks):
         yield found
+
+
+def _attends_to_itself(args, kwargs) -> bool:
+    """Whether an attention call's query, key and value are one tensor (self-attention): the same object, or
+    (in the observing call, run eagerly on random images) the same values — a layer's own casts make copies."""
+    names = ("query", "value", "key")
+    given = dict(zip(names, args))
+    given.update({k: v for k, v in kwargs.items() if k in names and v is not None})
+    query, value = given.get("query"), given.get("value")
+    key = given.get("key", value)
+    if query is None:
+        return False
+    if query is value and key is value:
+        return True
+    try:
+        q, v, k = (np.asarray(ops.convert_to_numpy(t)) for t in (query, value, key))
+    except Exception:  # symbolic tensors: only the observing call decides
+        return False
+    return q.shape == v.shape == k.shape and np.array_equal(q, v) and np.array_equal(k, v)
 
 
 class AttentionForward:
@@ -128,13 +148,13 @@ class AttentionForward:
 
     @property
     def layers(self) -> list:
-        return [layer for layer, _, _ in self._first()]
+        return [c[0] for c in self._first()]
 
     @property
     def layer_names(self) -> list:
         calls = self._first()
         names = []
-        for i, (layer, _, _) in enumerate(calls):
+        for i, (layer, *_) in enumerate(calls):
             times = [c[0] for c in calls].count(layer)
             k = [c[0] for c in calls[:i]].count(layer)
             names.append(layer.path + (f" (call {k})" if times > 1 else ""))
@@ -150,7 +170,7 @@ class AttentionForward:
 
     @property
     def delta_dtypes(self) -> list:
-        return [dtype for _, _, dtype in self._first()]
+        return [c[2] for c in self._first()]
 
     def _first(self) -> list:
         """The attention calls as first observed; observed now from the input specs when their shapes are
@@ -160,7 +180,7 @@ class AttentionForward:
             shapes = [tuple(s.shape[1:]) for s in specs] if specs else None
             if not shapes or any(None in s for s in shapes):
                 return []
-            self._observe([np.zeros((1,) + s, dtype=_dtype(spec)) for s, spec in zip(shapes, specs)])
+            self._observe([_example(s, _dtype(spec)) for s, spec in zip(shapes, specs)])
         return next(iter(self._observed.values()))
 
     def _observe(self, arrays) -> list:
@@ -173,12 +193,13 @@ class AttentionForward:
                 raise ReferenceError("the model was deleted")
             if self._inner.input_specs is None:  # a subclassed model: completed from its first batch
                 self._inner.infer([inputs_lib.InputSpec("input", (None,) + key[0], "float32")])
-            with reading(self._attention) as found:
-                self._inner.call([ops.convert_to_tensor(a) for a in arrays], [])
+            with reading(self._attention) as found:  # random values: self-attention is told by equal tensors
+                self._inner.call([ops.convert_to_tensor(_example(a.shape[1:], a.dtype)) for a in arrays], [])
             if not found:
-                raise ValueError(f"Model '{self.model_name}' has MultiHeadAttention layers, but its forward pass calls "
-                                 "none of them: there is no attention to read.")
-            calls = [(layer, tuple(p.shape[1:]), keras.backend.standardize_dtype(p.dtype)) for layer, p in found]
+                raise ValueError(f"Model '{self.model_name}' has MultiHeadAttention layers, but none of them is called "
+                                 "on the way to the explained output: there is no attention to read for it.")
+            calls = [(layer, tuple(p.shape[1:]), keras.backend.standardize_dtype(p.dtype), own)
+                     for layer, p, own in found]
             first = next(iter(self._observed.values()), None)
             if first is not None and [c[0] for c in first] != [c[0] for c in calls]:
                 raise ValueError(f"Model '{self.model_name}' calls its attention layers differently for inputs of shape "
@@ -194,7 +215,7 @@ class AttentionForward:
     def activation_shapes(self, inputs: list) -> list:
         arrays = [np.zeros((1,) + tuple(a.shape[1:]), dtype=_dtype_of(a)) for a in inputs]
         n = inputs_lib.batch_size(inputs[self._inner.explained_input])
-        return [(n,) + shape for _, shape, _ in self._observe(arrays)]
+        return [(n,) + c[1] for c in self._observe(arrays)]
 
     def call(self, inputs: list, deltas: list):
         with reading(self._attention, deltas) as found:
@@ -202,13 +223,32 @@ class AttentionForward:
         if len(found) != len(deltas):
             raise ValueError(f"Model '{self.model_name}' called {len(found)} attention layer(s) where kerasxai observed "
                              f"{len(deltas)}: explain a model whose forward pass is the same for every batch.")
-        return [p for _, p in found], head
+        return [p for _, p, _ in found], head
+
+    def check_self_attention(self, inputs) -> None:
+        """Refuses attention from one set of tokens to another (cross-attention): rollout chains self-attention."""
+        arrays = [np.zeros((1,) + tuple(a.shape[1:]), dtype=_dtype_of(a)) for a in inputs]
+        crossed = [self.layer_names[i] for i, c in enumerate(self._observe(arrays)) if not c[3]]
+        if crossed:
+            raise ValueError(
+                f"Attention call(s) {crossed} of model '{self.model_name}' attend from one tensor to another "
+                "(cross-attention: the query is not the key and value), and attention rollout and transformer "
+                "attribution chain self-attention over the same tokens. Explain the model's token layers with a CAM "
+                "(kerasxai.gradcam(model, images, layer=...)).")
 
     def tokens(self, inputs) -> tuple:
         """``(T, S)``: the query and key token counts of the first attention call for these inputs."""
         arrays = [np.zeros((1,) + tuple(a.shape[1:]), dtype=_dtype_of(a)) for a in inputs]
         shape = self._observe(arrays)[0][1]
         return shape[-2], shape[-1]
+
+
+def _example(shape, dtype):
+    """One random example ``(1, *shape)`` (zeros for integer inputs)."""
+    shape = (1,) + tuple(shape)
+    if not str(dtype).startswith(("float", "bfloat")):
+        return np.zeros(shape, dtype=dtype)
+    return np.random.default_rng(0).uniform(0, 1, shape).astype(dtype)
 
 
 def _dtype(spec) -> str:

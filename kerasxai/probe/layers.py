@@ -289,9 +289,9 @@ def find_call(calls, layer, model, route: Route) -> graph.Call:
     return call
 
 
-MAX_EXTRA_TOKENS = 8
-"""At most this many tokens before the patches (class, distillation, register tokens) when a grid is read
-from the token count and the image's size alone."""
+MAX_EXTRA_TOKENS = 2
+"""At most this many tokens before the patches (a class token, a distillation token) when a grid is read from
+the token count and the image's size alone; with more (register tokens), ``grid=`` / :func:`tokens` gives it."""
 
 
 def grid_from_size(tokens, spatial) -> tuple | None:
@@ -300,7 +300,7 @@ def grid_from_size(tokens, spatial) -> tuple | None:
     :data:`MAX_EXTRA_TOKENS` tokens over; else None (a guess that could be wrong is not made).
 
     Examples:
-        >>> grid_from_size(197, (224, 224)), grid_from_size(12, (32, 24)), grid_from_size(20, (30, 30))
+        >>> grid_from_size(197, (224, 224)), grid_from_size(12, (32, 24)), grid_from_size(17, (30, 30))
         ((14, 14, 1), (4, 3, 0), None)
     """
     if tokens is None or spatial is None or len(spatial) != 2 or None in spatial:
@@ -342,7 +342,7 @@ def token_grid(call, calls, input_rank, spatial=None) -> tuple | None:
         gh, gw = tuple(patch.output.shape)[2:4] if first else tuple(patch.output.shape)[1:3]
         if None not in (gh, gw, tokens) and 0 < gh * gw <= tokens:
             return int(gh), int(gw), int(tokens - gh * gw)
-    elif grid_from_size(tokens, spatial) is not None:
+    if grid_from_size(tokens, spatial) is not None:  # no patch embedding in the graph, or one that does not fit
         return grid_from_size(tokens, spatial)
     raise ValueError(
         f"Layer '{call.qualified_name}' outputs a token sequence {shape}, but its patch grid cannot be read from the "

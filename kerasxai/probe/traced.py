@@ -87,13 +87,15 @@ class TracedForward:
                              f"{[getattr(item, 'name', item) for item in layers]}: give each layer once.")
         # channels_first layers (ported models): maps are computed channels-last, so the probe moves
         # their channel axis last (and the explained input's, for the methods at the input)
-        self.layouts = [layers_lib.CHANNELS_LAST if i in inner else layers_lib.output_layout(c, plain.calls)
-                        for i, c in enumerate(layer_calls)]
         self.input_layout = layers_lib.input_layout(plain.calls, plain.inputs[self.explained_input])
         rank = len(layers_lib.spatial_shape(plain.inputs[self.explained_input]) or ())
         # token sequences (N, T, C) of an image model: maps on their patch grid, extra tokens dropped
-        spatial = layers_lib.spatial_shape(plain.inputs[self.explained_input])
+        image = tuple(plain.inputs[self.explained_input].shape)
+        spatial = image[2:] if self.input_layout == layers_lib.CHANNELS_FIRST else image[1:-1]
         self.token_grids = [_grid(layer, c, plain.calls, rank, spatial) for layer, c in zip(layers, layer_calls)]
+        # tokens are (N, T, C) whatever the patch embedding's data format
+        self.layouts = [layers_lib.CHANNELS_LAST if i in inner or self.token_grids[i] is not None
+                        else layers_lib.output_layout(c, plain.calls) for i, c in enumerate(layer_calls)]
         self.layers = [c.op for c in layer_calls]
         self.layer_names = [layers_lib.call_name(c, plain.calls) for c in layer_calls]
 
