@@ -28,13 +28,21 @@ def test_demo_runs_and_writes_the_figure(tmp_path, monkeypatch):
     figures = []
     plot = demo.plot_explanations
     monkeypatch.setattr(demo, "plot_explanations", lambda *a, **k: figures.append(plot(*a, **k)) or figures[-1])
-    result = demo.run(str(tmp_path), epochs=1, n_train=64)
+    result = demo.run(str(tmp_path), epochs=1, n_train=64, vit_epochs=1)
     assert (tmp_path / "demo.png").stat().st_size > 10_000
     from kerasxai.methods.explain import METHODS
 
-    assert list(result["peak_on_object"]) == list(METHODS)  # every method
+    METHODS = [m for m in METHODS if METHODS[m].kind != "attention"]  # every method a CNN has
+    assert list(result["peak_on_object"]) == METHODS
+    assert (tmp_path / "demo_vit.png").stat().st_size > 10_000
+    assert list(result["vit_peak_on_object"]) == ["gradcam", "layercam", "attention_rollout", "transformer_attribution"]
     # panels name the layer and the class explained, as every figure does
-    (fig,) = figures
+    fig, vit_fig = figures
+    vit_titles = [ax.get_title() for ax in vit_fig.axes[:6]]
+    assert vit_titles[1].startswith("CNN gradcam @ last_conv\nfor ")
+    assert vit_titles[2].startswith("ViT gradcam @ block2_norm1\nfor ")
+    assert vit_titles[4] == "ViT attention_rollout @ attention\nany class"
+    assert len(vit_fig.axes[2].lines) == 2 * 7  # the 8 x 8 patch grid: 7 lines each way
     first_row = [ax.get_title() for ax in fig.axes[: 1 + len(METHODS)]]
     top = first_row[0].split(":")[0]  # "disc: 99.8%": the top class, which the maps explain
     index = synthetic.CLASS_NAMES.index(top)

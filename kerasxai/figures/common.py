@@ -164,12 +164,13 @@ def target_label(target) -> str | None:
 
 def panel_title(method: str, layer, target: str | None) -> str:
     """``"gradcam @ block5_conv3\\nfor tabby (281)"``: the method, where it looked, what it explains."""
+    known = method.split()[-1] if method else method  # "ViT gradcam": a method of the table, named for its model
     if isinstance(layer, dict):
-        where = layer.get(method, method_where(method))
+        where = layer.get(method, method_where(known))
     else:  # one layer name: the CAMs' layer; gradient methods look at the input, attention methods at every layer
-        where = method_where(method, layer)
+        where = method_where(known, layer)
     title = f"{method} @ {where}" if where else method
-    if method in CLASS_AGNOSTIC:
+    if known in CLASS_AGNOSTIC:
         return title + "\nany class"  # the same map whatever the target
     return title + (f"\nfor {target}" if target else "")
 

@@ -111,6 +111,24 @@ def _outlines(outlines, row_targets, n: int, map_shape) -> list:
     return rows
 
 
+def _check_patch_grid(patch_grid):
+    if patch_grid is None:
+        return None
+    grid = tuple(patch_grid)
+    if len(grid) not in (2, 3) or not all(isinstance(g, (int, np.integer)) and g >= 1 for g in grid[:2]):
+        raise ValueError(f"patch_grid is (rows, columns) of patches, e.g. (14, 14). Received: {patch_grid!r}")
+    return int(grid[0]), int(grid[1])
+
+
+def _draw_patch_grid(ax, grid, image_shape):
+    """Thin white lines between the patches of a ``(rows, columns)`` grid laid over the image."""
+    height, width = image_shape
+    for k in range(1, grid[0]):
+        ax.axhline(k * height / grid[0] - 0.5, color="white", linewidth=0.6, alpha=0.6)
+    for k in range(1, grid[1]):
+        ax.axvline(k * width / grid[1] - 0.5, color="white", linewidth=0.6, alpha=0.6)
+
+
 def _draw_outline(ax, outline, image_shape, map_shape):
     """A region's contour or a box, in white over a dark edge so it reads on any colour."""
     outline = np.asarray(outline)
@@ -138,6 +156,7 @@ def plot_explanations(
     layer=None,
     targets=None,
     outlines=None,
+    patch_grid=None,
     cmap: str = MAP_CMAP,
     alpha: float = 0.4,
     cell_size: float = 2.6,
@@ -172,6 +191,9 @@ def plot_explanations(
             boxes ``(N, 4)`` as y1, x1, y2, x2 (one ``(H, W)`` mask or ``(4,)`` box for all);
             ``kerasxai.targets.regions(model, x, target)`` gives a target's. Default: the
             mask or box a segmentation/detection ``targets`` carries.
+        patch_grid: ``(rows, columns)`` (or a token layer's ``(rows, columns, extra)``, as
+            ``kerasxai.explainable_layers(model)`` lists it): a vision transformer's patch grid, drawn
+            as thin lines on the input and on every map that is not at the input's pixels.
         cmap: the colormap of every panel and of the scale (default ``"jet"``).
         alpha: the weight of the colour in the CAMs' overlays.
 
@@ -200,6 +222,7 @@ def plot_explanations(
     labels = [t.describe(i) if hasattr(t, "describe") else target_label(t) for i, t in enumerate(row_targets)]
     shapes = {name: m.shape[1:] for name, m in maps.items()}
     lines = _outlines(outlines, row_targets, n, next(iter(shapes.values())))
+    grid = _check_patch_grid(patch_grid)
     width, height = _cell_size(images, cell_size)
     fig = Figure(figsize=(width * (1 + len(names)) + 0.7, (height + 0.4) * n),
                  layout="compressed")
@@ -217,6 +240,10 @@ def plot_explanations(
         if lines[i] is not None:
             for ax in axes[i]:
                 _draw_outline(ax, lines[i], rgb.shape[:2], next(iter(shapes.values())))
+        if grid is not None:
+            for j, ax in enumerate(axes[i]):
+                if j == 0 or names[j - 1] not in PIXEL_METHODS:
+                    _draw_patch_grid(ax, grid, rgb.shape[:2])
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])

@@ -107,6 +107,7 @@ def rollout_post(p, grid, discard_ratio=0.0, head_fusion="mean", raw=False):
     out = engine.checks(p)
     raw_map = rollout_formula(p.activations, grid, discard_ratio, head_fusion)
     out.update(maps_lib.finish(raw_map, engine.spatial_size(p.inputs), raw_output=raw))
+    del out["raw_max"]  # attention weights are never negative: a flat rollout is constant, not "negative evidence"
     return out
 
 
