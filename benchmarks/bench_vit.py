@@ -6,7 +6,8 @@ What it measures, in one process (TensorFlow):
   (8 x 8 patches of 6 px, a class token, 3 blocks) and the small CNN beside it, trained on generated
   discs and crosses among clutter (``--train`` images; the ViT 20 epochs, the CNN 12), then every image
   explained for its true class. The pointing game: the share of maps whose peak lies on the object (its
-  mask). Baseline: a map peaked at the image centre. Token CAMs at kerasxai's default layer (the last
+  mask); a flat map (no positive evidence) counts as a miss, and the flat maps are counted. Baseline: a map
+  peaked at the image centre. Token CAMs at kerasxai's default layer (the last
   block's first norm); the CNN's at its last conv.
 - **Speed** (``--rounds`` interleaved rounds, ``benchmarks/harness.py``; CPU-time medians, wall shown
   too) on a larger ViT (224 x 224, 16 px patches, width 192, ``--depth`` blocks, 3 heads, 1000 classes,
@@ -65,13 +66,14 @@ def localisation(args):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # flat maps count as misses (their peak is pixel 0)
                 maps = getattr(kerasxai, name)(model, test_x, target=test_y.tolist(), **options)
+            flat = int((maps.reshape(len(maps), -1).max(1) <= maps.reshape(len(maps), -1).min(1)).sum())
             rows.append([kind, name, f"{metrics.pointing_game(maps, masks).mean():.2f}",
-                         f"{metrics.energy_pointing_game(maps, masks).mean():.2f}"])
+                         f"{metrics.energy_pointing_game(maps, masks).mean():.2f}", str(flat)])
     centre = np.zeros(masks.shape, np.float32)
     centre[:, masks.shape[1] // 2, masks.shape[2] // 2] = 1
-    rows.append(["–", "peak at the centre", f"{metrics.pointing_game(centre, masks).mean():.2f}", "–"])
+    rows.append(["–", "peak at the centre", f"{metrics.pointing_game(centre, masks).mean():.2f}", "–", "–"])
     print(f"Pointing game over {args.images} generated images (objects cover {masks.mean():.1%} of each image):")
-    print(harness.table(["model", "method", "pointing", "energy"], rows))
+    print(harness.table(["model", "method", "pointing", "energy", "flat maps"], rows))
 
 
 # --------------------------------------------------------------------------- the hand-written floors

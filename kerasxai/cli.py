@@ -152,11 +152,13 @@ def cmd_layers(args):
     infos = kerasxai.explainable_layers(model)
     default = kerasxai.get_probe(model).layer_names[0] if infos else None
     width = max([len(i.path) for i in infos] + [4])
+    kinds = max([len(i.kind) for i in infos] + [4])
     print(f"{'path':<{width}}  {'output shape':<22} kind")
     for info in infos:
         mark = "  (default)" if info.path == default else ""
         grid = f"  tokens on a {info.grid[0]}x{info.grid[1]} grid, {info.grid[2]} extra" if info.grid else ""
-        print(f"{info.path:<{width}}  {str(info.output_shape):<22} {info.kind}{grid}{mark}")
+        kind = f"{info.kind:<{kinds}}" if any(i.grid for i in infos) else info.kind
+        print(f"{info.path:<{width}}  {str(info.output_shape):<22} {kind}{grid}{mark}".rstrip())
 
 
 def cmd_report(args):

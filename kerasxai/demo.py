@@ -73,7 +73,7 @@ def run(out_dir: str = "kerasxai-demo", epochs: int = 12, n_train: int = 2000, s
     grid = next(info.grid for info in kerasxai.explainable_layers(vit) if info.path == vit_layer)
     side = {"CNN gradcam": maps["gradcam"][:4], **{f"ViT {k}": v[:4] for k, v in vit_maps.items()}}
     where = {"CNN gradcam": layer, "ViT gradcam": vit_layer, "ViT layercam": vit_layer,
-             "ViT attention_rollout": "attention", "ViT transformer_attribution": "attention"}
+             "ViT attention_rollout": None, "ViT transformer_attribution": None}  # every attention layer
     fig = plot_explanations(test_x[:4], side, titles, layer=where, targets=titles, patch_grid=grid, cell_size=1.9)
     vit_path = os.path.join(out_dir, "demo_vit.png")
     fig.savefig(vit_path, dpi=100)

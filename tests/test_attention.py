@@ -320,3 +320,29 @@ def test_numpy_numbers_are_taken_and_layer_is_refused_with_the_right_words(vits,
         kerasxai.attention_rollout(model, x, discard_ratio=0.25), atol=1e-6)
     with pytest.raises(ValueError, match="read from every attention layer, not at a layer"):
         kerasxai.explain(model, x, methods=("attention_rollout",), layer="block1_norm1")
+
+
+def test_a_folder_run_of_a_vit_with_the_attention_methods(tmp_path):
+    """The folder job reads the method table: token Grad-CAM and the attention methods per image, the maps equal
+    the functions' on the same preprocessed images, overlays say where each method looked."""
+    import json
+
+    from PIL import Image
+
+    images = np.random.default_rng(101).uniform(0, 1, (3, 32, 32, 3))
+    for i, image in enumerate(images):
+        Image.fromarray((image * 255).astype("uint8")).save(tmp_path / f"{i}.png")
+    model = small_vit((32, 32, 3), 2, patch=8, dim=16, depth=2, heads=2, seed=102)
+    _randomise(model, 103)
+    methods = ("gradcam", "attention_rollout", "transformer_attribution")
+    run = tmp_path / "run"
+    kerasxai.explain_folder(model, str(tmp_path), str(run), methods=methods, overlays=True, preprocess=None,
+                            progress=False)
+    rows = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and not any(r.get("error") for r in rows)
+    for row in rows:
+        x = np.asarray(Image.open(tmp_path / row["file"].split("/")[-1]), np.float32)[None]
+        with np.load(run / row["maps"]) as saved:
+            for name in methods:
+                np.testing.assert_allclose(saved[name], getattr(kerasxai, name)(model, x)[0], atol=2e-2, err_msg=name)
+        assert set(row["overlays"]) == set(methods)

@@ -227,3 +227,23 @@ def test_a_run_in_which_every_file_failed_leaves_no_run_folder(tmp_path):
     (out / "mine.txt").write_text("keep")
     result = run("explain", str(folder), "--weights", "none", "--out", str(out), "--force")
     assert result.returncode == 2 and (out / "mine.txt").read_text() == "keep"
+
+
+def test_a_saved_vit_from_the_command_line(photos, tmp_path):
+    """kerasxai's own small ViT saved to a file: its token layers listed with their grid, and the attention
+    methods in a folder run, maps equal to the functions' on the same preprocessed images."""
+    from kerasxai.evaluation.synthetic import small_vit
+
+    model = small_vit((48, 48, 3), 2, patch=8, dim=16, depth=2, heads=2, seed=7)
+    model.save(tmp_path / "vit.keras")
+    listed = run("layers", str(tmp_path / "vit.keras"))
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    default = next(line for line in listed.stdout.splitlines() if line.endswith("(default)"))
+    assert default.startswith("block1_norm1") and "tokens on a 6x6 grid, 1 extra" in default
+    out = tmp_path / "run"
+    result = run("explain", str(photos), "--model", str(tmp_path / "vit.keras"), "--methods",
+                 "gradcam,attention_rollout,transformer_attribution", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = rows_of(out)
+    assert len(rows) == 2 and json.load(open(out / "run.json"))["layer"] == "block1_norm1"
+    assert sorted(np.load(out / rows[0]["maps"])) == ["attention_rollout", "gradcam", "transformer_attribution"]

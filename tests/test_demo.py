@@ -41,7 +41,7 @@ def test_demo_runs_and_writes_the_figure(tmp_path, monkeypatch):
     vit_titles = [ax.get_title() for ax in vit_fig.axes[:6]]
     assert vit_titles[1].startswith("CNN gradcam @ last_conv\nfor ")
     assert vit_titles[2].startswith("ViT gradcam @ block2_norm1\nfor ")
-    assert vit_titles[4] == "ViT attention_rollout @ attention\nany class"
+    assert vit_titles[4] == "ViT attention_rollout\nany class"
     assert len(vit_fig.axes[2].lines) == 2 * 7  # the 8 x 8 patch grid: 7 lines each way
     first_row = [ax.get_title() for ax in fig.axes[: 1 + len(METHODS)]]
     top = first_row[0].split(":")[0]  # "disc: 99.8%": the top class, which the maps explain
