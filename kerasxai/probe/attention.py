@@ -115,7 +115,8 @@ class AttentionForward:
 
     ``inner`` is the probe's forward pass without explained layers (a graph model's or a subclassed
     model's); everything but the explained tensors is its own. The attention calls (their layers,
-    names, shapes) are observed once, on a one-image batch of zeros, the first time they are needed.
+    names, shapes, whether each attends to its own query) are observed once per input shape, on one random
+    example, the first time they are needed.
     """
 
     def __init__(self, model, inner):
@@ -135,8 +136,7 @@ class AttentionForward:
                 f"Attention layer(s) {flash} of model '{model.name}' use flash attention, which never forms the "
                 "attention probabilities that attention_rollout and transformer_attribution read. Build or load the "
                 "model after keras.config.disable_flash_attention() (the weights are the same).")
-        self._observed: dict = {}  # input shape -> [(layer, probability shape without batch, dtype)]
-        self._names: list | None = None
+        self._observed: dict = {}  # input shapes -> [(layer, probabilities' shape without batch, dtype, self-attention)]
         self._lock = threading.Lock()
 
     def __getattr__(self, name):  # input_specs, explained_input, head, variables, cam_head, infer...
