@@ -206,6 +206,8 @@ def choice_text(model, steps) -> str:
             parts.append(f"{label}: plain (XLA failed)")
         elif step.chosen is None:
             parts.append(f"{label}: undecided")
+        elif not step._times:
+            parts.append(f"{label}: plain (the rule on a CPU: not timed)")
         else:
             mode = "XLA" if step.chosen is step.xla else "plain"
             t = {k: min(v) if isinstance(v, list) else v for k, v in step._times.items()}  # best of its samples

@@ -46,7 +46,7 @@ def test_automatic_choice_times_both_twice_then_keeps_the_faster(caplog, slower)
             return tf.identity(x)
         return run
 
-    step = AdaptiveStep(version("plain"), version("xla"))
+    step = AdaptiveStep(version("plain"), version("xla"), measure=True)  # as on a GPU
     with caplog.at_level(logging.INFO, logger="kerasxai"):
         for _ in range(9):
             step(tf.constant(1.0))
@@ -62,7 +62,7 @@ def test_automatic_choice_times_only_calls_of_the_first_shape():
     """A short last batch is not timed against full ones: calls of other shapes run plain, untimed."""
     calls = []
     step = AdaptiveStep(lambda x: calls.append(("plain", x.shape[0])) or x,
-                        lambda x: calls.append(("xla", x.shape[0])) or x)
+                        lambda x: calls.append(("xla", x.shape[0])) or x, measure=True)
     for n in (8, 3, 8, 3, 8, 8, 3, 8, 8):  # the sixth call of 8 images decides
         step(tf.zeros((n, 2)))
     assert all(mode == "plain" for mode, n in calls if n == 3)
@@ -85,6 +85,26 @@ def test_a_model_xla_cannot_compile_falls_back_without_an_error(images, jit, cap
     assert "XLA cannot compile" in caplog.text
     jit(False)
     np.testing.assert_allclose(kerasxai.gradcam(model, images, layer="conv"), maps, atol=1e-6)
+
+
+def test_on_a_cpu_the_default_is_plain_and_nothing_is_timed():
+    """Measuring ran XLA (slower on the CPUs measured) on a user's calls 3, 4 and 6: up to 25 % of a session's first
+    seven calls. On a CPU the default runs plain from the first call; set_jit_compile(True) still gives XLA."""
+    from kerasxai.backend import tensorflow as tf_backend
+
+    assert not tf_backend.accelerated()  # the test machines have no GPU
+    calls = []
+    step = AdaptiveStep(lambda x: calls.append("plain") or x, lambda x: calls.append("xla") or x)
+    backend.set_jit_compile(None)
+    for _ in range(8):
+        step(tf.constant(1.0))
+    assert calls == ["plain"] * 8 and step._times == {}
+    backend.set_jit_compile(True)
+    try:
+        step(tf.constant(1.0))
+    finally:
+        backend.set_jit_compile(None)
+    assert calls[-1] == "xla"
 
 
 def test_bad_setting_is_refused():

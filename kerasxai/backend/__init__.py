@@ -63,7 +63,7 @@ def compile_step(forward, variables, *, differentiate=(), post=None, specs=None,
             axis; TensorFlow traces once with them instead of once per batch size.
         jit_compile: TensorFlow only: XLA (``True``), plain ``tf.function``
             (``False``), or ``None``: :func:`set_jit_compile`'s setting (by default,
-            measured: the faster of the two on this machine, see
+            plain on a CPU and measured on a GPU or TPU, see
             :mod:`kerasxai.backend.tensorflow`). JAX always compiles with XLA.
 
     Returns:

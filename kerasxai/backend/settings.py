@@ -7,7 +7,8 @@ _JIT_COMPILE = [None]
 
 def set_jit_compile(value) -> None:
     """Sets how TensorFlow steps compile: ``True`` (XLA), ``False`` (plain ``tf.function``) or
-    ``None`` (default: each step times both on its first batches and keeps the faster).
+    ``None`` (default: plain on a CPU; on a GPU or TPU each step times both on its first batches and keeps
+    the faster).
 
     Examples:
         >>> set_jit_compile(False); jit_compile_setting()

@@ -1,15 +1,14 @@
-"""TensorFlow: ``tf.function`` or XLA, chosen by measuring, and ``tf.GradientTape``.
+"""TensorFlow: ``tf.function`` or XLA, and ``tf.GradientTape``.
 
-Whether XLA (``jit_compile=True``) is faster depends on the machine and the
-model: on GPUs it usually wins; on CPUs it ranges from 10 % faster to 30 %
-slower for the same step. So by default (``jit_compile=None``) each compiled
-step *measures*: its first call runs the plain ``tf.function`` (a fast start),
-the second is timed, the third compiles the XLA version; calls 4, 5 and 6 time
-XLA, plain and XLA again, and from then on the faster (best of two each; XLA
-only if at least 3 % faster) runs. One sample each was too fragile on a busy
-machine. Every call does useful work, so the only cost of the choice is the
-XLA compile on the third call (and two slower runs if XLA loses). A model XLA cannot compile falls back to the plain function
-without an error. ``kerasxai.backend.set_jit_compile(True | False)`` fixes the choice.
+Whether XLA (``jit_compile=True``) is faster depends on the machine and the model. On the CPUs measured
+(``benchmarks/bench_methods.py``, ``docs/speed.md``) XLA was *slower* than the plain ``tf.function`` for
+every floor (1.03x to 1.28x), and measuring on the user's first calls cost a short session up to 25 %
+(``benchmarks/bench_first_calls.py``): so on a CPU the default (``jit_compile=None``) is the plain
+function, with nothing timed. On a GPU or TPU, where XLA usually wins, each compiled step *measures*: its
+first call runs the plain ``tf.function`` (a fast start), the second is timed, the third compiles the XLA
+version; calls 4, 5 and 6 time XLA, plain and XLA again, and from then on the faster (best of two each;
+XLA only if at least 3 % faster) runs. A model XLA cannot compile falls back to the plain function without
+an error. ``kerasxai.backend.set_jit_compile(True | False)`` fixes the choice.
 """
 
 from __future__ import annotations
@@ -67,11 +66,22 @@ def _sync(out):
     return out
 
 
-class AdaptiveStep:
-    """A step that runs plain or XLA-compiled, fixed by ``jit_compile`` or chosen by timing (None)."""
+def accelerated() -> bool:
+    """Whether TensorFlow runs on a GPU or TPU here (where XLA usually wins, so steps measure it)."""
+    if _ACCELERATED[0] is None:
+        _ACCELERATED[0] = bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
+    return _ACCELERATED[0]
 
-    def __init__(self, plain, xla, jit_compile=None):
-        self.plain, self.xla, self.jit_compile = plain, xla, jit_compile
+
+_ACCELERATED = [None]
+
+
+class AdaptiveStep:
+    """A step that runs plain or XLA-compiled: fixed by ``jit_compile``, else plain on a CPU, chosen by
+    timing on an accelerator (``measure``: None decides by :func:`accelerated`)."""
+
+    def __init__(self, plain, xla, jit_compile=None, measure=None):
+        self.plain, self.xla, self.jit_compile, self.measure = plain, xla, jit_compile, measure
         self.calls, self.chosen, self.xla_failed = 0, None, False
         self._times, self._shapes = {}, None
         self._choosing = threading.Lock()
@@ -79,6 +89,9 @@ class AdaptiveStep:
     def __call__(self, *args):
         mode = self.jit_compile if self.jit_compile is not None else jit_compile_setting()
         if mode is False or self.xla_failed:
+            return self.plain(*args)
+        if mode is None and not (accelerated() if self.measure is None else self.measure):
+            self.chosen = self.plain  # a CPU: plain, no XLA run on the user's time (see the module's docstring)
             return self.plain(*args)
         if mode is True:
             return self._try_xla(args)
