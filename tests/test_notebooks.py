@@ -16,6 +16,7 @@ def test_the_notebooks_have_badges_and_cleared_outputs():
         "03_cam_family_and_layers.ipynb",
         "04_what_the_network_learned.ipynb",
         "05_segmenters_and_detectors.ipynb",
+        "06_vision_transformers.ipynb",
     ]
     for path in NOTEBOOKS:
         book = nbformat.read(path, as_version=4)

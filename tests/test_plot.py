@@ -245,3 +245,19 @@ def test_a_class_agnostic_method_is_not_titled_with_a_class():
     assert panel_title("eigencam", "conv2", "cross (1)") == "eigencam @ conv2\nany class"
     assert panel_title("gradcam", "conv2", "cross (1)") == "gradcam @ conv2\nfor cross (1)"
     assert panel_title("rise", "conv2", "cross (1)") == "rise @ input\nfor cross (1)"
+
+
+def test_maps_named_for_their_model_are_drawn_as_their_method_with_the_patch_grid():
+    """"ViT saliency" is saliency: drawn as a pixel map, titled @ input, no patch grid over it."""
+    from kerasxai.figures.images import plot_explanations
+
+    imgs = np.zeros((1, 32, 32, 3), np.uint8)
+    maps = {"CNN gradcam": np.random.rand(1, 32, 32), "ViT saliency": np.random.rand(1, 32, 32),
+            "ViT attention_rollout": np.random.rand(1, 32, 32)}
+    fig = plot_explanations(imgs, maps, layer={"CNN gradcam": "conv"}, targets=1, patch_grid=(4, 4, 1))
+    axes = fig.axes[:4]
+    assert [ax.get_title() for ax in axes[1:]] == ["CNN gradcam @ conv\nfor class 1", "ViT saliency @ input\nfor class 1",
+                                                   "ViT attention_rollout @ attention\nany class"]
+    assert [len(ax.lines) for ax in axes] == [6, 6, 0, 6]  # 3 + 3 grid lines; none over the pixel map
+    with pytest.raises(ValueError, match="patch_grid is \\(rows, columns\\)"):
+        plot_explanations(imgs, maps, patch_grid=4)

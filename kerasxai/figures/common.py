@@ -162,9 +162,19 @@ def target_label(target) -> str | None:
     return str(target)
 
 
+def method_of(key: str) -> str:
+    """The method a map's key names: ``"ViT saliency"`` (a method named for its model) is ``"saliency"``.
+
+    Examples:
+        >>> method_of("ViT saliency"), method_of("gradcam")
+        ('saliency', 'gradcam')
+    """
+    return key.split()[-1] if key else key
+
+
 def panel_title(method: str, layer, target: str | None) -> str:
     """``"gradcam @ block5_conv3\\nfor tabby (281)"``: the method, where it looked, what it explains."""
-    known = method.split()[-1] if method else method  # "ViT gradcam": a method of the table, named for its model
+    known = method_of(method)  # "ViT gradcam": a method of the table, named for its model
     if isinstance(layer, dict):
         where = layer.get(method, method_where(known))
     else:  # one layer name: the CAMs' layer; gradient methods look at the input, attention methods at every layer

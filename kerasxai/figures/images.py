@@ -40,6 +40,7 @@ from kerasxai.figures.common import (
     draw_unusable,
     evidence_label,
     map_state,
+    method_of,
     panel_title,
     per_image,
     prediction_title,
@@ -80,7 +81,7 @@ def _draw_map(ax, rgb, heat, name, *, cmap, alpha) -> str:
     state = map_state(heat)
     if state != "ok":
         draw_unusable(ax, rgb.shape[:2], state)
-    elif name in PIXEL_METHODS:
+    elif method_of(name) in PIXEL_METHODS:
         ax.imshow(colorize(resize_linear(heat, rgb.shape[:2]), cmap))
     else:
         ax.imshow(overlay(rgb, heat, cmap=cmap, alpha=alpha))
@@ -114,7 +115,7 @@ def _outlines(outlines, row_targets, n: int, map_shape) -> list:
 def _check_patch_grid(patch_grid):
     if patch_grid is None:
         return None
-    grid = tuple(patch_grid)
+    grid = tuple(patch_grid) if isinstance(patch_grid, (tuple, list)) else ()
     if len(grid) not in (2, 3) or not all(isinstance(g, (int, np.integer)) and g >= 1 for g in grid[:2]):
         raise ValueError(f"patch_grid is (rows, columns) of patches, e.g. (14, 14). Received: {patch_grid!r}")
     return int(grid[0]), int(grid[1])
@@ -242,7 +243,7 @@ def plot_explanations(
                 _draw_outline(ax, lines[i], rgb.shape[:2], next(iter(shapes.values())))
         if grid is not None:
             for j, ax in enumerate(axes[i]):
-                if j == 0 or names[j - 1] not in PIXEL_METHODS:
+                if j == 0 or method_of(names[j - 1]) not in PIXEL_METHODS:
                     _draw_patch_grid(ax, grid, rgb.shape[:2])
     for ax in axes.ravel():
         ax.set_xticks([])
