@@ -346,3 +346,21 @@ def test_a_folder_run_of_a_vit_with_the_attention_methods(tmp_path):
             for name in methods:
                 np.testing.assert_allclose(saved[name], getattr(kerasxai, name)(model, x)[0], atol=2e-2, err_msg=name)
         assert set(row["overlays"]) == set(methods)
+
+
+def test_a_key_computed_apart_from_the_value_is_still_self_attention():
+    """MultiHeadAttention(query=h, value=h, key=another projection of h): T x T attention over the same tokens."""
+    keras.utils.set_random_seed(104)
+    inp = keras.Input((16, 16, 3))
+    tokens = layers.Reshape((16, 8))(layers.Conv2D(8, 4, strides=4)(inp))
+    h = layers.LayerNormalization()(tokens)
+    key = layers.Dense(8, name="key_projection")(h)
+    attention = layers.MultiHeadAttention(2, 4, name="attn")
+    out = attention(h, h, key=key)
+    model = keras.Model(inp, layers.Dense(2)(layers.GlobalAveragePooling1D()(layers.Add()([tokens, out]))))
+    x = np.random.default_rng(105).uniform(0, 1, (2, 16, 16, 3)).astype("float32")
+    hv, kv = keras.Model(inp, [h, key]).predict(x, verbose=0)
+    _, scores = attention(ops.convert_to_tensor(hv), ops.convert_to_tensor(hv), key=ops.convert_to_tensor(kv),
+                          return_attention_scores=True)
+    expected = _rollout_numpy([ops.convert_to_numpy(scores)], extra=0).reshape(2, 4, 4)
+    np.testing.assert_allclose(kerasxai.attention_rollout(model, x, raw=True), expected, rtol=1e-4, atol=1e-7)

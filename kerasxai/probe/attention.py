@@ -92,8 +92,9 @@ def reading(layers, deltas=None):
 
 
 def _attends_to_itself(args, kwargs) -> bool:
-    """Whether an attention call's query, key and value are one tensor (self-attention): the same object, or
-    (in the observing call, run eagerly on random images) the same values — a layer's own casts make copies."""
+    """Whether an attention call attends over its own tokens: its query is its value or its key (the same
+    object, or — in the observing call, run eagerly on random images — the same values: a layer's own casts
+    make copies). A key computed apart from the value (another projection of the same tokens) still is."""
     names = ("query", "value", "key")
     given = dict(zip(names, args))
     given.update({k: v for k, v in kwargs.items() if k in names and v is not None})
@@ -101,13 +102,13 @@ def _attends_to_itself(args, kwargs) -> bool:
     key = given.get("key", value)
     if query is None:
         return False
-    if query is value and key is value:
+    if query is value or query is key:
         return True
     try:
         q, v, k = (np.asarray(ops.convert_to_numpy(t)) for t in (query, value, key))
     except Exception:  # symbolic tensors: only the observing call decides
         return False
-    return q.shape == v.shape == k.shape and np.array_equal(q, v) and np.array_equal(k, v)
+    return any(q.shape == other.shape and np.array_equal(q, other) for other in (v, k))
 
 
 class AttentionForward:
@@ -232,7 +233,7 @@ class AttentionForward:
         if crossed:
             raise ValueError(
                 f"Attention call(s) {crossed} of model '{self.model_name}' attend from one tensor to another "
-                "(cross-attention: the query is not the key and value), and attention rollout and transformer "
+                "(cross-attention: the query is neither the key nor the value), and attention rollout and transformer "
                 "attribution chain self-attention over the same tokens. Explain the model's token layers with a CAM "
                 "(kerasxai.gradcam(model, images, layer=...)).")
 
