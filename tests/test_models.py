@@ -84,12 +84,12 @@ def test_conv3d_volumes_against_numpy(conv3d_model, method):
 
 
 def test_every_method_runs_on_signals_and_volumes(conv1d_model, conv3d_model):
-    from kerasxai.methods.explain import METHODS
+    from kerasxai.methods.table import methods_for
 
     for model, shape in ((conv1d_model, (2, 40, 2)), (conv3d_model, (1, 8, 10, 12, 1))):
         x = np.random.default_rng(2).normal(size=shape).astype("float32")
         options = {"scorecam": {"n": 2}, "smoothgrad": {"n": 2}, "integrated_gradients": {"steps": 2}}
-        out = kerasxai.explain(model, x, methods=[m for m in METHODS if m != "cam"], options=options)
+        out = kerasxai.explain(model, x, methods=[m for m in methods_for(model) if m != "cam"], options=options)
         for name, maps in out.items():
             assert maps.shape == shape[:-1] and np.isfinite(maps).all(), name
 
