@@ -139,6 +139,7 @@ class AttentionForward:
                 "model after keras.config.disable_flash_attention() (the weights are the same).")
         self._observed: dict = {}  # input shapes -> [(layer, probabilities' shape without batch, dtype, self-attention)]
         self._lock = threading.Lock()
+        self._grids: dict = {}  # (input shapes, grid given) -> the patch grid (see patch_grid)
 
     def __getattr__(self, name):  # input_specs, explained_input, head, variables, cam_head, infer...
         if name.startswith("__") or name == "_inner":
@@ -269,6 +270,13 @@ def patch_grid(probe, inputs, given=None) -> tuple:
     count and the image's size (:func:`kerasxai.probe.layers.grid_from_size`).
     """
     net = probe.net
+    key = (tuple(tuple(a.shape[1:]) for a in inputs), given)
+    if key not in net._grids:  # read once per input shape, not per batch
+        net._grids[key] = _patch_grid(probe, net, inputs, given)
+    return net._grids[key]
+
+
+def _patch_grid(probe, net, inputs, given) -> tuple:
     tokens, _ = net.tokens(inputs)
     if given is not None:
         if tokens != given[0] * given[1] + given[2]:
