@@ -207,7 +207,7 @@ def test_uint8_input_with_rescaling_gives_the_float_models_saliency():
     assert np.abs(ig).sum() > 0
 
 
-def test_non_finite_inputs_are_refused_before_any_pass(gap_model, images):
+def test_non_finite_inputs_are_refused_before_anything_is_explained(gap_model, images):
     bad = images.copy()
     bad[1, 3, 3, 0] = np.nan
     bad[2, 0, 0, 1] = np.inf

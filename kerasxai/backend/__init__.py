@@ -33,6 +33,7 @@ import importlib
 import keras
 
 from kerasxai.backend.settings import jit_compile_setting, set_jit_compile  # noqa: F401  (public here)
+from kerasxai.backend.settings import overlap_setting, set_overlap  # noqa: F401  (public here)
 
 NAME = keras.backend.backend()
 SUPPORTED = ("tensorflow", "jax", "torch")
@@ -86,6 +87,30 @@ def to_numpy(tree, *, copy: bool = True):
         return _impl.tree_to_numpy(tree, copy)
     convert = getattr(_impl, "to_numpy", keras.ops.convert_to_numpy)
     return keras.tree.map_structure(lambda t: None if t is None else convert(t), tree)
+
+
+def accelerated() -> bool:
+    """Whether the backend computes on a GPU or TPU here (not the CPU)."""
+    return _impl.accelerated()
+
+
+def batches_in_flight() -> int:
+    """How many batches' steps a run keeps going at once (:func:`set_overlap`; by default 2 on a GPU or
+    TPU under JAX or PyTorch, else 1)."""
+    chosen = overlap_setting()["in_flight"]
+    if chosen is not None:
+        return chosen
+    return 2 if NAME in ("jax", "torch") and accelerated() else 1
+
+
+def placer():
+    """``place(arrays) -> list`` copying a batch's NumPy arrays to the device without waiting (one entry per
+    array, None for one left to the step to convert), or None where nothing is placed (:func:`set_overlap`;
+    by default on a GPU or TPU)."""
+    chosen = overlap_setting()["place"]
+    if chosen is False or (chosen is None and not accelerated()):
+        return None
+    return _impl.place
 
 
 def _unique(variables):

@@ -46,3 +46,12 @@ def tree_to_numpy(tree, copy=True):
         if isinstance(leaf, jax.Array):
             leaf.copy_to_host_async()
     return jax.tree_util.tree_map(np.array if copy else np.asarray, tree)
+
+
+def accelerated() -> bool:
+    return jax.default_backend() != "cpu"
+
+
+def place(arrays) -> list:
+    """NumPy arrays on the default device; the copies run while the caller goes on."""
+    return [jax.device_put(a) if isinstance(a, np.ndarray) and a.dtype.kind in "biuf" else None for a in arrays]

@@ -76,6 +76,11 @@ def accelerated() -> bool:
 _ACCELERATED = [None]
 
 
+def place(arrays) -> list:
+    """Nothing is placed ahead on TensorFlow: its compiled call converts the NumPy arrays itself."""
+    return [None] * len(arrays)
+
+
 class AdaptiveStep:
     """A step that runs plain or XLA-compiled: fixed by ``jit_compile``, else plain on a CPU, chosen by
     timing on an accelerator (``measure``: None decides by :func:`accelerated`)."""

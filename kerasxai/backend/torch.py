@@ -46,6 +46,41 @@ def _weights_not_recorded(variables):
             p.requires_grad_(True)
 
 
+def accelerated() -> bool:
+    return _device().type != "cpu"
+
+
+def _device():
+    from keras.src.backend.torch.core import get_device  # the device Keras puts new tensors on
+
+    return torch.device(get_device())
+
+
+def place(arrays) -> list:
+    """NumPy arrays as tensors on Keras' device: on a GPU copied from page-locked memory without waiting."""
+    device = _device()
+    out = []
+    for a in arrays:
+        if not (hasattr(a, "dtype") and getattr(a.dtype, "kind", "") in "biuf"):
+            out.append(None)
+            continue
+        tensor = torch.from_numpy(a)
+        if device.type != "cpu":
+            tensor = tensor.pin_memory().to(device, non_blocking=True)
+        out.append(tensor)
+    return out
+
+
+def tree_to_numpy(tree, copy=True):
+    """Every tensor of a nest as NumPy: from a GPU, all copies started without waiting, then one wait."""
+    leaves = [t for t in keras.tree.flatten(tree) if isinstance(t, torch.Tensor)]
+    if any(t.device.type == "cuda" for t in leaves):
+        tree = keras.tree.map_structure(
+            lambda t: t.detach().to("cpu", non_blocking=True) if isinstance(t, torch.Tensor) else t, tree)
+        torch.cuda.synchronize()
+    return keras.tree.map_structure(lambda t: None if t is None else to_numpy(t), tree)
+
+
 def to_numpy(tensor):
     """A tensor as NumPy, detached and on the CPU."""
     if isinstance(tensor, torch.Tensor):

@@ -25,12 +25,16 @@ Arguments shared by the methods, documented once here:
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
+
 import keras
 import numpy as np
 from keras import ops
 
+from kerasxai import backend
 from kerasxai.methods import maps as maps_lib
-from kerasxai.probe import Fn
+from kerasxai.probe import Fn, inputs as inputs_lib
 from kerasxai.probe.regions import TargetBatch
 
 DEFAULT_BATCH_SIZE = 32
@@ -98,14 +102,18 @@ def run(method: str, probe, images, target, compute, *, batch_size: int = DEFAUL
     Returns ``(outputs, single)``: the concatenated outputs and whether the caller gave
     one image without the batch axis. Non-finite model outputs raise at the batch where
     they appear; flat maps are reported once at the end.
+
+    Batches overlap: the next one is read and checked (on a GPU, also copied to it) on a background
+    thread while the current one runs (:class:`~kerasxai.probe.inputs.prefetched`), and on a GPU or TPU
+    under JAX or PyTorch a batch's step starts while the previous one's outputs come back
+    (``kerasxai.backend.set_overlap``): the outputs are collected in the batches' order either way.
     """
     check_count("batch_size", batch_size)
     source = probe.source(images)
     collector = maps_lib.Collector(method, source.length)
     bar = _progress_bar(progress, source.length, batch_size)
-    for batch in source.batches(batch_size):
-        classes = probe.classes(target, batch, source.length)
-        out = compute(batch, classes)
+
+    def collect(batch, classes, out):
         if isinstance(classes, TargetBatch):  # a region or box per image: what was explained, and where nothing was
             out = {**out, **{f"target_data_{i}": d for i, d in enumerate(classes.data)}}
             if classes.empty is not None and classes.empty.any():  # warned about already; their maps are zeros
@@ -114,6 +122,15 @@ def run(method: str, probe, images, target, compute, *, batch_size: int = DEFAUL
         collector.add(batch.start, out)
         if bar is not None:
             bar.update(batch.start + batch.size)
+
+    in_flight = backend.batches_in_flight()
+    with inputs_lib.prefetched(source.batches(batch_size), place=backend.placer()) as batches:
+        if in_flight == 1:
+            for batch in batches:
+                classes = probe.classes(target, batch, source.length)
+                collect(batch, classes, compute(batch, classes))
+        else:
+            _run_in_flight(probe, target, compute, batches, source, in_flight, collect)
     if collector._seen == 0:
         raise ValueError("No images given.")
     if isinstance(target, (list, tuple)) or (hasattr(target, "shape") and getattr(target, "ndim", 0) == 1):
@@ -123,6 +140,27 @@ def run(method: str, probe, images, target, compute, *, batch_size: int = DEFAUL
                 "class per image, or a single int for all."
             )
     return collector.result(warn=warn), source.single
+
+
+def _run_in_flight(probe, target, compute, batches, source, in_flight, collect):
+    """Up to ``in_flight`` batches' ``compute`` at once, each on a thread of its own, collected in order:
+    while one waits for its outputs to come back from the device, the next one's step runs. The first
+    batch runs alone (its steps are compiled then, once)."""
+    pending = collections.deque()
+    with concurrent.futures.ThreadPoolExecutor(in_flight, thread_name_prefix="kerasxai-step") as pool:
+        try:
+            for batch in batches:
+                classes = probe.classes(target, batch, source.length)
+                pending.append((batch, classes, pool.submit(compute, batch, classes)))
+                if len(pending) >= in_flight or batch.start == 0:
+                    done, classes, future = pending.popleft()
+                    collect(done, classes, future.result())
+            while pending:
+                done, classes, future = pending.popleft()
+                collect(done, classes, future.result())
+        finally:
+            for _, _, future in pending:
+                future.cancel()
 
 
 def _nothing_there(out: dict, empty) -> dict:

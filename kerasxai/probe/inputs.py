@@ -13,7 +13,15 @@
 
 Every batch is checked before any pass: every input must match the model's
 input shape and be finite (NaN or inf values raise a ``ValueError`` naming the
-images and the input), and the explained input keeps one size over a call. The
+images and the input), and the explained input keeps one size over a call.
+Finiteness is checked where it is cheapest: an input converted here (float64
+to float32) on the host, during the conversion's pass; an input fed as it is
+given, inside the compiled step, on the device (the step refuses the batch
+before anything of it is returned, with the same message:
+:func:`refuse_nonfinite`).
+
+:func:`prefetched` reads and checks the next batches on a background thread
+(and, on a GPU, starts their copy to the device) while the current one runs. The
 explained input is fed to the model as float32, so an integer input (``uint8``
 with a ``Rescaling`` layer inside) is differentiated through the float value
 the model computes with.
@@ -23,7 +31,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import queue
 import sys
+import threading
 from typing import Iterator
 
 import numpy as np
@@ -41,6 +51,17 @@ class InputSpec:
     def spatial(self) -> bool:
         """True for inputs with spatial axes: ``(batch, spatial..., channels)``."""
         return len(self.shape) >= 3
+
+
+class Inputs(list):
+    """The checked arrays of one batch (one per model input, ``model.inputs`` order), a list that also
+    knows the batch's first image (``start``, for messages) and, once :func:`prefetched` placed them,
+    ``placed``: the same arrays on the device (None where not placed)."""
+
+    def __init__(self, arrays, start: int = 0):
+        super().__init__(arrays)
+        self.start = start
+        self.placed = None
 
 
 @dataclasses.dataclass
@@ -149,6 +170,33 @@ def _listed(rows, start: int) -> str:
     return ", ".join(map(str, idx[:10])) + (f" and {len(idx) - 10} more" if len(idx) > 10 else "")
 
 
+def nonfinite_message(what: str, bad, start: int) -> str:
+    """The refusal of images holding NaN or infinite values: the host's check and the step's say the same.
+
+    Example:
+        >>> nonfinite_message("images", [1, 3], 8)[:56]
+        'images hold NaN or infinite values at image(s) 9, 11: no'
+    """
+    hold = "hold" if what == "images" else "holds"
+    return (f"{what} {hold} NaN or infinite values at image(s) {_listed(bad, start)}: no explanation of them "
+            "would mean anything. Fix or drop those images (np.isfinite(x).all(axis=...)).")
+
+
+def input_description(specs, index: int) -> str:
+    """How messages name input ``index``: "images" for a one-input model, else "input 'name'"."""
+    return f"input '{specs[index].name}'" if len(specs) > 1 else "images"
+
+
+def refuse_nonfinite(specs, flags: dict, start: int = 0) -> None:
+    """Raises the refusal for the per-image finiteness ``flags`` ``{input index: (N,) bool}`` a compiled
+    step computed on the device (the first input with a non-finite image is named, as the host check
+    names it)."""
+    for index in sorted(flags):
+        bad = np.flatnonzero(~np.asarray(flags[index], bool))
+        if len(bad):
+            raise ValueError(nonfinite_message(input_description(specs, index), bad, start))
+
+
 def _check_finite(array, original, what: str, start: int):
     """Refuses NaN or infinite values in a float input (``array`` as fed, ``original`` as given), naming the
     images; finite values that became infinite as float32 are said to overflow, not to be NaN."""
@@ -164,22 +212,23 @@ def _check_finite(array, original, what: str, start: int):
                 "model computes in float32, where they overflow to infinity; rescale them (check the preprocessing)."
             )
         bad = [r for r in bad if r not in overflow]
-    raise ValueError(
-        f"{what} {hold} NaN or infinite values at image(s) {_listed(bad, start)}: no explanation of them "
-        "would mean anything. Fix or drop those images (np.isfinite(x).all(axis=...))."
-    )
+    raise ValueError(nonfinite_message(what, bad, start))
 
 
-def check_batch(arrays, specs, explained: int, start: int, single: bool = False) -> list:
+def check_batch(arrays, specs, explained: int, start: int, single: bool = False, *, finite_on_host: bool = False) -> Inputs:
     """Validates and converts one batch; returns the arrays to feed (explained input float32).
 
     ``single``: the batch axis was added to one example given without it (errors show its own shape).
+    Finiteness is checked here for the inputs converted here (float64, float16: the conversion reads
+    every value anyway, and only here can an overflow to infinity be told from a NaN); the others are
+    checked by the compiled step on the device (:func:`refuse_nonfinite`), or here too with
+    ``finite_on_host``.
     """
     out = []
     n = None
     for i, (array, spec) in enumerate(zip(arrays, specs)):
         array = np.asarray(array)
-        what = f"input '{spec.name}'" if len(specs) > 1 else "images"
+        what = input_description(specs, i)
         if array.ndim != len(spec.shape) or any(
             e is not None and e != g for e, g in zip(spec.shape[1:], array.shape[1:])
         ):
@@ -205,9 +254,10 @@ def check_batch(arrays, specs, explained: int, start: int, single: bool = False)
         elif array.dtype == np.float64:
             with np.errstate(over="ignore"):
                 array = array.astype(np.float32)
-        _check_finite(array, original, what, start)
+        if finite_on_host or (array is not original and original.dtype.kind == "f"):
+            _check_finite(array, original, what, start)
         out.append(array)
-    return out
+    return Inputs(out, start)
 
 
 # --------------------------------------------------------------------------- sources
@@ -263,6 +313,7 @@ class Source:
         self._iterable = None
         self._unbatched = None
         self._size = None  # the explained input's example shape, the same for every batch of a call
+        self._copy = False  # the user's own generator or PyDataset: its arrays are copied as they are read
         if _is_path(images) or (isinstance(images, (list, tuple)) and images and all(map(_is_path, images))):
             shown = repr(images) if _is_path(images) else f"[{images[0]!r}, ...]"
             raise TypeError(
@@ -274,12 +325,14 @@ class Source:
         elif _is_pydataset(images):
             self._iterable = (images[i] for i in range(len(images)))
             self.length = None
+            self._copy = True
         elif self._is_structure(images):
             self._arrays = [_stacked(a, f"input '{spec.name}'") for a, spec in zip(self._structure(images), self.specs)]
         elif _array_like(images) or isinstance(images, (list, tuple)):
             self._arrays = [_stacked(images, "images")]
         elif hasattr(images, "__iter__") or hasattr(images, "__next__"):
             self._iterable = iter(images)
+            self._copy = True
         else:
             raise TypeError(
                 "images must be an array, a list/dict of arrays (one per model input), a tf.data.Dataset, "
@@ -345,9 +398,12 @@ class Source:
         return [element], labels
 
     def _split(self, element):
-        """``(inputs list, labels)`` from one dataset/generator element, as arrays."""
+        """``(inputs list, labels)`` from one dataset/generator element, as arrays: copies of a user's
+        generator's arrays (one that fills the same buffer for every batch would otherwise change a batch
+        read ahead before it is explained)."""
         arrays, labels = self._parts(element)
-        return [np.asarray(a) for a in arrays], (None if labels is None else np.asarray(labels))
+        as_array = np.array if self._copy else np.asarray
+        return [as_array(a) for a in arrays], (None if labels is None else as_array(labels))
 
     def _from_dataset(self, dataset):
         """Batched datasets are read as they are; unbatched ones are batched by ``batches()``."""
@@ -399,8 +455,8 @@ class Source:
         iterator = iter(iterable)
         element = next(iterator, end)
         while element is not end:
-            following = next(iterator, end)  # read one element ahead: the last batch knows the total
             arrays, labels = self._split(element)
+            following = next(iterator, end)  # read one element ahead: the last batch knows the total
             self._infer_specs(arrays)
             total = len(arrays[0])
             for lo in range(0, total, batch_size):
@@ -416,6 +472,85 @@ class Source:
                 start += hi - lo
             element = following
         self.length = start
+
+
+class prefetched:
+    """The batches of ``batches`` (an iterator of :class:`Batch`), read ahead on a background thread.
+
+    While the caller runs batch ``i``, the thread reads, converts and checks batch ``i + 1`` (and at most
+    ``depth`` more): from arrays, memmaps, datasets or generators alike. ``place(arrays) -> list`` (the
+    backend's :func:`kerasxai.backend.placer`) also starts their copy to the device there, kept on the
+    batch's ``inputs.placed``. The batches come in their order; an error reading or checking one is
+    raised where that batch would have come, after the batches before it. Use as a context manager (or
+    call :meth:`close`): leaving stops the thread, also on an error.
+
+    Examples:
+        >>> source = Source(np.zeros((5, 2), np.float32), [InputSpec("x", (None, 2), "float32")], 0)
+        >>> with prefetched(source.batches(2)) as batches:
+        ...     [b.start for b in batches]
+        [0, 2, 4]
+    """
+
+    _END = object()
+
+    def __init__(self, batches: Iterator[Batch], depth: int = 1, place=None):
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._done = False
+        self._thread = threading.Thread(target=self._read, args=(batches, place), daemon=True, name="kerasxai-batches")
+        self._thread.start()
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _read(self, batches, place):
+        try:
+            for batch in batches:
+                if place is not None and isinstance(batch.inputs, Inputs):
+                    batch.inputs.placed = place(batch.inputs)
+                if not self._put(batch):
+                    return
+            self._put(self._END)
+        except BaseException as error:  # raised in the caller's thread, at this batch's place
+            self._put(error)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> Batch:
+        if self._done:
+            raise StopIteration
+        item = self._queue.get()
+        if item is self._END:
+            self._done = True
+            raise StopIteration
+        if isinstance(item, BaseException):
+            self.close()
+            raise item
+        return item
+
+    def close(self):
+        """Stops the reading thread (the batches read ahead are dropped)."""
+        self._done = True
+        self._stop.set()
+        while True:  # a reader waiting to put one more batch sees the stop and returns
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
 
 
 def batch_size(tensor):

@@ -360,6 +360,7 @@ class Probe:
                 deltas = list(args[n_in + n_extra : len(args) - 1 - n_data])
                 classes, data = args[len(args) - 1 - n_data], tuple(args[len(args) - n_data :])
                 input_delta = deltas.pop(0) if want_input else None
+                finite = _finite_images(inputs)  # the images as given, before any pre step
                 x = ops.cast(inputs[k], dtype)
                 if pre is not None:
                     x = pre(x, *extra)
@@ -373,12 +374,12 @@ class Probe:
                     logits = heads_lib.recover_logits(head, ops.cast(output, "float32"))
                 scores, used = scorer(logits, classes, *data)
                 return scores, ([ops.cast(a, "float32") for a in acts], logits, scores, used, ops.cast(x, "float32"),
-                                extra, data)
+                                extra, data, finite)
 
             return forward
 
         def finish(aux, gradients):
-            acts, logits, scores, used, x, extra, data = aux
+            acts, logits, scores, used, x, extra, data, finite = aux
             gradients = list(gradients)
             input_gradient = gradients.pop(0) if want_input else None
             # every method sees (N, spatial..., channels), whatever the model's data format (read when the
@@ -404,6 +405,8 @@ class Probe:
                 raise ValueError(f"The score of output '{self.head.name}' does not depend differentiably on layer(s) {bad}: "
                                  "explain a layer after the cut, or use kerasxai.occlusion / kerasxai.rise (forward passes only).")
             out = post(Pass(acts, gradients if want_layers else [], input_gradient, logits, scores, used, x, extra, data))
+            out = dict(out) if isinstance(out, dict) else {_VALUE: out}
+            out.update({f"{_FINITE}{i}": flags for i, flags in finite.items()})
             return _pack(out, scores.shape[0])
 
         compiled: dict = {}  # one compiled step per argument shapes (batch axis free)
@@ -414,7 +417,8 @@ class Probe:
             n = len(inputs[0])
             # NumPy arrays go to the step as they are: each backend's compiled call converts them
             # itself, more cheaply than converting them first (JAX: 75 us instead of 200 us a batch).
-            tensors = [_argument(a) for a in inputs]
+            placed = getattr(inputs, "placed", None) or [None] * len(inputs)  # copied to the device ahead
+            tensors = [_argument(a) if p is None else p for a, p in zip(inputs, placed)]
             extra = tuple(_argument(e) for e in extra)
             shapes = [(tuple(inputs[k].shape), "float32")] if want_input else []
             shapes += list(zip(self.net.activation_shapes(tensors), self.net.delta_dtypes))
@@ -441,7 +445,10 @@ class Probe:
                                                      post=finish, specs=specs)
             # Read-only on JAX (no copy here): callers only read a step's outputs, and the collector
             # copies them into its own arrays.
-            return _unpack(backend.to_numpy(compiled[key](*args), copy=False))
+            out = _unpack(backend.to_numpy(compiled[key](*args), copy=False))
+            finite = {int(name[len(_FINITE):]): out.pop(name) for name in [k for k in out if k.startswith(_FINITE)]}
+            inputs_lib.refuse_nonfinite(self.input_specs, finite, getattr(inputs, "start", 0))
+            return out.pop(_VALUE) if _VALUE in out else out
 
         run.compiled = compiled
         return run
@@ -564,6 +571,22 @@ def _static_rank1(value):
     if len(shape) != 1 or dtype not in ("float32", "bool"):
         return _NOT_RANK1
     return shape[0]
+
+
+_FINITE = "finite_input_"  # a step's per-image finiteness of each float input, checked after the step
+_VALUE = "_post_value"  # a post's output that is not a dict
+
+
+def _finite_images(inputs) -> dict:
+    """Inside a step: ``{input index: (N,) bool}``, whether each image of each float input is finite."""
+    flags = {}
+    for i, tensor in enumerate(inputs):
+        dtype = keras.backend.standardize_dtype(tensor.dtype)
+        if dtype.startswith(("float", "bfloat")) and len(tensor.shape) >= 1:
+            axes = tuple(range(1, len(tensor.shape)))
+            finite = ops.isfinite(tensor)
+            flags[i] = ops.all(finite, axis=axes) if axes else finite
+    return flags
 
 
 def _pack(out, batch):

@@ -1,0 +1,171 @@
+"""Overlapped batches and the finiteness check inside the compiled step.
+
+A run reads and checks the next batch on a background thread (on a GPU also copying it there) and, on a
+GPU, starts a batch's step while the previous one's outputs come back: the maps must be those of one
+batch after the other, in the images' order. The images' NaN/inf check runs inside the step, on the
+device: it must refuse exactly the images the host's check refuses, with the same words.
+"""
+
+import threading
+
+import keras
+import numpy as np
+import pytest
+from keras import layers
+
+import kerasxai
+from kerasxai import backend
+from kerasxai.probe import inputs as inputs_lib
+
+
+@pytest.fixture
+def model():
+    keras.utils.set_random_seed(5)
+    inp = keras.Input((12, 12, 3))
+    x = layers.Conv2D(6, 3, padding="same", activation="relu", name="conv")(inp)
+    x = layers.Conv2D(5, 3, padding="same", activation="relu", name="last_conv")(x)
+    out = layers.Dense(4, activation="softmax")(layers.GlobalAveragePooling2D()(x))
+    return keras.Model(inp, out)
+
+
+@pytest.fixture
+def two_inputs():
+    keras.utils.set_random_seed(6)
+    image, meta = keras.Input((10, 10, 3), name="image"), keras.Input((4,), name="meta")
+    x = layers.GlobalAveragePooling2D()(layers.Conv2D(4, 3, name="conv")(image))
+    return keras.Model([image, meta], layers.Dense(3)(layers.Concatenate()([x, layers.Dense(4)(meta)])))
+
+
+@pytest.fixture
+def overlap():
+    """``overlap(in_flight, place)`` for one test; the default restored after it."""
+    yield backend.set_overlap
+    backend.set_overlap()
+
+
+def _images(n, seed=0):
+    return np.random.default_rng(seed).normal(0, 1, (n, 12, 12, 3)).astype("float32")
+
+
+def _host_refusal(x, specs, batch_size):
+    """What the host's check says of ``x`` read in batches of ``batch_size`` (None: nothing refused)."""
+    source = inputs_lib.Source(x, specs, 0)
+    try:
+        for batch in source.batches(batch_size):
+            inputs_lib.check_batch(list(batch.inputs), specs, 0, batch.start, finite_on_host=True)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+def test_the_step_refuses_exactly_the_images_the_host_check_refuses(model):
+    specs = inputs_lib.input_specs(model)
+    rng = np.random.default_rng(3)
+    refused = 0
+    for trial in range(12):
+        x = _images(10, trial)
+        for _ in range(int(rng.integers(0, 4))):  # NaN, +inf, -inf at random images and places
+            i, r, c, ch = rng.integers(0, 10), rng.integers(0, 12), rng.integers(0, 12), rng.integers(0, 3)
+            x[i, r, c, ch] = rng.choice([np.nan, np.inf, -np.inf])
+        x[int(rng.integers(0, 10)), 0, 0, 0] = 3e38  # huge but finite: refused by neither (its sum overflows)
+        batch_size = int(rng.choice([3, 4, 32]))
+        expected = _host_refusal(x, specs, batch_size)
+        for method in (kerasxai.saliency, kerasxai.gradcam, kerasxai.top_k):
+            kwargs = {"k": 2} if method is kerasxai.top_k else {}
+            if expected is None:
+                method(model, x, batch_size=batch_size, **kwargs)
+                continue
+            with pytest.raises(ValueError) as error:
+                method(model, x, batch_size=batch_size, **kwargs)
+            assert str(error.value) == expected
+        refused += expected is not None
+    assert refused >= 4  # the trials refused some and passed others
+
+
+def test_the_step_names_the_input_that_holds_the_nan(two_inputs):
+    rng = np.random.default_rng(4)
+    images, meta = rng.normal(0, 1, (6, 10, 10, 3)).astype("float32"), rng.normal(0, 1, (6, 4)).astype("float32")
+    meta[4, 2] = -np.inf
+    with pytest.raises(ValueError, match=r"^input 'meta' holds NaN or infinite values at image\(s\) 4: no explanation"):
+        kerasxai.saliency(two_inputs, [images, meta], batch_size=4)
+    images[1, 0, 0, 0] = np.nan  # the first input with a bad image is named, as the host names it
+    with pytest.raises(ValueError, match=r"^input 'image' holds NaN or infinite values at image\(s\) 1: "):
+        kerasxai.saliency(two_inputs, [images, meta], batch_size=4)
+
+
+@pytest.mark.parametrize("in_flight, place", [(1, True), (2, False), (3, True)])
+def test_overlapped_batches_give_the_same_maps_in_the_same_order(model, overlap, in_flight, place):
+    x = _images(11, 1)
+    target = [i % 4 for i in range(11)]  # a different class per image: an image out of place would show
+    overlap(1, False)
+    expected = {name: fn(model, x, target=target, batch_size=3)
+                for name, fn in (("gradcam", kerasxai.gradcam), ("saliency", kerasxai.saliency))}
+    expected_all = kerasxai.explain(model, x, methods=("gradcam", "saliency", "layercam"), target=target, batch_size=3)
+    one_by_one = np.stack([kerasxai.gradcam(model, x[i], target=target[i]) for i in range(11)])
+    np.testing.assert_allclose(expected["gradcam"], one_by_one, atol=1e-5)
+
+    overlap(in_flight, place)
+
+    def uneven():  # a generator's batches of 4, 4 and 3, read again in batches of 3
+        yield x[:4]
+        yield x[4:8]
+        yield x[8:]
+
+    for images in (x, uneven()):
+        np.testing.assert_allclose(kerasxai.gradcam(model, images, target=target, batch_size=3), expected["gradcam"],
+                                   atol=1e-6)
+    np.testing.assert_allclose(kerasxai.saliency(model, x, target=target, batch_size=3), expected["saliency"], atol=1e-6)
+    got = kerasxai.explain(model, x, methods=("gradcam", "saliency", "layercam"), target=target, batch_size=3)
+    for name in expected_all:
+        np.testing.assert_allclose(got[name], expected_all[name], atol=1e-6)
+
+
+def _reader_threads():
+    return [t for t in threading.enumerate() if t.name == "kerasxai-batches" and t.is_alive()]
+
+
+def test_a_later_batch_is_refused_at_its_place_and_the_reader_stops(model, overlap):
+    overlap(2, True)
+    x = _images(12, 2)
+    x[9, 2, 2, 1] = np.nan
+    read = []
+
+    def batches():
+        for start in range(0, 12, 3):
+            read.append(start)
+            yield x[start:start + 3]
+
+    with pytest.raises(ValueError, match=r"^images hold NaN or infinite values at image\(s\) 9: "):
+        kerasxai.gradcam(model, batches(), batch_size=3)
+
+    def failing():
+        yield x[:3]
+        raise RuntimeError("the data loader broke")
+
+    with pytest.raises(RuntimeError, match="the data loader broke"):  # the user's own error, unchanged
+        kerasxai.saliency(model, failing(), batch_size=3)
+    for thread in _reader_threads():
+        thread.join(timeout=5)
+    assert not _reader_threads()
+
+
+def test_a_generator_that_refills_one_buffer_gives_each_batch_its_own_maps(model, overlap):
+    overlap(2, True)
+    x = _images(9, 3)
+    buffer = np.empty((3, 12, 12, 3), np.float32)
+
+    def refilled():  # a loader that reuses its buffer: batches read ahead must not see the next one's pixels
+        for start in range(0, 9, 3):
+            buffer[:] = x[start:start + 3]
+            yield buffer
+
+    np.testing.assert_allclose(kerasxai.gradcam(model, refilled(), target=1, batch_size=3),
+                               kerasxai.gradcam(model, x, target=1, batch_size=3), atol=1e-6)
+
+
+def test_overlap_settings_are_checked():
+    with pytest.raises(ValueError, match="in_flight must be None or an int of at least 1"):
+        backend.set_overlap(in_flight=0)
+    with pytest.raises(ValueError, match="place must be True, False or None"):
+        backend.set_overlap(place="yes")
+    assert backend.batches_in_flight() == (2 if backend.NAME in ("jax", "torch") and backend.accelerated() else 1)
