@@ -169,3 +169,62 @@ def test_overlap_settings_are_checked():
     with pytest.raises(ValueError, match="place must be True, False or None"):
         backend.set_overlap(place="yes")
     assert backend.batches_in_flight() == (2 if backend.NAME in ("jax", "torch") and backend.accelerated() else 1)
+
+
+def test_an_earlier_batch_s_refusal_comes_before_a_later_batch_s_reading_error(model, overlap):
+    x = _images(9, 4)
+    x[4, 0, 0, 0] = np.nan
+
+    def batches():  # batch 1 holds a NaN, batch 2 cannot be read
+        yield x[:3]
+        yield x[3:6]
+        yield np.zeros((3, 5, 5, 3), np.float32)
+
+    for in_flight in (1, 2, 3):
+        overlap(in_flight, True)
+        with pytest.raises(ValueError, match=r"^images hold NaN or infinite values at image\(s\) 4: "):
+            kerasxai.gradcam(model, batches(), batch_size=3)
+
+
+def test_a_nan_image_in_the_first_call_does_not_decide_a_hidden_softmax(overlap):
+    """The first batch tells whether a squashing the graph hides (a Lambda softmax) is there; an image the
+    step refuses says nothing of it, and the other images still do (the decision is kept per model)."""
+
+    def build():
+        keras.utils.set_random_seed(8)
+        inp = keras.Input((12, 12, 3))
+        z = layers.Dense(4)(layers.GlobalAveragePooling2D()(layers.Conv2D(6, 3, activation="relu", name="conv")(inp)))
+        return keras.Model(inp, layers.Lambda(lambda t: keras.ops.softmax(t))(z))
+
+    x = _images(6, 5)
+    fresh, refused_first = build(), build()
+    expected = kerasxai.saliency(fresh, x, target=2, raw=True)
+    for nan_rows in ([2], list(range(6))):  # some images, then every image, non-finite
+        bad = x.copy()
+        bad[nan_rows, 0, 0, 0] = np.nan
+        with pytest.raises(ValueError, match="NaN or infinite values"):
+            kerasxai.saliency(refused_first, bad, target=2)
+    np.testing.assert_allclose(kerasxai.saliency(refused_first, x, target=2, raw=True), expected, rtol=1e-5, atol=1e-7)
+    assert kerasxai.get_probe(refused_first, ()).head.recovered == kerasxai.get_probe(fresh, ()).head.recovered == "log"
+
+
+def test_eigencam_of_a_nan_image_is_refused_for_the_image_not_for_the_svd(model):
+    x = _images(5, 6)
+    x[3, 1, 1, 1] = np.inf
+    with pytest.raises(ValueError, match=r"^images hold NaN or infinite values at image\(s\) 3: "):
+        kerasxai.eigencam(model, x)
+
+
+def test_big_endian_and_flipped_inputs_are_read_as_their_values(two_inputs, overlap):
+    rng = np.random.default_rng(9)
+    images, meta = rng.normal(0, 1, (5, 10, 10, 3)).astype("float32"), rng.normal(0, 1, (5, 4)).astype("float32")
+    expected = kerasxai.saliency(two_inputs, [images, meta], target=1)
+    overlap(2, True)
+    np.testing.assert_allclose(kerasxai.saliency(two_inputs, [images.astype(">f4"), meta.astype(">f4")], target=1),
+                               expected, atol=1e-6)
+    flipped = np.ascontiguousarray(images[..., ::-1])[..., ::-1]  # a view with a negative stride (RGB <-> BGR)
+    np.testing.assert_allclose(kerasxai.saliency(two_inputs, [flipped, meta], target=1), expected, atol=1e-6)
+    bad = meta.astype(">f4")
+    bad[2, 1] = np.nan
+    with pytest.raises(ValueError, match=r"^input 'meta' holds NaN or infinite values at image\(s\) 2: "):
+        kerasxai.saliency(two_inputs, [images, bad])

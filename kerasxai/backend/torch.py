@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 
 import keras
+import numpy as np
 import torch
 
 
@@ -64,7 +65,7 @@ def place(arrays) -> list:
         if not (hasattr(a, "dtype") and getattr(a.dtype, "kind", "") in "biuf"):
             out.append(None)
             continue
-        tensor = torch.from_numpy(a)
+        tensor = torch.from_numpy(np.ascontiguousarray(a))  # a view with negative strides (BGR flips) copied
         if device.type != "cpu":
             tensor = tensor.pin_memory().to(device, non_blocking=True)
         out.append(tensor)
@@ -77,7 +78,9 @@ def tree_to_numpy(tree, copy=True):
     if any(t.device.type == "cuda" for t in leaves):
         tree = keras.tree.map_structure(
             lambda t: t.detach().to("cpu", non_blocking=True) if isinstance(t, torch.Tensor) else t, tree)
-        torch.cuda.synchronize()
+        done = torch.cuda.Event()
+        done.record()  # after the copies, on this thread's stream: another batch's work in flight is not waited for
+        done.synchronize()
     return keras.tree.map_structure(lambda t: None if t is None else to_numpy(t), tree)
 
 

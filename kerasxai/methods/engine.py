@@ -124,7 +124,8 @@ def run(method: str, probe, images, target, compute, *, batch_size: int = DEFAUL
             bar.update(batch.start + batch.size)
 
     in_flight = backend.batches_in_flight()
-    with inputs_lib.prefetched(source.batches(batch_size), place=backend.placer()) as batches:
+    place = backend.placer()
+    with inputs_lib.prefetched(source.batches(batch_size), place=place, ahead=place is not None or not source.in_memory) as batches:
         if in_flight == 1:
             for batch in batches:
                 classes = probe.classes(target, batch, source.length)
@@ -147,17 +148,28 @@ def _run_in_flight(probe, target, compute, batches, source, in_flight, collect):
     while one waits for its outputs to come back from the device, the next one's step runs. The first
     batch runs alone (its steps are compiled then, once)."""
     pending = collections.deque()
+
+    def collect_oldest():
+        done, classes, future = pending.popleft()
+        collect(done, classes, future.result())
+
     with concurrent.futures.ThreadPoolExecutor(in_flight, thread_name_prefix="kerasxai-step") as pool:
         try:
-            for batch in batches:
+            while True:
+                try:
+                    batch = next(batches)
+                except StopIteration:
+                    break
+                except BaseException:  # a batch that cannot be read: the batches before it first (their errors come first)
+                    while pending:
+                        collect_oldest()
+                    raise
                 classes = probe.classes(target, batch, source.length)
                 pending.append((batch, classes, pool.submit(compute, batch, classes)))
                 if len(pending) >= in_flight or batch.start == 0:
-                    done, classes, future = pending.popleft()
-                    collect(done, classes, future.result())
+                    collect_oldest()
             while pending:
-                done, classes, future = pending.popleft()
-                collect(done, classes, future.result())
+                collect_oldest()
         finally:
             for _, _, future in pending:
                 future.cancel()

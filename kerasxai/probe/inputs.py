@@ -245,6 +245,8 @@ def check_batch(arrays, specs, explained: int, start: int, single: bool = False,
                 f"The inputs have different numbers of examples ({n} and {len(array)} for '{spec.name}'): "
                 "give one entry per image for every input."
             )
+        if array.dtype.byteorder not in "=|" and array.dtype.kind in "biuf":  # big-endian data: native order,
+            array = array.astype(array.dtype.newbyteorder("="))  # which every backend's compiled step reads
         original = array
         if i == explained:
             if array.dtype.kind not in "biuf":
@@ -346,6 +348,12 @@ class Source:
                 self.single = True
                 self._arrays = [np.asarray(a)[None] for a in self._arrays]
             self.length = len(self._arrays[0])
+
+    @property
+    def in_memory(self) -> bool:
+        """The images are arrays in memory (not memmaps, datasets or generators): a batch is a slice."""
+        return self._arrays is not None and not any(isinstance(a, np.memmap) or not isinstance(a, np.ndarray)
+                                                    for a in self._arrays)
 
     # ----------------------------------------------------------------- structures
 
@@ -478,7 +486,9 @@ class prefetched:
     """The batches of ``batches`` (an iterator of :class:`Batch`), read ahead on a background thread.
 
     While the caller runs batch ``i``, the thread reads, converts and checks batch ``i + 1`` (and at most
-    ``depth`` more): from arrays, memmaps, datasets or generators alike. ``place(arrays) -> list`` (the
+    ``depth`` more): from memmaps, datasets or generators alike (``ahead=False``: no thread, the batches
+    read in turn, for arrays in memory with nothing to place, where a batch is a slice). A reader blocked
+    in a user's generator when the caller stops ends when the generator next returns. ``place(arrays) -> list`` (the
     backend's :func:`kerasxai.backend.placer`) also starts their copy to the device there, kept on the
     batch's ``inputs.placed``. The batches come in their order; an error reading or checking one is
     raised where that batch would have come, after the batches before it. Use as a context manager (or
@@ -493,12 +503,14 @@ class prefetched:
 
     _END = object()
 
-    def __init__(self, batches: Iterator[Batch], depth: int = 1, place=None):
+    def __init__(self, batches: Iterator[Batch], depth: int = 1, place=None, ahead: bool = True):
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._done = False
-        self._thread = threading.Thread(target=self._read, args=(batches, place), daemon=True, name="kerasxai-batches")
-        self._thread.start()
+        self._batches = None if ahead else iter(batches)  # nothing to overlap (arrays in memory): read in turn
+        if ahead:
+            self._thread = threading.Thread(target=self._read, args=(batches, place), daemon=True, name="kerasxai-batches")
+            self._thread.start()
 
     def _put(self, item) -> bool:
         while not self._stop.is_set():
@@ -526,6 +538,8 @@ class prefetched:
     def __next__(self) -> Batch:
         if self._done:
             raise StopIteration
+        if self._batches is not None:
+            return next(self._batches)
         item = self._queue.get()
         if item is self._END:
             self._done = True

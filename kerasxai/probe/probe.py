@@ -278,7 +278,10 @@ class Probe:
             return
         model = self._model()
         key = ("hidden squashing", head.index, self.net.explained_input)
-        squashing = cache.cached(model, key, lambda: self._hidden_squashing(model, head, inputs))
+        try:
+            squashing = cache.cached(model, key, lambda: self._hidden_squashing(model, head, inputs))
+        except _Unsettled:  # no image's output is finite (the step refuses them): decided on a later batch
+            return
         self._head = heads_lib.recovered_head(head, squashing) if squashing else head
 
     def _hidden_squashing(self, model, head, inputs):
@@ -299,6 +302,10 @@ class Probe:
         if not opaque:
             return None
         values = backend.to_numpy(ops.cast(output, "float32"))
+        finite = np.isfinite(values.reshape(len(values), -1)).all(axis=1)
+        if not finite.any():
+            raise _Unsettled()
+        values = values[finite]  # images with NaN (refused by the step) say nothing of the head
         if values.ndim > 2:  # a per-pixel output: its pixels' class vectors
             values = values.reshape(-1, values.shape[-1])
         squashing = heads_lib.hidden_squashing(values, keras.backend.standardize_dtype(output.dtype))
@@ -445,9 +452,13 @@ class Probe:
                                                      post=finish, specs=specs)
             # Read-only on JAX (no copy here): callers only read a step's outputs, and the collector
             # copies them into its own arrays.
-            out = _unpack(backend.to_numpy(compiled[key](*args), copy=False))
+            try:
+                out = _unpack(backend.to_numpy(compiled[key](*args), copy=False))
+            except Exception:  # an eager op that refuses NaN (PyTorch's SVD): the images are the cause to name
+                _refuse_nonfinite(self.input_specs, inputs)
+                raise
             finite = {int(name[len(_FINITE):]): out.pop(name) for name in [k for k in out if k.startswith(_FINITE)]}
-            inputs_lib.refuse_nonfinite(self.input_specs, finite, getattr(inputs, "start", 0))
+            _refuse_nonfinite(self.input_specs, inputs, finite)
             return out.pop(_VALUE) if _VALUE in out else out
 
         run.compiled = compiled
@@ -573,20 +584,47 @@ def _static_rank1(value):
     return shape[0]
 
 
+class _Unsettled(Exception):
+    """No finite output to tell a hidden squashing by (nothing cached)."""
+
+
 _FINITE = "finite_input_"  # a step's per-image finiteness of each float input, checked after the step
 _VALUE = "_post_value"  # a post's output that is not a dict
 
 
 def _finite_images(inputs) -> dict:
-    """Inside a step: ``{input index: (N,) bool}``, whether each image of each float input is finite."""
+    """Inside a step: ``{input index: (N,) bool}``, False for each image of each float input whose sum is
+    not finite: every image holding a NaN or an infinity, and (rarely) one of huge finite values whose
+    sum overflows, which :func:`_refuse_nonfinite` clears on the host. One summing pass, the cheapest on
+    every backend (PyTorch's eager ``isfinite`` takes four)."""
     flags = {}
     for i, tensor in enumerate(inputs):
         dtype = keras.backend.standardize_dtype(tensor.dtype)
         if dtype.startswith(("float", "bfloat")) and len(tensor.shape) >= 1:
             axes = tuple(range(1, len(tensor.shape)))
-            finite = ops.isfinite(tensor)
-            flags[i] = ops.all(finite, axis=axes) if axes else finite
+            flags[i] = ops.isfinite(ops.sum(ops.cast(tensor, "float32"), axis=axes) if axes else tensor)
     return flags
+
+
+def _refuse_nonfinite(specs, inputs, flags: dict | None = None) -> None:
+    """Refuses the images a step flagged (``flags``: its :func:`_finite_images`), each flagged image checked
+    value by value on the host first; without ``flags``, every float input is checked on the host."""
+    if flags is not None and all(np.all(f) for f in flags.values()):
+        return
+    start = getattr(inputs, "start", 0)
+    exact = {}
+    for i, array in enumerate(inputs):
+        if flags is not None and i not in flags:
+            continue
+        if not isinstance(array, np.ndarray) or array.dtype.kind != "f":
+            continue
+        rows = np.arange(len(array)) if flags is None else np.flatnonzero(~np.asarray(flags[i], bool))
+        if not len(rows) or not array.size:
+            continue
+        finite = np.ones(len(array), bool)
+        finite[rows] = np.isfinite(array[rows].reshape(len(rows), -1)).all(axis=1)
+        exact[i] = finite
+    inputs_lib.refuse_nonfinite(specs, exact, start)
 
 
 def _pack(out, batch):
