@@ -20,7 +20,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 CORE = ["test_cams.py", "test_gradients.py", "test_more_methods.py", "test_targets.py", "test_maps.py",
         "test_models.py", "test_probe.py", "test_metrics.py", "test_predictions.py", "test_visualize.py",
         "test_embeddings.py", "test_threads.py", "test_graph.py", "test_perturbation.py", "test_regions.py",
-        "test_attention.py", "test_overlap.py"]
+        "test_overlap.py"]  # the attention methods' maps on every backend: backend_maps' "vit" and "vit_blocks"
 OTHER_BACKENDS = ("jax", "torch")
 # The keras.applications families check the layer and logits found in their graphs, the same on every
 # backend; compiling DenseNet121 or InceptionV3 under XLA alone takes minutes, so those run once, here.
