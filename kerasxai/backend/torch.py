@@ -7,6 +7,7 @@ import contextlib
 import keras
 import numpy as np
 import torch
+from keras.src.backend.torch.core import get_device
 
 
 def compile_step(forward, variables, differentiate, post, specs, jit_compile):
@@ -52,9 +53,7 @@ def accelerated() -> bool:
 
 
 def _device():
-    from keras.src.backend.torch.core import get_device  # the device Keras puts new tensors on
-
-    return torch.device(get_device())
+    return torch.device(get_device())  # the device Keras puts new tensors on
 
 
 def place(arrays) -> list:

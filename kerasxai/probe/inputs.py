@@ -187,14 +187,28 @@ def input_description(specs, index: int) -> str:
     return f"input '{specs[index].name}'" if len(specs) > 1 else "images"
 
 
-def refuse_nonfinite(specs, flags: dict, start: int = 0) -> None:
-    """Raises the refusal for the per-image finiteness ``flags`` ``{input index: (N,) bool}`` a compiled
-    step computed on the device (the first input with a non-finite image is named, as the host check
-    names it)."""
-    for index in sorted(flags):
-        bad = np.flatnonzero(~np.asarray(flags[index], bool))
+def refuse_nonfinite(specs, inputs, flags: dict | None = None) -> None:
+    """Refuses the images of ``inputs`` (a batch's arrays, :class:`Inputs` for its ``start``) holding NaN or
+    infinite values, naming the first input with one, as :func:`check_batch` does.
+
+    ``flags``: ``{input index: (N,) bool}`` a compiled step computed on the device (False: the image's sum is
+    not finite); only the flagged images are checked value by value here (a sum of huge finite values can
+    overflow), and an input that is not a NumPy array is taken at its flags. Without ``flags``, every float
+    input is checked here.
+    """
+    if flags is not None and all(np.all(f) for f in flags.values()):
+        return
+    for i, array in enumerate(inputs):
+        if flags is None:
+            bad = nonfinite_rows(array) if isinstance(array, np.ndarray) else ()
+        elif i not in flags:
+            continue
+        else:
+            bad = np.flatnonzero(~np.asarray(flags[i], bool))
+            if isinstance(array, np.ndarray) and len(bad):
+                bad = bad[~np.isfinite(array[bad].reshape(len(bad), -1)).all(axis=1)]
         if len(bad):
-            raise ValueError(nonfinite_message(input_description(specs, index), bad, start))
+            raise ValueError(nonfinite_message(input_description(specs, i), bad, getattr(inputs, "start", 0)))
 
 
 def _check_finite(array, original, what: str, start: int):

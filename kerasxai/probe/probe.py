@@ -455,10 +455,10 @@ class Probe:
             try:
                 out = _unpack(backend.to_numpy(compiled[key](*args), copy=False))
             except Exception:  # an eager op that refuses NaN (PyTorch's SVD): the images are the cause to name
-                _refuse_nonfinite(self.input_specs, inputs)
+                inputs_lib.refuse_nonfinite(self.input_specs, inputs)
                 raise
             finite = {int(name[len(_FINITE):]): out.pop(name) for name in [k for k in out if k.startswith(_FINITE)]}
-            _refuse_nonfinite(self.input_specs, inputs, finite)
+            inputs_lib.refuse_nonfinite(self.input_specs, inputs, finite)
             return out.pop(_VALUE) if _VALUE in out else out
 
         run.compiled = compiled
@@ -595,7 +595,7 @@ _VALUE = "_post_value"  # a post's output that is not a dict
 def _finite_images(inputs) -> dict:
     """Inside a step: ``{input index: (N,) bool}``, False for each image of each float input whose sum is
     not finite: every image holding a NaN or an infinity, and (rarely) one of huge finite values whose
-    sum overflows, which :func:`_refuse_nonfinite` clears on the host. One summing pass, the cheapest on
+    sum overflows, which :func:`~kerasxai.probe.inputs.refuse_nonfinite` clears on the host. One summing pass, the cheapest on
     every backend (PyTorch's eager ``isfinite`` takes four)."""
     flags = {}
     for i, tensor in enumerate(inputs):
@@ -604,27 +604,6 @@ def _finite_images(inputs) -> dict:
             axes = tuple(range(1, len(tensor.shape)))
             flags[i] = ops.isfinite(ops.sum(ops.cast(tensor, "float32"), axis=axes) if axes else tensor)
     return flags
-
-
-def _refuse_nonfinite(specs, inputs, flags: dict | None = None) -> None:
-    """Refuses the images a step flagged (``flags``: its :func:`_finite_images`), each flagged image checked
-    value by value on the host first; without ``flags``, every float input is checked on the host."""
-    if flags is not None and all(np.all(f) for f in flags.values()):
-        return
-    start = getattr(inputs, "start", 0)
-    exact = {}
-    for i, array in enumerate(inputs):
-        if flags is not None and i not in flags:
-            continue
-        if not isinstance(array, np.ndarray) or array.dtype.kind != "f":
-            continue
-        rows = np.arange(len(array)) if flags is None else np.flatnonzero(~np.asarray(flags[i], bool))
-        if not len(rows) or not array.size:
-            continue
-        finite = np.ones(len(array), bool)
-        finite[rows] = np.isfinite(array[rows].reshape(len(rows), -1)).all(axis=1)
-        exact[i] = finite
-    inputs_lib.refuse_nonfinite(specs, exact, start)
 
 
 def _pack(out, batch):
