@@ -2,7 +2,7 @@
 
 The floors, lowest first (a module may import its own floor and those below it):
 
-0. ``backend`` (one module per Keras backend) and ``_version``;
+0. ``backend`` (one module per Keras backend), ``_version`` and ``_warn`` (kerasxai's warnings, collectable per thread);
 1. ``probe`` (graph re-tracing, layers, heads, inputs, targets, the cache);
 2. ``methods`` (formulas, the method table, the engine, map post-processing);
 3. ``data`` (decode/resize, ImageNet names, top-k);
@@ -19,7 +19,7 @@ import kerasxai
 
 ROOT = os.path.dirname(kerasxai.__file__)
 FLOORS = {
-    "kerasxai._version": 0, "kerasxai._startup": 0, "kerasxai.backend": 0, "kerasxai.probe": 1, "kerasxai.methods": 2, "kerasxai.data": 3,
+    "kerasxai._version": 0, "kerasxai._startup": 0, "kerasxai._warn": 0, "kerasxai.backend": 0, "kerasxai.probe": 1, "kerasxai.methods": 2, "kerasxai.data": 3,
     "kerasxai.figures": 4, "kerasxai.evaluation": 5, "kerasxai.visualize": 5, "kerasxai.folder": 6,
     "kerasxai.train": 6, "kerasxai": 7, "kerasxai.cli": 7, "kerasxai.demo": 7, "kerasxai.__main__": 7,
 }

@@ -14,7 +14,8 @@ import pytest
 from keras import layers
 
 import kerasxai
-from kerasxai import backend
+from kerasxai import _warn, backend
+from kerasxai.methods import engine
 from kerasxai.probe import inputs as inputs_lib
 
 
@@ -228,3 +229,97 @@ def test_big_endian_and_flipped_inputs_are_read_as_their_values(two_inputs, over
     bad[2, 1] = np.nan
     with pytest.raises(ValueError, match=r"^input 'meta' holds NaN or infinite values at image\(s\) 2: "):
         kerasxai.saliency(two_inputs, [images, bad])
+
+
+# --------------------------------------------------------------------------- warnings per thread, the folder job
+
+
+def test_in_order_keeps_the_order_and_carries_the_caller_s_warnings_to_its_workers():
+    threads = {}
+
+    def work(i):
+        threads[i] = threading.current_thread().name
+        _warn.warn(f"item {i}")
+        return i * i
+
+    with _warn.collecting() as caught:
+        got = [(item, out) for item, out in engine.in_order(work, iter(range(6)), in_flight=2)]
+    assert got == [(i, i * i) for i in range(6)]
+    assert sorted(message for _, message in caught) == [f"item {i}" for i in range(6)]  # none shown, none lost
+    assert threads[0] == threading.current_thread().name  # the first alone, here: its steps compile once
+    assert all(threads[i].startswith("kerasxai-step") for i in range(1, 6))
+    with _warn.collecting() as caught:  # one in flight: the caller's own thread, item after item
+        assert [out for _, out in engine.in_order(work, iter(range(3)), in_flight=1)] == [0, 1, 4]
+    assert threads[0] == threading.current_thread().name and len(caught) == 3
+
+
+def test_a_thread_collecting_its_warnings_never_takes_another_thread_s(model):
+    """A folder run collects its batches' warnings on its thread; a call another thread makes meanwhile
+    still shows its own warning (a process-wide ``catch_warnings`` would have swallowed it)."""
+    dead = keras.models.clone_model(model)
+    dead.get_layer("last_conv").set_weights([np.zeros_like(w) for w in dead.get_layer("last_conv").get_weights()])
+    opened, release, kept = threading.Event(), threading.Event(), {}
+
+    def collecting_thread():
+        with _warn.collecting() as caught:
+            _warn.warn("the run's own warning")
+            opened.set()
+            release.wait(60)
+        kept["caught"] = [message for _, message in caught]
+
+    thread = threading.Thread(target=collecting_thread)
+    thread.start()
+    try:
+        assert opened.wait(60)
+        with pytest.warns(RuntimeWarning, match="the map is flat"):  # all-zero activations: flat Grad-CAM
+            kerasxai.gradcam(dead, _images(2), layer="last_conv")
+    finally:
+        release.set()
+        thread.join(60)
+    assert kept["caught"] == ["the run's own warning"]
+
+
+def _squashed_model():
+    """Logits, then a softmax in a Lambda the probe cannot see as a layer: a hidden softmax, warned about once."""
+    keras.utils.set_random_seed(7)
+    inp = keras.Input((12, 12, 3))
+    x = layers.Conv2D(5, 3, padding="same", activation="relu", name="conv")(inp)
+    logits = layers.Dense(4, name="logits")(layers.GlobalAveragePooling2D()(x))
+    return keras.Model(inp, layers.Lambda(lambda t: keras.ops.softmax(t * 0.5), name="squash")(logits), name="squashed")
+
+
+@pytest.mark.parametrize("in_flight", [2, 3])
+def test_the_folder_job_with_batches_in_flight_writes_the_same_run(tmp_path, overlap, in_flight):
+    import warnings
+
+    import tensorflow as tf
+
+    from kerasxai.folder import runfolder
+
+    pixels = np.random.default_rng(4).uniform(0, 255, (11, 12, 12, 3)).astype("float32")
+    labels = [i % 4 for i in range(11)]
+
+    def run(where):
+        dataset = tf.data.Dataset.from_tensor_slices((pixels, labels)).batch(3)
+        model = _squashed_model()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            kerasxai.explain_dataset(model, dataset, tmp_path / where, methods=("gradcam", "saliency"),
+                                     target="label", batch_size=2, preprocess=None, images=False, progress=False)
+        rows = {row["id"]: row for row in runfolder.read_predictions(tmp_path / where)}
+        maps = {i: dict(np.load(tmp_path / where / row["maps"])) for i, row in rows.items()}
+        return rows, maps, [str(w.message) for w in caught if "log(p)" in str(w.message)]
+
+    overlap(1, False)
+    rows, maps, hidden = run("one")
+    assert len(rows) == 11 and len(hidden) == 1  # the run's hidden-softmax warning, once
+    overlap(in_flight, False)
+    rows_in_flight, maps_in_flight, hidden_in_flight = run("in_flight")
+    assert hidden_in_flight == hidden
+    assert sorted(rows_in_flight) == sorted(rows)
+    for i, row in rows.items():
+        assert rows_in_flight[i]["target"] == row["target"] == labels[int(i)]
+        assert rows_in_flight[i]["top_k"] == row["top_k"]
+        for method in ("gradcam", "saliency"):
+            np.testing.assert_allclose(maps_in_flight[i][method].astype(np.float32),
+                                       maps[i][method].astype(np.float32), atol=2e-3)

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import warnings
 
 import numpy as np
 
+from kerasxai import _warn
 from kerasxai.data.images import model_input_size, preprocess_function
 from kerasxai.data.predictions import pixel_share_rows, rows_from_logits
 from kerasxai.folder.sources import DISPLAY_SIDE
@@ -198,7 +198,7 @@ class BatchExplainer:
                 "errors": errors}
 
     def explain_quietly(self, x, target):
-        """:meth:`explain`, with the core's warnings collected instead of shown, and per-image errors.
+        """:meth:`explain`, with kerasxai's warnings collected instead of shown, and per-image errors.
 
         Per-batch warnings would name images by their place in the batch; the run
         records flat maps per image and warns once at the end instead. Returns
@@ -206,18 +206,19 @@ class BatchExplainer:
         refuses the batch (a ``ValueError``, e.g. outputs that are not finite for
         one image), the images are explained one by one and those refused alone get
         their message in ``result["errors"]``, so one bad image does not stop a run.
+
+        Thread-safe: the warnings are collected for this thread's call only
+        (:func:`kerasxai._warn.collecting`), so batches explained on several threads, or a
+        call another thread makes meanwhile, keep their own.
         """
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        with _warn.collecting() as caught:
             try:
                 result = self.explain(x, target)
             except ValueError as err:
                 if len(x) == 1:
                     raise
                 result = self._one_by_one(x, target, err)
-        hidden = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)  # off by default
-        return result, [str(w.message) for w in caught
-                        if not issubclass(w.category, hidden) and "map is flat" not in str(w.message)]
+        return result, [message for _, message in caught if "map is flat" not in message]
 
 
 def batch_for_writer(ids, files, labels, result, jpegs, sizes, errors=None) -> dict:

@@ -10,7 +10,8 @@
    batches prefetched;
 2. the explanation, one batch at a time (:class:`kerasxai.folder.job.BatchExplainer`,
    the only place that calls into the core, planned once per run), after the
-   model family's ``preprocess_input``;
+   model family's ``preprocess_input``; on a GPU under JAX or PyTorch two batches at
+   once, so that one's maps come back while the next one's step runs;
 3. a writer (:class:`kerasxai.folder.runfolder.Writer`) behind a bounded queue
    that writes the maps, photos, overlays and one ``predictions.jsonl`` row per
    image, so the model never waits for encoding, and memory stays bounded for
@@ -23,6 +24,7 @@ same per-batch function on one model per worker, the same files written.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 
@@ -30,12 +32,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kerasxai import _warn
 from kerasxai._version import __version__
 from kerasxai.folder import ray_runner, runfolder
 from kerasxai.folder.job import (REFUSED, BatchExplainer, batch_for_writer, error_batch, preprocess_batch, prepare_job,
                                  target_meta)
 from kerasxai.data.images import decode_file, image_tensors, read_error
 from kerasxai.folder.sources import list_images
+from kerasxai.methods import engine
+
 
 def _meta(model, job, model_name, weights, n_images):
     return {"model": model_name or model.name, "weights": weights, "methods": list(job.methods),
@@ -56,7 +61,7 @@ class _Warnings:
         for message in messages:
             if message not in self.seen:
                 self.seen.add(message)
-                warnings.warn(message, RuntimeWarning, stacklevel=4)
+                warnings.warn(message, RuntimeWarning, stacklevel=_warn.caller_stacklevel())
 
     def summary(self, writer, total):
         refused = sorted(writer.refused)
@@ -96,13 +101,25 @@ def file_batches(items, size, batch_size, display_side):
     return ds.batch(batch_size).prefetch(2).as_numpy_iterator()
 
 
-def _explain_into(writer, warn, explainer, batch, target, ids, files, labels):
-    """One decoded batch (``x`` pixels, ``jpeg``, ``size``) explained and handed to the writer."""
-    x = preprocess_batch(explainer.job.preprocess, batch["x"])
-    result, messages = explainer.explain_quietly(x, target)
-    warn.add(messages)
-    writer.put(batch_for_writer(ids, files, labels, result, list(batch["jpeg"]), batch["size"].tolist(),
-                                result.get("errors")))
+def _explain_all(writer, warn, bar, explainer, batches):
+    """Each decoded batch ``(batch, target, ids, files, labels)`` (``batch``: ``x`` pixels, ``jpeg``,
+    ``size``) preprocessed here, explained, and handed to the writer in the batches' order.
+
+    On a GPU or TPU under JAX or PyTorch, two batches are explained at once on worker threads
+    (:func:`kerasxai.methods.engine.in_order`, ``kerasxai.backend.set_overlap``): one batch's maps come
+    back from the device while the next one's step runs. Each batch's warnings are its own.
+    """
+    def preprocessed():
+        for batch, target, ids, files, labels in batches:
+            yield preprocess_batch(explainer.job.preprocess, batch["x"]), batch, target, ids, files, labels
+
+    with contextlib.closing(engine.in_order(lambda item: explainer.explain_quietly(item[0], item[2]),
+                                            preprocessed())) as results:
+        for (_, batch, _, ids, files, labels), (result, messages) in results:
+            warn.add(messages)
+            writer.put(batch_for_writer(ids, files, labels, result, list(batch["jpeg"]), batch["size"].tolist(),
+                                        result.get("errors")))
+            bar.add(len(ids))
 
 
 def _run(out, job, meta, resume, force, progress, compute, where):
@@ -212,15 +229,17 @@ def explain_folder(model, sources, out, methods=("gradcam",), target=None, layer
             return
         explainer = BatchExplainer(model, job)
         seen = np.zeros(len(todo), bool)
-        for batch in file_batches(todo, job.size, batch_size, job.display_side):
-            index = batch["index"]
-            seen[index] = True
-            chosen = [todo[i] for i in index]
-            labels = [it.label for it in chosen]
-            tgt = [job.class_names.index(lb) for lb in labels] if job.target == "label" else job.target
-            _explain_into(writer, warn, explainer, batch, tgt, [it.id for it in chosen], [it.file for it in chosen],
-                          labels)
-            bar.add(len(index))
+
+        def batches():
+            for batch in file_batches(todo, job.size, batch_size, job.display_side):
+                index = batch["index"]
+                seen[index] = True
+                chosen = [todo[i] for i in index]
+                labels = [it.label for it in chosen]
+                tgt = [job.class_names.index(lb) for lb in labels] if job.target == "label" else job.target
+                yield batch, tgt, [it.id for it in chosen], [it.file for it in chosen], labels
+
+        _explain_all(writer, warn, bar, explainer, batches())
         failed = [todo[i] for i in np.flatnonzero(~seen)]
         if failed:
             writer.put(error_batch([it.id for it in failed], [it.file for it in failed],
@@ -302,14 +321,16 @@ def explain_dataset(model, dataset, out, methods=("gradcam",), target=None, laye
                 i >= len(done), tf.logical_not(tf.gather(mask, tf.minimum(i, len(done) - 1))))))
         batches = data.map(load, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(2)
         explainer = BatchExplainer(model, job)
-        for batch in batches.as_numpy_iterator():
-            index = batch["index"]
-            label_idx = batch["label"].tolist()
-            labels = [None if lb < 0 else (job.class_names[lb] if job.class_names and lb < len(job.class_names)
-                                            else str(lb)) for lb in label_idx]
-            tgt = label_idx if job.target == "label" else job.target
-            _explain_into(writer, warn, explainer, batch, tgt, [f"{i:06d}" for i in index],
-                          [f"dataset[{i}]" for i in index], labels)
-            bar.add(len(index))
+
+        def numbered():
+            for batch in batches.as_numpy_iterator():
+                index = batch["index"]
+                label_idx = batch["label"].tolist()
+                labels = [None if lb < 0 else (job.class_names[lb] if job.class_names and lb < len(job.class_names)
+                                                else str(lb)) for lb in label_idx]
+                tgt = label_idx if job.target == "label" else job.target
+                yield batch, tgt, [f"{i:06d}" for i in index], [f"dataset[{i}]" for i in index], labels
+
+        _explain_all(writer, warn, bar, explainer, numbered())
 
     return _run(out, job, meta, resume, force, progress, compute, "explain_dataset")

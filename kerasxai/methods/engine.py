@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 
 import keras
 import numpy as np
 from keras import ops
 
-from kerasxai import backend
+from kerasxai import _warn, backend
 from kerasxai.methods import maps as maps_lib
 from kerasxai.probe import Fn, inputs as inputs_lib
 from kerasxai.probe.regions import TargetBatch
@@ -123,15 +124,12 @@ def run(method: str, probe, images, target, compute, *, batch_size: int = DEFAUL
         if bar is not None:
             bar.update(batch.start + batch.size)
 
-    in_flight = backend.batches_in_flight()
     place = backend.placer()
     with inputs_lib.prefetched(source.batches(batch_size), place=place, ahead=place is not None or not source.in_memory) as batches:
-        if in_flight == 1:
-            for batch in batches:
-                classes = probe.classes(target, batch, source.length)
-                collect(batch, classes, compute(batch, classes))
-        else:
-            _run_in_flight(probe, target, compute, batches, source, in_flight, collect)
+        with_classes = ((batch, probe.classes(target, batch, source.length)) for batch in batches)
+        with contextlib.closing(in_order(lambda pair: compute(*pair), with_classes)) as results:
+            for (batch, classes), out in results:  # an error here: the steps still running finish first
+                collect(batch, classes, out)
     if collector._seen == 0:
         raise ValueError("No images given.")
     if isinstance(target, (list, tuple)) or (hasattr(target, "shape") and getattr(target, "ndim", 0) == 1):
@@ -143,35 +141,52 @@ def run(method: str, probe, images, target, compute, *, batch_size: int = DEFAUL
     return collector.result(warn=warn), source.single
 
 
-def _run_in_flight(probe, target, compute, batches, source, in_flight, collect):
-    """Up to ``in_flight`` batches' ``compute`` at once, each on a thread of its own, collected in order:
-    while one waits for its outputs to come back from the device, the next one's step runs. The first
-    batch runs alone (its steps are compiled then, once)."""
+def in_order(work, items, in_flight=None):
+    """``(item, work(item))`` for each of ``items``, in their order, with up to ``in_flight`` (default:
+    ``kerasxai.backend.batches_in_flight()``) ``work`` calls running at once on threads of their own:
+    while one batch waits for its outputs to come back from the device, the next one's step runs.
+
+    With one in flight (the default on a CPU) ``work`` runs here, item after item. Otherwise the first
+    item runs here, alone (its steps are compiled then, once; a single batch starts no thread), the
+    others on worker threads; an item that cannot be read (``items`` raises) comes after the results
+    of those before it (their errors come first); what is still running when the caller stops early is
+    cancelled or awaited, never left behind. The workers warn where the caller's warnings go
+    (:func:`kerasxai._warn.carry`).
+
+    Examples:
+        >>> [out for _, out in in_order(lambda x: x * x, iter(range(5)), in_flight=2)]
+        [0, 1, 4, 9, 16]
+    """
+    items = iter(items)
+    in_flight = backend.batches_in_flight() if in_flight is None else in_flight
+    for item in items:
+        yield item, work(item)
+        if in_flight > 1:
+            break
+    if in_flight <= 1:
+        return
     pending = collections.deque()
-
-    def collect_oldest():
-        done, classes, future = pending.popleft()
-        collect(done, classes, future.result())
-
     with concurrent.futures.ThreadPoolExecutor(in_flight, thread_name_prefix="kerasxai-step") as pool:
         try:
             while True:
                 try:
-                    batch = next(batches)
+                    item = next(items)
                 except StopIteration:
                     break
-                except BaseException:  # a batch that cannot be read: the batches before it first (their errors come first)
+                except BaseException:  # an item that cannot be read: the items before it first
                     while pending:
-                        collect_oldest()
+                        done, future = pending.popleft()
+                        yield done, future.result()
                     raise
-                classes = probe.classes(target, batch, source.length)
-                pending.append((batch, classes, pool.submit(compute, batch, classes)))
-                if len(pending) >= in_flight or batch.start == 0:
-                    collect_oldest()
+                pending.append((item, pool.submit(_warn.carry(work), item)))
+                if len(pending) >= in_flight:
+                    done, future = pending.popleft()
+                    yield done, future.result()
             while pending:
-                collect_oldest()
+                done, future = pending.popleft()
+                yield done, future.result()
         finally:
-            for _, _, future in pending:
+            for _, future in pending:
                 future.cancel()
 
 

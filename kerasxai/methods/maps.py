@@ -18,15 +18,11 @@ only, a negative target score).
 
 from __future__ import annotations
 
-import os
-import sys
-import warnings
-
 import numpy as np
 import keras
 from keras import ops
 
-from kerasxai import backend
+from kerasxai import _warn, backend
 
 
 # --------------------------------------------------------------------------- in the compiled step
@@ -154,15 +150,6 @@ def activations_finite(activations):
 
 
 # --------------------------------------------------------------------------- on the host
-
-
-def _caller_stacklevel() -> int:
-    """Stack level of the first frame outside kerasxai, so warnings point at the user's line."""
-    package = os.path.dirname(os.path.abspath(__file__))
-    frame, level = sys._getframe(1), 1
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
-        frame, level = frame.f_back, level + 1
-    return level
 
 
 def _list(idx) -> str:
@@ -307,8 +294,5 @@ class Collector:
             )
             more = f" and {len(idx) - 10} more" if len(idx) > 10 else ""
             parts.append(f"{shown}{more}: {text}")
-        warnings.warn(
-            f"kerasxai.{self.method}: the map is flat (returned as all zeros) for " + "; ".join(parts) + ".",
-            RuntimeWarning,
-            stacklevel=_caller_stacklevel(),
-        )
+        _warn.warn(f"kerasxai.{self.method}: the map is flat (returned as all zeros) for " + "; ".join(parts) + ".",
+                   RuntimeWarning)

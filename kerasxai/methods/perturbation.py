@@ -11,12 +11,12 @@ is the logit, as for every other method.
 from __future__ import annotations
 
 import itertools
-import warnings
 
 import keras
 import numpy as np
 from keras import ops
 
+from kerasxai import _warn
 from kerasxai.methods import engine
 from kerasxai.methods import maps as maps_lib
 from kerasxai.methods.engine import DEFAULT_BATCH_SIZE
@@ -34,9 +34,9 @@ def _scores_post(p):
 def _warn_unreachable_logits(method, probe, target):
     head = probe.head
     if head.kept and not callable(target):
-        warnings.warn(f"kerasxai.{method}: output '{head.name}' of model '{probe.model_name}' ends in a {head.kept} "
-                      "whose logits cannot be reached (a quantized layer): the score is the probability, which "
-                      "saturates, not the logit.", UserWarning, stacklevel=4)
+        _warn.warn(f"kerasxai.{method}: output '{head.name}' of model '{probe.model_name}' ends in a {head.kept} "
+                   "whose logits cannot be reached (a quantized layer): the score is the probability, which "
+                   "saturates, not the logit.")
 
 
 def _spatial_input(batch, probe, method):
@@ -457,8 +457,8 @@ def drise(fn, images, box, class_index, *, n=2000, cells=7, p=0.5, seed=0, batch
     raw_map = (total / n).astype(np.float32)
     flat = np.flatnonzero(raw_map.reshape(len(x), -1).max(axis=1) <= 0)
     if flat.size:
-        warnings.warn(f"kerasxai.drise: no masked copy of image(s) {flat.tolist()[:20]} has a detection overlapping the "
-                      "box with the class: the map is flat (returned as all zeros). Check the box (y1, x1, y2, x2 in "
-                      "pixels) and that the detector finds the object in the clean image.", RuntimeWarning, stacklevel=2)
+        _warn.warn(f"kerasxai.drise: no masked copy of image(s) {flat.tolist()[:20]} has a detection overlapping the "
+                   "box with the class: the map is flat (returned as all zeros). Check the box (y1, x1, y2, x2 in "
+                   "pixels) and that the detector finds the object in the clean image.", RuntimeWarning)
     maps = raw_map if raw else np.asarray(ops.convert_to_numpy(maps_lib.finish(raw_map, None)["map"]))
     return maps[0] if single else maps

@@ -34,16 +34,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import numbers
-import os
-import sys
-import warnings
 import weakref
 
 import keras
 import numpy as np
 from keras import ops
 
-from kerasxai import backend
+from kerasxai import _warn, backend
 from kerasxai.probe import regions as regions_lib, targets as targets_lib
 from kerasxai.probe import cache, heads as heads_lib, inputs as inputs_lib, layers as layers_lib
 from kerasxai.probe import attention as attention_lib, inner as inner_lib, traced as traced_lib
@@ -310,8 +307,7 @@ class Probe:
             values = values.reshape(-1, values.shape[-1])
         squashing = heads_lib.hidden_squashing(values, keras.backend.standardize_dtype(output.dtype))
         if squashing:
-            warnings.warn(heads_lib.hidden_squashing_message(self.model_name, heads_lib.recovered_head(head, squashing)),
-                          UserWarning, stacklevel=_caller_stacklevel())
+            _warn.warn(heads_lib.hidden_squashing_message(self.model_name, heads_lib.recovered_head(head, squashing)))
         return squashing
 
     # ----------------------------------------------------------------- compiled steps
@@ -554,15 +550,6 @@ class Probe:
         """The classifier ``Dense`` fed by global average pooling of the explained layer (CAM's weights)."""
         self._refuse_quantized()  # an integer kernel
         return self.net.cam_head()
-
-
-def _caller_stacklevel() -> int:
-    """Stack level of the first frame outside kerasxai, so a warning points at the user's line."""
-    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    frame, level = sys._getframe(1), 1
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
-        frame, level = frame.f_back, level + 1
-    return level
 
 
 _PACKED = "_per_image"

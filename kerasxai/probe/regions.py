@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
-import warnings
 
 import keras
 import numpy as np
 from keras import ops
 
+from kerasxai import _warn
 from kerasxai.probe.inputs import check_per_image
 
 
@@ -207,9 +207,8 @@ class Segmentation:
         empty = np.flatnonzero(nothing) + batch.start
         if empty.size:
             what = "no pixel is predicted as" if self.mask is None else "the mask selects no pixel for"
-            warnings.warn(f"kerasxai: Segmentation target: {what} class {self.class_index} in image(s) "
-                          f"{empty.tolist()[:20]}: there is nothing to explain, and their maps are flat (zeros).",
-                          UserWarning, stacklevel=4)
+            _warn.warn(f"kerasxai: Segmentation target: {what} class {self.class_index} in image(s) "
+                       f"{empty.tolist()[:20]}: there is nothing to explain, and their maps are flat (zeros).")
         return TargetBatch(classes, (masks,), nothing)
 
     @staticmethod
@@ -420,10 +419,9 @@ class Detection:
         resolved.empty = np.asarray(out["matches"]) == 0
         unmatched = np.flatnonzero(resolved.empty) + batch.start
         if unmatched.size:
-            warnings.warn(f"kerasxai: Detection target: no predicted box overlaps the box with IoU >= {self.iou} in "
-                          f"image(s) {unmatched.tolist()[:20]}: there is nothing to explain, and their maps are flat "
-                          "(check the box's pixel coordinates y1, x1, y2, x2, or lower iou=).",
-                          UserWarning, stacklevel=4)
+            _warn.warn(f"kerasxai: Detection target: no predicted box overlaps the box with IoU >= {self.iou} in "
+                       f"image(s) {unmatched.tolist()[:20]}: there is nothing to explain, and their maps are flat "
+                       "(check the box's pixel coordinates y1, x1, y2, x2, or lower iou=).")
         return resolved
 
     def scores(self, head, outputs, classes, box):

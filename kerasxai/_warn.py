@@ -1,0 +1,91 @@
+"""kerasxai's own warnings: shown at the caller's line, or collected for one call on its own thread.
+
+Every warning kerasxai's core gives (a hidden softmax, flat maps, an empty region...) goes through
+:func:`warn`. Normally it is a plain :func:`warnings.warn` pointing at the user's first line outside
+kerasxai. Inside :func:`collecting` it is added to that block's list instead, and nothing is shown:
+this is how a folder run gathers each batch's warnings to report them once per run.
+
+Unlike :class:`warnings.catch_warnings`, which swaps process-wide state, a collector belongs to one
+thread's context: a folder run collecting on one thread never swallows the warnings of a call another
+thread makes at the same time, and two runs never restore each other's filters. Worker threads that
+kerasxai starts for a call (:func:`carry`) collect into their caller's list.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import os
+import sys
+import warnings
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_COLLECTING: contextvars.ContextVar = contextvars.ContextVar("kerasxai_collecting", default=None)
+
+
+def caller_stacklevel() -> int:
+    """The ``stacklevel`` that makes a warning given by the calling function point at the first frame
+    outside kerasxai (the user's line).
+
+    Examples:
+        >>> def outside_kerasxai():
+        ...     return caller_stacklevel()
+        >>> outside_kerasxai()  # its own line: no kerasxai frame to skip
+        1
+    """
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def warn(message: str, category=UserWarning) -> None:
+    """Shows ``message`` as a ``category`` warning at the user's line, or collects it inside :func:`collecting`.
+
+    Examples:
+        >>> with collecting() as caught:
+        ...     warn("the map is flat", RuntimeWarning)
+        >>> [(category.__name__, message) for category, message in caught]
+        [('RuntimeWarning', 'the map is flat')]
+    """
+    collected = _COLLECTING.get()
+    if collected is not None:
+        collected.append((category, str(message)))
+        return
+    warnings.warn(message, category, stacklevel=caller_stacklevel())
+
+
+@contextlib.contextmanager
+def collecting():
+    """Within the block, kerasxai's warnings on this thread (and on the worker threads its calls start)
+    are collected as ``(category, message)`` pairs into the list it yields instead of being shown.
+
+    Examples:
+        >>> with collecting() as caught:
+        ...     warn("first")
+        ...     warn("second", RuntimeWarning)
+        >>> [message for _, message in caught]
+        ['first', 'second']
+    """
+    caught: list = []
+    token = _COLLECTING.set(caught)
+    try:
+        yield caught
+    finally:
+        _COLLECTING.reset(token)
+
+
+def carry(fn):
+    """``fn`` to run once on a worker thread in the calling thread's context: what it warns is collected
+    where its caller collects (a pool's threads start with an empty context of their own). Made per
+    call (a context runs on one thread at a time).
+
+    Examples:
+        >>> import concurrent.futures
+        >>> with collecting() as caught, concurrent.futures.ThreadPoolExecutor(1) as pool:
+        ...     pool.submit(carry(warn), "from a worker").result()
+        >>> caught[0][1]
+        'from a worker'
+    """
+    context = contextvars.copy_context()
+    return lambda *args, **kwargs: context.run(fn, *args, **kwargs)
