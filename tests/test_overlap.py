@@ -121,6 +121,27 @@ def test_overlapped_batches_give_the_same_maps_in_the_same_order(model, overlap,
         np.testing.assert_allclose(got[name], expected_all[name], atol=1e-6)
 
 
+def test_a_batch_s_outputs_come_back_from_the_step_as_one_array(model, monkeypatch):
+    """Maps, logits, scores and flags packed in the step: one device-to-host copy per batch."""
+    x = _images(5, 8)
+    methods = ("gradcam", "gradcam_plus_plus", "layercam", "saliency")
+    expected = {name: getattr(kerasxai, name)(model, x, batch_size=2) for name in methods}
+    returned = []
+    real = backend.to_numpy
+
+    def spy(tree, *, copy=True):
+        if isinstance(tree, dict):
+            returned.append(sorted(tree))
+        return real(tree, copy=copy)
+
+    monkeypatch.setattr(backend, "to_numpy", spy)
+    got = kerasxai.explain(model, x, methods=methods, batch_size=2)
+    assert len(returned) == 3 and all(len(keys) == 1 and keys[0].startswith("_per_image|") for keys in returned)
+    for name in methods:  # unpacked into the same maps as each method's own call
+        np.testing.assert_allclose(got[name], expected[name], atol=1e-6)
+        assert got[name].shape == (5, 12, 12) and got[name].dtype == np.float32
+
+
 def _reader_threads():
     return [t for t in threading.enumerate() if t.name == "kerasxai-batches" and t.is_alive()]
 
