@@ -252,7 +252,8 @@ class Collector:
             if value is None:
                 continue
             value = np.asarray(value)
-            n = len(value) if n is None else n
+            if n is None and value.ndim >= 1:  # the batch's length: that of its first per-image output
+                n = len(value)
             if value.ndim >= 1 and len(value) == n:
                 dtype = np.float32 if value.dtype.kind == "f" else value.dtype
                 if self.length is not None:
