@@ -142,6 +142,28 @@ def test_a_batch_s_outputs_come_back_from_the_step_as_one_array(model, monkeypat
         assert got[name].shape == (5, 12, 12) and got[name].dtype == np.float32
 
 
+def test_a_custom_post_s_outputs_come_back_whatever_their_first_axis(model):
+    """Packing takes only per-image outputs: a post's (N*K, 1) output (TensorFlow: first axis of unknown
+    length, like the batch's) and a per-batch scalar come back as they were made, next to the packed ones."""
+    from keras import ops
+
+    from kerasxai import get_probe
+    from kerasxai.probe import Fn
+
+    def post(p):
+        return {"scores": p.scores, "logits": p.logits, "rows": ops.reshape(p.logits, (-1, 1)),
+                "total": ops.sum(p.scores)}
+
+    probe = get_probe(model, "conv")
+    x = _images(3, 9)
+    batch = next(probe.source(x).batches(3))
+    out = probe.step(None, Fn(post))(batch.inputs, (), probe.classes(None, batch, 3))
+    logits = np.log(keras.ops.convert_to_numpy(model(x)))  # the softmax's logits, up to a per-image constant
+    np.testing.assert_allclose(out["logits"] - out["logits"][:, :1], logits - logits[:, :1], atol=1e-4)
+    np.testing.assert_allclose(out["rows"], out["logits"].reshape(-1, 1))
+    np.testing.assert_allclose(out["total"], out["scores"].sum(), rtol=1e-6)
+
+
 def _reader_threads():
     return [t for t in threading.enumerate() if t.name == "kerasxai-batches" and t.is_alive()]
 
@@ -329,7 +351,9 @@ def test_the_folder_job_with_batches_in_flight_writes_the_same_run(tmp_path, ove
                                      target="label", batch_size=2, preprocess=None, images=False, progress=False)
         rows = {row["id"]: row for row in runfolder.read_predictions(tmp_path / where)}
         maps = {i: dict(np.load(tmp_path / where / row["maps"])) for i, row in rows.items()}
-        return rows, maps, [str(w.message) for w in caught if "log(p)" in str(w.message)]
+        ours = [w for w in caught if "kerasxai" in str(w.message)]
+        assert ours and all(w.filename == __file__ for w in ours)  # at the user's line, not inside kerasxai
+        return rows, maps, [str(w.message) for w in ours if "log(p)" in str(w.message)]
 
     overlap(1, False)
     rows, maps, hidden = run("one")

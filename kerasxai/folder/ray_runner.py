@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from kerasxai import _warn
 from kerasxai.data.images import decode_file, image_tensors, read_error
 from kerasxai.folder.job import BatchExplainer, batch_for_writer, from_columns, preprocess_batch, to_columns
 
@@ -156,7 +157,7 @@ def explain_items(model, items, job, writer, bar, warn, *, batch_size=16, addres
         if failed:
             warnings.warn(f"kerasxai.explain_folder: {len(failed)} of {len(items)} files could not be read "
                           "(listed in errors.txt): " + ", ".join(failed[:5]) + (" ..." if len(failed) > 5 else ""),
-                          RuntimeWarning, stacklevel=4)
+                          RuntimeWarning, stacklevel=_warn.caller_stacklevel())
     finally:
         quiet.__exit__()
         if started:

@@ -37,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from PIL import Image
 
+from kerasxai import _warn
 from kerasxai.figures.overlay import overlay_panel
 from kerasxai.folder import kinds
 from kerasxai.folder.report import write_report
@@ -225,7 +226,7 @@ class RunFolder:
                 write_report(self.path)
         except Exception as err:  # the run's files are written; the page can be made later
             warnings.warn(f"kerasxai: report.html could not be written ({err}); run `kerasxai report {self.path}` "
-                          "to make it.", RuntimeWarning, stacklevel=3)
+                          "to make it.", RuntimeWarning, stacklevel=_warn.caller_stacklevel())
 
 
 def write_csv(path, rows, methods):

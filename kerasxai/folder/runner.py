@@ -68,7 +68,7 @@ class _Warnings:
         if refused:
             shown = "; ".join(f"{i}: {e[len(REFUSED):]}" for i, e in refused[:3]) + (" ..." if len(refused) > 3 else "")
             warnings.warn(f"kerasxai.{self.where}: {len(refused)} of {total} images were read but could not be "
-                          f"explained (rows with an error; errors.txt): {shown}", RuntimeWarning, stacklevel=3)
+                          f"explained (rows with an error; errors.txt): {shown}", RuntimeWarning, stacklevel=_warn.caller_stacklevel())
         for method, ids in writer.flat.items():
             ids = sorted(ids)
             shown = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
@@ -76,13 +76,13 @@ class _Warnings:
                 f"kerasxai.{self.where}: the {method} map is flat (all zeros, marked \"flat\" in predictions.jsonl) "
                 f"for {len(ids)} of {total} images: {shown}. The target score's gradient is zero there, or every "
                 "contribution is negative: a saturated output, dead ReLUs or a class the model scores very low.",
-                RuntimeWarning, stacklevel=3)
+                RuntimeWarning, stacklevel=_warn.caller_stacklevel())
         if writer.nonfinite:
             warnings.warn(
                 f"kerasxai.{self.where}: the model's outputs are not finite (NaN or inf) for "
                 f"{len(writer.nonfinite)} images ({', '.join(sorted(writer.nonfinite)[:10])}): their probabilities are "
                 "recorded as null and their maps mean nothing. Check the inputs and the model's weights.",
-                RuntimeWarning, stacklevel=3)
+                RuntimeWarning, stacklevel=_warn.caller_stacklevel())
 
 
 def file_batches(items, size, batch_size, display_side):
@@ -127,7 +127,7 @@ def _run(out, job, meta, resume, force, progress, compute, where):
     run = runfolder.RunFolder.open(out, meta, resume=resume, force=force)
     if meta["weights"] == "none":
         warnings.warn(f"kerasxai.{where}: the model's weights are random (weights='none'): its predictions are at "
-                      "chance and the maps explain an untrained network.", RuntimeWarning, stacklevel=3)
+                      "chance and the maps explain an untrained network.", RuntimeWarning, stacklevel=_warn.caller_stacklevel())
     writer = runfolder.Writer(run, layer=job.layer_name, overlays=job.overlays)
     warn = _Warnings(where)
     total = meta["listed"] or None  # None: a data set of unknown length
@@ -248,7 +248,7 @@ def explain_folder(model, sources, out, methods=("gradcam",), target=None, layer
             warnings.warn(f"kerasxai.explain_folder: {len(failed)} of {len(todo)} files could not be read "
                           f"(listed in {os.path.join(os.fspath(out), runfolder.ERRORS)}): "
                           + ", ".join(it.file for it in failed[:5]) + (" ..." if len(failed) > 5 else ""),
-                          RuntimeWarning, stacklevel=4)
+                          RuntimeWarning, stacklevel=_warn.caller_stacklevel())
 
     return _run(out, job, meta, resume, force, progress, compute, "explain_folder")
 

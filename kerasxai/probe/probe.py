@@ -556,9 +556,17 @@ _PACKED = "_per_image"
 _ZEROS_KEPT = 32 << 20  # bytes of zero perturbations a probe keeps between calls
 
 
-def _per_image_shape(value, batch):
+_PER_IMAGE_KEYS = frozenset({"map", "flat", "raw_max", "zero_gradient", "scores", "classes", "finite", "finite_layer",
+                             "logits", "attributions", "input_gradient", "finite_input"})  # finite_input_<i>: _FINITE
+
+
+def _per_image_shape(value, batch, key: str):
     """The per-image shape of a step output to pack: a float32 tensor ``(batch, static dims...)``, or a
-    bool or int32 one ``(batch,)`` (``batch`` None: dynamic); None for anything else."""
+    bool or int32 one ``(batch,)``; None for anything else. With a dynamic batch (``batch`` None:
+    TensorFlow's steps) a first axis of unknown length need not be the batch's, so only the outputs
+    kerasxai's own posts make per image (``map:gradcam``, ``scores``...) are packed then."""
+    if batch is None and key.split(":")[0].rstrip("0123456789").rstrip("_") not in _PER_IMAGE_KEYS:
+        return None
     try:
         shape = tuple(value.shape)
         dtype = keras.backend.standardize_dtype(value.dtype)
@@ -605,7 +613,7 @@ def _pack(out, batch):
         return out
     layout = []
     for key, value in out.items():
-        shape = None if not isinstance(key, str) or "|" in key or value is None else _per_image_shape(value, batch)
+        shape = None if not isinstance(key, str) or "|" in key or value is None else _per_image_shape(value, batch, key)
         if shape is not None:
             layout.append((key, keras.backend.standardize_dtype(value.dtype), shape))
     if len(layout) < 2:
