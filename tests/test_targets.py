@@ -71,3 +71,20 @@ def test_a_callable_target_must_give_one_score_per_image(gap_model, images):
             kerasxai.gradcam(gap_model, images, target=bad)
     good = kerasxai.gradcam(gap_model, images, target=lambda logits: logits[:, 1:2], raw=True)  # (N, 1) is fine
     np.testing.assert_allclose(good, kerasxai.gradcam(gap_model, images, target=1, raw=True), rtol=1e-5, atol=1e-7)
+
+
+def test_a_callable_target_that_mixes_the_images_is_refused_even_when_the_shapes_agree(gap_model, images):
+    """Summing over the images gives one value per class: with as many images as classes it has the
+    batch's shape, and would be explained as if it were each image's score."""
+    import keras
+
+    import kerasxai
+
+    five = np.concatenate([images, images[:2]])  # 5 images, 5 classes
+    for bad in (lambda logits: keras.ops.sum(logits, axis=0), lambda logits: keras.ops.max(logits, axis=0)):
+        with pytest.raises(ValueError, match=r"score each image from its own logits.*never over the images"):
+            kerasxai.gradcam(gap_model, five, target=bad)
+    per_image = kerasxai.gradcam(gap_model, five, target=lambda logits: keras.ops.sum(logits[:, 1:3], axis=-1), raw=True)
+    alone = np.stack([kerasxai.gradcam(gap_model, five[i], target=lambda logits: keras.ops.sum(logits[:, 1:3], axis=-1),
+                                       raw=True) for i in range(5)])
+    np.testing.assert_allclose(per_image, alone, rtol=1e-5, atol=1e-7)

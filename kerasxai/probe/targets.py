@@ -154,5 +154,25 @@ def callable_scores(fn, logits, classes):
             f"A callable target must return one score per image, shape (N,); it returned shape {shape} for "
             f"logits of shape {tuple(logits.shape)}. Pick one value per image, e.g. target=lambda logits: logits[:, 3]."
         )
+    _check_per_image(fn, logits)
     scores = ops.reshape(ops.cast(raw, "float32"), (-1,))
     return scores, ops.full_like(classes, PREDICTED)
+
+
+def _check_per_image(fn, logits):
+    """Refuses a callable target whose scores do not follow the images: traced on one image's logits and
+    on two, it must give 1 and 2 scores (``lambda y: keras.ops.sum(y, axis=0)`` gives one per class,
+    which a batch as large as the number of classes would take for one per image). Traced only: the
+    extra calls' results are unused, so compiled steps drop them."""
+    per_image = tuple(logits.shape)[1:]
+    if not per_image or None in per_image:
+        return
+    for n in (1, 2):
+        rows = ops.reshape(logits[:1] if n == 1 else ops.concatenate([logits[:1], logits[:1]], axis=0), (n,) + per_image)
+        shape = tuple(getattr(fn(rows), "shape", ()))
+        if not shape or shape[0] != n:
+            raise ValueError(
+                f"A callable target must score each image from its own logits: on {n} image(s)' logits of shape "
+                f"{(n,) + per_image} it returned shape {shape}, not ({n},). Reduce over the classes (axis=1 or -1), "
+                "never over the images (axis=0), e.g. target=lambda logits: logits[:, 3]."
+            )
