@@ -88,3 +88,23 @@ def test_a_callable_target_that_mixes_the_images_is_refused_even_when_the_shapes
     alone = np.stack([kerasxai.gradcam(gap_model, five[i], target=lambda logits: keras.ops.sum(logits[:, 1:3], axis=-1),
                                        raw=True) for i in range(5)])
     np.testing.assert_allclose(per_image, alone, rtol=1e-5, atol=1e-7)
+
+
+def test_the_steps_of_a_callable_target_go_when_the_callable_goes(gap_model, images):
+    """A service passing a new lambda on every call must not keep a compiled step per lambda."""
+    import gc
+
+    import kerasxai
+    from kerasxai.probe import get_probe
+
+    kept = lambda logits: logits[:, 2]  # noqa: E731
+    first = kerasxai.gradcam(gap_model, images, target=kept, raw=True)
+    gc.collect()
+    probe = get_probe(gap_model, None)
+    before = len(probe._callable_steps)
+    for i in range(6):
+        kerasxai.gradcam(gap_model, images, target=lambda logits, i=i: logits[:, i % 5], raw=True)
+    gc.collect()
+    assert kept in probe._callable_steps and len(probe._callable_steps) == before
+    np.testing.assert_allclose(kerasxai.gradcam(gap_model, images, target=kept, raw=True), first, rtol=1e-6)
+    np.testing.assert_allclose(first, kerasxai.gradcam(gap_model, images, target=2, raw=True), rtol=1e-5, atol=1e-7)

@@ -340,7 +340,10 @@ class Probe:
             scorer = lambda logits, classes, *data: target.scores(head, logits, classes, *data)  # noqa: E731
         elif callable(target) and not isinstance(target, str):
             table = self._callable_steps.setdefault(target, {})
-            scorer = lambda logits, classes: targets_lib.callable_scores(target, logits, classes)  # noqa: E731
+            # The steps hold the target weakly: its entry (and its compiled steps) go when the caller's
+            # callable goes; a strong reference from the steps would keep every lambda ever passed.
+            held = weakref.ref(target)
+            scorer = lambda logits, classes: targets_lib.callable_scores(held(), logits, classes)  # noqa: E731
         else:
             table = self._steps
             scorer = lambda logits, classes: targets_lib.class_scores(self.head, logits, classes)  # noqa: E731
