@@ -559,16 +559,12 @@ _PACKED = "_per_image"
 _ZEROS_KEPT = 32 << 20  # bytes of zero perturbations a probe keeps between calls
 
 
-_PER_IMAGE_KEYS = frozenset({"map", "flat", "raw_max", "zero_gradient", "scores", "classes", "finite", "finite_layer",
-                             "logits", "attributions", "input_gradient", "finite_input"})  # finite_input_<i>: _FINITE
-
-
 def _per_image_shape(value, batch, key: str):
     """The per-image shape of a step output to pack: a float32 tensor ``(batch, static dims...)``, or a
     bool or int32 one ``(batch,)``; None for anything else. With a dynamic batch (``batch`` None:
     TensorFlow's steps) a first axis of unknown length need not be the batch's, so only the outputs
     kerasxai's own posts make per image (``map:gradcam``, ``scores``...) are packed then."""
-    if batch is None and key.split(":")[0].rstrip("0123456789").rstrip("_") not in _PER_IMAGE_KEYS:
+    if batch is None and not (key.startswith(_FINITE) or key.split(":")[0] in _PER_IMAGE_KEYS):
         return None
     try:
         shape = tuple(value.shape)
@@ -587,6 +583,8 @@ class _Unsettled(Exception):
 
 
 _FINITE = "finite_input_"  # a step's per-image finiteness of each float input, checked after the step
+_PER_IMAGE_KEYS = frozenset({"map", "flat", "raw_max", "zero_gradient", "scores", "classes", "finite", "finite_layer",
+                             "logits", "attributions", "input_gradient"})  # kerasxai's posts' per-image outputs
 _VALUE = "_post_value"  # a post's output that is not a dict
 
 
@@ -645,12 +643,12 @@ def _unpack(out):
         fields, offset = name.split("|")[1:], 0
         for key, dtype, dims in zip(fields[::3], fields[1::3], fields[2::3]):
             shape = tuple(int(d) for d in dims.split("x")) if dims else ()
-            width = int(np.prod(shape)) if shape else 1
+            width = 2 if dtype == "int32" else int(np.prod(shape)) if shape else 1
             if dtype == "bool":
                 out[key] = packed[:, offset] != 0
-            elif dtype == "int32":
-                width = 2
-                out[key] = (packed[:, offset].astype(np.int64) * 65536 + packed[:, offset + 1].astype(np.int64)).astype(np.int32)
+            elif dtype == "int32":  # its high and low 16 bits
+                high, low = packed[:, offset].astype(np.int64), packed[:, offset + 1].astype(np.int64)
+                out[key] = (high * 65536 + low).astype(np.int32)
             elif not shape:
                 out[key] = np.array(packed[:, offset])
             else:
