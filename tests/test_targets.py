@@ -108,3 +108,34 @@ def test_the_steps_of_a_callable_target_go_when_the_callable_goes(gap_model, ima
     assert kept in probe._callable_steps and len(probe._callable_steps) == before
     np.testing.assert_allclose(kerasxai.gradcam(gap_model, images, target=kept, raw=True), first, rtol=1e-6)
     np.testing.assert_allclose(first, kerasxai.gradcam(gap_model, images, target=2, raw=True), rtol=1e-5, atol=1e-7)
+
+
+def test_a_bound_method_target_is_compiled_once_and_freed_with_its_instance(gap_model, images):
+    """``target=scorer.score`` is a new bound-method object at every access: its steps are found again
+    on the next call (not compiled per call), and go when the instance goes."""
+    import gc
+
+    import kerasxai
+    from kerasxai.probe import get_probe
+
+    class Scorer:
+        def __init__(self, index):
+            self.index = index
+
+        def score(self, logits):
+            return logits[:, self.index]
+
+    scorer = Scorer(3)
+    maps = [kerasxai.gradcam(gap_model, images, target=scorer.score, raw=True) for _ in range(3)]
+    probe = get_probe(gap_model, None)
+    steps = probe._method_steps[scorer][Scorer.score]
+    assert len(steps) == 1 and all(len(run.compiled) == 1 for run in steps.values())
+    compiled = next(iter(steps.values())).compiled
+    kerasxai.gradcam(gap_model, images[:2], target=scorer.score, raw=True)  # the same step, another batch
+    assert probe._method_steps[scorer][Scorer.score] is steps and next(iter(steps.values())).compiled is compiled
+    reference = kerasxai.gradcam(gap_model, images, target=3, raw=True)
+    for m in maps:
+        np.testing.assert_allclose(m, reference, rtol=1e-5, atol=1e-7)
+    del scorer, steps, compiled
+    gc.collect()
+    assert len(probe._method_steps) == 0

@@ -518,11 +518,11 @@ class prefetched:
     _END = object()
 
     def __init__(self, batches: Iterator[Batch], depth: int = 1, place=None, ahead: bool = True):
-        self._queue: queue.Queue = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
         self._done = False
         self._batches = None if ahead else iter(batches)  # nothing to overlap (arrays in memory): read in turn
+        self._queue = self._stop = None
         if ahead:
+            self._queue, self._stop = queue.Queue(maxsize=depth), threading.Event()
             self._thread = threading.Thread(target=self._read, args=(batches, place), daemon=True, name="kerasxai-batches")
             self._thread.start()
 
@@ -566,6 +566,8 @@ class prefetched:
     def close(self):
         """Stops the reading thread (the batches read ahead are dropped)."""
         self._done = True
+        if self._stop is None:  # read in turn: no thread
+            return
         self._stop.set()
         while True:  # a reader waiting to put one more batch sees the stop and returns
             try:

@@ -173,6 +173,9 @@ class Probe:
             self._log()
         self._steps: dict = {}
         self._callable_steps = weakref.WeakKeyDictionary()
+        # a bound method (target=scorer.score) is a new object at every access: its steps are kept per
+        # instance (weakly) and function, so each call finds them again
+        self._method_steps = weakref.WeakKeyDictionary()
         self._structured_steps: dict = {}  # per kind of segmentation/detection target (its decode, iou)
         self._zero_tensors: dict = {}
 
@@ -339,10 +342,7 @@ class Probe:
             head = self.head
             scorer = lambda logits, classes, *data: target.scores(head, logits, classes, *data)  # noqa: E731
         elif callable(target) and not isinstance(target, str):
-            table = self._callable_steps.setdefault(target, {})
-            # The steps hold the target weakly: its entry (and its compiled steps) go when the caller's
-            # callable goes; a strong reference from the steps would keep every lambda ever passed.
-            held = weakref.ref(target)
+            table, held = self._callable_table(target)
             scorer = lambda logits, classes: targets_lib.callable_scores(held(), logits, classes)  # noqa: E731
         else:
             table = self._steps
@@ -351,6 +351,20 @@ class Probe:
         if key not in table:
             table[key] = self._compile(grads, post, pre, scorer)
         return table[key]
+
+    def _callable_table(self, target):
+        """``(steps table, weak reference)`` of a callable target. The steps hold the target weakly: its
+        entry (and its compiled steps) go when the caller's callable goes; a strong reference from the
+        steps would keep every lambda ever passed. A bound method's steps live as long as its instance."""
+        instance, function = getattr(target, "__self__", None), getattr(target, "__func__", None)
+        if instance is not None and function is not None:
+            try:
+                per_instance = self._method_steps.setdefault(instance, {})
+            except TypeError:  # an instance that cannot be weakly referenced or hashed: steps per method object
+                pass
+            else:
+                return per_instance.setdefault(function, {}), weakref.WeakMethod(target)
+        return self._callable_steps.setdefault(target, {}), weakref.ref(target)
 
     def _compile(self, grads, post, pre, scorer):
         want_input = grads in ("input", "both")
@@ -540,7 +554,9 @@ class Probe:
     def tracing_count(self) -> int:
         """How many times this probe's compiled steps were traced (TensorFlow; for tests)."""
         steps = list(self._steps.values())
-        for table in self._callable_steps.values():
+        tables = list(self._callable_steps.values())
+        tables += [table for per_instance in list(self._method_steps.values()) for table in per_instance.values()]
+        for table in tables:
             steps.extend(table.values())
         return sum(
             s.experimental_get_tracing_count() for run in steps for s in run.compiled.values()
