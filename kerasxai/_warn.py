@@ -19,6 +19,21 @@ import os
 import sys
 import warnings
 
+class PerImageWarning(RuntimeWarning):
+    """A warning about some of one call's images, named by their index among that call's images: a flat
+    map, a region or box with nothing to explain. A folder run records these per image and names the
+    files once at its end, instead of repeating each batch's indices.
+
+    Examples:
+        >>> import warnings
+        >>> with warnings.catch_warnings(record=True) as shown:
+        ...     warnings.simplefilter("always")
+        ...     warn("image 3: the map is flat", PerImageWarning)
+        >>> issubclass(shown[0].category, RuntimeWarning)
+        True
+    """
+
+
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _COLLECTING: contextvars.ContextVar = contextvars.ContextVar("kerasxai_collecting", default=None)
 

@@ -117,8 +117,9 @@ def test_flat_map_is_a_marked_panel_not_a_dimmed_photo():
 def test_invalid_and_out_of_range_maps_are_refused_loudly():
     photo = np.zeros((8, 8, 3), np.uint8)
     bad = np.full((1, 8, 8), np.nan)
-    with pytest.warns(RuntimeWarning, match=r"maps\['gradcam'\] has NaN or inf values for image\(s\) \[0\]"):
+    with pytest.warns(RuntimeWarning, match=r"maps\['gradcam'\] has NaN or inf values for image\(s\) \[0\]") as shown:
         fig = plot_explanations(photo[None], {"gradcam": bad})
+    assert shown[0].filename == __file__  # at the caller's line
     assert "invalid map:\nNaN or inf values" in _texts(fig.axes[1])
     with pytest.raises(ValueError, match=r"from 0 to 3.*not raw=True"):
         plot_explanations(photo[None], {"gradcam": np.full((1, 8, 8), 3.0) * np.eye(8)})

@@ -13,6 +13,7 @@ import pytest
 from keras import layers
 
 import kerasxai
+from kerasxai._warn import PerImageWarning
 from kerasxai.methods.perturbation import drise_weight
 from kerasxai.targets import Detection, Segmentation, box_iou
 from tests import reference
@@ -147,7 +148,7 @@ def test_segmentation_errors_say_what_to_do(segmenter):
         Segmentation(-1)
     with pytest.raises(ValueError, match="cam needs a class target"):
         kerasxai.cam(segmenter, X, target=Segmentation(1))
-    with pytest.warns(UserWarning, match="selects no pixel for class 1 in image\\(s\\) \\[0, 1, 2, 3, 4\\]"):
+    with pytest.warns(PerImageWarning, match="selects no pixel for class 1 in image\\(s\\) \\[0, 1, 2, 3, 4\\]"):
         kerasxai.saliency(segmenter, X, target=Segmentation(1, mask=np.zeros((10, 10), bool)))
 
 
@@ -424,6 +425,38 @@ def test_a_folder_run_of_a_segmenter_explains_each_images_predicted_region_and_o
     assert not (tmp_path / "det").exists() and not (tmp_path / "cls").exists()
 
 
+def test_a_folder_run_names_the_files_whose_region_holds_nothing_to_explain(tmp_path, segmenter):
+    """Each batch's warning would name images by their place in that batch ([1], then [0]): the run names
+    the files once at its end, with the cause, and does not report them again as unexplained flat maps."""
+    import json
+
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    pixels = ((X[:3] + 1) * 127.5).round().astype("uint8")
+    for i, image in enumerate(pixels):
+        Image.fromarray(image).save(folder / f"im{i}.png")
+    for i in (3, 4):  # a uniform image: one class everywhere, the others nowhere
+        Image.fromarray(np.full((12, 12, 3), 128, np.uint8)).save(folder / f"im{i}.png")
+    preprocess = lambda p: p / 127.5 - 1.0  # noqa: E731
+    uniform = segmenter.predict(preprocess(np.full((1, 12, 12, 3), 128.0, np.float32)), verbose=0).argmax(-1)
+    assert len(np.unique(uniform)) == 1
+    c = (int(uniform.flat[0]) + 1) % 3
+    run = tmp_path / "run"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        kerasxai.explain_folder(segmenter, str(folder), str(run), methods=("gradcam",), target=Segmentation(c),
+                                preprocess=preprocess, batch_size=2, progress=False)
+    messages = [str(w.message) for w in caught]
+    named = [m for m in messages if "no pixel is predicted as" in m]
+    assert len(named) == 1 and f"class {c} in 2 of 5 images: im3, im4. There is nothing to explain" in named[0], messages
+    assert all(w.filename == __file__ for w in caught if "no pixel is predicted as" in str(w.message))
+    assert not any("image(s) [" in m or "map is flat" in m for m in messages), messages
+    rows = {r["id"]: r for r in map(json.loads, (run / "predictions.jsonl").read_text().splitlines())}
+    assert [rows[f"im{i}"]["methods"]["gradcam"]["flat"] for i in range(5)] == [False, False, False, True, True]
+
+
 def test_the_command_explains_a_segmenters_folder(tmp_path, segmenter):
     import json
     import subprocess
@@ -510,7 +543,7 @@ def test_images_with_nothing_to_explain_get_flat_maps_from_every_method(segmente
     empty[:2, 3:6, 3:6] = True  # images 2..4 select nothing
     target = Segmentation(1, mask=empty)
     for method, options in (("scorecam", {"n": 4}), ("eigencam", {}), ("gradcam", {}), ("rise", {"n": 16})):
-        with pytest.warns(UserWarning, match=r"image\(s\) \[2, 3, 4\]: there is nothing to explain"):
+        with pytest.warns(PerImageWarning, match=r"image\(s\) \[2, 3, 4\]: there is nothing to explain"):
             maps = getattr(kerasxai, method)(segmenter, X, target=target, **options)
         assert not maps[2:].any() and maps[:2].max() == 1.0, method
 

@@ -96,8 +96,9 @@ def test_partial_and_damaged_run_folders_still_give_a_page(tmp_path):
     with open(tmp_path / "run.json", "w") as fh:
         fh.write('{"model": "m", "images": NaN, "methods": ["gradcam"]}')
     before = _digest(run)
-    with pytest.warns(RuntimeWarning, match="line 5 is not a JSON object"):
+    with pytest.warns(RuntimeWarning, match="line 5 is not a JSON object") as shown:
         page_path = write_report(run)
+    assert [w.filename for w in shown if "line 5" in str(w.message)] == [__file__]  # the caller's line
     page = open(page_path, encoding="utf-8").read()
     data = _embedded(page)
     assert [c["id"] for c in data["cards"]] == ["only-id", "b"] and data["cards"][1]["file"] == "b-again.jpg"

@@ -180,8 +180,9 @@ def test_dead_filter_gets_a_warning_naming_it():
     kernel[..., 1] = 0.0
     bias[1] = -1.0  # filter 1 is negative for every input: ReLU gives 0, gradient 0
     conv.set_weights([kernel, bias])
-    with pytest.warns(RuntimeWarning, match=r"Filter\(s\) \[1\] of layer 'conv' never activated"):
+    with pytest.warns(RuntimeWarning, match=r"Filter\(s\) \[1\] of layer 'conv' never activated") as shown:
         result = visualize_activation(model, "conv", steps=5, progress=False, input_range=(0, 1))
+    assert [w.filename for w in shown if "never activated" in str(w.message)] == [__file__]  # the caller's line
     assert result.dead == [1] and result.activations[1] == 0
     assert plot_title(kerasxai.plot_filters(result), 1) == "#1  dead"
 
@@ -306,8 +307,9 @@ def test_no_warnings_on_a_healthy_run_and_one_when_the_input_range_is_unknown(ga
         rescaled = keras.Sequential([keras.Input((8, 8, 3)), layers.Rescaling(1 / 255), layers.Flatten(),
                                      layers.Dense(2)])
         visualize_activation(rescaled, None, units=0, steps=2, progress=False)  # takes 0..255: nothing to say
-    with pytest.warns(UserWarning, match="cannot tell what input range model 'gap_net' was trained on"):
+    with pytest.warns(UserWarning, match="cannot tell what input range model 'gap_net' was trained on") as shown:
         visualize_activation(gap_model, None, units=0, steps=2, progress=False)
+    assert [w.filename for w in shown if "input range" in str(w.message)] == [__file__]  # the caller's line
 
 
 def test_the_best_image_seen_is_returned_not_the_last():

@@ -15,7 +15,7 @@ import matplotlib.figure
 import matplotlib.patches
 import numpy as np
 
-from kerasxai import backend
+from kerasxai import _warn, backend
 from kerasxai.methods.maps import resize_linear as resize_batch
 # Methods whose maps are about pixels rather than regions (shown as maps), and of those the ones
 # computed at the input alone (guided Grad-CAM also depends on a layer): read from the method table.
@@ -219,7 +219,7 @@ def warn_invalid(what: str, rows) -> None:
     if len(rows):
         warnings.warn(f"kerasxai.figures.images: {what} has NaN or inf values for image(s) {list(rows)[:10]}; drawn as "
                       "invalid panels. kerasxai's methods never return those: check where the map came from.",
-                      RuntimeWarning, stacklevel=3)
+                      RuntimeWarning, stacklevel=_warn.caller_stacklevel())
 
 
 def draw_unusable(ax, shape, state: str, text: str | None = None, *, ticks: bool = False) -> None:

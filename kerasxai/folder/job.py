@@ -156,8 +156,9 @@ class BatchExplainer:
         if self.segmentation:  # the region explained, drawn on the overlays; named as a region
             names = [(job.class_names[t] if job.class_names and 0 <= t < len(job.class_names) else f"class {t}")
                      + (" region" if job.target.mask is not None else " (predicted region)") for t in targets]
+            nothing = np.asarray(out.get("nothing_to_explain", np.zeros(len(targets), bool)), bool)
             return {"maps": {m: out[f"map:{m}"] for m in job.methods}, "top_k": top, "targets": targets,
-                    "target_names": names, "regions": np.asarray(out["target_data_0"]) > 0.5,
+                    "target_names": names, "regions": np.asarray(out["target_data_0"]) > 0.5, "nothing": nothing,
                     "flat": {m: np.asarray(out[f"flat:{m}"], bool) for m in job.methods}}
         names = []
         for row, t in zip(top, targets):
@@ -187,11 +188,12 @@ class BatchExplainer:
             raise first_error
         shape = next(p for p in parts if p is not None)["maps"]
         maps = {m: np.stack([p["maps"][m][0] if p else np.zeros_like(shape[m][0]) for p in parts]) for m in methods}
-        regions = None
+        regions = nothing = None
         if self.segmentation:
             first = next(p for p in parts if p is not None)["regions"][0]
             regions = np.stack([p["regions"][0] if p else np.zeros_like(first) for p in parts])
-        return {"maps": maps, "regions": regions, "top_k": [p["top_k"][0] if p else [] for p in parts],
+            nothing = np.array([bool(p["nothing"][0]) if p else False for p in parts])
+        return {"maps": maps, "regions": regions, "nothing": nothing, "top_k": [p["top_k"][0] if p else [] for p in parts],
                 "targets": [p["targets"][0] if p else None for p in parts],
                 "target_names": [p["target_names"][0] if p else None for p in parts],
                 "flat": {m: np.array([bool(p["flat"][m][0]) if p else False for p in parts]) for m in methods},
@@ -200,8 +202,9 @@ class BatchExplainer:
     def explain_quietly(self, x, target):
         """:meth:`explain`, with kerasxai's warnings collected instead of shown, and per-image errors.
 
-        Per-batch warnings would name images by their place in the batch; the run
-        records flat maps per image and warns once at the end instead. Returns
+        Per-image warnings (:class:`kerasxai._warn.PerImageWarning`: flat maps, a
+        region with nothing to explain) would name images by their place in the batch;
+        the run records those per image and names the files once at the end. Returns
         ``(result, messages)`` with the other warnings' messages. When the core
         refuses the batch (a ``ValueError``, e.g. outputs that are not finite for
         one image), the images are explained one by one and those refused alone get
@@ -218,7 +221,7 @@ class BatchExplainer:
                 if len(x) == 1:
                     raise
                 result = self._one_by_one(x, target, err)
-        return result, [message for _, message in caught if "map is flat" not in message]
+        return result, [message for category, message in caught if not issubclass(category, _warn.PerImageWarning)]
 
 
 def batch_for_writer(ids, files, labels, result, jpegs, sizes, errors=None) -> dict:
@@ -226,7 +229,8 @@ def batch_for_writer(ids, files, labels, result, jpegs, sizes, errors=None) -> d
     n = len(ids)
     return {"ids": ids, "files": files, "labels": labels, "errors": errors or [None] * n, "sizes": sizes,
             "jpegs": jpegs, "maps": result["maps"], "flat": result["flat"], "top_k": result["top_k"],
-            "targets": result["targets"], "target_names": result["target_names"], "regions": result.get("regions")}
+            "targets": result["targets"], "target_names": result["target_names"], "regions": result.get("regions"),
+            "nothing": result.get("nothing")}
 
 
 def error_batch(ids, files, labels, messages) -> dict:
@@ -269,6 +273,8 @@ def to_columns(methods, result, n, shape, rows=None) -> dict:
             out[f"flat:{m}"][i] = result["flat"][m][j]
         if result.get("regions") is not None:
             out.setdefault("region", np.zeros((n,) + result["regions"].shape[1:], bool))[i] = result["regions"][j]
+        if result.get("nothing") is not None:
+            out.setdefault("nothing", np.zeros(n, bool))[i] = result["nothing"][j]
     return out
 
 
@@ -279,4 +285,5 @@ def from_columns(methods, columns) -> dict:
             "top_k": [[tuple(r) for r in json.loads(t)] for t in columns["top_k"]],
             "targets": [None if t < 0 else int(t) for t in columns["target"]],
             "target_names": [t or None for t in columns["target_name"]],
-            "errors": [e or None for e in columns["row_error"]], "regions": columns.get("region")}
+            "errors": [e or None for e in columns["row_error"]], "regions": columns.get("region"),
+            "nothing": columns.get("nothing")}

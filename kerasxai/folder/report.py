@@ -36,6 +36,7 @@ import re
 import urllib.parse
 import warnings
 
+from kerasxai import _warn
 from kerasxai.data import imagenet
 from kerasxai.figures.common import INPUT_METHODS, MAP_CMAP
 from kerasxai.methods.table import ATTENTION_METHODS
@@ -336,7 +337,7 @@ def write_report(run_dir: str, out: str | None = None) -> str:
     if data["problems"]:
         warnings.warn(f"kerasxai report for {run_dir}: " + "; ".join(data["problems"][:5])
                       + (f"; and {len(data['problems']) - 5} more" if len(data["problems"]) > 5 else ""),
-                      RuntimeWarning, stacklevel=2)
+                      RuntimeWarning, stacklevel=_warn.caller_stacklevel())
     model = data["run"].get("model") or data["title"]
     parts = {"title": html.escape(f"kerasxai report: {model}"), "css": _asset("report.css"),
              "data": _embed(data), "js": _asset("report.js")}

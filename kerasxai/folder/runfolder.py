@@ -281,6 +281,7 @@ class Writer:
         self.written = 0
         self.flat = {}  # method -> ids with a flat map
         self.nonfinite = []  # ids whose probabilities are not finite
+        self.nothing = []  # ids whose target region holds nothing to explain (their maps are zeros)
         self.refused = []  # (id, error) of images read but not explained
         self._fh = open(os.path.join(run.path, PREDICTIONS), "a")
         self._thread = threading.Thread(target=self._loop, name="kerasxai-writer", daemon=True)
@@ -331,7 +332,8 @@ class Writer:
         b""); ``maps`` {method: ``(B, H, W)``}; ``top_k`` (per image a list of
         ``(class, name, probability)``); ``flat`` {method: ``(B,)`` bool};
         ``targets``; ``target_names``; optionally ``regions`` ``(B, h, w)`` bool (a segmentation
-        target's region per image, outlined on the overlays).
+        target's region per image, outlined on the overlays) and ``nothing`` ``(B,)`` bool (True where
+        that region holds nothing to explain).
         """
         def one(i):
             return self._error_row(batch, i) if batch["errors"][i] else self._write_image(batch, i)
@@ -370,6 +372,8 @@ class Writer:
                "target": None if batch["targets"][i] is None else int(batch["targets"][i]),
                "target_name": batch["target_names"][i], "layer": self.layer,
                "maps": f"maps/{image_id}.npz", "image": image}
+        if batch.get("nothing") is not None and batch["nothing"][i]:
+            self.nothing.append(image_id)
         if any(t["probability"] is None for t in row["top_k"]):
             self.nonfinite.append(image_id)
         if self.overlays:

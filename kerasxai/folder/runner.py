@@ -51,10 +51,10 @@ def _meta(model, job, model_name, weights, n_images):
 
 
 class _Warnings:
-    """Warnings of a run, each shown once, flat maps summarised by image id at the end."""
+    """Warnings of a run, each shown once; flat maps and empty target regions summarised by image id at the end."""
 
-    def __init__(self, where):
-        self.where = where
+    def __init__(self, where, target=None):
+        self.where, self.target = where, target
         self.seen = set()
 
     def add(self, messages):
@@ -69,8 +69,20 @@ class _Warnings:
             shown = "; ".join(f"{i}: {e[len(REFUSED):]}" for i, e in refused[:3]) + (" ..." if len(refused) > 3 else "")
             warnings.warn(f"kerasxai.{self.where}: {len(refused)} of {total} images were read but could not be "
                           f"explained (rows with an error; errors.txt): {shown}", RuntimeWarning, stacklevel=_warn.caller_stacklevel())
+        nothing = set(writer.nothing)
+        if nothing:
+            ids = sorted(nothing)
+            shown = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
+            what = ("no pixel is predicted as" if getattr(self.target, "mask", None) is None
+                    else "the mask selects no pixel for")
+            warnings.warn(f"kerasxai.{self.where}: Segmentation target: {what} class "
+                          f"{getattr(self.target, 'class_index', '?')} in {len(ids)} of {total} images: {shown}. There is "
+                          "nothing to explain there, and their maps are flat (zeros, marked \"flat\" in predictions.jsonl).",
+                          RuntimeWarning, stacklevel=_warn.caller_stacklevel())
         for method, ids in writer.flat.items():
-            ids = sorted(ids)
+            ids = sorted(set(ids) - nothing)
+            if not ids:
+                continue
             shown = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
             warnings.warn(
                 f"kerasxai.{self.where}: the {method} map is flat (all zeros, marked \"flat\" in predictions.jsonl) "
@@ -129,7 +141,7 @@ def _run(out, job, meta, resume, force, progress, compute, where):
         warnings.warn(f"kerasxai.{where}: the model's weights are random (weights='none'): its predictions are at "
                       "chance and the maps explain an untrained network.", RuntimeWarning, stacklevel=_warn.caller_stacklevel())
     writer = runfolder.Writer(run, layer=job.layer_name, overlays=job.overlays)
-    warn = _Warnings(where)
+    warn = _Warnings(where, job.target)
     total = meta["listed"] or None  # None: a data set of unknown length
     bar = keras.utils.Progbar(total, unit_name="image", verbose=1 if progress else 0)
     if run.done:

@@ -296,4 +296,4 @@ class Collector:
             more = f" and {len(idx) - 10} more" if len(idx) > 10 else ""
             parts.append(f"{shown}{more}: {text}")
         _warn.warn(f"kerasxai.{self.method}: the map is flat (returned as all zeros) for " + "; ".join(parts) + ".",
-                   RuntimeWarning)
+                   _warn.PerImageWarning)

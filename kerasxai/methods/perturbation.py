@@ -459,6 +459,6 @@ def drise(fn, images, box, class_index, *, n=2000, cells=7, p=0.5, seed=0, batch
     if flat.size:
         _warn.warn(f"kerasxai.drise: no masked copy of image(s) {flat.tolist()[:20]} has a detection overlapping the "
                    "box with the class: the map is flat (returned as all zeros). Check the box (y1, x1, y2, x2 in "
-                   "pixels) and that the detector finds the object in the clean image.", RuntimeWarning)
+                   "pixels) and that the detector finds the object in the clean image.", _warn.PerImageWarning)
     maps = raw_map if raw else np.asarray(ops.convert_to_numpy(maps_lib.finish(raw_map, None)["map"]))
     return maps[0] if single else maps

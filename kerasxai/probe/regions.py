@@ -208,7 +208,8 @@ class Segmentation:
         if empty.size:
             what = "no pixel is predicted as" if self.mask is None else "the mask selects no pixel for"
             _warn.warn(f"kerasxai: Segmentation target: {what} class {self.class_index} in image(s) "
-                       f"{empty.tolist()[:20]}: there is nothing to explain, and their maps are flat (zeros).")
+                       f"{empty.tolist()[:20]}: there is nothing to explain, and their maps are flat (zeros).",
+                       _warn.PerImageWarning)
         return TargetBatch(classes, (masks,), nothing)
 
     @staticmethod
@@ -421,7 +422,7 @@ class Detection:
         if unmatched.size:
             _warn.warn(f"kerasxai: Detection target: no predicted box overlaps the box with IoU >= {self.iou} in "
                        f"image(s) {unmatched.tolist()[:20]}: there is nothing to explain, and their maps are flat "
-                       "(check the box's pixel coordinates y1, x1, y2, x2, or lower iou=).")
+                       "(check the box's pixel coordinates y1, x1, y2, x2, or lower iou=).", _warn.PerImageWarning)
         return resolved
 
     def scores(self, head, outputs, classes, box):

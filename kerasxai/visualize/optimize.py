@@ -38,7 +38,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from kerasxai import backend
+from kerasxai import _warn, backend
 from kerasxai.visualize import objectives, param as param_lib, transforms as transforms_lib
 from kerasxai.visualize.preprocessing import to_model_input
 from kerasxai.visualize.probing import cached_step, layer_probe
@@ -358,11 +358,11 @@ def visualize_activation(
             f"{label.capitalize()}(s) {dead} of {what} never activated: the gradient stayed zero at every step, "
             "so their images are the starting noise, not what they detect (a 'dead' unit, e.g. a ReLU that is "
             "negative for every input). Try another seed or a larger learning_rate; if it stays dead, the unit "
-            "responds to nothing.", RuntimeWarning, stacklevel=2)
+            "responds to nothing.", RuntimeWarning, stacklevel=_warn.caller_stacklevel())
     if broken:
         warnings.warn(f"{label.capitalize()}(s) {broken} of {what} reached non-finite values (NaN or inf): their "
                       "images are meaningless. Lower the learning_rate or check the model for overflow.",
-                      RuntimeWarning, stacklevel=2)
+                      RuntimeWarning, stacklevel=_warn.caller_stacklevel())
     frames_array = np.stack([np.concatenate(snapshots[s]) for s in frame_steps]) if frame_steps else None
     return ActivationImages(images, reached, units, probe.layer_name, objective, history, frames_array,
                             frame_steps, dead)

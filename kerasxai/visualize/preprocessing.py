@@ -30,6 +30,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from kerasxai import _warn
 from kerasxai.data.images import preprocess_function
 
 
@@ -85,7 +86,8 @@ def to_model_input(model, preprocess="auto", input_range=None, channels=None):
                 f"kerasxai cannot tell what input range model '{model.name}' was trained on (no keras.applications "
                 "family in its name, no Rescaling layer first), so images are fed as 0..255. If it was trained "
                 "on other values, say so: input_range=(0, 1) or (-1, 1), or preprocess=<family or function>; "
-                "otherwise the pictures show what the model does on inputs it never saw.", UserWarning, stacklevel=3)
+                "otherwise the pictures show what the model does on inputs it never saw.", UserWarning,
+                stacklevel=_warn.caller_stacklevel())
         return lambda x: 255.0 * x
     channels = channels or (int(model.inputs[0].shape[-1]) if model is not None else 3)
     fitted = _fit_affine(fn, channels)
