@@ -68,9 +68,10 @@ per-round ratios on CPU and on wall time. Target: <= 1.05 x the floor, on every 
 (verdict on CPU time) and on a GPU (verdict on wall time: there the overlap is the point).
 
 On a GPU, read the wall-clock columns (CPU time then counts the host's waiting) and pass
-``--threads 0``. The README's GPU table came from this script's per-backend processes
-(``--child BACKEND FOLDER ROUNDS``, which take the ``--multi*`` options too) on a machine without
-TensorFlow, the model built here.
+``--threads 0``. On a machine without TensorFlow the model is built under the first backend asked
+for (the same seeded architecture; the maps are then not compared with TensorFlow's).
+``benchmarks/gpu.sh`` runs the GPU rows of ``docs/backends.md`` (JAX and PyTorch, 8 x 128² and
+32 x 224²) in one go.
 
     python benchmarks/bench_backends.py                   # about 5-7 minutes on a 2-core CPU
     python benchmarks/bench_backends.py --backends jax,torch --rounds 30 --threads 0 --multi 512
@@ -588,8 +589,13 @@ def main(argv=None):
     folder = tempfile.mkdtemp(prefix="kerasxai-bench-backends-")
     script = os.path.abspath(__file__)
     try:
+        # Built under TensorFlow (its maps are the reference); on a machine without it (a GPU machine with
+        # JAX and PyTorch only), under the first backend asked for: the same seeded architecture.
+        import importlib.util
+
+        builder = "tensorflow" if importlib.util.find_spec("tensorflow") else backends[0]
         built = harness.run_fresh([script, "--build", folder, str(args.size), str(args.batch)],
-                                  env={"KERAS_BACKEND": "tensorflow"})
+                                  env={"KERAS_BACKEND": builder})
         if "error" in built:
             raise SystemExit(f"building the model failed: {built['error']}")
         results = {}

@@ -75,6 +75,8 @@ def test_keras_still_tracks_custom_layers_sublayers():
         "Keras changed Layer._flatten_layers; update kerasxai/probe/cache.py reachable_layers"
     )
     before = cache.fingerprint(model)
+    assert set(before[1]) == {id(v) for v in model.weights}, (  # each layer's own variables, gathered in one walk
+        "Keras changed Layer._trainable_variables / _non_trainable_variables; update kerasxai/probe/cache.py fingerprint")
     block.convs[0].activation = keras.activations.get("relu")
     assert cache.fingerprint(model) != before
 
@@ -355,3 +357,27 @@ def test_a_steps_outputs_come_back_unchanged_whatever_their_shapes_and_batch_siz
         np.testing.assert_allclose(out["acts"][0], pass_.activations[0], rtol=1e-5, atol=1e-6)
         assert out["classes"].tolist() == [2] * len(rows)
         assert np.argmax(pass_.logits, axis=1).tolist() == np.argmax(logits[rows], axis=1).tolist()
+
+
+def test_a_step_reads_the_variables_current_values_and_a_stateless_scopes_own(gap_model, images):
+    """JAX hands the variables' values to the compiled step at every call (read through
+    kerasxai.backend.jax.current_values): weights assigned after a call are the ones the next call
+    explains, and inside a StatelessScope its values are, as Variable.value gives them."""
+    from kerasxai.backend.jax import current_values
+
+    assert all(a is v.value for a, v in zip(current_values(gap_model.weights), gap_model.weights))
+    twin = keras.models.clone_model(gap_model)
+    twin.set_weights([w * 0.5 + 0.1 for w in gap_model.get_weights()])
+    expected = kerasxai.gradcam(twin, images, target=1, raw=True)
+    before = kerasxai.gradcam(gap_model, images, target=1, raw=True)
+    saved = gap_model.get_weights()
+    try:
+        with keras.StatelessScope(state_mapping=list(zip(gap_model.weights, twin.weights))):
+            scoped = current_values(gap_model.weights)
+            assert all(np.array_equal(keras.ops.convert_to_numpy(a), t.numpy()) for a, t in zip(scoped, twin.weights))
+        gap_model.set_weights(twin.get_weights())
+        np.testing.assert_allclose(kerasxai.gradcam(gap_model, images, target=1, raw=True), expected, rtol=1e-5, atol=1e-6)
+        assert not np.allclose(before, expected)
+    finally:
+        gap_model.set_weights(saved)
+    np.testing.assert_allclose(kerasxai.gradcam(gap_model, images, target=1, raw=True), before, rtol=1e-6, atol=1e-7)

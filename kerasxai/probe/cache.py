@@ -47,8 +47,16 @@ def fingerprint(model) -> tuple:
         >>> fingerprint(model) == before
         False
     """
-    parts = tuple((id(layer), id(getattr(layer, "activation", None))) for layer in reachable_layers(model))
-    weights = tuple(id(v) for v in model.weights)
+    parts, weights = [], []
+    try:  # one walk: each layer's own variables (model.weights would walk the layers again); read per call
+        for layer in reachable_layers(model):
+            parts.append((id(layer), id(getattr(layer, "activation", None))))
+            weights += map(id, layer._trainable_variables)
+            weights += map(id, layer._non_trainable_variables)
+    except AttributeError:  # a layer without Keras 3's own-variable lists: the public list
+        parts = [(id(layer), id(getattr(layer, "activation", None))) for layer in reachable_layers(model)]
+        weights = list(map(id, model.weights))
+    parts, weights = tuple(parts), tuple(weights)
     try:
         outputs = tuple(id(t) for t in (model.outputs or ()))
     except (AttributeError, ValueError):

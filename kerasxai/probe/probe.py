@@ -449,7 +449,7 @@ class Probe:
             if classes is None:
                 classes = np.full((n,), targets_lib.PREDICTED, np.int32)
             args = tensors + list(extra) + deltas + [_argument(np.asarray(classes, np.int32))] + list(data)
-            shapes = tuple((tuple(a.shape[1:]), keras.backend.standardize_dtype(a.dtype)) for a in args)
+            shapes = tuple((tuple(a.shape[1:]), _dtype_name(a.dtype)) for a in args)
             spec_dtype = str(self.input_specs[k].dtype)
             layout = (len(tensors), len(extra), len(data),
                       spec_dtype if spec_dtype.startswith(("float", "bfloat")) else "float32")
@@ -649,6 +649,33 @@ def _pack(out, batch):
     return out
 
 
+_DTYPE_NAMES: dict = {}  # a backend dtype -> its standard name (keras.backend.standardize_dtype), per call
+_LAYOUTS: dict = {}  # a packed output's name -> [(key, dtype, shape, offset, width)], parsed once
+
+
+def _dtype_name(dtype) -> str:
+    try:
+        name = _DTYPE_NAMES.get(dtype)
+    except TypeError:  # not hashable
+        return keras.backend.standardize_dtype(dtype)
+    if name is None:
+        name = _DTYPE_NAMES[dtype] = keras.backend.standardize_dtype(dtype)
+    return name
+
+
+def _layout(name: str) -> list:
+    layout = _LAYOUTS.get(name)
+    if layout is None:
+        layout, fields, offset = [], name.split("|")[1:], 0
+        for key, dtype, dims in zip(fields[::3], fields[1::3], fields[2::3]):
+            shape = tuple(int(d) for d in dims.split("x")) if dims else ()
+            width = 2 if dtype == "int32" else int(np.prod(shape)) if shape else 1
+            layout.append((key, dtype, shape, offset, width))
+            offset += width
+        _LAYOUTS[name] = layout
+    return layout
+
+
 def _unpack(out):
     """Outside a step: packed outputs back under their names, shapes and dtypes (NumPy; the arrays are
     views of the packed one, the rank-1 numbers copies)."""
@@ -656,10 +683,7 @@ def _unpack(out):
         return out
     for name in [k for k in out if isinstance(k, str) and k.startswith(_PACKED + "|")]:
         packed = out.pop(name)
-        fields, offset = name.split("|")[1:], 0
-        for key, dtype, dims in zip(fields[::3], fields[1::3], fields[2::3]):
-            shape = tuple(int(d) for d in dims.split("x")) if dims else ()
-            width = 2 if dtype == "int32" else int(np.prod(shape)) if shape else 1
+        for key, dtype, shape, offset, width in _layout(name):
             if dtype == "bool":
                 out[key] = packed[:, offset] != 0
             elif dtype == "int32":  # its high and low 16 bits
@@ -669,7 +693,6 @@ def _unpack(out):
                 out[key] = np.array(packed[:, offset])
             else:
                 out[key] = packed[:, offset:offset + width].reshape((len(packed),) + shape)
-            offset += width
     return out
 
 
