@@ -1,5 +1,6 @@
 """Target specs -> class indices and scores, per kind of head."""
 
+import keras
 import numpy as np
 import pytest
 from keras import ops
@@ -130,12 +131,51 @@ def test_a_bound_method_target_is_compiled_once_and_freed_with_its_instance(gap_
     probe = get_probe(gap_model, None)
     steps = probe._method_steps[scorer][Scorer.score]
     assert len(steps) == 1 and all(len(run.compiled) == 1 for run in steps.values())
-    compiled = next(iter(steps.values())).compiled
+    run = next(iter(steps.values()))
     kerasxai.gradcam(gap_model, images[:2], target=scorer.score, raw=True)  # the same step, another batch
-    assert probe._method_steps[scorer][Scorer.score] is steps and next(iter(steps.values())).compiled is compiled
+    assert probe._method_steps[scorer][Scorer.score] is steps and next(iter(steps.values())) is run
     reference = kerasxai.gradcam(gap_model, images, target=3, raw=True)
     for m in maps:
         np.testing.assert_allclose(m, reference, rtol=1e-5, atol=1e-7)
-    del scorer, steps, compiled
+    other = Scorer(1)  # another instance: its own steps, its own index
+    np.testing.assert_allclose(kerasxai.gradcam(gap_model, images, target=other.score, raw=True),
+                               kerasxai.gradcam(gap_model, images, target=1, raw=True), rtol=1e-5, atol=1e-7)
+    del scorer, steps, run, other
     gc.collect()
     assert len(probe._method_steps) == 0
+
+
+def test_a_callable_target_whose_state_changed_is_traced_again_never_explained_with_the_old_values(gap_model, images):
+    """A compiled step bakes in what the callable reads besides the logits: an instance's attribute, a
+    closure variable, a list changed in place. Changed between calls, the step is traced again."""
+    import kerasxai
+    from kerasxai.probe import get_probe
+
+    expected = {c: kerasxai.gradcam(gap_model, images, target=c, raw=True) for c in (1, 2, 4)}
+
+    class Scorer:
+        def __init__(self):
+            self.index, self.classes = 1, [1]
+
+        def score(self, logits):
+            return logits[:, self.index]
+
+        def mean(self, logits):
+            return keras.ops.mean(keras.ops.take(logits, self.classes, axis=1), axis=1)
+
+    scorer = Scorer()
+    np.testing.assert_allclose(kerasxai.gradcam(gap_model, images, target=scorer.score, raw=True), expected[1], rtol=1e-5, atol=1e-7)
+    run = next(iter(get_probe(gap_model, None)._method_steps[scorer][Scorer.score].values()))
+    kerasxai.gradcam(gap_model, images, target=scorer.score, raw=True)
+    assert next(iter(get_probe(gap_model, None)._method_steps[scorer][Scorer.score].values())) is run  # unchanged: kept
+    scorer.index = 4
+    np.testing.assert_allclose(kerasxai.gradcam(gap_model, images, target=scorer.score, raw=True), expected[4], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(kerasxai.gradcam(gap_model, images, target=scorer.mean, raw=True), expected[1], rtol=1e-5, atol=1e-7)
+    scorer.classes[0] = 2  # in place
+    np.testing.assert_allclose(kerasxai.gradcam(gap_model, images, target=scorer.mean, raw=True), expected[2], rtol=1e-5, atol=1e-7)
+
+    index = 2
+    closure = lambda logits: logits[:, index]  # noqa: E731
+    np.testing.assert_allclose(kerasxai.gradcam(gap_model, images, target=closure, raw=True), expected[2], rtol=1e-5, atol=1e-7)
+    index = 1
+    np.testing.assert_allclose(kerasxai.gradcam(gap_model, images, target=closure, raw=True), expected[1], rtol=1e-5, atol=1e-7)

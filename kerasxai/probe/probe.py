@@ -337,20 +337,29 @@ class Probe:
             raise ValueError(f"grads must be one of {GRADS}. Received: {grads!r}")
         if grads is not None or pre is not None:  # gradients, or scores of generated inputs (Score-CAM)
             self._refuse_quantized()
+        stamp = None  # what a user's function reads besides its arguments: traced again when it changes
         if regions_lib.is_structured(target):
             table = self._structured_steps.setdefault(target.step_key, {})
             head = self.head
             scorer = lambda logits, classes, *data: target.scores(head, logits, classes, *data)  # noqa: E731
+            decode = getattr(target, "decode", None)
+            stamp = None if decode is None else targets_lib.state_stamp(decode)
         elif callable(target) and not isinstance(target, str):
             table, held = self._callable_table(target)
             scorer = lambda logits, classes: targets_lib.callable_scores(held(), logits, classes)  # noqa: E731
+            stamp = targets_lib.state_stamp(target)
         else:
             table = self._steps
             scorer = lambda logits, classes: targets_lib.class_scores(self.head, logits, classes)  # noqa: E731
         key = (grads, post, pre)
-        if key not in table:
-            table[key] = self._compile(grads, post, pre, scorer)
-        return table[key]
+        run = table.get(key)
+        if run is None or run.stamp != stamp:
+            if run is not None:
+                logger.info("kerasxai: the target's function reads other values than when its step was traced; "
+                            "traced again")
+            run = table[key] = self._compile(grads, post, pre, scorer)
+            run.stamp = stamp
+        return run
 
     def _callable_table(self, target):
         """``(steps table, weak reference)`` of a callable target. The steps hold the target weakly: its
@@ -553,11 +562,9 @@ class Probe:
 
     def tracing_count(self) -> int:
         """How many times this probe's compiled steps were traced (TensorFlow; for tests)."""
-        steps = list(self._steps.values())
-        tables = list(self._callable_steps.values())
+        tables = [self._steps, *self._structured_steps.values(), *list(self._callable_steps.values())]
         tables += [table for per_instance in list(self._method_steps.values()) for table in per_instance.values()]
-        for table in tables:
-            steps.extend(table.values())
+        steps = [run for table in tables for run in table.values()]
         return sum(
             s.experimental_get_tracing_count() for run in steps for s in run.compiled.values()
             if hasattr(s, "experimental_get_tracing_count")
