@@ -179,3 +179,71 @@ def test_a_callable_target_whose_state_changed_is_traced_again_never_explained_w
     np.testing.assert_allclose(kerasxai.gradcam(gap_model, images, target=closure, raw=True), expected[2], rtol=1e-5, atol=1e-7)
     index = 1
     np.testing.assert_allclose(kerasxai.gradcam(gap_model, images, target=closure, raw=True), expected[1], rtol=1e-5, atol=1e-7)
+
+
+class _Config:  # a module-level namespace a target reads (class attributes)
+    index = 1
+
+
+def _helper_reading_a_global(logits):
+    return logits[:, _Config.index]
+
+
+def test_state_a_target_reads_through_objects_is_checked_or_traced_at_every_call(gap_model, images):
+    """What the stamp cannot check (an object inside an object, a Keras Variable, a large array, a
+    layer's own call) is traced at every call, never reused stale; what it can (a class attribute
+    reached through a global, a helper function's global) is compared by value."""
+    import kerasxai
+
+    expected = {c: kerasxai.gradcam(gap_model, images, target=c, raw=True) for c in (1, 3)}
+
+    class Inner:
+        index = 1
+
+    class Nested:
+        def __init__(self):
+            self.inner = Inner()
+
+        def score(self, logits):
+            return logits[:, self.inner.index]
+
+    class WithVariable:
+        def __init__(self):
+            self.weights = keras.Variable(np.eye(5, dtype="float32")[1], trainable=False)
+
+        def score(self, logits):
+            return ops.sum(logits * self.weights, axis=1)
+
+    class WithLargeArray:
+        def __init__(self):
+            self.weights = np.zeros((5, 1000), "float32")
+            self.weights[1] = 1.0
+
+        def score(self, logits):
+            return ops.sum(logits * ops.convert_to_tensor(self.weights[:, 0]), axis=1)
+
+    nested, variable, large = Nested(), WithVariable(), WithLargeArray()
+    holder = Nested()
+    closure_over_object = lambda logits: logits[:, holder.inner.index]  # noqa: E731
+
+    def change(index):
+        nested.inner.index = index
+        variable.weights.assign(np.eye(5, dtype="float32")[index])
+        large.weights[:] = 0.0
+        large.weights[index] = 1.0
+        holder.inner = Inner()
+        holder.inner.index = index
+        _Config.index = index
+
+    targets = {"an object inside the instance": nested.score, "a keras Variable": variable.score,
+               "a large array changed in place": large.score, "a lambda closing over an object": closure_over_object,
+               "a class attribute read through a global": lambda logits: logits[:, _Config.index],
+               "a helper function's global": _helper_reading_a_global}
+    try:
+        for index in (1, 3, 1):
+            change(index)
+            for what, target in targets.items():
+                got = kerasxai.gradcam(gap_model, images, target=target, raw=True)
+                np.testing.assert_allclose(got, expected[index], rtol=1e-5, atol=1e-7, err_msg=f"{what}, index {index}")
+    finally:
+        _Config.index = 1

@@ -41,7 +41,7 @@ import numpy as np
 from keras import ops
 
 from kerasxai import _warn, backend
-from kerasxai.probe import regions as regions_lib, targets as targets_lib
+from kerasxai.probe import regions as regions_lib, stamps as stamps_lib, targets as targets_lib
 from kerasxai.probe import cache, heads as heads_lib, inputs as inputs_lib, layers as layers_lib
 from kerasxai.probe import attention as attention_lib, inner as inner_lib, traced as traced_lib
 from kerasxai.probe.layers import CHANNELS_FIRST, CHANNELS_LAST
@@ -343,11 +343,11 @@ class Probe:
             head = self.head
             scorer = lambda logits, classes, *data: target.scores(head, logits, classes, *data)  # noqa: E731
             decode = getattr(target, "decode", None)
-            stamp = None if decode is None else targets_lib.state_stamp(decode)
+            stamp = None if decode is None else stamps_lib.state_stamp(decode)
         elif callable(target) and not isinstance(target, str):
             table, held = self._callable_table(target)
             scorer = lambda logits, classes: targets_lib.callable_scores(held(), logits, classes)  # noqa: E731
-            stamp = targets_lib.state_stamp(target)
+            stamp = stamps_lib.state_stamp(target)
         else:
             table = self._steps
             scorer = lambda logits, classes: targets_lib.class_scores(self.head, logits, classes)  # noqa: E731

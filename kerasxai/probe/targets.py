@@ -20,10 +20,7 @@ class (score = -logit); for a one-unit output without a squashing activation
 
 from __future__ import annotations
 
-import functools
 import numbers
-import types
-import weakref
 
 import numpy as np
 from keras import ops
@@ -180,100 +177,3 @@ def _check_per_image(fn, logits):
                 "never over the images (axis=0), e.g. target=lambda logits: logits[:, 3]."
             )
 
-
-# --------------------------------------------------------------------------- what a callable reads besides its arguments
-
-_SCALARS = (bool, int, float, complex, str, bytes, type(None), np.generic)
-
-
-class _Same:
-    """An object compared by identity. Held weakly where it can be (a stamp kept with a step must not keep
-    alive what the step's table holds weakly); an object that went is unequal to everything."""
-
-    __slots__ = ("ref", "obj")
-
-    def __init__(self, obj):
-        try:
-            self.ref, self.obj = weakref.ref(obj), None
-        except TypeError:  # held: its id cannot be reused while the stamp lives
-            self.ref, self.obj = None, obj
-
-    def get(self):
-        return self.obj if self.ref is None else self.ref()
-
-    def __eq__(self, other):
-        if not isinstance(other, _Same):
-            return False
-        mine = self.get()
-        return mine is not None and mine is other.get()
-
-
-def _frozen(value, depth: int = 0):
-    """``value`` as something equal to it as long as it is unchanged: scalars, small arrays and short
-    lists, tuples and dicts of them by value (an item changed in place counts), anything else by identity."""
-    if isinstance(value, _SCALARS):
-        return (type(value).__name__, value)
-    if isinstance(value, np.ndarray) and value.size <= 4096:
-        return ("array", value.dtype.str, value.shape, value.tobytes())
-    if depth < 3 and isinstance(value, (list, tuple)) and len(value) <= 256:
-        return (type(value).__name__, tuple(_frozen(v, depth + 1) for v in value))
-    if depth < 3 and isinstance(value, dict) and len(value) <= 256:
-        return ("dict", tuple((_frozen(k, depth + 1), _frozen(v, depth + 1)) for k, v in value.items()))
-    return _Same(value)
-
-
-def state_stamp(fn) -> tuple:
-    """What a callable target reads besides the logits, frozen: its instance's attributes (a bound
-    method, a callable object), its closure, default arguments and the globals it names, a partial's
-    arguments.
-
-    A compiled step (TensorFlow, JAX) bakes these in when it traces the callable. The probe keeps a
-    callable's step while its stamp is unchanged and traces it again when the stamp changes, so
-    ``scorer.index = 4`` between two calls, or a closure variable rebound, is explained as it now is,
-    never with the old value. Rebinding is seen for anything, changes in place for scalars, lists,
-    tuples, dicts and NumPy arrays of up to 4096 values (not inside other objects).
-
-    Examples:
-        >>> class Scorer:
-        ...     def __init__(self, index):
-        ...         self.index = index
-        ...     def score(self, logits):
-        ...         return logits[:, self.index]
-        >>> scorer = Scorer(3)
-        >>> before = state_stamp(scorer.score)
-        >>> state_stamp(scorer.score) == before
-        True
-        >>> scorer.index = 4
-        >>> state_stamp(scorer.score) == before
-        False
-    """
-    if isinstance(fn, functools.partial):
-        return ("partial", _frozen(fn.args), _frozen(fn.keywords), state_stamp(fn.func))
-    instance, function = getattr(fn, "__self__", None), getattr(fn, "__func__", None)
-    if function is None and not isinstance(fn, (types.FunctionType, types.BuiltinFunctionType)):
-        instance, function = fn, getattr(type(fn), "__call__", None)  # a callable object
-    function = fn if function is None else function
-    parts = []
-    if instance is not None and not isinstance(instance, (types.ModuleType, type)):
-        attributes = getattr(instance, "__dict__", None)
-        if attributes is not None:
-            parts.append(tuple((name, _frozen(value)) for name, value in list(attributes.items())))
-        for name in getattr(type(instance), "__slots__", ()):
-            if isinstance(name, str) and hasattr(instance, name):
-                parts.append((name, _frozen(getattr(instance, name))))
-    elif isinstance(instance, type):  # a classmethod: the class's own attributes
-        parts.append(tuple((name, _frozen(value)) for name, value in list(vars(instance).items())
-                           if not name.startswith("__")))
-    code = getattr(function, "__code__", None)
-    if code is not None:
-        cells = []
-        for cell in getattr(function, "__closure__", None) or ():
-            try:
-                cells.append(_frozen(cell.cell_contents))
-            except ValueError:  # an empty cell
-                cells.append(None)
-        names = getattr(function, "__globals__", {})
-        parts += [tuple(cells), _frozen(getattr(function, "__defaults__", None)),
-                  _frozen(getattr(function, "__kwdefaults__", None)),
-                  tuple((name, _frozen(names[name])) for name in code.co_names if name in names)]
-    return tuple(parts)
