@@ -222,7 +222,38 @@ def test_state_a_target_reads_through_objects_is_checked_or_traced_at_every_call
         def score(self, logits):
             return ops.sum(logits * ops.convert_to_tensor(self.weights[:, 0]), axis=1)
 
-    nested, variable, large = Nested(), WithVariable(), WithLargeArray()
+    class Base:
+        k = 1
+
+    class Sub(Base):
+        def score(self, logits):
+            return logits[:, self.k]
+
+    class Dynamic:
+        def __init__(self):
+            self.k = 1
+
+        def score(self, logits):
+            return logits[:, getattr(self, "k")]
+
+    class Child(Dynamic):
+        def score(self, logits):
+            return super().score(logits)
+
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Unhashable:  # eq=True: no __hash__
+        k: int = 1
+
+        def __call__(self, logits):
+            return logits[:, self.k]
+
+    namespace: dict = {}
+    exec("class Cfg:\n    k = 1\ntarget = lambda logits: logits[:, Cfg.k]", namespace)  # no file, no module
+
+    nested, variable, large, sub, dynamic, child, unhashable = (Nested(), WithVariable(), WithLargeArray(), Sub(),
+                                                                Dynamic(), Child(), Unhashable())
     holder = Nested()
     closure_over_object = lambda logits: logits[:, holder.inner.index]  # noqa: E731
 
@@ -234,11 +265,16 @@ def test_state_a_target_reads_through_objects_is_checked_or_traced_at_every_call
         holder.inner = Inner()
         holder.inner.index = index
         _Config.index = index
+        Base.k = index
+        dynamic.k = child.k = unhashable.k = index
+        namespace["Cfg"].k = index
 
     targets = {"an object inside the instance": nested.score, "a keras Variable": variable.score,
                "a large array changed in place": large.score, "a lambda closing over an object": closure_over_object,
                "a class attribute read through a global": lambda logits: logits[:, _Config.index],
-               "a helper function's global": _helper_reading_a_global}
+               "a helper function's global": _helper_reading_a_global,
+               "a base class's attribute": sub.score, "getattr with a string": dynamic.score, "super()": child.score,
+               "a class made by exec": namespace["target"], "a callable object that is not hashable": unhashable}
     try:
         for index in (1, 3, 1):
             change(index)

@@ -373,7 +373,10 @@ class Probe:
                 pass
             else:
                 return per_instance.setdefault(function, {}), weakref.WeakMethod(target)
-        return self._callable_steps.setdefault(target, {}), weakref.ref(target)
+        try:
+            return self._callable_steps.setdefault(target, {}), weakref.ref(target)
+        except TypeError:  # not hashable (a dataclass with eq) or not weakly referable: compiled for this call only
+            return {}, (lambda: target)
 
     def _compile(self, grads, post, pre, scorer):
         want_input = grads in ("input", "both")

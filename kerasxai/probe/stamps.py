@@ -3,21 +3,28 @@
 A compiled step (TensorFlow's ``tf.function``, ``jax.jit``) runs a callable target once, while it
 is traced, and bakes in everything the callable reads besides the logits: ``self.index`` of a
 bound method, a closure variable, a global. Reusing that step after the value changed would
-explain the old target, with nothing to say so. :func:`state_stamp` freezes those values; the
-probe reuses a step only while its stamp is equal (:meth:`kerasxai.probe.Probe.step`).
+explain the old target, with nothing to say so. :func:`state_stamp` freezes that state; the probe
+reuses a step only while its stamp is equal (:meth:`kerasxai.probe.Probe.step`), and traces the
+callable again otherwise.
 
-What the stamp reads: the names the function's code uses (``co_names``, nested code included),
-looked up on its instance (a bound method or callable object), its closure, its default
-arguments, its module's globals, and the classes and modules it names; helper functions and
-methods of the user's own code (not a library's) are followed the same way.
+The stamp is conservative: it covers what it can prove, and anything else makes it equal to
+nothing, so the callable is traced at every call (correct, as slow as a new callable each time).
 
-- Scalars, strings, NumPy arrays of up to 4096 values, and lists, tuples and dicts of those are
-  compared by value (a list changed in place counts).
-- A library's functions, classes and modules are compared by identity (replacing ``ops.mean``
-  by another function counts; what Keras does inside it does not).
-- Anything else (an object of a user's class reached through another object, a Keras
-  ``Variable``, a layer, a tensor, a large array) cannot be checked: the stamp is then equal to
-  nothing, and the callable is traced at every call, as a new one would be (correct, slower).
+- Plain data is compared by value: scalars, strings, NumPy arrays of up to 4096 values, and
+  lists, tuples, dicts and sets of those (a list changed in place counts).
+- A library's functions, classes and modules are compared by identity.
+- A function of the user's own code: its code, closure, default arguments and the globals its
+  code names, the same way (helper functions followed).
+- An object of the user's own class (``self`` of a bound method, a callable object, an object in
+  a closure): *all* its attributes, and all the attributes of its classes, the same way, provided
+  its classes are plain (no ``__slots__``, no ``__getattr__``, no descriptors but properties,
+  no library base class).
+- A module of the user's own code: the attributes its code names.
+- Not checkable (traced at every call): a library's object (a Keras ``Variable``, a layer, a
+  tensor, a ``SimpleNamespace``), a larger array, code that reads names dynamically
+  (``getattr``, ``globals()``, ``vars``, ``sys.modules``, an ``import`` inside the function).
+  What a function reads from a library's function (``time.time()``, a random generator) is
+  baked in when traced: keep a target a function of the logits.
 
 Examples:
     >>> class Scorer:
@@ -36,6 +43,7 @@ Examples:
 
 from __future__ import annotations
 
+import dis
 import functools
 import os
 import sys
@@ -45,7 +53,8 @@ import weakref
 
 import numpy as np
 
-_SCALARS = (bool, int, float, complex, str, bytes, type(None), np.generic, np.dtype)
+_SCALARS = (bool, int, str, bytes, type(None), np.dtype)
+_FLOATS = (float, complex, np.generic)  # compared by their exact bits: -0.0 is not 0.0
 _LIBRARY_ROOTS = tuple(
     os.path.abspath(p) + os.sep
     for p in {sysconfig.get_paths().get("purelib"), sysconfig.get_paths().get("platlib"),
@@ -53,7 +62,11 @@ _LIBRARY_ROOTS = tuple(
               os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}  # kerasxai itself
     if p
 )
-_DEPTH = 4  # objects and helper functions followed at most this deep
+# names through which code reads what its own names do not say
+_DYNAMIC = frozenset({"getattr", "globals", "vars", "locals", "eval", "exec", "__dict__", "modules",
+                      "attrgetter", "__getattribute__", "__import__", "import_module", "setattr", "delattr"})
+_DEPTH = 6  # objects and functions followed at most this deep
+_IMPORTS: dict = {}  # code object -> whether it imports (read once per code object)
 
 
 class _Unknown(Exception):
@@ -92,164 +105,202 @@ class _Same:
 
 
 def state_stamp(fn):
-    """A value equal to the next call's stamp exactly when ``fn`` reads the same values (see the module).
+    """A value equal to the next call's stamp only when ``fn`` reads the same state (see the module).
 
     Never raises: a callable whose state cannot be checked gets a stamp equal to nothing.
     """
     try:
-        return _Stamper().callable(fn)
-    except (_Unknown, RecursionError):
+        return _Stamper().callable(fn, 0)
+    except Exception:  # _Unknown, or whatever a user's object raised while it was read
         return _Never()
+
+
+def _library_module(module) -> bool:
+    path = getattr(module, "__file__", None)
+    if path is None:  # builtins and compiled-in modules are the library's; a module made at run time is not
+        return getattr(module, "__name__", None) in sys.builtin_module_names
+    return os.path.abspath(path).startswith(_LIBRARY_ROOTS)
 
 
 def _is_library(obj) -> bool:
     """Whether a function, class or module comes from an installed package or the standard library
-    (kerasxai included); a function by its code's file (a notebook's, a doctest's: the user's)."""
-    code = getattr(obj, "__code__", None)
+    (kerasxai included): a function by its code's file (a notebook's, a doctest's: the user's), a
+    class by its module, where it must be found under its name (``exec`` makes classes elsewhere)."""
+    if isinstance(obj, types.ModuleType):
+        return _library_module(obj)
+    code = obj.__code__ if isinstance(obj, types.FunctionType) else None
     if isinstance(code, types.CodeType):
         return os.path.isabs(code.co_filename) and os.path.abspath(code.co_filename).startswith(_LIBRARY_ROOTS)
-    if isinstance(obj, types.ModuleType):
-        module = obj
-    else:
-        module = sys.modules.get(getattr(obj, "__module__", None) or "")
-    path = getattr(module, "__file__", None)
-    if module is None or path is None:  # builtins, or a module without a file (a notebook's __main__ has none)
-        return module is not None and getattr(module, "__name__", "") != "__main__"
-    return os.path.abspath(path).startswith(_LIBRARY_ROOTS)
+    if isinstance(obj, type):
+        module = sys.modules.get(obj.__dict__.get("__module__") or "")
+        if module is None or not _library_module(module):
+            return False
+        found = module
+        for part in (obj.__qualname__ or "").split("."):
+            found = found.__dict__.get(part) if isinstance(found, (types.ModuleType, type)) else None
+        return found is obj
+    return isinstance(obj, (types.BuiltinFunctionType, types.BuiltinMethodType))
+
+
+def _imports(code) -> bool:
+    known = _IMPORTS.get(code)
+    if known is None:
+        if len(_IMPORTS) > 4096:
+            _IMPORTS.clear()
+        known = _IMPORTS[code] = any(i.opname in ("IMPORT_NAME", "IMPORT_FROM") for i in dis.get_instructions(code))
+    return known
 
 
 class _Stamper:
     def __init__(self):
-        self.seen = set()  # ids of the functions and objects being followed (cycles)
+        self.seen = set()  # ids of the functions, objects and classes stamped in full already
 
     # ---------------------------------------------------------------- callables
 
-    def callable(self, fn, depth: int = 0):
-        if isinstance(fn, functools.partial):
-            return ("partial", self.callable(fn.func, depth + 1), self.value(fn.args, (), depth + 1),
-                    self.value(fn.keywords, (), depth + 1))
-        if isinstance(fn, types.MethodType):  # a bound method: its function, and the instance's attributes it names
-            if _is_library(fn.__func__):  # a library object's method (layer.call): its state is the library's
-                raise _Unknown(fn)
-            names = self.names(fn.__func__, depth)
-            return ("method", self.function(fn.__func__, depth), self.attributes(fn.__self__, names, depth))
-        if isinstance(fn, types.FunctionType):
-            return ("function", self.function(fn, depth))
-        if isinstance(fn, types.BuiltinFunctionType) or (_is_library(type(fn)) and not hasattr(fn, "__dict__")):
-            return ("library", _Same(fn))  # a builtin, a ufunc: no state of its own
-        if isinstance(fn, type) and _is_library(fn):
-            return ("library", _Same(fn))
-        call = getattr(type(fn), "__call__", None)  # a callable object of the user's own class
-        if _is_library(type(fn)) or not isinstance(call, types.FunctionType) or _is_library(call):
-            raise _Unknown(fn)  # a layer, a model, a library's callable object
-        return ("object", self.function(call, depth), self.attributes(fn, self.names(call, depth), depth))
-
-    def function(self, fn, depth: int):
-        """A plain function: by identity if a library's, else its closure, defaults and the globals it names."""
-        if _is_library(fn):
-            return _Same(fn)
-        if id(fn) in self.seen:
-            return ("again", fn.__qualname__)
+    def callable(self, fn, depth: int):
         if depth > _DEPTH:
             raise _Unknown(fn)
+        if isinstance(fn, functools.partial):
+            return ("partial", self.callable(fn.func, depth + 1), self.value(fn.args, depth + 1),
+                    self.value(fn.keywords, depth + 1))
+        if isinstance(fn, types.MethodType):  # a bound method: its function and its instance (or class), in full
+            function, owner = fn.__func__, fn.__self__
+            if not isinstance(function, types.FunctionType) or _is_library(function):
+                raise _Unknown(fn)  # a library object's method (layer.call): its state is the library's
+            whole = self.cls(owner, depth + 1) if isinstance(owner, type) else self.instance(owner, depth + 1)
+            return ("method", self.function(function, depth + 1), whole)
+        if isinstance(fn, types.FunctionType):  # the target itself is read even from an installed package
+            return ("function", self.function(fn, depth + 1, always=depth == 0))
+        if isinstance(fn, (types.BuiltinFunctionType, types.BuiltinMethodType)):
+            return ("builtin", _Same(fn))
+        if isinstance(fn, type):
+            if _is_library(fn):
+                return ("class", _Same(fn))
+            raise _Unknown(fn)
+        return ("object", self.instance(fn, depth + 1))  # a callable object: its class's __call__ among the rest
+
+    def function(self, fn, depth: int, always: bool = False):
+        """A function: by identity if a library's; else its code, closure, defaults and the globals it names."""
+        if _is_library(fn) and not always:
+            return _Same(fn)
+        if depth > _DEPTH:
+            raise _Unknown(fn)
+        if id(fn) in self.seen:
+            return ("again", _Same(fn))
         self.seen.add(id(fn))
-        names = self.names(fn, depth)
+        code = fn.__code__
+        names = set()
+        codes = [code]
+        while codes:  # nested code (comprehensions, inner functions) included
+            c = codes.pop()
+            names.update(c.co_names)
+            codes.extend(k for k in c.co_consts if isinstance(k, types.CodeType))
+            if _imports(c):
+                raise _Unknown("an import inside the function")
+        if names & _DYNAMIC:
+            raise _Unknown("names read dynamically")
         cells = []
         for cell in fn.__closure__ or ():
             try:
                 contents = cell.cell_contents
             except ValueError:  # an empty cell
-                cells.append(None)
+                cells.append(("empty",))
                 continue
-            cells.append(self.value(contents, names, depth + 1))
-        named = tuple((name, self.value(fn.__globals__[name], names, depth + 1))
+            cells.append(self.value(contents, depth + 1, names))
+        named = tuple((name, self.value(fn.__globals__[name], depth + 1, names))
                       for name in sorted(names) if name in fn.__globals__)
-        return (_Same(fn), tuple(cells), self.value(fn.__defaults__, names, depth + 1),
-                self.value(fn.__kwdefaults__, names, depth + 1), named)
-
-    @staticmethod
-    def names(fn, depth: int) -> set:
-        """Every name ``fn``'s code uses (attributes and globals alike), nested code objects included."""
-        names, codes = set(), [fn.__code__]
-        while codes:
-            code = codes.pop()
-            names.update(code.co_names)
-            codes.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
-        return names
+        return (_Same(fn), code, tuple(cells), self.value(fn.__defaults__, depth + 1),
+                self.value(fn.__kwdefaults__, depth + 1), named)
 
     # ---------------------------------------------------------------- values
 
-    def value(self, value, names, depth: int):
+    def value(self, value, depth: int, names=frozenset()):
         if isinstance(value, _SCALARS):
             return (type(value).__name__, value)
+        if isinstance(value, _FLOATS):
+            return (type(value).__name__, np.asarray(value).tobytes())
         if isinstance(value, np.ndarray):
             if value.size > 4096 or value.dtype.hasobject:
                 raise _Unknown("a large array")
             return ("array", value.dtype.str, value.shape, value.tobytes())
         if depth > _DEPTH:
             raise _Unknown(value)
-        if isinstance(value, (list, tuple)):
+        if type(value) in (list, tuple):
             if len(value) > 256:
                 raise _Unknown("a long list")
-            return (type(value).__name__, tuple(self.value(v, names, depth + 1) for v in value))
-        if isinstance(value, dict):
+            return (type(value).__name__, tuple(self.value(v, depth + 1) for v in value))
+        if type(value) is dict:
             if len(value) > 256:
                 raise _Unknown("a large dict")
-            return ("dict", tuple((self.value(k, names, depth + 1), self.value(v, names, depth + 1))
-                                  for k, v in list(value.items())))
-        if isinstance(value, (frozenset, set)) and len(value) <= 256 and all(isinstance(v, _SCALARS) for v in value):
-            return ("set", tuple(sorted(repr(v) for v in value)))
-        if isinstance(value, (types.FunctionType, functools.partial, types.MethodType)):
+            return ("dict", tuple((self.value(k, depth + 1), self.value(v, depth + 1)) for k, v in list(value.items())))
+        if type(value) in (set, frozenset):
+            items = list(value)
+            if len(items) > 256 or not all(isinstance(v, _SCALARS) for v in items):
+                raise _Unknown("a set")
+            return ("set", tuple(sorted(repr(v) for v in items)))
+        if isinstance(value, (types.FunctionType, functools.partial, types.MethodType, types.BuiltinFunctionType,
+                              types.BuiltinMethodType)):
             return self.callable(value, depth + 1)
-        if isinstance(value, (types.ModuleType, type)):
+        if isinstance(value, types.ModuleType):
             if _is_library(value):
                 return _Same(value)
-            return ("namespace", _Same(value), self.attributes(value, names, depth))
-        if isinstance(value, types.BuiltinFunctionType) or (_is_library(type(value)) and callable(value)
-                                                            and not hasattr(value, "__dict__")):
-            return _Same(value)  # a builtin, a ufunc
-        if not _is_library(type(value)) and (hasattr(value, "__dict__") or hasattr(type(value), "__slots__")):
-            return ("instance", _Same(type(value)), self.attributes(value, names, depth))
-        raise _Unknown(value)  # a library's object (a Variable, a layer, a tensor): its state is not ours to read
+            # the user's module: the attributes the code names (a module's other contents are its own business)
+            own = vars(value)
+            return ("module", _Same(value), tuple((n, self.value(own[n], depth + 1, names))
+                                                  for n in sorted(names) if n in own))
+        if isinstance(value, type):
+            return _Same(value) if _is_library(value) else self.cls(value, depth + 1)
+        if _is_library(type(value)):
+            raise _Unknown(value)  # a library's object (a Variable, a layer, a tensor): its state is not ours to read
+        return self.instance(value, depth + 1)
 
-    def attributes(self, obj, names, depth: int):
-        """The attributes of a user's object (or class, or module) that the code names, by value; the
-        methods and properties of its class that the code names are followed for the names they use."""
+    def cls(self, cls, depth: int):
+        """A user's class, in full: every attribute of it and of its bases, by value; plain classes only."""
+        if depth > _DEPTH:
+            raise _Unknown(cls)
+        if id(cls) in self.seen:
+            return ("again", _Same(cls))
+        self.seen.add(id(cls))
+        if type(cls) is not type:
+            raise _Unknown("a metaclass")
+        parts = []
+        for base in cls.__mro__:
+            if base is object:
+                continue
+            if _is_library(base):
+                raise _Unknown(base)  # a library base class (dict, NamedTuple, a Layer): its state is its own
+            members = []
+            for name, member in list(vars(base).items()):
+                if name in ("__dict__", "__weakref__", "__module__", "__qualname__", "__doc__", "__annotations__",
+                            "__firstlineno__", "__static_attributes__"):
+                    continue
+                if name in ("__slots__", "__getattr__", "__getattribute__", "__get__", "__set__"):
+                    raise _Unknown(name)  # attributes not in the instance's dict, or computed
+                if isinstance(member, property):
+                    if member.fset is not None or member.fdel is not None:
+                        members.append((name, "property", self.value(member.fget, depth + 1),
+                                        self.value(member.fset, depth + 1), self.value(member.fdel, depth + 1)))
+                    else:
+                        members.append((name, "property", self.value(member.fget, depth + 1)))
+                elif isinstance(member, (staticmethod, classmethod)):
+                    members.append((name, type(member).__name__, self.value(member.__func__, depth + 1)))
+                elif hasattr(type(member), "__get__") and not isinstance(member, types.FunctionType):
+                    raise _Unknown(name)  # another descriptor: what it reads is not said
+                else:
+                    members.append((name, self.value(member, depth + 1)))
+            parts.append((_Same(base), tuple(members)))
+        return ("class", tuple(parts))
+
+    def instance(self, obj, depth: int):
+        """An object of a user's class, in full: its class and every attribute in its ``__dict__``, by value."""
         if depth > _DEPTH:
             raise _Unknown(obj)
         if id(obj) in self.seen:
-            return ("again",)
+            return ("again", _Same(obj))
         self.seen.add(id(obj))
-        names = set(names)
-        cls = obj if isinstance(obj, type) else type(obj)
-        own = vars(obj) if hasattr(obj, "__dict__") else {}
-        if not isinstance(obj, types.ModuleType):
-            pending = list(names)
-            while pending:  # methods and properties the code names bring in the names they use
-                name = pending.pop()
-                if name in own and not isinstance(obj, type):
-                    continue
-                owner = next((k for k in cls.__mro__ if name in vars(k)), None)
-                if owner is None or owner is object:
-                    continue
-                if _is_library(owner):  # read through a library class (a Layer's kernel): not ours to follow
-                    raise _Unknown(name)
-                member = vars(owner)[name]
-                member = member.fget if isinstance(member, property) else getattr(member, "__func__", member)
-                if isinstance(member, types.FunctionType):
-                    new = self.names(member, depth) - names
-                    names |= new
-                    pending.extend(new)
-        slots = [n for k in cls.__mro__ for n in getattr(k, "__slots__", ()) if isinstance(n, str)]
-        out = []
-        for name in sorted(names):
-            if name in own:
-                value = own[name]
-            elif name in slots and hasattr(obj, name):
-                value = getattr(obj, name)
-            else:
-                continue
-            if isinstance(value, (staticmethod, classmethod)):
-                value = value.__func__
-            out.append((name, self.value(value, names, depth + 1)))
-        return tuple(out)
+        whole = self.cls(type(obj), depth + 1)
+        own = getattr(obj, "__dict__", None)
+        if type(own) is not dict:
+            raise _Unknown(obj)
+        return ("instance", _Same(obj), whole,
+                tuple((name, self.value(v, depth + 1)) for name, v in sorted(list(own.items()), key=lambda kv: kv[0])))
