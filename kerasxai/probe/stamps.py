@@ -155,6 +155,15 @@ class _Stamper:
     def __init__(self):
         self.seen = set()  # ids of the functions, objects and classes stamped in full already
 
+    def first_visit(self, obj, depth: int) -> bool:
+        """Whether ``obj`` is to be stamped in full here (not already in this stamp); too deep: unknown."""
+        if depth > _DEPTH:
+            raise _Unknown(obj)
+        if id(obj) in self.seen:
+            return False
+        self.seen.add(id(obj))
+        return True
+
     # ---------------------------------------------------------------- callables
 
     def callable(self, fn, depth: int):
@@ -183,11 +192,8 @@ class _Stamper:
         """A function: by identity if a library's; else its code, closure, defaults and the globals it names."""
         if _is_library(fn) and not always:
             return _Same(fn)
-        if depth > _DEPTH:
-            raise _Unknown(fn)
-        if id(fn) in self.seen:
+        if not self.first_visit(fn, depth):
             return ("again", _Same(fn))
-        self.seen.add(id(fn))
         code = fn.__code__
         names = set()
         codes = [code]
@@ -256,11 +262,8 @@ class _Stamper:
 
     def cls(self, cls, depth: int):
         """A user's class, in full: every attribute of it and of its bases, by value; plain classes only."""
-        if depth > _DEPTH:
-            raise _Unknown(cls)
-        if id(cls) in self.seen:
+        if not self.first_visit(cls, depth):
             return ("again", _Same(cls))
-        self.seen.add(id(cls))
         if type(cls) is not type:
             raise _Unknown("a metaclass")
         parts = []
@@ -293,11 +296,8 @@ class _Stamper:
 
     def instance(self, obj, depth: int):
         """An object of a user's class, in full: its class and every attribute in its ``__dict__``, by value."""
-        if depth > _DEPTH:
-            raise _Unknown(obj)
-        if id(obj) in self.seen:
+        if not self.first_visit(obj, depth):
             return ("again", _Same(obj))
-        self.seen.add(id(obj))
         whole = self.cls(type(obj), depth + 1)
         own = getattr(obj, "__dict__", None)
         if type(own) is not dict:
