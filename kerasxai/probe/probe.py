@@ -32,6 +32,7 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import numbers
 import weakref
@@ -659,31 +660,19 @@ def _pack(out, batch):
     return out
 
 
-_DTYPE_NAMES: dict = {}  # a backend dtype -> its standard name (keras.backend.standardize_dtype), per call
-_LAYOUTS: dict = {}  # a packed output's name -> [(key, dtype, shape, offset, width)], parsed once
+_dtype_name = functools.lru_cache(maxsize=64)(keras.backend.standardize_dtype)  # per argument, per call
 
 
-def _dtype_name(dtype) -> str:
-    try:
-        name = _DTYPE_NAMES.get(dtype)
-    except TypeError:  # not hashable
-        return keras.backend.standardize_dtype(dtype)
-    if name is None:
-        name = _DTYPE_NAMES[dtype] = keras.backend.standardize_dtype(dtype)
-    return name
-
-
-def _layout(name: str) -> list:
-    layout = _LAYOUTS.get(name)
-    if layout is None:
-        layout, fields, offset = [], name.split("|")[1:], 0
-        for key, dtype, dims in zip(fields[::3], fields[1::3], fields[2::3]):
-            shape = tuple(int(d) for d in dims.split("x")) if dims else ()
-            width = 2 if dtype == "int32" else int(np.prod(shape)) if shape else 1
-            layout.append((key, dtype, shape, offset, width))
-            offset += width
-        _LAYOUTS[name] = layout
-    return layout
+@functools.lru_cache(maxsize=256)
+def _layout(name: str) -> tuple:
+    """A packed output's ``(key, dtype, shape, offset, width)`` fields, parsed from its name once."""
+    layout, fields, offset = [], name.split("|")[1:], 0
+    for key, dtype, dims in zip(fields[::3], fields[1::3], fields[2::3]):
+        shape = tuple(int(d) for d in dims.split("x")) if dims else ()
+        width = 2 if dtype == "int32" else int(np.prod(shape)) if shape else 1
+        layout.append((key, dtype, shape, offset, width))
+        offset += width
+    return tuple(layout)
 
 
 def _unpack(out):

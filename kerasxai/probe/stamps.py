@@ -66,7 +66,6 @@ _LIBRARY_ROOTS = tuple(
 _DYNAMIC = frozenset({"getattr", "globals", "vars", "locals", "eval", "exec", "__dict__", "modules",
                       "attrgetter", "__getattribute__", "__import__", "import_module", "setattr", "delattr"})
 _DEPTH = 6  # objects and functions followed at most this deep
-_IMPORTS: dict = {}  # code object -> whether it imports (read once per code object)
 
 
 class _Unknown(Exception):
@@ -142,13 +141,10 @@ def _is_library(obj) -> bool:
     return isinstance(obj, (types.BuiltinFunctionType, types.BuiltinMethodType))
 
 
+@functools.lru_cache(maxsize=4096)
 def _imports(code) -> bool:
-    known = _IMPORTS.get(code)
-    if known is None:
-        if len(_IMPORTS) > 4096:
-            _IMPORTS.clear()
-        known = _IMPORTS[code] = any(i.opname in ("IMPORT_NAME", "IMPORT_FROM") for i in dis.get_instructions(code))
-    return known
+    """Whether a code object imports (read once per code object)."""
+    return any(i.opname in ("IMPORT_NAME", "IMPORT_FROM") for i in dis.get_instructions(code))
 
 
 class _Stamper:
