@@ -177,7 +177,9 @@ class Probe:
         # a bound method (target=scorer.score) is a new object at every access: its steps are kept per
         # instance (weakly) and function, so each call finds them again
         self._method_steps = weakref.WeakKeyDictionary()
-        self._structured_steps: dict = {}  # per kind of segmentation/detection target (its decode, iou)
+        # per kind of segmentation/detection target (its decode, iou), the last _STRUCTURED_KEPT kinds: a
+        # detector's decode is held by its steps, so a new decode lambda per call must not keep a step per call
+        self._structured_steps: dict = {}
         self._zero_tensors: dict = {}
 
     def _refuse_quantized(self):
@@ -340,7 +342,7 @@ class Probe:
             self._refuse_quantized()
         stamp = None  # what a user's function reads besides its arguments: traced again when it changes
         if regions_lib.is_structured(target):
-            table = self._structured_steps.setdefault(target.step_key, {})
+            table = self._structured_table(target.step_key)
             head = self.head
             scorer = lambda logits, classes, *data: target.scores(head, logits, classes, *data)  # noqa: E731
             decode = getattr(target, "decode", None)
@@ -361,6 +363,19 @@ class Probe:
             run = table[key] = self._compile(grads, post, pre, scorer)
             run.stamp = stamp
         return run
+
+    def _structured_table(self, key):
+        """The steps table of a segmentation/detection target's kind; the oldest kind goes past
+        ``_STRUCTURED_KEPT`` (dicts keep their order of insertion)."""
+        table = self._structured_steps.get(key)
+        if table is None:
+            while len(self._structured_steps) >= _STRUCTURED_KEPT:
+                try:
+                    del self._structured_steps[next(iter(self._structured_steps))]
+                except (KeyError, StopIteration, RuntimeError):  # another thread dropped it first
+                    break
+            table = self._structured_steps.setdefault(key, {})
+        return table
 
     def _callable_table(self, target):
         """``(steps table, weak reference)`` of a callable target. The steps hold the target weakly: its
@@ -584,6 +599,7 @@ class Probe:
 
 _PACKED = "_per_image"
 _ZEROS_KEPT = 32 << 20  # bytes of zero perturbations a probe keeps between calls
+_STRUCTURED_KEPT = 8  # kinds of segmentation/detection target (decode, iou) whose steps a probe keeps
 
 
 def _per_image_shape(value, batch, key: str):
