@@ -455,6 +455,22 @@ def test_a_folder_run_names_the_files_whose_region_holds_nothing_to_explain(tmp_
     assert not any("image(s) [" in m or "map is flat" in m for m in messages), messages
     rows = {r["id"]: r for r in map(json.loads, (run / "predictions.jsonl").read_text().splitlines())}
     assert [rows[f"im{i}"]["methods"]["gradcam"]["flat"] for i in range(5)] == [False, False, False, True, True]
+    assert [rows[f"im{i}"]["nothing"] for i in range(5)] == [False, False, False, True, True]
+    from kerasxai.folder import report
+
+    cards = {c["id"]: c for c in report.report_data(str(run))["cards"]}
+    assert [cards[f"im{i}"]["nothing"] for i in range(5)] == [False, False, False, True, True]
+    assert "nothing to explain" in report._asset("report.js")  # the page's badge for them
+
+    # resumed with two more files (one of them uniform): the summary counts the whole run, not its resumed part
+    Image.fromarray(np.full((12, 12, 3), 128, np.uint8)).save(folder / "im5.png")
+    Image.fromarray(pixels[0]).save(folder / "im6.png")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        kerasxai.explain_folder(segmenter, str(folder), str(run), methods=("gradcam",), target=Segmentation(c),
+                                preprocess=preprocess, batch_size=2, progress=False, resume=True)
+    named = [str(w.message) for w in caught if "no pixel is predicted as" in str(w.message)]
+    assert len(named) == 1 and f"class {c} in 3 of 7 images: im3, im4, im5. There is" in named[0], named
 
 
 def test_the_command_explains_a_segmenters_folder(tmp_path, segmenter):
@@ -602,3 +618,15 @@ def test_a_quantized_per_pixel_head_is_explained_on_its_probabilities_and_says_s
     with pytest.warns(UserWarning, match="ends in a softmax whose logits cannot be reached"):
         got = kerasxai.occlusion(model, X, target=Segmentation(1, mask=mask), window=6, stride=6, raw=True)
     np.testing.assert_allclose(got, total / count, rtol=1e-4, atol=1e-6)
+
+
+def test_a_new_decode_lambda_per_call_keeps_a_bounded_number_of_steps():
+    # a detector's decode is held by its compiled steps: a probe keeps the steps of its last few decodes only
+    model = _detector()
+    expected = kerasxai.saliency(model, X[:2], target=Detection(BOXES[0], 1, decode_anchors, iou=0.1), raw=True)
+    probe = kerasxai.get_probe(model, (), target=Detection(BOXES[0], 1, decode_anchors))
+    for _ in range(11):
+        got = kerasxai.saliency(model, X[:2], target=Detection(BOXES[0], 1, lambda out: decode_anchors(out), iou=0.1),
+                                raw=True)
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+    assert len(probe._structured_steps) == 8

@@ -240,6 +240,7 @@ def _card(index, row, run_dir, out_dir, run_target=None):
         "overlays": links,
         "stats": stats,
         "flat": sorted(m for m, s in stats.items() if s["flat"]),
+        "nothing": row.get("nothing") is True,  # the target's region is empty here: nothing to explain
         "missing": missing,
         "error": _text(row.get("error")),
     }

@@ -279,10 +279,6 @@ class Writer:
         self.queue = queue.Queue(maxsize=depth)
         self.error = None
         self.written = 0
-        self.flat = {}  # method -> ids with a flat map
-        self.nonfinite = []  # ids whose probabilities are not finite
-        self.nothing = []  # ids whose target region holds nothing to explain (their maps are zeros)
-        self.refused = []  # (id, error) of images read but not explained
         self._fh = open(os.path.join(run.path, PREDICTIONS), "a")
         self._thread = threading.Thread(target=self._loop, name="kerasxai-writer", daemon=True)
         self._thread.start()
@@ -344,8 +340,6 @@ class Writer:
         self.written += len(rows)
 
     def _error_row(self, batch, i):
-        if batch["errors"][i].startswith("not explained: "):
-            self.refused.append((batch["ids"][i], batch["errors"][i]))
         return {"id": batch["ids"][i], "file": batch["files"][i], "size": None, "label": batch["labels"][i],
                 "top_k": [], "target": None, "target_name": None, "layer": self.layer, "maps": None,
                 "image": None, "methods": {}, "error": batch["errors"][i]}
@@ -358,8 +352,6 @@ class Writer:
         for m, v in maps.items():
             flat = bool(batch["flat"][m][i])
             stats[m] = {"flat": flat, "max": _finite(v.max()), "mean": _finite(v.mean())}
-            if flat:
-                self.flat.setdefault(m, []).append(image_id)
         jpeg = batch["jpegs"][i]
         image = None
         if jpeg:
@@ -372,10 +364,8 @@ class Writer:
                "target": None if batch["targets"][i] is None else int(batch["targets"][i]),
                "target_name": batch["target_names"][i], "layer": self.layer,
                "maps": f"maps/{image_id}.npz", "image": image}
-        if batch.get("nothing") is not None and batch["nothing"][i]:
-            self.nothing.append(image_id)
-        if any(t["probability"] is None for t in row["top_k"]):
-            self.nonfinite.append(image_id)
+        # the target's region is empty here (a segmentation class no pixel is predicted as): maps of zeros
+        row["nothing"] = bool(batch.get("nothing") is not None and batch["nothing"][i])
         if self.overlays:
             photo = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))
             regions = batch.get("regions")

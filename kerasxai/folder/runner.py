@@ -63,13 +63,19 @@ class _Warnings:
                 self.seen.add(message)
                 warnings.warn(message, RuntimeWarning, stacklevel=_warn.caller_stacklevel())
 
-    def summary(self, writer, total):
-        refused = sorted(writer.refused)
+    def summary(self, rows):
+        """The end-of-run warnings, read from every row of the run folder: a resumed run counts the
+        images of its earlier part too (a row holds all the run knows of its image)."""
+        rows = [r for r in rows if isinstance(r, dict)]  # what a damaged line holds is the report's to show
+        total = len(rows)
+        name = lambda r: str(r.get("id"))  # noqa: E731
+        refused = [(name(r), str(r["error"])) for r in rows if str(r.get("error") or "").startswith(REFUSED)]
         if refused:
             shown = "; ".join(f"{i}: {e[len(REFUSED):]}" for i, e in refused[:3]) + (" ..." if len(refused) > 3 else "")
             warnings.warn(f"kerasxai.{self.where}: {len(refused)} of {total} images were read but could not be "
                           f"explained (rows with an error; errors.txt): {shown}", RuntimeWarning, stacklevel=_warn.caller_stacklevel())
-        nothing = set(writer.nothing)
+        good = [r for r in rows if not r.get("error")]
+        nothing = {name(r) for r in good if r.get("nothing") is True}
         if nothing:
             ids = sorted(nothing)
             shown = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
@@ -79,20 +85,26 @@ class _Warnings:
                           f"{getattr(self.target, 'class_index', '?')} in {len(ids)} of {total} images: {shown}. There is "
                           "nothing to explain there, and their maps are flat (zeros, marked \"flat\" in predictions.jsonl).",
                           RuntimeWarning, stacklevel=_warn.caller_stacklevel())
-        for method, ids in writer.flat.items():
-            ids = sorted(set(ids) - nothing)
-            if not ids:
-                continue
+        flat: dict = {}
+        for r in good:
+            methods = r.get("methods")
+            for method, stats in (methods.items() if isinstance(methods, dict) else ()):
+                if isinstance(stats, dict) and stats.get("flat") is True and name(r) not in nothing:
+                    flat.setdefault(method, []).append(name(r))
+        for method, ids in flat.items():
+            ids = sorted(ids)
             shown = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
             warnings.warn(
                 f"kerasxai.{self.where}: the {method} map is flat (all zeros, marked \"flat\" in predictions.jsonl) "
                 f"for {len(ids)} of {total} images: {shown}. The target score's gradient is zero there, or every "
                 "contribution is negative: a saturated output, dead ReLUs or a class the model scores very low.",
                 RuntimeWarning, stacklevel=_warn.caller_stacklevel())
-        if writer.nonfinite:
+        nonfinite = sorted(name(r) for r in good if isinstance(r.get("top_k"), list)
+                           and any(isinstance(t, dict) and t.get("probability") is None for t in r["top_k"]))
+        if nonfinite:
             warnings.warn(
                 f"kerasxai.{self.where}: the model's outputs are not finite (NaN or inf) for "
-                f"{len(writer.nonfinite)} images ({', '.join(sorted(writer.nonfinite)[:10])}): their probabilities are "
+                f"{len(nonfinite)} images ({', '.join(nonfinite[:10])}): their probabilities are "
                 "recorded as null and their maps mean nothing. Check the inputs and the model's weights.",
                 RuntimeWarning, stacklevel=_warn.caller_stacklevel())
 
@@ -157,7 +169,7 @@ def _run(out, job, meta, resume, force, progress, compute, where):
         raise
     writer.close()
     rows = run.finish()
-    warn.summary(writer, len(rows))
+    warn.summary(rows)
     return run.meta
 
 

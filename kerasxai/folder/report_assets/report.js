@@ -144,6 +144,10 @@
   }
   function methodContent(c, m, large) {
     const s = c.stats[m];
+    if (s && s.flat && c.nothing)
+      return el("div", { className: "placeholder flat" }, [el("span", { text: "nothing to explain" }),
+        large ? el("p", { text: "No pixel of this image is in the target's region, " + (c.target || "the target") +
+          ": there is nothing to explain, and every map is all zeros." }) : null]);
     if (s && s.flat)
       return el("div", { className: "placeholder flat" }, [el("span", { text: "flat: no positive evidence" }),
         large ? el("p", { text: "The map is all zeros: " + m + " found no positive evidence for " + (c.target || "the target") +
@@ -181,7 +185,9 @@
         c.error ? null : el("span", { className: "prob", text: pct(c.conf) }),
         truth(c),
         c.explains ? el("span", { className: "explains" }, ["map explains: ", el("b", { text: c.explains })]) : null,
-        c.flat.length ? el("span", { className: "badge", text: "flat: " + c.flat.join(", ") }) : null,
+        c.nothing ? el("span", { className: "badge warn", text: "nothing to explain",
+          title: "the target's region is empty in this image: every map is all zeros" })
+          : c.flat.length ? el("span", { className: "badge", text: "flat: " + c.flat.join(", ") }) : null,
         c.missing.length ? el("span", { className: "badge warn", text: plural(c.missing.length, "file") + " missing" }) : null,
         el("span", { className: "file", text: c.file, title: c.file }),
       ]),
