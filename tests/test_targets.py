@@ -1,5 +1,9 @@
 """Target specs -> class indices and scores, per kind of head."""
 
+import dataclasses
+import enum
+import types
+
 import keras
 import numpy as np
 import pytest
@@ -283,3 +287,66 @@ def test_state_a_target_reads_through_objects_is_checked_or_traced_at_every_call
                 np.testing.assert_allclose(got, expected[index], rtol=1e-5, atol=1e-7, err_msg=f"{what}, index {index}")
     finally:
         _Config.index = 1
+
+
+class _Animal(enum.Enum):
+    CAT = 1
+    DOG = 3
+
+    def column(self):
+        return self.value * _ENUM_SCALE
+
+
+_ENUM_SCALE = 1
+
+
+def test_dataclasses_enums_and_namespaces_are_compared_by_value_not_traced_at_every_call(gap_model, images):
+    """A dataclass, an enum or a SimpleNamespace that a target reads is stamped by value: the step is
+    kept while they are unchanged, and traced again when they change."""
+    global _ENUM_SCALE
+    import kerasxai
+    from kerasxai.probe.stamps import _Never, state_stamp
+
+    expected = {c: kerasxai.gradcam(gap_model, images, target=c, raw=True) for c in (1, 3)}
+
+    @dataclasses.dataclass
+    class Config:
+        index: int = 1
+
+        def score(self, logits):
+            return logits[:, self.index]
+
+    @dataclasses.dataclass(frozen=True)
+    class Frozen:
+        index: int = 1
+
+    @dataclasses.dataclass
+    class WithFactory:
+        classes: list = dataclasses.field(default_factory=lambda: [1])
+
+    config, frozen, factory = Config(), [Frozen()], WithFactory()
+    namespace, member = types.SimpleNamespace(index=1), [_Animal.CAT]
+    targets = {"a dataclass's method": config.score, "a lambda over a dataclass": lambda y: y[:, config.index],
+               "a frozen dataclass replaced in a list": lambda y: y[:, frozen[0].index],
+               "a dataclass with a default factory": lambda y: y[:, factory.classes[0]],
+               "a SimpleNamespace": lambda y: y[:, namespace.index],
+               "an enum member": lambda y: y[:, member[0].value],
+               "an enum's method reading a global": lambda y: y[:, _Animal.CAT.column()]}
+    for what, target in targets.items():
+        stamp = state_stamp(target)
+        assert not isinstance(stamp, _Never) and state_stamp(target) == stamp, what
+
+    def change(index):
+        global _ENUM_SCALE
+        config.index, frozen[0], factory.classes[0], namespace.index = index, Frozen(index), index, index
+        member[0] = _Animal.CAT if index == 1 else _Animal.DOG
+        _ENUM_SCALE = index
+
+    try:
+        for index in (1, 3, 1):
+            change(index)
+            for what, target in targets.items():
+                got = kerasxai.gradcam(gap_model, images, target=target, raw=True)
+                np.testing.assert_allclose(got, expected[index], rtol=1e-5, atol=1e-7, err_msg=f"{what}, index {index}")
+    finally:
+        _ENUM_SCALE = 1

@@ -18,10 +18,11 @@ nothing, so the callable is traced at every call (correct, as slow as a new call
 - An object of the user's own class (``self`` of a bound method, a callable object, an object in
   a closure): *all* its attributes, and all the attributes of its classes, the same way, provided
   its classes are plain (no ``__slots__``, no ``__getattr__``, no descriptors but properties,
-  no library base class).
+  no library base class). Dataclasses are such classes; an enum's members are compared by their
+  values, with its methods; a ``SimpleNamespace`` by all its attributes.
 - A module of the user's own code: the attributes its code names.
 - Not checkable (traced at every call): a library's object (a Keras ``Variable``, a layer, a
-  tensor, a ``SimpleNamespace``), a larger array, code that reads names dynamically
+  tensor), a larger array, objects more than 10 deep, code that reads names dynamically
   (``getattr``, ``globals()``, ``vars``, ``sys.modules``, an ``import`` inside the function).
   What a function reads from a library's function (``time.time()``, a random generator) is
   baked in when traced: keep a target a function of the logits.
@@ -43,7 +44,9 @@ Examples:
 
 from __future__ import annotations
 
+import dataclasses
 import dis
+import enum
 import functools
 import os
 import sys
@@ -54,6 +57,8 @@ import weakref
 import numpy as np
 
 _SCALARS = (bool, int, str, bytes, type(None), np.dtype)
+# a library's constants, compared by identity (a dataclass's __init__ has them as defaults)
+_CONSTANTS = tuple(getattr(dataclasses, name) for name in ("MISSING", "_HAS_DEFAULT_FACTORY") if hasattr(dataclasses, name))
 _FLOATS = (float, complex, np.generic)  # compared by their exact bits: -0.0 is not 0.0
 _LIBRARY_ROOTS = tuple(
     os.path.abspath(p) + os.sep
@@ -65,7 +70,16 @@ _LIBRARY_ROOTS = tuple(
 # names through which code reads what its own names do not say
 _DYNAMIC = frozenset({"getattr", "globals", "vars", "locals", "eval", "exec", "__dict__", "modules",
                       "attrgetter", "__getattribute__", "__import__", "import_module", "setattr", "delattr"})
-_DEPTH = 6  # objects and functions followed at most this deep
+_DEPTH = 10  # objects and functions followed at most this deep (a lambda over an object's method: 7)
+_BUDGET = 20_000  # values read at most per stamp (a list holding one large list many times)
+# a class's entries that hold no state a method reads (a dataclass's fields are its __init__'s, stamped)
+_SKIPPED = frozenset({"__dict__", "__weakref__", "__module__", "__qualname__", "__doc__", "__annotations__",
+                      "__firstlineno__", "__static_attributes__", "__dataclass_fields__", "__dataclass_params__",
+                      "__match_args__"})
+_ENUM_MACHINERY = frozenset({"_member_map_", "_value2member_map_", "_member_names_", "_member_type_",
+                             "_new_member_", "_use_args_", "_unhashable_values_", "_value_repr_",
+                             "_singles_mask_", "_all_bits_", "_flag_mask_", "_inverted_", "_boundary_",
+                             "__new__", "_generate_next_value_"})
 
 
 class _Unknown(Exception):
@@ -131,7 +145,8 @@ def _is_library(obj) -> bool:
     if isinstance(code, types.CodeType):
         return os.path.isabs(code.co_filename) and os.path.abspath(code.co_filename).startswith(_LIBRARY_ROOTS)
     if isinstance(obj, type):
-        module = sys.modules.get(obj.__dict__.get("__module__") or "")
+        name = obj.__dict__.get("__module__") or type.__dict__["__module__"].__get__(obj)  # a C type: builtins'
+        module = sys.modules.get(name if isinstance(name, str) else "")
         if module is None or not _library_module(module):
             return False
         found = module
@@ -150,6 +165,7 @@ def _imports(code) -> bool:
 class _Stamper:
     def __init__(self):
         self.seen = set()  # ids of the functions, objects and classes stamped in full already
+        self.budget = _BUDGET
 
     def first_visit(self, obj, depth: int) -> bool:
         """Whether ``obj`` is to be stamped in full here (not already in this stamp); too deep: unknown."""
@@ -217,6 +233,9 @@ class _Stamper:
     # ---------------------------------------------------------------- values
 
     def value(self, value, depth: int, names=frozenset()):
+        self.budget -= 1
+        if self.budget < 0:
+            raise _Unknown("too many values")
         if isinstance(value, _SCALARS):
             return (type(value).__name__, value)
         if isinstance(value, _FLOATS):
@@ -252,6 +271,15 @@ class _Stamper:
                                                   for n in sorted(names) if n in own))
         if isinstance(value, type):
             return _Same(value) if _is_library(value) else self.cls(value, depth + 1)
+        if any(value is c for c in _CONSTANTS):
+            return _Same(value)
+        if isinstance(value, enum.Enum):  # a member: fixed once its class is made; its class read in full
+            return ("member", self.cls(type(value), depth + 1), value.name)
+        if type(value) is types.SimpleNamespace:  # a bag of attributes: all of them, by value
+            if not self.first_visit(value, depth):
+                return ("again", _Same(value))
+            return ("namespace", _Same(value), tuple((name, self.value(v, depth + 1))
+                                                    for name, v in sorted(list(vars(value).items()))))
         if _is_library(type(value)):
             raise _Unknown(value)  # a library's object (a Variable, a layer, a tensor): its state is not ours to read
         return self.instance(value, depth + 1)
@@ -260,18 +288,23 @@ class _Stamper:
         """A user's class, in full: every attribute of it and of its bases, by value; plain classes only."""
         if not self.first_visit(cls, depth):
             return ("again", _Same(cls))
-        if type(cls) is not type:
+        is_enum = isinstance(cls, enum.EnumMeta)
+        if type(cls) is not type and not is_enum:
             raise _Unknown("a metaclass")
         parts = []
+        if is_enum:  # its members, fixed when it is made: their values
+            parts.append(("members", tuple((name, self.value(m._value_, depth + 1))
+                                           for name, m in list(cls.__members__.items()))))
         for base in cls.__mro__:
             if base is object:
                 continue
             if _is_library(base):
+                if is_enum:
+                    continue  # Enum, IntEnum, int, str: the library's bases of an enum hold no state of its own
                 raise _Unknown(base)  # a library base class (dict, NamedTuple, a Layer): its state is its own
             members = []
             for name, member in list(vars(base).items()):
-                if name in ("__dict__", "__weakref__", "__module__", "__qualname__", "__doc__", "__annotations__",
-                            "__firstlineno__", "__static_attributes__"):
+                if name in _SKIPPED or (is_enum and (name in cls.__members__ or name in _ENUM_MACHINERY)):
                     continue
                 if name in ("__slots__", "__getattr__", "__getattribute__", "__get__", "__set__"):
                     raise _Unknown(name)  # attributes not in the instance's dict, or computed
