@@ -18,6 +18,8 @@ only, a negative target score).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import keras
 from keras import ops
@@ -40,6 +42,23 @@ def _interpolation_matrix(n_in, out: int):
     return ops.one_hot(low, n_in) * (1.0 - weight) + ops.one_hot(high, n_in) * weight
 
 
+@functools.lru_cache(maxsize=256)
+def _constant_weights(n_in: int, out: int) -> np.ndarray:
+    """``(n_in, out)`` weights of :func:`_interpolation_matrix` for a size known when the step is
+    traced, computed once in NumPy (the same float32 arithmetic): a constant in the step instead of
+    a dozen ops to trace and optimise at a method's first call."""
+    scale = np.float32(n_in) / np.float32(out)
+    pos = (np.arange(out, dtype=np.float32) + np.float32(0.5)) * scale - np.float32(0.5)
+    pos = np.clip(pos, np.float32(0.0), np.float32(n_in - 1))
+    low = np.floor(pos)
+    weight = (pos - low)[:, None]
+    low = low.astype(np.int64)
+    high = np.minimum(low + 1, n_in - 1)
+    eye = np.eye(n_in, dtype=np.float32)
+    matrix = eye[low] * (np.float32(1.0) - weight) + eye[high] * weight
+    return np.ascontiguousarray(matrix.T)  # never written to (PyTorch would warn about a read-only array)
+
+
 def _resize_axis(x, axis: int, out: int):
     """Linear resize along ``axis``: one matrix product with two weights per row.
 
@@ -49,8 +68,10 @@ def _resize_axis(x, axis: int, out: int):
     size = x.shape[axis]
     if size is not None and size == out:
         return x
-    n_in = size if size is not None else ops.shape(x)[axis]
-    weights = ops.transpose(_interpolation_matrix(n_in, out))  # (n_in, out)
+    if size is not None:
+        weights = ops.convert_to_tensor(_constant_weights(int(size), out))  # (n_in, out)
+    else:
+        weights = ops.transpose(_interpolation_matrix(ops.shape(x)[axis], out))
     last = len(x.shape) - 1
     if axis == last:
         return ops.matmul(x, weights)

@@ -131,7 +131,9 @@ def class_scores(head, logits, classes):
         return ops.where(used == 1, value, negative), used
     predicted = ops.cast(ops.argmax(logits, axis=-1), "int32")
     used = ops.where(classes < 0, predicted, classes)
-    scores = ops.take_along_axis(logits, ops.expand_dims(used, -1), axis=1)[:, 0]
+    # the chosen logit, exactly (x + 0 = x): a one-hot sum is a third of take_along_axis's ops on TensorFlow,
+    # traced at every method's first call; a non-finite logit elsewhere makes it NaN, but such images are refused
+    scores = ops.sum(ops.multiply(logits, ops.one_hot(used, ops.shape(logits)[-1], dtype=logits.dtype)), axis=-1)
     return scores, used
 
 

@@ -153,7 +153,10 @@ class TracedForward:
         self.submodel = keras.Model(fresh + deltas, [captured[i] for i in range(len(layer_calls))] + head_tensors,
                                     name=f"{model.name}_probe")
         self._n_inputs = len(fresh)
-        self._shapes_model = keras.Model(plain.inputs, [c.output for c in layer_calls]) if layer_calls else None
+        # the explained layers' outputs on the plain trace: their shapes, and a model of them built only
+        # for inputs whose spatial size the graph leaves open (most models' shapes are static)
+        self._plain_inputs, self._layer_outputs = plain.inputs, [c.output for c in layer_calls]
+        self._shapes_model = None
         self._shapes: dict = {}
 
     @property
@@ -176,11 +179,13 @@ class TracedForward:
         if not self.layers:
             return []
         n = inputs_lib.batch_size(inputs[self.explained_input])
-        static = [tuple(t.shape[1:]) for t in self._shapes_model.outputs]
+        static = [tuple(t.shape[1:]) for t in self._layer_outputs]
         if all(d is not None for s in static for d in s):
             return [(n,) + s for s in static]
         key = tuple(tuple(t.shape)[1:] for t in inputs)
         if key not in self._shapes:
+            if self._shapes_model is None:
+                self._shapes_model = keras.Model(self._plain_inputs, self._layer_outputs)
             specs = [keras.KerasTensor((None,) + s, dtype=t.dtype) for s, t in zip(key, self._shapes_model.inputs)]
             spec = self._shapes_model.compute_output_spec(specs if len(specs) > 1 else specs[0])
             self._shapes[key] = [tuple(t.shape)[1:] for t in (spec if isinstance(spec, (list, tuple)) else [spec])]
