@@ -300,10 +300,25 @@ class _Animal(enum.Enum):
 _ENUM_SCALE = 1
 
 
+class _Column(enum.Enum):
+    FIRST = (1,)
+
+    def __init__(self, index):
+        self.index = index  # an attribute of the member, changed below
+
+
+class _Kind(enum.IntEnum):
+    ONE = 1
+    THREE = 3
+
+
+_KIND = _Kind.ONE
+
+
 def test_dataclasses_enums_and_namespaces_are_compared_by_value_not_traced_at_every_call(gap_model, images):
     """A dataclass, an enum or a SimpleNamespace that a target reads is stamped by value: the step is
     kept while they are unchanged, and traced again when they change."""
-    global _ENUM_SCALE
+    global _ENUM_SCALE, _KIND
     import kerasxai
     from kerasxai.probe.stamps import _Never, state_stamp
 
@@ -331,16 +346,18 @@ def test_dataclasses_enums_and_namespaces_are_compared_by_value_not_traced_at_ev
                "a dataclass with a default factory": lambda y: y[:, factory.classes[0]],
                "a SimpleNamespace": lambda y: y[:, namespace.index],
                "an enum member": lambda y: y[:, member[0].value],
-               "an enum's method reading a global": lambda y: y[:, _Animal.CAT.column()]}
+               "an enum's method reading a global": lambda y: y[:, _Animal.CAT.column()],
+               "an enum member's attribute": lambda y: y[:, _Column.FIRST.index],
+               "an IntEnum member as the index": lambda y: y[:, _KIND]}
     for what, target in targets.items():
         stamp = state_stamp(target)
         assert not isinstance(stamp, _Never) and state_stamp(target) == stamp, what
 
     def change(index):
-        global _ENUM_SCALE
+        global _ENUM_SCALE, _KIND
         config.index, frozen[0], factory.classes[0], namespace.index = index, Frozen(index), index, index
         member[0] = _Animal.CAT if index == 1 else _Animal.DOG
-        _ENUM_SCALE = index
+        _ENUM_SCALE, _Column.FIRST.index, _KIND = index, index, _Kind(index)
 
     try:
         for index in (1, 3, 1):
@@ -349,4 +366,4 @@ def test_dataclasses_enums_and_namespaces_are_compared_by_value_not_traced_at_ev
                 got = kerasxai.gradcam(gap_model, images, target=target, raw=True)
                 np.testing.assert_allclose(got, expected[index], rtol=1e-5, atol=1e-7, err_msg=f"{what}, index {index}")
     finally:
-        _ENUM_SCALE = 1
+        _ENUM_SCALE, _Column.FIRST.index, _KIND = 1, 1, _Kind.ONE

@@ -80,6 +80,7 @@ _ENUM_MACHINERY = frozenset({"_member_map_", "_value2member_map_", "_member_name
                              "_new_member_", "_use_args_", "_unhashable_values_", "_value_repr_",
                              "_singles_mask_", "_all_bits_", "_flag_mask_", "_inverted_", "_boundary_",
                              "__new__", "_generate_next_value_"})
+_MEMBER_FIXED = frozenset({"_value_", "_name_", "__objclass__", "_sort_order_", "__init__"})  # an enum member's own
 
 
 class _Unknown(Exception):
@@ -236,6 +237,8 @@ class _Stamper:
         self.budget -= 1
         if self.budget < 0:
             raise _Unknown("too many values")
+        if isinstance(value, enum.Enum):  # a member (an IntEnum's too): its class in full, every member's
+            return ("member", self.cls(type(value), depth + 1), value.name)  # value and attributes
         if isinstance(value, _SCALARS):
             return (type(value).__name__, value)
         if isinstance(value, _FLOATS):
@@ -273,8 +276,6 @@ class _Stamper:
             return _Same(value) if _is_library(value) else self.cls(value, depth + 1)
         if any(value is c for c in _CONSTANTS):
             return _Same(value)
-        if isinstance(value, enum.Enum):  # a member: fixed once its class is made; its class read in full
-            return ("member", self.cls(type(value), depth + 1), value.name)
         if type(value) is types.SimpleNamespace:  # a bag of attributes: all of them, by value
             if not self.first_visit(value, depth):
                 return ("again", _Same(value))
@@ -288,13 +289,15 @@ class _Stamper:
         """A user's class, in full: every attribute of it and of its bases, by value; plain classes only."""
         if not self.first_visit(cls, depth):
             return ("again", _Same(cls))
-        is_enum = isinstance(cls, enum.EnumMeta)
+        is_enum = type(cls) is enum.EnumMeta  # a metaclass of the user's own: unknown, below
         if type(cls) is not type and not is_enum:
             raise _Unknown("a metaclass")
         parts = []
-        if is_enum:  # its members, fixed when it is made: their values
-            parts.append(("members", tuple((name, self.value(m._value_, depth + 1))
-                                           for name, m in list(cls.__members__.items()))))
+        if is_enum:  # its members: their values, and attributes set on them (by their __init__, or later)
+            parts.append(("members", tuple(
+                (name, self.value(m._value_, depth + 1),
+                 tuple((k, self.value(v, depth + 1)) for k, v in sorted(list(vars(m).items())) if k not in _MEMBER_FIXED))
+                for name, m in list(cls.__members__.items()))))
         for base in cls.__mro__:
             if base is object:
                 continue
@@ -316,6 +319,9 @@ class _Stamper:
                         members.append((name, "property", self.value(member.fget, depth + 1)))
                 elif isinstance(member, (staticmethod, classmethod)):
                     members.append((name, type(member).__name__, self.value(member.__func__, depth + 1)))
+                elif is_enum and isinstance(member, (types.WrapperDescriptorType, types.MethodDescriptorType,
+                                                     types.BuiltinFunctionType)):
+                    members.append((name, _Same(member)))  # int's or str's own method, copied in by the enum
                 elif hasattr(type(member), "__get__") and not isinstance(member, types.FunctionType):
                     raise _Unknown(name)  # another descriptor: what it reads is not said
                 else:
