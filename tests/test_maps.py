@@ -42,6 +42,20 @@ def test_1d_and_3d_upsampling_equal_jax_linear_resize(shape, size):
     np.testing.assert_allclose(ours, reference, atol=1e-5)
 
 
+def test_a_long_signal_is_resized_in_the_step_not_with_a_constant_matrix():
+    """Weights known when traced are a constant of the step, except a matrix too large to embed (a long 1-D
+    signal: 600 x 1000 values): both paths give the linear resize."""
+    raw = np.random.default_rng(2).normal(size=(2, 600)).astype("float32")
+    before = maps._constant_weights.cache_info().currsize
+    ours = ops.convert_to_numpy(maps.resize_linear(raw, (1000,)))
+    assert maps._constant_weights.cache_info().currsize == before  # not made: computed in the step
+    np.testing.assert_allclose(ours, raw @ maps._constant_weights.__wrapped__(600, 1000), atol=1e-6)  # the same weights
+    np.testing.assert_allclose(ours, np.asarray(jax.image.resize(raw, (2, 1000), method="linear")), atol=1e-4)
+    small = ops.convert_to_numpy(maps.resize_linear(raw[:, :60], (100,)))
+    assert maps._constant_weights.cache_info().currsize >= 1
+    np.testing.assert_allclose(small, np.asarray(jax.image.resize(raw[:, :60], (2, 100), method="linear")), atol=1e-5)
+
+
 def test_upsampling_keeps_range_and_corners():
     up = ops.convert_to_numpy(maps.resize_linear(np.array([[[0.0, 1.0], [1.0, 0.0]]], "float32"), (8, 8)))
     assert up.shape == (1, 8, 8) and up.min() >= 0 and up.max() <= 1

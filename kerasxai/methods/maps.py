@@ -42,7 +42,10 @@ def _interpolation_matrix(n_in, out: int):
     return ops.one_hot(low, n_in) * (1.0 - weight) + ops.one_hot(high, n_in) * weight
 
 
-@functools.lru_cache(maxsize=256)
+_CONSTANT_WEIGHTS = 1 << 18  # values: a (n_in, out) matrix of at most 1 MB is a constant of the step
+
+
+@functools.lru_cache(maxsize=32)
 def _constant_weights(n_in: int, out: int) -> np.ndarray:
     """``(n_in, out)`` weights of :func:`_interpolation_matrix` for a size known when the step is
     traced, computed once in NumPy (the same float32 arithmetic): a constant in the step instead of
@@ -68,9 +71,9 @@ def _resize_axis(x, axis: int, out: int):
     size = x.shape[axis]
     if size is not None and size == out:
         return x
-    if size is not None:
+    if size is not None and size * out <= _CONSTANT_WEIGHTS:
         weights = ops.convert_to_tensor(_constant_weights(int(size), out))  # (n_in, out)
-    else:
+    else:  # a size open until run time, or a matrix too large to embed in the step (a long 1-D signal)
         weights = ops.transpose(_interpolation_matrix(ops.shape(x)[axis], out))
     last = len(x.shape) - 1
     if axis == last:
@@ -183,18 +186,16 @@ def check_finite(method: str, finite, start: int = 0, *, where: str = "output"):
     ``where="layer"``) is not finite."""
     bad = np.flatnonzero(~np.asarray(finite, bool)) + start
     if bad.size and where == "layer":
-        raise ValueError(
+        raise _warn.ImagesRefused(
             f"kerasxai.{method}: the explained layer's activations are NaN or infinite for image(s) {_list(bad)}, "
             "though the model's output may look plausible (a later ReLU or pooling hides them), so no map of them "
             "means anything. The model's arithmetic overflows there: float16 (mixed precision) above 65504, or "
-            "inputs far outside the range the model was trained on — check the preprocessing."
-        )
+            "inputs far outside the range the model was trained on — check the preprocessing.", bad)
     if bad.size:
-        raise ValueError(
+        raise _warn.ImagesRefused(
             f"kerasxai.{method}: the model's output is NaN or infinite for image(s) {_list(bad)}, so no "
             "explanation of them means anything. The inputs are finite, so the weights or the model's "
-            "arithmetic overflow (check the preprocessing and the weights: model.predict on those images)."
-        )
+            "arithmetic overflow (check the preprocessing and the weights: model.predict on those images).", bad)
 
 
 def flat_causes(flat, scores, raw_max, zero_gradient=None) -> dict:
