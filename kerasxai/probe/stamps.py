@@ -22,7 +22,7 @@ nothing, so the callable is traced at every call (correct, as slow as a new call
   values, with its methods; a ``SimpleNamespace`` by all its attributes.
 - A module of the user's own code: the attributes its code names.
 - Not checkable (traced at every call): a library's object (a Keras ``Variable``, a layer, a
-  tensor), a larger array, objects more than 10 deep, code that reads names dynamically
+  tensor), a larger array, objects nested too deep, code that reads names dynamically
   (``getattr``, ``globals()``, ``vars``, ``sys.modules``, an ``import`` inside the function).
   What a function reads from a library's function (``time.time()``, a random generator) is
   baked in when traced: keep a target a function of the logits.
@@ -70,7 +70,7 @@ _LIBRARY_ROOTS = tuple(
 # names through which code reads what its own names do not say
 _DYNAMIC = frozenset({"getattr", "globals", "vars", "locals", "eval", "exec", "__dict__", "modules",
                       "attrgetter", "__getattribute__", "__import__", "import_module", "setattr", "delattr"})
-_DEPTH = 10  # objects and functions followed at most this deep (a lambda over an object's method: 7)
+_DEPTH = 16  # objects and functions followed at most this deep (a lambda over an object's method: 7)
 _BUDGET = 20_000  # values read at most per stamp (a list holding one large list many times)
 # a class's entries that hold no state a method reads (a dataclass's fields are its __init__'s, stamped)
 _SKIPPED = frozenset({"__dict__", "__weakref__", "__module__", "__qualname__", "__doc__", "__annotations__",
@@ -124,7 +124,8 @@ def state_stamp(fn):
     Never raises: a callable whose state cannot be checked gets a stamp equal to nothing.
     """
     try:
-        return _Stamper().callable(fn, 0)
+        stamper = _Stamper()
+        return stamper.callable(fn, 0), stamper.modules_read()
     except Exception:  # _Unknown, or whatever a user's object raised while it was read
         return _Never()
 
@@ -167,6 +168,22 @@ class _Stamper:
     def __init__(self):
         self.seen = set()  # ids of the functions, objects and classes stamped in full already
         self.budget = _BUDGET
+        self.names: set = set()  # every name the code of every function stamped reads
+        self.modules: dict = {}  # id -> (the user's module, {attribute: its stamp}), in the order found
+
+    def modules_read(self):
+        """The user's modules found anywhere (a global, an object's attribute, a list item), each by the
+        attributes that any stamped code names: read once all the code is known, and again while
+        reading them finds more code or modules."""
+        while True:
+            todo = [(module, stamped, name) for module, stamped in list(self.modules.values())
+                    for name in sorted(self.names) if name in vars(module) and name not in stamped]
+            if not todo:
+                break
+            for module, stamped, name in todo:
+                stamped[name] = self.value(vars(module)[name], 1)
+        return tuple((_Same(module), tuple(sorted(stamped.items(), key=lambda kv: kv[0])))
+                     for module, stamped in self.modules.values())
 
     def first_visit(self, obj, depth: int) -> bool:
         """Whether ``obj`` is to be stamped in full here (not already in this stamp); too deep: unknown."""
@@ -218,6 +235,7 @@ class _Stamper:
                 raise _Unknown("an import inside the function")
         if names & _DYNAMIC:
             raise _Unknown("names read dynamically")
+        self.names.update(names)
         cells = []
         for cell in fn.__closure__ or ():
             try:
@@ -225,20 +243,22 @@ class _Stamper:
             except ValueError:  # an empty cell
                 cells.append(("empty",))
                 continue
-            cells.append(self.value(contents, depth + 1, names))
-        named = tuple((name, self.value(fn.__globals__[name], depth + 1, names))
+            cells.append(self.value(contents, depth + 1))
+        named = tuple((name, self.value(fn.__globals__[name], depth + 1))
                       for name in sorted(names) if name in fn.__globals__)
         return (_Same(fn), code, tuple(cells), self.value(fn.__defaults__, depth + 1),
                 self.value(fn.__kwdefaults__, depth + 1), named)
 
     # ---------------------------------------------------------------- values
 
-    def value(self, value, depth: int, names=frozenset()):
+    def value(self, value, depth: int):
         self.budget -= 1
         if self.budget < 0:
             raise _Unknown("too many values")
         if isinstance(value, enum.Enum):  # a member (an IntEnum's too): its class in full, every member's
-            return ("member", self.cls(type(value), depth + 1), value.name)  # value and attributes
+            own = tuple((k, self.value(v, depth + 1)) for k, v in sorted(list(vars(value).items()))  # value and
+                        if k not in _MEMBER_FIXED)  # attributes; and its own (a Flag's combination is no member)
+            return ("member", self.cls(type(value), depth + 1), value.name, own)
         if isinstance(value, _SCALARS):
             return (type(value).__name__, value)
         if isinstance(value, _FLOATS):
@@ -268,10 +288,10 @@ class _Stamper:
         if isinstance(value, types.ModuleType):
             if _is_library(value):
                 return _Same(value)
-            # the user's module: the attributes the code names (a module's other contents are its own business)
-            own = vars(value)
-            return ("module", _Same(value), tuple((n, self.value(own[n], depth + 1, names))
-                                                  for n in sorted(names) if n in own))
+            # the user's module: the attributes the code names, read at the end (a module's other contents
+            # are its own business; the names are known once every function is stamped)
+            self.modules.setdefault(id(value), (value, {}))
+            return ("module", _Same(value))
         if isinstance(value, type):
             return _Same(value) if _is_library(value) else self.cls(value, depth + 1)
         if any(value is c for c in _CONSTANTS):
