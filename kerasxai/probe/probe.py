@@ -342,7 +342,10 @@ class Probe:
             self._refuse_quantized()
         stamp = None  # what a user's function reads besides its arguments: traced again when it changes
         if regions_lib.is_structured(target):
-            table = self._structured_table(target.step_key)
+            try:
+                table = self._structured_table(target.step_key)
+            except TypeError:  # a decode that cannot be hashed (a dataclass with eq): compiled for this call only
+                table = None
             head = self.head
             scorer = lambda logits, classes, *data: target.scores(head, logits, classes, *data)  # noqa: E731
             decode = getattr(target, "decode", None)
@@ -355,20 +358,27 @@ class Probe:
             table = self._steps
             scorer = lambda logits, classes: targets_lib.class_scores(self.head, logits, classes)  # noqa: E731
         key = (grads, post, pre)
-        run = table.get(key)
+        try:
+            run = None if table is None else table.get(key)
+        except TypeError:  # a post that cannot be hashed (it holds such a decode): compiled for this call only
+            run = table = None
         if run is None or run.stamp != stamp:
             if run is not None:
                 logger.info("kerasxai: the target's function reads other values than when its step was traced; "
                             "traced again")
-            run = table[key] = self._compile(grads, post, pre, scorer)
+            run = self._compile(grads, post, pre, scorer)
             run.stamp = stamp
+            if table is not None:
+                table[key] = run
         return run
 
     def _structured_table(self, key):
-        """The steps table of a segmentation/detection target's kind; the oldest kind goes past
-        ``_STRUCTURED_KEPT`` (dicts keep their order of insertion)."""
-        table = self._structured_steps.get(key)
-        if table is None:
+        """The steps table of a segmentation/detection target's kind; the least recently used kind goes
+        past ``_STRUCTURED_KEPT`` (dicts keep their order of insertion: a kind used moves to the end)."""
+        table = self._structured_steps.pop(key, None)
+        if table is not None:
+            self._structured_steps[key] = table
+        else:
             while len(self._structured_steps) >= _STRUCTURED_KEPT:
                 try:
                     del self._structured_steps[next(iter(self._structured_steps))]
