@@ -19,6 +19,23 @@ import os
 import sys
 import warnings
 
+class ImagesRefused(ValueError):
+    """A call's refusal of some of its images, whose maps would mean nothing: NaN or infinite values in
+    the images, the model's outputs, the explained layer's activations or a detector's decoded boxes.
+    A ``ValueError`` naming them; ``images`` holds their indices among the call's images. A folder
+    run records each such image as a row with an error instead of stopping.
+
+    Examples:
+        >>> err = ImagesRefused("images hold NaN or infinite values at image(s) 2", [2])
+        >>> isinstance(err, ValueError), err.images
+        (True, (2,))
+    """
+
+    def __init__(self, message: str, images=()):
+        super().__init__(message)
+        self.images = tuple(int(i) for i in images)
+
+
 class PerImageWarning(RuntimeWarning):
     """A warning about some of one call's images, named by their index among that call's images: a flat
     map, a region or box with nothing to explain. A folder run records these per image and names the

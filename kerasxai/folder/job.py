@@ -136,6 +136,9 @@ class BatchExplainer:
         # A segmenter's run plans its Segmentation target (its step takes each batch's regions).
         self.segmentation = isinstance(job.target, Segmentation)
         self.probe, self.compute = plan_explain(model, job.methods, job.target if self.segmentation else None, job.layer)
+        # whether an image was explained (by this explainer, or before a resumed run): until then a batch whose
+        # every image is refused stops the run (the model, not the images, is likelier to be wrong)
+        self.explained = False
 
     def explain(self, x, target):
         """Top-k classes and every method's maps for one preprocessed batch ``x`` ``(B, H, W, C)``.
@@ -172,10 +175,13 @@ class BatchExplainer:
     def _one_by_one(self, x, target, first_error):
         """The batch explained image by image, after it failed as a whole: the images that fail alone get an error.
 
-        If every image fails, the first error is raised (a setting, not an image, is wrong).
+        If every image fails, the first error is raised (a setting, not an image, is wrong), unless each
+        was refused for itself (:class:`kerasxai._warn.ImagesRefused`: NaN or infinite values) after some
+        image was explained: a batch of bad images alone (the last one, or the images a resumed run tries
+        again) is rows with errors, while a model whose first images are all refused stops the run.
         """
         methods = self.job.methods
-        parts, errors = [], []
+        parts, errors, own = [], [], []
         for i in range(len(x)):
             t = target if target is None or isinstance(target, (int, np.integer, Segmentation)) else [target[i]]
             try:
@@ -183,9 +189,16 @@ class BatchExplainer:
                 errors.append(None)
             except ValueError as err:
                 parts.append(None)
-                errors.append(REFUSED + str(err).splitlines()[0])
+                # the call was of this image alone: its index there (0) says nothing of the file
+                errors.append(REFUSED + str(err).splitlines()[0].replace("image(s) 0", "this image"))
+                own.append(isinstance(err, _warn.ImagesRefused))
         if all(p is None for p in parts):
-            raise first_error
+            if not (all(own) and self.explained):
+                raise first_error
+            n = len(x)
+            return {"maps": {m: np.zeros((n, 1), np.float32) for m in methods}, "regions": None, "nothing": None,
+                    "top_k": [[]] * n, "targets": [None] * n, "target_names": [None] * n,
+                    "flat": {m: np.zeros(n, bool) for m in methods}, "errors": errors}
         shape = next(p for p in parts if p is not None)["maps"]
         maps = {m: np.stack([p["maps"][m][0] if p else np.zeros_like(shape[m][0]) for p in parts]) for m in methods}
         regions = nothing = None
@@ -218,9 +231,10 @@ class BatchExplainer:
             try:
                 result = self.explain(x, target)
             except ValueError as err:
-                if len(x) == 1:
+                if len(x) == 1 and not isinstance(err, _warn.ImagesRefused):
                     raise
                 result = self._one_by_one(x, target, err)
+            self.explained = self.explained or not all(result.get("errors") or [None])
         return result, [message for category, message in caught if not issubclass(category, _warn.PerImageWarning)]
 
 

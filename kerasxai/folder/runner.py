@@ -252,6 +252,7 @@ def explain_folder(model, sources, out, methods=("gradcam",), target=None, layer
                                      address=ray_address, workers=workers)
             return
         explainer = BatchExplainer(model, job)
+        explainer.explained = bool(run.done)  # a resumed run explained images before
         seen = np.zeros(len(todo), bool)
 
         def batches():
@@ -345,6 +346,7 @@ def explain_dataset(model, dataset, out, methods=("gradcam",), target=None, laye
                 i >= len(done), tf.logical_not(tf.gather(mask, tf.minimum(i, len(done) - 1))))))
         batches = data.map(load, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(2)
         explainer = BatchExplainer(model, job)
+        explainer.explained = bool(run.done)  # a resumed run explained images before
 
         def numbered():
             for batch in batches.as_numpy_iterator():

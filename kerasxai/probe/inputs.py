@@ -38,6 +38,8 @@ from typing import Iterator
 
 import numpy as np
 
+from kerasxai import _warn
+
 
 @dataclasses.dataclass(frozen=True)
 class InputSpec:
@@ -208,7 +210,9 @@ def refuse_nonfinite(specs, inputs, flags: dict | None = None) -> None:
             if isinstance(array, np.ndarray) and len(bad):
                 bad = bad[~np.isfinite(array[bad].reshape(len(bad), -1)).all(axis=1)]
         if len(bad):
-            raise ValueError(nonfinite_message(input_description(specs, i), bad, getattr(inputs, "start", 0)))
+            start = getattr(inputs, "start", 0)
+            raise _warn.ImagesRefused(nonfinite_message(input_description(specs, i), bad, start),
+                                      np.asarray(bad) + start)
 
 
 def _check_finite(array, original, what: str, start: int):
@@ -221,12 +225,12 @@ def _check_finite(array, original, what: str, start: int):
     if original is not array and original.dtype.kind == "f":
         overflow = [r for r in bad if np.isfinite(original[r]).all()]
         if len(overflow) == len(bad):
-            raise ValueError(
+            raise _warn.ImagesRefused(
                 f"{what} {hold} values beyond float32's range (about ±3.4e38) at image(s) {_listed(overflow, start)}: the "
-                "model computes in float32, where they overflow to infinity; rescale them (check the preprocessing)."
-            )
+                "model computes in float32, where they overflow to infinity; rescale them (check the preprocessing).",
+                np.asarray(overflow) + start)
         bad = [r for r in bad if r not in overflow]
-    raise ValueError(nonfinite_message(what, bad, start))
+    raise _warn.ImagesRefused(nonfinite_message(what, bad, start), np.asarray(bad) + start)
 
 
 def check_batch(arrays, specs, explained: int, start: int, single: bool = False, *, finite_on_host: bool = False) -> Inputs:

@@ -414,9 +414,10 @@ class Detection:
                              f"for {k} classes (0..{k - 1}).")
         bad = np.flatnonzero(~np.asarray(out["decoded_finite"], bool)) + batch.start
         if bad.size:
-            raise ValueError(f"decode gave NaN or infinite boxes or class scores for image(s) {bad.tolist()[:20]} (an exp "
-                             "of a large regression, a division by zero?): their matches would be meaningless. Clip "
-                             "the regression inside decode (e.g. ops.clip(deltas, -4, 4) before ops.exp).")
+            raise _warn.ImagesRefused(
+                f"decode gave NaN or infinite boxes or class scores for image(s) {bad.tolist()[:20]} (an exp of a large "
+                "regression, a division by zero?): their matches would be meaningless. Clip the regression inside "
+                "decode (e.g. ops.clip(deltas, -4, 4) before ops.exp).", bad)
         resolved.empty = np.asarray(out["matches"]) == 0
         unmatched = np.flatnonzero(resolved.empty) + batch.start
         if unmatched.size:
