@@ -214,7 +214,8 @@ def _card(index, row, run_dir, out_dir, run_target=None):
     top = [t for t in row.get("top_k") or [] if isinstance(t, dict)]
     first = top[0] if top else {}
     stats = {}
-    for method, s in (row.get("methods") or {}).items():
+    methods = row.get("methods")
+    for method, s in (methods.items() if isinstance(methods, dict) else ()):
         s = s if isinstance(s, dict) else {}
         stats[method] = {"flat": bool(s.get("flat")), "max": _number(s.get("max")), "mean": _number(s.get("mean"))}
     overlays = row.get("overlays")

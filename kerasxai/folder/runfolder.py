@@ -64,14 +64,25 @@ def _write_json_atomic(path, obj):
     os.replace(tmp, path)
 
 
+def _whole(row) -> bool:
+    """Whether a line of ``predictions.jsonl`` is a row as a run writes it (a hand-edited or damaged one
+    is not: a resumed run redoes its image, and the report names the line)."""
+    if not isinstance(row, dict) or not isinstance(row.get("id"), str):
+        return False
+    methods, top = row.get("methods", {}), row.get("top_k", [])
+    return (isinstance(methods, dict) and all(isinstance(v, dict) for v in methods.values())
+            and isinstance(top, list) and all(isinstance(t, dict) for t in top)
+            and isinstance(row.get("overlays") or {}, dict))
+
+
 def read_predictions(run_dir):
-    """The rows of ``RUN/predictions.jsonl`` (complete lines only), in file order.
+    """The rows of ``RUN/predictions.jsonl`` (complete, undamaged lines only), in file order.
 
     Examples:
         >>> import tempfile
         >>> run = tempfile.mkdtemp()
-        >>> _ = open(os.path.join(run, PREDICTIONS), "w").write('{"id": "a"}\\n{"id": "b"')
-        >>> [row["id"] for row in read_predictions(run)]  # the cut last line is not a row
+        >>> _ = open(os.path.join(run, PREDICTIONS), "w").write('{"id": "a"}\\n[1, 2]\\n{"id": "b"')
+        >>> [row["id"] for row in read_predictions(run)]  # not a row: a list, the cut last line
         ['a']
     """
     rows = []
@@ -83,9 +94,11 @@ def read_predictions(run_dir):
             if not line.endswith(b"\n"):
                 break  # cut off by an interruption
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except ValueError:
                 continue
+            if _whole(row):
+                rows.append(row)
     return rows
 
 
