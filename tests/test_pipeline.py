@@ -386,3 +386,72 @@ def test_a_layer_list_is_refused_before_the_run_folder_exists(model, folder, tmp
     with pytest.raises(ValueError, match="a folder run explains one layer"):
         kerasxai.explain_folder(model, folder, tmp_path / "run", layer=["conv1", "conv2"], progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def _bright_is_nan():
+    """A tiny classifier whose output is NaN for bright images (mean above 0.9 after preprocessing)."""
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((12, 12, 3))
+    pooled = layers.GlobalAveragePooling2D()(layers.Conv2D(4, 3, activation="relu", name="conv")(inp))
+    pooled = layers.Lambda(lambda ts: ts[1] * keras.ops.where(
+        keras.ops.mean(ts[0], axis=(1, 2, 3))[:, None] > 0.9, float("nan"), 1.0))([inp, pooled])
+    return keras.Model(inp, layers.Dense(3, activation="softmax")(pooled))
+
+
+def test_a_batch_of_refused_images_alone_becomes_error_rows_also_when_resumed(tmp_path):
+    """A bright image alone in the last batch, then a resumed run whose only images left are refused
+    ones: rows with errors, not a stopped run. A model that refuses the first images it sees stops."""
+    model, preprocess = _bright_is_nan(), (lambda p: p / 127.5 - 1.0)
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(2):
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (12, 12, 3), dtype=np.uint8)).save(src / f"im{i}.png")
+    Image.fromarray(np.full((12, 12, 3), 250, np.uint8)).save(src / "im2.png")
+    run = lambda **kw: kerasxai.explain_folder(model, src, tmp_path / "run", batch_size=2, progress=False,  # noqa: E731
+                                               preprocess=preprocess, **kw)
+    with pytest.warns(RuntimeWarning, match="1 of 3 images were read but could not be explained"):
+        meta = run()
+    rows = rows_by_id(tmp_path / "run")
+    assert meta["images"] == 2 and meta["errors"] == 1
+    assert rows["im2"]["error"].startswith("not explained: kerasxai.explain: the model's output is NaN or infinite "
+                                           "for this image")
+    Image.fromarray(np.full((12, 12, 3), 252, np.uint8)).save(src / "im3.png")
+    with pytest.warns(RuntimeWarning, match="2 of 4 images were read but could not be explained"):
+        meta = run(resume=True)  # im2 tried again with im3: both refused
+    assert meta["images"] == 2 and meta["errors"] == 2
+    assert sorted(rows_by_id(tmp_path / "run")) == ["im0", "im1", "im2", "im3"]
+
+    bright = tmp_path / "bright"
+    bright.mkdir()
+    for name in ("a", "b"):
+        Image.fromarray(np.full((12, 12, 3), 250, np.uint8)).save(bright / f"{name}.png")
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        kerasxai.explain_folder(model, bright, tmp_path / "bright_run", batch_size=2, progress=False,
+                                preprocess=preprocess)
+
+
+def test_damaged_rows_are_redone_by_a_resumed_run(tmp_path):
+    """Lines of predictions.jsonl edited by hand or damaged (not an object, no id, methods not a dict)
+    are redone by --resume, never crash it, and the report still renders."""
+    model = _bright_is_nan()
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(3):
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (12, 12, 3), dtype=np.uint8)).save(src / f"im{i}.png")
+    run = lambda **kw: kerasxai.explain_folder(model, src, tmp_path / "run", batch_size=2, progress=False,  # noqa: E731
+                                               preprocess=lambda p: p / 127.5 - 1.0, **kw)
+    run()
+    path = tmp_path / "run" / "predictions.jsonl"
+    lines = path.read_text().splitlines()
+    first, second = json.loads(lines[0]), json.loads(lines[1])
+    damaged = ["[1, 2]", "null", json.dumps({**first, "methods": [1]}), json.dumps({k: v for k, v in second.items() if k != "id"})]
+    path.write_text("\n".join(damaged + lines[2:]) + "\n")  # im0 and im1's rows damaged, im2's whole
+    meta = run(resume=True)
+    rows = rows_by_id(tmp_path / "run")
+    assert meta["images"] == 3 and sorted(rows) == ["im0", "im1", "im2"]
+    assert all(isinstance(r["methods"]["gradcam"], dict) for r in rows.values())
+    from kerasxai.folder import report
+
+    path.write_text(path.read_text() + json.dumps({**first, "id": "x", "methods": [1]}) + "\n")
+    report.write_report(str(tmp_path / "run"))  # a row whose methods are a list: shown, without its stats
+    assert "x" in {c["id"] for c in report.report_data(str(tmp_path / "run"))["cards"]}

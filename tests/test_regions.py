@@ -5,6 +5,7 @@ linear in the conv's activations, so every gradient has a closed form in NumPy. 
 anchors (its regression is checked separately, with a tape, on TensorFlow), its class scores a 1x1 conv.
 """
 
+import dataclasses
 import warnings
 
 import keras
@@ -630,3 +631,18 @@ def test_a_new_decode_lambda_per_call_keeps_a_bounded_number_of_steps():
                                 raw=True)
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
     assert len(probe._structured_steps) == 8
+    # the least recently used kind goes: a decode used between new ones keeps its steps
+    for _ in range(9):
+        kerasxai.saliency(model, X[:2], target=Detection(BOXES[0], 1, decode_anchors, iou=0.1), raw=True)
+        kerasxai.saliency(model, X[:2], target=Detection(BOXES[0], 1, lambda out: decode_anchors(out), iou=0.1), raw=True)
+    assert any(key[1] is decode_anchors for key in probe._structured_steps)
+
+    @dataclasses.dataclass
+    class Decode:  # eq=True: no hash; compiled for each call, never refused
+        scale: float = 1.0
+
+        def __call__(self, out):
+            return decode_anchors(out)
+
+    got = kerasxai.saliency(model, X[:2], target=Detection(BOXES[0], 1, Decode(), iou=0.1), raw=True)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)

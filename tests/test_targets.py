@@ -307,6 +307,16 @@ class _Column(enum.Enum):
         self.index = index  # an attribute of the member, changed below
 
 
+class _Flags(enum.Flag):
+    A = 1
+    B = 2
+
+
+# a module of the user's own code (made at run time: not an installed package's)
+_user_module = types.ModuleType("kerasxai_test_user_module")
+_user_module.INDEX = 1
+
+
 class _Kind(enum.IntEnum):
     ONE = 1
     THREE = 3
@@ -339,8 +349,14 @@ def test_dataclasses_enums_and_namespaces_are_compared_by_value_not_traced_at_ev
     class WithFactory:
         classes: list = dataclasses.field(default_factory=lambda: [1])
 
+    @dataclasses.dataclass
+    class Holder:  # a user's module reached through an object: its attributes that code names are read
+        module: object = None
+
     config, frozen, factory = Config(), [Frozen()], WithFactory()
-    namespace, member = types.SimpleNamespace(index=1), [_Animal.CAT]
+    holder, modules = Holder(_user_module), [_user_module]
+    flags = _Flags.A | _Flags.B  # a Flag's combination is no member: its own attributes
+    namespace, member = types.SimpleNamespace(index=1, module=_user_module), [_Animal.CAT]
     targets = {"a dataclass's method": config.score, "a lambda over a dataclass": lambda y: y[:, config.index],
                "a frozen dataclass replaced in a list": lambda y: y[:, frozen[0].index],
                "a dataclass with a default factory": lambda y: y[:, factory.classes[0]],
@@ -348,7 +364,11 @@ def test_dataclasses_enums_and_namespaces_are_compared_by_value_not_traced_at_ev
                "an enum member": lambda y: y[:, member[0].value],
                "an enum's method reading a global": lambda y: y[:, _Animal.CAT.column()],
                "an enum member's attribute": lambda y: y[:, _Column.FIRST.index],
-               "an IntEnum member as the index": lambda y: y[:, _KIND]}
+               "an IntEnum member as the index": lambda y: y[:, _KIND],
+               "a user's module in a dataclass": lambda y: y[:, holder.module.INDEX],
+               "a user's module in a list": lambda y: y[:, modules[0].INDEX],
+               "a user's module in a namespace": lambda y: y[:, namespace.module.INDEX],
+               "an attribute of a Flag combination": lambda y: y[:, flags.index]}
     for what, target in targets.items():
         stamp = state_stamp(target)
         assert not isinstance(stamp, _Never) and state_stamp(target) == stamp, what
@@ -356,6 +376,7 @@ def test_dataclasses_enums_and_namespaces_are_compared_by_value_not_traced_at_ev
     def change(index):
         global _ENUM_SCALE, _KIND
         config.index, frozen[0], factory.classes[0], namespace.index = index, Frozen(index), index, index
+        _user_module.INDEX, flags.index = index, index
         member[0] = _Animal.CAT if index == 1 else _Animal.DOG
         _ENUM_SCALE, _Column.FIRST.index, _KIND = index, index, _Kind(index)
 
@@ -366,4 +387,4 @@ def test_dataclasses_enums_and_namespaces_are_compared_by_value_not_traced_at_ev
                 got = kerasxai.gradcam(gap_model, images, target=target, raw=True)
                 np.testing.assert_allclose(got, expected[index], rtol=1e-5, atol=1e-7, err_msg=f"{what}, index {index}")
     finally:
-        _ENUM_SCALE, _Column.FIRST.index, _KIND = 1, 1, _Kind.ONE
+        _ENUM_SCALE, _Column.FIRST.index, _KIND, _user_module.INDEX = 1, 1, _Kind.ONE, 1
