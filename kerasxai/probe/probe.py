@@ -177,7 +177,7 @@ class Probe:
         # a bound method (target=scorer.score) is a new object at every access: its steps are kept per
         # instance (weakly) and function, so each call finds them again
         self._method_steps = weakref.WeakKeyDictionary()
-        # per kind of segmentation/detection target (its decode, iou), the last _STRUCTURED_KEPT kinds: a
+        # per kind of segmentation/detection target (its decode, iou), the _STRUCTURED_KEPT most recently used: a
         # detector's decode is held by its steps, so a new decode lambda per call must not keep a step per call
         self._structured_steps: dict = {}
         self._zero_tensors: dict = {}
