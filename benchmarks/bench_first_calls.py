@@ -24,7 +24,7 @@ than one process: a pair run back to back shares its spell). The floor builds it
 sub-model (``keras.Model(model.input, [layer.output, model.output])``) in its
 first call, as kerasxai builds its probe in its own.
 
-    python benchmarks/bench_first_calls.py                      # VGG16, Grad-CAM and saliency: about 12 minutes
+    python benchmarks/bench_first_calls.py                      # VGG16, Grad-CAM and saliency: 15-20 minutes
     python benchmarks/bench_first_calls.py --models ResNet50 --methods gradcam --modes auto,floor-plain
 """
 
