@@ -185,6 +185,17 @@ def test_a_callable_target_whose_state_changed_is_traced_again_never_explained_w
     np.testing.assert_allclose(kerasxai.gradcam(gap_model, images, target=closure, raw=True), expected[1], rtol=1e-5, atol=1e-7)
 
 
+def _each_target_follows(model, images, targets, change, expected):
+    """``change(index)`` for index 1, 3, 1: each target's Grad-CAM must then be that class's, never the old one."""
+    import kerasxai
+
+    for index in (1, 3, 1):
+        change(index)
+        for what, target in targets.items():
+            got = kerasxai.gradcam(model, images, target=target, raw=True)
+            np.testing.assert_allclose(got, expected[index], rtol=1e-5, atol=1e-7, err_msg=f"{what}, index {index}")
+
+
 class _Config:  # a module-level namespace a target reads (class attributes)
     index = 1
 
@@ -280,11 +291,7 @@ def test_state_a_target_reads_through_objects_is_checked_or_traced_at_every_call
                "a base class's attribute": sub.score, "getattr with a string": dynamic.score, "super()": child.score,
                "a class made by exec": namespace["target"], "a callable object that is not hashable": unhashable}
     try:
-        for index in (1, 3, 1):
-            change(index)
-            for what, target in targets.items():
-                got = kerasxai.gradcam(gap_model, images, target=target, raw=True)
-                np.testing.assert_allclose(got, expected[index], rtol=1e-5, atol=1e-7, err_msg=f"{what}, index {index}")
+        _each_target_follows(gap_model, images, targets, change, expected)
     finally:
         _Config.index = 1
 
@@ -381,10 +388,6 @@ def test_dataclasses_enums_and_namespaces_are_compared_by_value_not_traced_at_ev
         _ENUM_SCALE, _Column.FIRST.index, _KIND = index, index, _Kind(index)
 
     try:
-        for index in (1, 3, 1):
-            change(index)
-            for what, target in targets.items():
-                got = kerasxai.gradcam(gap_model, images, target=target, raw=True)
-                np.testing.assert_allclose(got, expected[index], rtol=1e-5, atol=1e-7, err_msg=f"{what}, index {index}")
+        _each_target_follows(gap_model, images, targets, change, expected)
     finally:
         _ENUM_SCALE, _Column.FIRST.index, _KIND, _user_module.INDEX = 1, 1, _Kind.ONE, 1
