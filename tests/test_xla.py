@@ -107,6 +107,60 @@ def test_on_a_cpu_the_default_is_plain_and_nothing_is_timed():
     assert calls[-1] == "xla"
 
 
+def _lacks_nchw(calls):
+    def run(x):
+        calls.append("plain")
+        raise tf.errors.InvalidArgumentError(None, None, "Conv2DCustomBackpropInputOp only supports NHWC.")
+    return run
+
+
+@pytest.mark.parametrize("setting", [None, False])
+def test_a_step_whose_cpu_kernels_lack_nchw_runs_xla(caplog, setting):
+    """TensorFlow without oneDNN (CPUs without AVX-512) has no channels_first convolution gradient outside XLA:
+    a channels_first model's saliency raised "Conv2DCustomBackpropInputOp only supports NHWC" on such a CPU.
+    The step runs XLA from then on, also where plain was asked for; other errors of the plain step still raise."""
+    calls = []
+    step = AdaptiveStep(_lacks_nchw(calls), lambda x: calls.append("xla") or x * 2)
+    backend.set_jit_compile(setting)
+    try:
+        with caplog.at_level(logging.INFO, logger="kerasxai"):
+            outs = [float(step(tf.constant(1.0))) for _ in range(3)]
+    finally:
+        backend.set_jit_compile(None)
+    assert outs == [2.0] * 3 and calls == ["plain", "xla", "xla", "xla"]
+    assert "lack an op of this step (Conv2DCustomBackpropInputOp only supports NHWC); XLA runs it" in caplog.text
+
+    def other(x):
+        raise tf.errors.InvalidArgumentError(None, None, "indices[3] = 7 is not in [0, 5)")
+    with pytest.raises(tf.errors.InvalidArgumentError, match="not in"):
+        AdaptiveStep(other, lambda x: x)(tf.constant(1.0))
+
+
+def test_a_step_neither_plain_nor_xla_can_run_says_what_to_do():
+    def no_xla(x):
+        raise tf.errors.UnimplementedError(None, None, "Could not find registered platform")
+    step = AdaptiveStep(_lacks_nchw([]), no_xla)
+    for _ in range(2):  # the second call says the same, without running either again
+        with pytest.raises(RuntimeError, match="lack a channels_first op .*Build the model channels_last"):
+            step(tf.constant(1.0))
+
+
+def test_channels_first_saliency_and_gradcam_match_channels_last():
+    """The same network channels_first and channels_last: the same maps, on any CPU (with or without oneDNN)."""
+    def net(fmt):
+        keras.utils.set_random_seed(4)
+        inp = keras.Input((3, 12, 12) if fmt == "channels_first" else (12, 12, 3))
+        x = layers.Conv2D(4, 3, data_format=fmt, name="conv")(inp)
+        x = layers.Activation("relu", name="act")(x)
+        return keras.Model(inp, layers.Dense(3)(layers.GlobalAveragePooling2D(data_format=fmt)(x)))
+    last, first = net("channels_last"), net("channels_first")
+    first.set_weights(last.get_weights())
+    x = np.random.default_rng(5).random((2, 12, 12, 3)).astype("float32")
+    for method in ("saliency", "gradcam"):
+        np.testing.assert_allclose(getattr(kerasxai, method)(first, np.moveaxis(x, -1, 1)),
+                                   getattr(kerasxai, method)(last, x), atol=1e-5, err_msg=method)
+
+
 def test_bad_setting_is_refused():
     with pytest.raises(ValueError, match="True, False or None"):
         backend.set_jit_compile("yes")

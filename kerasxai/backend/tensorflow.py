@@ -9,11 +9,17 @@ first call runs the plain ``tf.function`` (a fast start), the second is timed, t
 version; calls 4, 5 and 6 time XLA, plain and XLA again, and from then on the faster (best of two each;
 XLA only if at least 3 % faster) runs. A model XLA cannot compile falls back to the plain function without
 an error. ``kerasxai.backend.set_jit_compile(True | False)`` fixes the choice.
+
+One exception: TensorFlow's own CPU kernels (without oneDNN, as on CPUs without AVX-512) compute the
+gradient of a ``channels_first`` convolution only in XLA ("Conv2DCustomBackpropInputOp only supports
+NHWC"). A step that meets that error runs XLA from then on, whatever the setting (Keras does the same
+for its channels_first 3-D convolutions).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 
@@ -88,16 +94,17 @@ class AdaptiveStep:
     def __init__(self, plain, xla, jit_compile=None, measure=None):
         self.plain, self.xla, self.jit_compile, self.measure = plain, xla, jit_compile, measure
         self.calls, self.chosen, self.xla_failed = 0, None, False
+        self.plain_unsupported = None  # the error of a plain run whose kernels this machine lacks (then XLA runs)
         self._times, self._shapes = {}, None
         self._choosing = threading.Lock()
 
     def __call__(self, *args):
         mode = self.jit_compile if self.jit_compile is not None else jit_compile_setting()
         if mode is False or self.xla_failed:
-            return self.plain(*args)
+            return self._plain(args)
         if mode is None and not (accelerated() if self.measure is None else self.measure):
-            self.chosen = self.plain  # a CPU: plain, no XLA run on the user's time (see the module's docstring)
-            return self.plain(*args)
+            self.chosen = self._plain_fn  # a CPU: plain, no XLA run on the user's time (see the module's docstring)
+            return self._plain(args)
         if mode is True:
             return self._try_xla(args)
         if self.chosen is not None:
@@ -116,19 +123,19 @@ class AdaptiveStep:
         if self._shapes is None:
             self._shapes = shapes
         elif shapes != self._shapes:
-            return self.plain(*args)
+            return self._plain(args)
         self.calls += 1
         if self.calls == 1:  # traces: untimed
-            return self.plain(*args)
+            return self._plain(args)
         if self.calls == 3:  # compiles: untimed
             return self._try_xla(args)
         # calls 2, 4, 5, 6: plain, XLA, plain, XLA, each timed; the faster of each pair decides
         name = "plain" if self.calls in (2, 5) else "xla"
-        out = self._timed(name, self.plain if name == "plain" else self.xla, args)
+        out = self._timed(name, self._plain_fn if name == "plain" else self.xla, args)
         if self.calls == 6:
             plain, xla = min(self._times["plain"]), min(self._times["xla"])
             faster = xla < 0.97 * plain
-            self.chosen = self.xla if faster else self.plain
+            self.chosen = self.xla if faster else self._plain_fn
             logger.info("kerasxai: %s runs this step (best of two: plain %.3fs, XLA %.3fs)",
                         "XLA" if faster else "tf.function", plain, xla)
         return out
@@ -144,8 +151,49 @@ class AdaptiveStep:
             return _sync(self.xla(*args))
         except (tf.errors.OpError, NotImplementedError, TypeError, ValueError) as err:
             self.xla_failed = True
+            if self.plain_unsupported is not None:  # neither runs here
+                raise _neither(self.plain_unsupported, err) from err
             logger.info("kerasxai: XLA cannot compile this step (%s); tf.function runs it", str(err).splitlines()[0][:200])
-            return self.plain(*args)
+            return self._plain(args)
+
+    def _plain_fn(self, *args):
+        return self._plain(args)
+
+    def _plain(self, args):
+        """The plain ``tf.function``; XLA instead where this machine's kernels lack one of its ops (see the module)."""
+        if self.plain_unsupported is None:
+            try:
+                return self.plain(*args)
+            except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as err:
+                if not _UNSUPPORTED_LAYOUT.search(str(err)):
+                    raise
+                self.plain_unsupported = err
+                logger.info("kerasxai: TensorFlow's CPU kernels here lack an op of this step (%s); XLA runs it",
+                            _UNSUPPORTED_LAYOUT.search(str(err)).group(0))
+        if self.xla_failed:
+            raise _neither(self.plain_unsupported, None)
+        try:
+            return self.xla(*args)
+        except (tf.errors.OpError, NotImplementedError, TypeError, ValueError) as err:
+            self.xla_failed = True
+            raise _neither(self.plain_unsupported, err) from err
 
     def experimental_get_tracing_count(self) -> int:
         return self.plain.experimental_get_tracing_count() + self.xla.experimental_get_tracing_count()
+
+
+# TensorFlow's messages when its CPU kernels (without oneDNN) lack a channels_first op:
+# "Conv2DCustomBackpropInputOp only supports NHWC." (InvalidArgumentError) and "The Conv2D op currently only
+# supports the NHWC tensor format on the CPU." (UnimplementedError)
+_UNSUPPORTED_LAYOUT = re.compile(r"\w+(?: op currently)? only supports (?:the )?N(?:D?H)?WC")
+
+
+def _neither(plain_error, xla_error) -> RuntimeError:
+    first = _UNSUPPORTED_LAYOUT.search(str(plain_error)).group(0)
+    why = str(xla_error).splitlines()[0][:200] if xla_error is not None else "it failed before"
+    return RuntimeError(
+        f"TensorFlow cannot run this step on this CPU: its own kernels lack a channels_first op ({first}: "
+        f"TensorFlow without oneDNN, as on CPUs without AVX-512), and XLA could not compile it ({why}). Build the "
+        "model channels_last (keras.config.set_image_data_format('channels_last') and the same weights), or "
+        "run it on a GPU or on the JAX or PyTorch backend."
+    )
