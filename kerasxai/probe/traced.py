@@ -125,8 +125,11 @@ class TracedForward:
 
             return perturbed
 
-        fresh = fresh_inputs(model, self.explained_input)
-        outputs, calls = graph.trace(model, structured(model, fresh), substitute)
+        if layer_calls or guided:
+            fresh = fresh_inputs(model, self.explained_input)
+            outputs, calls = graph.trace(model, structured(model, fresh), substitute)
+        else:  # nothing to substitute (saliency and the other methods at the input): the plain trace is the same graph
+            fresh, outputs, calls = plain.inputs, plain.outputs, plain.calls
         if every:
             head_tensors, head_call, self._structure = keras.tree.flatten(outputs), None, outputs
             self.head = heads.Head("all outputs", -1, heads.ALL, None, None)
