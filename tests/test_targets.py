@@ -357,16 +357,36 @@ def test_dataclasses_enums_and_namespaces_are_compared_by_value_not_traced_at_ev
         classes: list = dataclasses.field(default_factory=lambda: [1])
 
     @dataclasses.dataclass
+    class Innermost:
+        index: int = 1
+
+    @dataclasses.dataclass
+    class Middle:
+        inner: Innermost = dataclasses.field(default_factory=Innermost)
+
+    @dataclasses.dataclass
+    class Outer:  # three dataclasses deep through default factories: was past the stamp's depth, traced every call
+        middle: Middle = dataclasses.field(default_factory=Middle)
+
+    @dataclasses.dataclass
+    class Outermost:
+        outer: Outer = dataclasses.field(default_factory=Outer)
+
+    @dataclasses.dataclass
     class Holder:  # a user's module reached through an object: its attributes that code names are read
         module: object = None
 
-    config, frozen, factory = Config(), [Frozen()], WithFactory()
+    config, frozen, factory, nested = Config(), [Frozen()], WithFactory(), Outermost()
+    columns = types.SimpleNamespace(cols=slice(1, 2), rows=range(0, 1), all=...)  # a slice was not checkable
     holder, modules = Holder(_user_module), [_user_module]
     flags = _Flags.A | _Flags.B  # a Flag's combination is no member: its own attributes
     namespace, member = types.SimpleNamespace(index=1, module=_user_module), [_Animal.CAT]
     targets = {"a dataclass's method": config.score, "a lambda over a dataclass": lambda y: y[:, config.index],
                "a frozen dataclass replaced in a list": lambda y: y[:, frozen[0].index],
                "a dataclass with a default factory": lambda y: y[:, factory.classes[0]],
+               "dataclasses four deep": lambda y: y[:, nested.outer.middle.inner.index],
+               "a slice in a namespace": lambda y: y[columns.all, columns.cols][:, 0],
+               "a range in a namespace": lambda y: y[:, columns.rows[0]],
                "a SimpleNamespace": lambda y: y[:, namespace.index],
                "an enum member": lambda y: y[:, member[0].value],
                "an enum's method reading a global": lambda y: y[:, _Animal.CAT.column()],
@@ -383,6 +403,7 @@ def test_dataclasses_enums_and_namespaces_are_compared_by_value_not_traced_at_ev
     def change(index):
         global _ENUM_SCALE, _KIND
         config.index, frozen[0], factory.classes[0], namespace.index = index, Frozen(index), index, index
+        nested.outer.middle.inner.index, columns.cols, columns.rows = index, slice(index, index + 1), range(index, 2 * index)
         _user_module.INDEX, flags.index = index, index
         member[0] = _Animal.CAT if index == 1 else _Animal.DOG
         _ENUM_SCALE, _Column.FIRST.index, _KIND = index, index, _Kind(index)

@@ -10,8 +10,8 @@ callable again otherwise.
 The stamp is conservative: it covers what it can prove, and anything else makes it equal to
 nothing, so the callable is traced at every call (correct, as slow as a new callable each time).
 
-- Plain data is compared by value: scalars, strings, NumPy arrays of up to 4096 values, and
-  lists, tuples, dicts and sets of those (a list changed in place counts).
+- Plain data is compared by value: scalars, strings, slices, ranges, NumPy arrays of up to 4096
+  values, and lists, tuples, dicts and sets of those (a list changed in place counts).
 - A library's functions, classes and modules are compared by identity.
 - A function of the user's own code: its code, closure, default arguments and the globals its
   code names, the same way (helper functions followed).
@@ -56,7 +56,7 @@ import weakref
 
 import numpy as np
 
-_SCALARS = (bool, int, str, bytes, type(None), np.dtype)
+_SCALARS = (bool, int, str, bytes, type(None), type(Ellipsis), np.dtype)
 # a library's constants, compared by identity (a dataclass's __init__ has them as defaults)
 _CONSTANTS = tuple(getattr(dataclasses, name) for name in ("MISSING", "_HAS_DEFAULT_FACTORY") if hasattr(dataclasses, name))
 _FLOATS = (float, complex, np.generic)  # compared by their exact bits: -0.0 is not 0.0
@@ -70,7 +70,9 @@ _LIBRARY_ROOTS = tuple(
 # names through which code reads what its own names do not say
 _DYNAMIC = frozenset({"getattr", "globals", "vars", "locals", "eval", "exec", "__dict__", "modules",
                       "attrgetter", "__getattribute__", "__import__", "import_module", "setattr", "delattr"})
-_DEPTH = 16  # objects and functions followed at most this deep (a lambda over an object's method: 7)
+# objects and functions followed at most this deep (a lambda over an object's method: 7; each dataclass
+# nested by default_factory: 5 more, its __init__ reading the next class)
+_DEPTH = 40
 _BUDGET = 20_000  # values read at most per stamp (a list holding one large list many times)
 # a class's entries that hold no state a method reads (a dataclass's fields are its __init__'s, stamped)
 _SKIPPED = frozenset({"__dict__", "__weakref__", "__module__", "__qualname__", "__doc__", "__annotations__",
@@ -263,6 +265,9 @@ class _Stamper:
             return (type(value).__name__, value)
         if isinstance(value, _FLOATS):
             return (type(value).__name__, np.asarray(value).tobytes())
+        if type(value) in (slice, range):  # an index a target takes: its bounds
+            return (type(value).__name__, self.value(value.start, depth + 1), self.value(value.stop, depth + 1),
+                    self.value(value.step, depth + 1))
         if isinstance(value, np.ndarray):
             if value.size > 4096 or value.dtype.hasobject:
                 raise _Unknown("a large array")
