@@ -389,13 +389,21 @@ def test_a_layer_list_is_refused_before_the_run_folder_exists(model, folder, tmp
 
 
 def _bright_is_nan():
-    """A tiny classifier whose output is NaN for bright images (mean above 0.9 after preprocessing)."""
+    """A tiny classifier whose output is NaN for bright images (mean above 0.9 after preprocessing).
+
+    Built-in layers only, so that Ray workers can load it: a bright image's mean, past 0.9, is scaled
+    to infinity; one logit gets +inf and another -inf, and the softmax of those is NaN."""
     keras.utils.set_random_seed(0)
     inp = keras.Input((12, 12, 3))
     pooled = layers.GlobalAveragePooling2D()(layers.Conv2D(4, 3, activation="relu", name="conv")(inp))
-    pooled = layers.Lambda(lambda ts: ts[1] * keras.ops.where(
-        keras.ops.mean(ts[0], axis=(1, 2, 3))[:, None] > 0.9, float("nan"), 1.0))([inp, pooled])
-    return keras.Model(inp, layers.Dense(3, activation="softmax")(pooled))
+    mean = layers.Dense(1, trainable=False, kernel_initializer=keras.initializers.Constant(1 / 3),
+                        bias_initializer=keras.initializers.Constant(-0.9))(layers.GlobalAveragePooling2D()(inp))
+    huge = keras.initializers.Constant(1e30)
+    blown = layers.Dense(1, activation="relu", kernel_initializer=huge)(mean)  # 0 for other images
+    blown = layers.Dense(1, kernel_initializer=huge)(blown)  # float32 overflows: +inf
+    spread = layers.Dense(3, use_bias=False, kernel_initializer=keras.initializers.Constant([[1.0, -1.0, 0.0]]))(blown)
+    logits = layers.Add()([layers.Dense(3)(pooled), spread])
+    return keras.Model(inp, layers.Activation("softmax")(logits))
 
 
 def test_a_batch_of_refused_images_alone_becomes_error_rows_also_when_resumed(tmp_path):
@@ -428,6 +436,30 @@ def test_a_batch_of_refused_images_alone_becomes_error_rows_also_when_resumed(tm
     with pytest.raises(ValueError, match="NaN or infinite"):
         kerasxai.explain_folder(model, bright, tmp_path / "bright_run", batch_size=2, progress=False,
                                 preprocess=preprocess)
+
+
+def test_on_ray_a_worker_whose_first_batch_is_refused_writes_error_rows(tmp_path):
+    """Each Ray worker's explainer started as if nothing was explained: a worker whose first batch held only
+    refused images stopped the whole run. The driver decides, as the local pipeline does: error rows once an
+    image was explained, a stopped run when the first batch back is refused whole."""
+    pytest.importorskip("ray")
+    model, preprocess = _bright_is_nan(), (lambda p: p / 127.5 - 1.0)
+    src, bright = tmp_path / "src", tmp_path / "bright"
+    src.mkdir()
+    bright.mkdir()
+    for i in range(4):
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (12, 12, 3), dtype=np.uint8)).save(src / f"im{i}.png")
+    for name in ("x", "y"):  # sorted after the others: the last batch, alone on a worker of its own
+        Image.fromarray(np.full((12, 12, 3), 250, np.uint8)).save(src / f"{name}.png")
+        Image.fromarray(np.full((12, 12, 3), 250, np.uint8)).save(bright / f"{name}.png")
+    kwargs = dict(batch_size=2, progress=False, preprocess=preprocess, ray=True, workers=3)
+    with pytest.warns(RuntimeWarning, match="2 of 6 images were read but could not be explained"):
+        meta = kerasxai.explain_folder(model, src, tmp_path / "run", **kwargs)
+    rows = rows_by_id(tmp_path / "run")
+    assert meta["images"] == 4 and meta["errors"] == 2
+    assert all(rows[n]["error"].startswith("not explained: kerasxai.explain: the model's output is NaN") for n in "xy")
+    with pytest.raises(ValueError, match="refused every image of the first batch.*x.png.*NaN or infinite"):
+        kerasxai.explain_folder(model, bright, tmp_path / "bright_run", **kwargs)
 
 
 def test_damaged_rows_are_redone_by_a_resumed_run(tmp_path):

@@ -29,7 +29,7 @@ import numpy as np
 
 from kerasxai import _warn
 from kerasxai.data.images import decode_file, image_tensors, read_error
-from kerasxai.folder.job import BatchExplainer, batch_for_writer, from_columns, preprocess_batch, to_columns
+from kerasxai.folder.job import REFUSED, BatchExplainer, batch_for_writer, from_columns, preprocess_batch, to_columns
 
 
 def _import_ray():
@@ -83,6 +83,9 @@ class ExplainWorker:
         if isinstance(model_bytes, ray.ObjectRef):  # the model is shipped once, through the object store
             model_bytes = ray.get(model_bytes)
         self.explainer = BatchExplainer(pickle.loads(model_bytes), job)
+        # a batch whose every image is refused comes back as rows with errors: whether the run stops (no image
+        # explained before it, on any worker) is the driver's to say (explain_items)
+        self.explainer.explained = True
         self.job = job
         self.pool = ThreadPoolExecutor(4)  # TF's decode ops release the GIL
 
@@ -120,8 +123,14 @@ def _resources(ray, workers):
     return workers, {"num_cpus": 1}
 
 
-def explain_items(model, items, job, writer, bar, warn, *, batch_size=16, address=None, workers=None):
-    """Explains ``items`` (:class:`kerasxai.folder.sources.ImageItem`) on Ray, handing each result batch to ``writer``."""
+def explain_items(model, items, job, writer, bar, warn, *, batch_size=16, address=None, workers=None,
+                  explained=False):
+    """Explains ``items`` (:class:`kerasxai.folder.sources.ImageItem`) on Ray, handing each result batch to ``writer``.
+
+    ``explained``: images were explained before (a resumed run). Until an image is, a batch whose every
+    image the model refused (NaN or infinite values) stops the run, as the local pipeline does: the
+    model, not the images, is likelier to be wrong. After that such batches are rows with errors.
+    """
     ray = _import_ray()
     if not items:
         return
@@ -149,6 +158,13 @@ def explain_items(model, items, job, writer, bar, warn, *, batch_size=16, addres
                 warn.add(json.loads(e))
             result = from_columns(job.methods, out)
             errors = [read or row for read, row in zip(out["read_error"], result["errors"])]
+            decoded = [e for read, e in zip(out["read_error"], result["errors"]) if not read]
+            if not explained and decoded and all(e and e.startswith(REFUSED) for e in decoded):
+                first = next(it.file for it, read in zip(chosen, out["read_error"]) if not read)
+                raise ValueError(f"kerasxai.explain_folder: the model refused every image of the first batch it was "
+                                 f"given, so the run stopped (the model is likelier to be wrong than the images): "
+                                 f"{first}: {decoded[0][len(REFUSED):]}")
+            explained = explained or any(not e for e in decoded)
             writer.put(batch_for_writer([it.id for it in chosen], [it.file for it in chosen],
                                         [it.label for it in chosen], result, list(out["jpeg"]), out["size"].tolist(),
                                         [e or None for e in errors]))

@@ -249,7 +249,7 @@ def explain_folder(model, sources, out, methods=("gradcam",), target=None, layer
         todo = [it for it in items if it.id not in run.done]
         if ray:
             ray_runner.explain_items(model, todo, job, writer, bar, warn, batch_size=batch_size,
-                                     address=ray_address, workers=workers)
+                                     address=ray_address, workers=workers, explained=bool(run.done))
             return
         explainer = BatchExplainer(model, job)
         explainer.explained = bool(run.done)  # a resumed run explained images before
