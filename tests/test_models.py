@@ -350,6 +350,31 @@ def test_channels_first_models_give_the_maps_of_their_channels_last_twin(rank):
                                atol=1e-5)
 
 
+def test_a_channels_first_base_between_permutes_is_explained_channels_last():
+    """A channels-last input Permuted into a channels_first base and back: the input was taken for channels_first
+    (its first layer stating a format is the base's conv), and saliency returned (N, W, C) maps taken over the
+    wrong axis. Layers after the Permute back are channels-last too."""
+    keras.utils.set_random_seed(0)
+    base_in = keras.Input((3, 16, 16))
+    base = keras.Model(base_in, layers.Conv2D(4, 3, padding="same", activation="relu", data_format="channels_first",
+                                              name="c1")(base_in), name="base")
+    inputs = keras.Input((16, 16, 3))
+    back = layers.Permute((2, 3, 1), name="back")(base(layers.Permute((3, 1, 2))(inputs)))
+    act = layers.Activation("relu", name="act")(back)
+    model = keras.Model(inputs, layers.Dense(3)(layers.GlobalAveragePooling2D()(act)))
+    twin_in = keras.Input((16, 16, 3))
+    twin_act = layers.Activation("relu", name="act")(layers.Conv2D(4, 3, padding="same", activation="relu")(twin_in))
+    twin = keras.Model(twin_in, layers.Dense(3)(layers.GlobalAveragePooling2D()(twin_act)))
+    twin.set_weights(model.get_weights())
+    x = np.random.default_rng(0).random((2, 16, 16, 3)).astype("float32")
+    for method, kwargs in (("saliency", {}), ("integrated_gradients", {"steps": 4}), ("gradcam", {"layer": "act"})):
+        got, want = getattr(kerasxai, method)(model, x, **kwargs), getattr(kerasxai, method)(twin, x, **kwargs)
+        assert got.shape == (2, 16, 16), method
+        np.testing.assert_allclose(got, want, atol=1e-5, err_msg=method)
+    assert kerasxai.get_probe(model, "act").layouts == ["channels_last"]
+    assert kerasxai.get_probe(model, "base/c1").layouts == ["channels_first"]
+
+
 def test_channels_first_gradcam_against_a_tape_over_the_channel_axis():
     """Grad-CAM at a channels_first layer = the formula over axis 1 of activations and gradients taken by hand."""
     model = _twin("channels_first")
@@ -357,13 +382,17 @@ def test_channels_first_gradcam_against_a_tape_over_the_channel_axis():
     act = model.get_layer("act")
     head = keras.Model(model.inputs, [act.output, model.layers[-1].input])  # the activations and the GAP features
     dense = model.layers[-1]
-    with tf.GradientTape() as tape:
-        a, _ = head(x)
-        tape.watch(a)
-        logits = tf.matmul(tf.reduce_mean(a, axis=(2, 3)), dense.kernel) + dense.bias
-        score = tf.gather(logits, tf.argmax(logits, axis=1), batch_dims=1)
-    g = tape.gradient(score, a).numpy()
-    a = a.numpy()
+
+    @tf.function(jit_compile=True)  # TensorFlow without oneDNN has channels_first convolutions in XLA only
+    def by_hand(x):
+        with tf.GradientTape() as tape:
+            a, _ = head(x)
+            tape.watch(a)
+            logits = tf.matmul(tf.reduce_mean(a, axis=(2, 3)), dense.kernel) + dense.bias
+            score = tf.gather(logits, tf.argmax(logits, axis=1), batch_dims=1)
+        return a, tape.gradient(score, a)
+
+    a, g = (t.numpy() for t in by_hand(x))
     alpha = g.mean(axis=(2, 3), keepdims=True)  # (N, C, 1, 1)
     expected = np.maximum((alpha * a).sum(axis=1), 0)  # (N, 8, 8)
     np.testing.assert_allclose(kerasxai.gradcam(model, x, raw=True), expected, rtol=1e-4, atol=1e-6)
@@ -382,7 +411,7 @@ def test_a_subclassed_model_with_channels_first_layers_is_refused_clearly():
 
     net = Net()
     x = np.random.default_rng(0).random((1, 3, 8, 8)).astype("float32")
-    net(x)
+    net.build(x.shape)  # not net(x): TensorFlow without oneDNN runs no channels_first convolution eagerly
     for method in (kerasxai.saliency, kerasxai.gradcam):
         with pytest.raises(ValueError, match="channels_first layers .* wrap its layers in a Functional model"):
             method(net, x)

@@ -452,13 +452,18 @@ def test_on_ray_a_worker_whose_first_batch_is_refused_writes_error_rows(tmp_path
     for name in ("x", "y"):  # sorted after the others: the last batch, alone on a worker of its own
         Image.fromarray(np.full((12, 12, 3), 250, np.uint8)).save(src / f"{name}.png")
         Image.fromarray(np.full((12, 12, 3), 250, np.uint8)).save(bright / f"{name}.png")
+    # the first batch Ray makes: a file that cannot be read and a refused image (the local pipeline batches the
+    # decoded images only, so its first batch holds a normal image too, and goes on)
+    (src / "a0.png").write_bytes(b"not a png")
+    Image.fromarray(np.full((12, 12, 3), 250, np.uint8)).save(src / "a1.png")
     kwargs = dict(batch_size=2, progress=False, preprocess=preprocess, ray=True, workers=3)
-    with pytest.warns(RuntimeWarning, match="2 of 6 images were read but could not be explained"):
+    with pytest.warns(RuntimeWarning, match="3 of 8 images were read but could not be explained"):
         meta = kerasxai.explain_folder(model, src, tmp_path / "run", **kwargs)
     rows = rows_by_id(tmp_path / "run")
-    assert meta["images"] == 4 and meta["errors"] == 2
-    assert all(rows[n]["error"].startswith("not explained: kerasxai.explain: the model's output is NaN") for n in "xy")
-    with pytest.raises(ValueError, match="refused every image of the first batch.*x.png.*NaN or infinite"):
+    assert meta["images"] == 4 and meta["errors"] == 4 and len(rows) == 8
+    assert all(rows[n]["error"].startswith("not explained: kerasxai.explain: the model's output is NaN")
+               for n in ("a1", "x", "y"))
+    with pytest.raises(ValueError, match="refused the first 2 images.*png.*NaN or infinite"):
         kerasxai.explain_folder(model, bright, tmp_path / "bright_run", **kwargs)
 
 

@@ -264,6 +264,12 @@ def test_state_a_target_reads_through_objects_is_checked_or_traced_at_every_call
         def __call__(self, logits):
             return logits[:, self.k]
 
+    class Column(int):  # an int with attributes of its own: was stamped by its value alone, and reused stale
+        pass
+
+    column = Column(0)
+    column.index = 1
+
     namespace: dict = {}
     exec("class Cfg:\n    k = 1\ntarget = lambda logits: logits[:, Cfg.k]", namespace)  # no file, no module
 
@@ -281,7 +287,7 @@ def test_state_a_target_reads_through_objects_is_checked_or_traced_at_every_call
         holder.inner.index = index
         _Config.index = index
         Base.k = index
-        dynamic.k = child.k = unhashable.k = index
+        dynamic.k = child.k = unhashable.k = column.index = index
         namespace["Cfg"].k = index
 
     targets = {"an object inside the instance": nested.score, "a keras Variable": variable.score,
@@ -289,7 +295,8 @@ def test_state_a_target_reads_through_objects_is_checked_or_traced_at_every_call
                "a class attribute read through a global": lambda logits: logits[:, _Config.index],
                "a helper function's global": _helper_reading_a_global,
                "a base class's attribute": sub.score, "getattr with a string": dynamic.score, "super()": child.score,
-               "a class made by exec": namespace["target"], "a callable object that is not hashable": unhashable}
+               "a class made by exec": namespace["target"], "a callable object that is not hashable": unhashable,
+               "an attribute of an int subclass": lambda logits: logits[:, column.index]}
     try:
         _each_target_follows(gap_model, images, targets, change, expected)
     finally:

@@ -95,6 +95,7 @@ class AdaptiveStep:
         self.plain, self.xla, self.jit_compile, self.measure = plain, xla, jit_compile, measure
         self.calls, self.chosen, self.xla_failed = 0, None, False
         self.plain_unsupported = None  # the error of a plain run whose kernels this machine lacks (then XLA runs)
+        self.xla_error = None  # why XLA could not compile this step
         self._times, self._shapes = {}, None
         self._choosing = threading.Lock()
 
@@ -150,7 +151,7 @@ class AdaptiveStep:
         try:
             return _sync(self.xla(*args))
         except (tf.errors.OpError, NotImplementedError, TypeError, ValueError) as err:
-            self.xla_failed = True
+            self.xla_failed, self.xla_error = True, err
             if self.plain_unsupported is not None:  # neither runs here
                 raise _neither(self.plain_unsupported, err) from err
             logger.info("kerasxai: XLA cannot compile this step (%s); tf.function runs it", str(err).splitlines()[0][:200])
@@ -171,11 +172,11 @@ class AdaptiveStep:
                 logger.info("kerasxai: TensorFlow's CPU kernels here lack an op of this step (%s); XLA runs it",
                             _UNSUPPORTED_LAYOUT.search(str(err)).group(0))
         if self.xla_failed:
-            raise _neither(self.plain_unsupported, None)
+            raise _neither(self.plain_unsupported, self.xla_error) from self.xla_error
         try:
             return self.xla(*args)
         except (tf.errors.OpError, NotImplementedError, TypeError, ValueError) as err:
-            self.xla_failed = True
+            self.xla_failed, self.xla_error = True, err
             raise _neither(self.plain_unsupported, err) from err
 
     def experimental_get_tracing_count(self) -> int:
@@ -190,10 +191,15 @@ _UNSUPPORTED_LAYOUT = re.compile(r"\w+(?: op currently)? only supports (?:the )?
 
 def _neither(plain_error, xla_error) -> RuntimeError:
     first = _UNSUPPORTED_LAYOUT.search(str(plain_error)).group(0)
-    why = str(xla_error).splitlines()[0][:200] if xla_error is not None else "it failed before"
     return RuntimeError(
         f"TensorFlow cannot run this step on this CPU: its own kernels lack a channels_first op ({first}: "
-        f"TensorFlow without oneDNN, as on CPUs without AVX-512), and XLA could not compile it ({why}). Build the "
-        "model channels_last (keras.config.set_image_data_format('channels_last') and the same weights), or "
-        "run it on a GPU or on the JAX or PyTorch backend."
+        f"TensorFlow without oneDNN, as on CPUs without AVX-512), and XLA could not compile it "
+        f"({_first_line(xla_error)}). Rebuild the model with data_format='channels_last' in its layers and copy "
+        "the weights over (model.set_weights; a Flatten before a Dense orders its features differently), or "
+        "explain it on a GPU or on the JAX or PyTorch backend."
     )
+
+
+def _first_line(error) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0][:200] if lines else type(error).__name__

@@ -123,13 +123,22 @@ def _resources(ray, workers):
     return workers, {"num_cpus": 1}
 
 
+def _refused_first(refused) -> ValueError:
+    file, error = refused[0]
+    return ValueError(f"kerasxai.explain_folder: the model refused the first {len(refused)} images it was given, "
+                      f"so the run stopped (the model is likelier to be wrong than the images): {file}: "
+                      f"{error[len(REFUSED):]}")
+
+
 def explain_items(model, items, job, writer, bar, warn, *, batch_size=16, address=None, workers=None,
                   explained=False):
     """Explains ``items`` (:class:`kerasxai.folder.sources.ImageItem`) on Ray, handing each result batch to ``writer``.
 
-    ``explained``: images were explained before (a resumed run). Until an image is, a batch whose every
-    image the model refused (NaN or infinite values) stops the run, as the local pipeline does: the
-    model, not the images, is likelier to be wrong. After that such batches are rows with errors.
+    ``explained``: images were explained before (a resumed run). Until an image is, the run stops once
+    ``batch_size`` decoded images (or all of them, if fewer) were refused (NaN or infinite values), as the
+    local pipeline stops on a first batch refused whole: the model, not the images, is likelier to be
+    wrong. Ray groups files before they are decoded, and its workers finish in any order, so the images
+    are counted as they come back. After an image is explained, refused ones are rows with errors.
     """
     ray = _import_ray()
     if not items:
@@ -151,25 +160,27 @@ def explain_items(model, items, job, writer, bar, warn, *, batch_size=16, addres
         ds = ds.map_batches(ExplainWorker, fn_constructor_args=(ray.put(model_bytes), job),
                             batch_size=batch_size, batch_format="numpy",
                             compute=ray.data.ActorPoolStrategy(size=workers), **resources)
-        failed = []
+        failed, refused = [], []
         for out in ds.iter_batches(batch_size=None, batch_format="numpy"):
             chosen = [items[i] for i in out["index"]]
             for e in out["warnings"]:
                 warn.add(json.loads(e))
             result = from_columns(job.methods, out)
             errors = [read or row for read, row in zip(out["read_error"], result["errors"])]
-            decoded = [e for read, e in zip(out["read_error"], result["errors"]) if not read]
-            if not explained and decoded and all(e and e.startswith(REFUSED) for e in decoded):
-                first = next(it.file for it, read in zip(chosen, out["read_error"]) if not read)
-                raise ValueError(f"kerasxai.explain_folder: the model refused every image of the first batch it was "
-                                 f"given, so the run stopped (the model is likelier to be wrong than the images): "
-                                 f"{first}: {decoded[0][len(REFUSED):]}")
-            explained = explained or any(not e for e in decoded)
+            if not explained:  # the images decoded, in the order they came back, until one is explained
+                for it, read, e in zip(chosen, out["read_error"], result["errors"]):
+                    if not read and not explained:
+                        explained = not e
+                        refused += [(it.file, e)] if e and e.startswith(REFUSED) else []
+                if not explained and len(refused) >= batch_size:
+                    raise _refused_first(refused)
             writer.put(batch_for_writer([it.id for it in chosen], [it.file for it in chosen],
                                         [it.label for it in chosen], result, list(out["jpeg"]), out["size"].tolist(),
                                         [e or None for e in errors]))
             failed += [it.file for it, e in zip(chosen, out["read_error"]) if e]
             bar.add(len(chosen))
+        if refused and not explained:  # fewer images than a batch, every one refused
+            raise _refused_first(refused)
         if failed:
             warnings.warn(f"kerasxai.explain_folder: {len(failed)} of {len(items)} files could not be read "
                           "(listed in errors.txt): " + ", ".join(failed[:5]) + (" ..." if len(failed) > 5 else ""),

@@ -431,6 +431,11 @@ def own_data_format(op):
     return None
 
 
+# layers and ops that move axes: past them, a layer's data format says nothing of the input's
+_REORDERING = frozenset({"Permute", "Reshape", "Flatten", "Lambda", "Transpose", "Moveaxis", "Swapaxes", "Einsum",
+                         "EinsumDense", "Rot90", "ExpandDims", "Squeeze"})
+
+
 def output_layout(call, calls) -> str:
     """``"channels_first"`` or ``"channels_last"``: the layout of ``call``'s output.
 
@@ -446,12 +451,25 @@ def output_layout(call, calls) -> str:
         if fmt is not None:
             return fmt
         sources = keras.tree.flatten(current.inputs)
-        current = made_by.get(id(sources[0])) if sources else None
+        before = made_by.get(id(sources[0])) if sources else None
+        if isinstance(current.op, keras.layers.Permute):  # where it puts the channel axis of its input
+            return _permuted(current.op.dims, output_layout(before, calls) if before is not None else CHANNELS_LAST)
+        if type(current.op).__name__ in _REORDERING:  # axes moved another way: the default
+            return CHANNELS_LAST
+        current = before
     return CHANNELS_LAST
 
 
+def _permuted(dims, layout: str) -> str:
+    """The layout after ``Permute(dims)`` of a tensor in ``layout`` (channels-last unless the channels land first)."""
+    channels = 1 if layout == CHANNELS_FIRST else len(dims)
+    return CHANNELS_FIRST if len(dims) > 1 and list(dims).index(channels) == 0 else CHANNELS_LAST
+
+
 def input_layout(calls, input_tensor) -> str:
-    """The layout of an image input: the data format of the first layer on its path that states one."""
+    """The layout of an image input: the data format of the first layer on its path that states one,
+    followed through layers that keep the axes where they are (a ``Permute`` into a channels_first base
+    leaves the input channels-last)."""
     reached = {id(input_tensor)}
     for c in calls:
         if c.is_model or not any(id(t) in reached for t in keras.tree.flatten(c.inputs)):
@@ -459,7 +477,8 @@ def input_layout(calls, input_tensor) -> str:
         fmt = own_data_format(c.op)
         if fmt is not None and len(getattr(c.output, "shape", ())) >= 3:
             return fmt
-        reached.update(id(t) for t in keras.tree.flatten(c.output))
+        if type(c.op).__name__ not in _REORDERING:
+            reached.update(id(t) for t in keras.tree.flatten(c.output))
     return CHANNELS_LAST
 
 

@@ -56,10 +56,10 @@ import weakref
 
 import numpy as np
 
-_SCALARS = (bool, int, str, bytes, type(None), type(Ellipsis), np.dtype)
+_SCALARS = (bool, int, str, bytes, type(None), type(Ellipsis))
 # a library's constants, compared by identity (a dataclass's __init__ has them as defaults)
 _CONSTANTS = tuple(getattr(dataclasses, name) for name in ("MISSING", "_HAS_DEFAULT_FACTORY") if hasattr(dataclasses, name))
-_FLOATS = (float, complex, np.generic)  # compared by their exact bits: -0.0 is not 0.0
+_FLOATS = (float, complex)  # and NumPy's scalars: compared by their exact bits, -0.0 is not 0.0
 _LIBRARY_ROOTS = tuple(
     os.path.abspath(p) + os.sep
     for p in {sysconfig.get_paths().get("purelib"), sysconfig.get_paths().get("platlib"),
@@ -261,9 +261,10 @@ class _Stamper:
             own = tuple((k, self.value(v, depth + 1)) for k, v in sorted(list(vars(value).items()))  # value and
                         if k not in _MEMBER_FIXED)  # attributes; and its own (a Flag's combination is no member)
             return ("member", self.cls(type(value), depth + 1), value.name, own)
-        if isinstance(value, _SCALARS):
+        # the exact types: a user's subclass of int or str (an object with attributes of its own) is an object
+        if type(value) in _SCALARS or isinstance(value, np.dtype):
             return (type(value).__name__, value)
-        if isinstance(value, _FLOATS):
+        if type(value) in _FLOATS or isinstance(value, np.generic):
             return (type(value).__name__, np.asarray(value).tobytes())
         if type(value) in (slice, range):  # an index a target takes: its bounds
             return (type(value).__name__, self.value(value.start, depth + 1), self.value(value.stop, depth + 1),
@@ -284,7 +285,7 @@ class _Stamper:
             return ("dict", tuple((self.value(k, depth + 1), self.value(v, depth + 1)) for k, v in list(value.items())))
         if type(value) in (set, frozenset):
             items = list(value)
-            if len(items) > 256 or not all(isinstance(v, _SCALARS) for v in items):
+            if len(items) > 256 or not all(type(v) in _SCALARS for v in items):
                 raise _Unknown("a set")
             return ("set", tuple(sorted(repr(v) for v in items)))
         if isinstance(value, (types.FunctionType, functools.partial, types.MethodType, types.BuiltinFunctionType,
