@@ -20,8 +20,14 @@ def _classifier(seed=40, shape=(12, 12, 3), data_format="channels_last"):
 
 def _loop(logits_model, x, target, window, stride, baseline=0.0, channels_first=False):
     """Occlusion by hand: every window hidden in turn, the mean drop of the target logit per pixel."""
+    forward = logits_model
+    if channels_first and keras.backend.backend() == "tensorflow":  # TF without oneDNN: NCHW convolutions in XLA only
+        import tensorflow as tf
+
+        forward = tf.function(logits_model, jit_compile=True)
+
     def score(z):
-        return keras.ops.convert_to_numpy(logits_model(z))[np.arange(len(z)), target]
+        return keras.ops.convert_to_numpy(forward(z))[np.arange(len(z)), target]
 
     spatial = x.shape[2:] if channels_first else x.shape[1:-1]
     clean = score(x)
