@@ -54,3 +54,13 @@ def conv_tanh_dense_input_gradient(x, kernel, bias, dense_column):
         for j in range(pre.shape[1]):
             d_x[i : i + kh, j : j + kw] += np.tensordot(kernel, d_pre[i, j], axes=([3], [0]))
     return d_x
+
+
+def runnable(fn):
+    """``fn`` (a model, or a function of tensors) as it can run channels_first here: on TensorFlow compiled
+    with XLA, since TensorFlow without oneDNN (CPUs without AVX-512) has no other NCHW convolution kernels."""
+    if keras.backend.backend() != "tensorflow":
+        return fn
+    import tensorflow as tf
+
+    return tf.function(fn, jit_compile=True)

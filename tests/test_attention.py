@@ -313,6 +313,25 @@ def test_cross_attention_with_as_many_queries_as_keys_is_refused():
         kerasxai.attention_rollout(model, np.zeros((1, 32, 32, 3), "float32"), grid=(4, 4, 0))
 
 
+def test_the_compiled_observation_finds_what_the_eager_one_finds():
+    """Where the model runs only compiled (TensorFlow without oneDNN and a channels_first patch embedding), the
+    attention calls are observed in a compiled step: the same layers, shapes and self-attention flags."""
+    keras.utils.set_random_seed(5)
+    inp = keras.Input((16, 16, 3))
+    tokens = layers.Reshape((16, 8))(layers.Conv2D(8, 4, strides=4)(inp))
+    h = layers.LayerNormalization()(tokens)
+    tokens = layers.Add()([tokens, layers.MultiHeadAttention(2, 4, name="own")(h, h)])
+    crossed = layers.MultiHeadAttention(2, 4, name="cross")(tokens, layers.Dense(8)(tokens))
+    model = keras.Model(inp, layers.Dense(2)(layers.GlobalAveragePooling1D()(crossed)))
+    net = kerasxai.get_probe(model, attention=True).net
+    from kerasxai.probe.attention import _example
+
+    eager = net._first()
+    compiled = net._observe_compiled([_example((16, 16, 3), np.dtype("float32"))])
+    assert [(c[0].name, c[1], c[3]) for c in eager] == [("own", (2, 16, 16), True), ("cross", (2, 16, 16), False)]
+    assert [(c[0].name, c[1], c[2], c[3]) for c in compiled] == [(c[0].name, c[1], c[2], c[3]) for c in eager]
+
+
 def test_numpy_numbers_are_taken_and_layer_is_refused_with_the_right_words(vits, x):
     model = vits[True]
     np.testing.assert_allclose(

@@ -383,7 +383,7 @@ def test_channels_first_gradcam_against_a_tape_over_the_channel_axis():
     head = keras.Model(model.inputs, [act.output, model.layers[-1].input])  # the activations and the GAP features
     dense = model.layers[-1]
 
-    @tf.function(jit_compile=True)  # TensorFlow without oneDNN has channels_first convolutions in XLA only
+    @ref.runnable
     def by_hand(x):
         with tf.GradientTape() as tape:
             a, _ = head(x)

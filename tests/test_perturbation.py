@@ -7,6 +7,7 @@ from keras import layers, ops
 
 import kerasxai
 from kerasxai.methods.perturbation import occlusion_windows
+from tests import reference
 
 
 def _classifier(seed=40, shape=(12, 12, 3), data_format="channels_last"):
@@ -20,11 +21,7 @@ def _classifier(seed=40, shape=(12, 12, 3), data_format="channels_last"):
 
 def _loop(logits_model, x, target, window, stride, baseline=0.0, channels_first=False):
     """Occlusion by hand: every window hidden in turn, the mean drop of the target logit per pixel."""
-    forward = logits_model
-    if channels_first and keras.backend.backend() == "tensorflow":  # TF without oneDNN: NCHW convolutions in XLA only
-        import tensorflow as tf
-
-        forward = tf.function(logits_model, jit_compile=True)
+    forward = reference.runnable(logits_model) if channels_first else logits_model
 
     def score(z):
         return keras.ops.convert_to_numpy(forward(z))[np.arange(len(z)), target]

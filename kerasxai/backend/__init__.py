@@ -89,6 +89,18 @@ def to_numpy(tree, *, copy: bool = True):
     return keras.tree.map_structure(lambda t: None if t is None else convert(t), tree)
 
 
+def runs_compiled_only(error) -> bool:
+    """Whether ``error`` says this machine runs the failed op only in a compiled step: TensorFlow without
+    oneDNN has no eager (or plain ``tf.function``) channels_first convolution; a step from
+    :func:`compile_step` runs it with XLA.
+
+    Example:
+        >>> runs_compiled_only(ValueError("shapes differ"))
+        False
+    """
+    return bool(getattr(_impl, "runs_compiled_only", lambda error: False)(error))
+
+
 def accelerated() -> bool:
     """Whether the backend computes on a GPU or TPU here (not the CPU)."""
     return _impl.accelerated()

@@ -166,7 +166,7 @@ class AdaptiveStep:
             try:
                 return self.plain(*args)
             except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as err:
-                if not _UNSUPPORTED_LAYOUT.search(str(err)):
+                if not runs_compiled_only(err):
                     raise
                 self.plain_unsupported = err
                 logger.info("kerasxai: TensorFlow's CPU kernels here lack an op of this step (%s); XLA runs it",
@@ -187,6 +187,12 @@ class AdaptiveStep:
 # "Conv2DCustomBackpropInputOp only supports NHWC." (InvalidArgumentError) and "The Conv2D op currently only
 # supports the NHWC tensor format on the CPU." (UnimplementedError)
 _UNSUPPORTED_LAYOUT = re.compile(r"\w+(?: op currently)? only supports (?:the )?N(?:D?H)?WC")
+
+
+def runs_compiled_only(error) -> bool:
+    """Whether ``error`` is TensorFlow's for a channels_first op its CPU kernels lack (XLA has it)."""
+    return (isinstance(error, (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError))
+            and _UNSUPPORTED_LAYOUT.search(str(error)) is not None)
 
 
 def _neither(plain_error, xla_error) -> RuntimeError:

@@ -29,6 +29,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from kerasxai import backend
 from kerasxai.probe import inputs as inputs_lib, layers as layers_lib
 from kerasxai.probe.layers import CHANNELS_LAST
 from kerasxai.probe.subclassed import wrapped_calls
@@ -107,8 +108,16 @@ def _attends_to_itself(args, kwargs) -> bool:
     try:
         q, v, k = (np.asarray(ops.convert_to_numpy(t)) for t in (query, value, key))
     except Exception:  # symbolic tensors: only the observing call decides
-        return False
+        if not getattr(_OBSERVING_COMPILED, "active", False):
+            return False
+        same = [ops.all(ops.equal(query, t)) for t in (value, key) if tuple(t.shape) == tuple(query.shape)]
+        return ops.any(ops.stack(same)) if same else False  # compiled: a tensor, read after the step
     return any(q.shape == other.shape and np.array_equal(q, other) for other in (v, k))
+
+
+# set while the observing call runs compiled (AttentionForward._observe_compiled): self-attention is then
+# told by a tensor the step returns
+_OBSERVING_COMPILED = threading.local()
 
 
 class AttentionForward:
@@ -195,19 +204,45 @@ class AttentionForward:
                 raise ReferenceError("the model was deleted")
             if self._inner.input_specs is None:  # a subclassed model: completed from its first batch
                 self._inner.infer([inputs_lib.InputSpec("input", (None,) + key[0], "float32")])
-            with reading(self._attention) as found:  # random values: self-attention is told by equal tensors
-                self._inner.call([ops.convert_to_tensor(_example(a.shape[1:], a.dtype)) for a in arrays], [])
+            examples = [_example(a.shape[1:], a.dtype) for a in arrays]
+            try:
+                with reading(self._attention) as found:  # random values: self-attention is told by equal tensors
+                    self._inner.call([ops.convert_to_tensor(a) for a in examples], [])
+                found = [(layer, tuple(p.shape[1:]), keras.backend.standardize_dtype(p.dtype), own)
+                         for layer, p, own in found]
+            except Exception as err:
+                if not backend.runs_compiled_only(err):
+                    raise
+                found = self._observe_compiled(examples)
             if not found:
                 raise ValueError(f"Model '{self.model_name}' has MultiHeadAttention layers, but none of them is called "
                                  "on the way to the explained output: there is no attention to read for it.")
-            calls = [(layer, tuple(p.shape[1:]), keras.backend.standardize_dtype(p.dtype), own)
-                     for layer, p, own in found]
+            calls = found
             first = next(iter(self._observed.values()), None)
             if first is not None and [c[0] for c in first] != [c[0] for c in calls]:
                 raise ValueError(f"Model '{self.model_name}' calls its attention layers differently for inputs of shape "
                                  f"{key}: explain inputs of one shape per call.")
             self._observed[key] = calls
             return calls
+
+    def _observe_compiled(self, examples) -> list:
+        """The observing call in a compiled step, where this machine runs the model only so (TensorFlow without
+        oneDNN and a channels_first layer): what the eager call records, self-attention as the step's outputs."""
+        recorded: list = []
+
+        def forward(*tensors):
+            _OBSERVING_COMPILED.active = True
+            try:
+                with reading(self._attention) as found:
+                    self._inner.call(list(tensors), [])
+            finally:
+                _OBSERVING_COMPILED.active = False
+            recorded[:] = [(layer, tuple(p.shape[1:]), keras.backend.standardize_dtype(p.dtype)) for layer, p, _ in found]
+            return ops.zeros(()), [ops.convert_to_tensor(own) for _, _, own in found]
+
+        step = backend.compile_step(forward, self._inner.variables, post=lambda flags, _: flags)
+        own = backend.to_numpy(step(*examples))
+        return [c + (bool(o),) for c, o in zip(recorded, own)]
 
     # ----------------------------------------------------------------- the forward pass
 
