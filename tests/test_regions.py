@@ -506,7 +506,8 @@ def test_a_channels_first_segmenter_reads_its_class_axis_from_the_graph():
     head = layers.Conv2D(3, 1, data_format="channels_first", name="head")
     model = keras.Model(inp, layers.Softmax(axis=1)(head(a)))
     x = np.transpose(X, (0, 3, 1, 2))
-    acts = np.transpose(reference.activations(model.input, a, x), (0, 2, 3, 1))  # (N, H, W, 4)
+    acts = keras.ops.convert_to_numpy(reference.runnable(keras.Model(model.input, a))(x)).astype("float64")
+    acts = np.transpose(acts, (0, 2, 3, 1))  # (N, H, W, 4)
     w = keras.ops.convert_to_numpy(head.kernel)[0, 0].astype("float64")
     b = keras.ops.convert_to_numpy(head.bias).astype("float64")
     predicted = (acts @ w + b).argmax(-1) == 1
