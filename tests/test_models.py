@@ -375,6 +375,24 @@ def test_a_channels_first_base_between_permutes_is_explained_channels_last():
     assert kerasxai.get_probe(model, "base/c1").layouts == ["channels_first"]
 
 
+def test_a_lambda_before_and_after_a_channels_first_conv_keeps_its_layout():
+    """Axes are read back through Permutes only: a Lambda on the input or after a channels_first conv keeps
+    the axes where they are (treating every Lambda as moving axes gave (N, C, W) maps)."""
+    def net(fmt):
+        keras.utils.set_random_seed(1)
+        inp = keras.Input((3, 12, 12) if fmt == "channels_first" else (12, 12, 3))
+        x = layers.Conv2D(4, 3, data_format=fmt, name="c")(layers.Lambda(lambda t: t * 2.0, name="scale")(inp))
+        x = layers.Lambda(lambda t: t * 1.0, name="same")(x)
+        return keras.Model(inp, layers.Dense(3)(layers.GlobalAveragePooling2D(data_format=fmt)(x)))
+
+    first, last = net("channels_first"), net("channels_last")
+    first.set_weights(last.get_weights())
+    x = np.random.default_rng(0).random((2, 12, 12, 3)).astype("float32")
+    for method, kwargs in (("saliency", {}), ("gradcam", {"layer": "same"})):
+        np.testing.assert_allclose(getattr(kerasxai, method)(first, np.moveaxis(x, -1, 1), **kwargs),
+                                   getattr(kerasxai, method)(last, x, **kwargs), atol=1e-5, err_msg=method)
+
+
 def test_channels_first_gradcam_against_a_tape_over_the_channel_axis():
     """Grad-CAM at a channels_first layer = the formula over axis 1 of activations and gradients taken by hand."""
     model = _twin("channels_first")

@@ -102,10 +102,10 @@ class AdaptiveStep:
     def __call__(self, *args):
         mode = self.jit_compile if self.jit_compile is not None else jit_compile_setting()
         if mode is False or self.xla_failed:
-            return self._plain(args)
+            return self._plain(*args)
         if mode is None and not (accelerated() if self.measure is None else self.measure):
-            self.chosen = self._plain_fn  # a CPU: plain, no XLA run on the user's time (see the module's docstring)
-            return self._plain(args)
+            self.chosen = self._plain  # a CPU: plain, no XLA run on the user's time (see the module's docstring)
+            return self._plain(*args)
         if mode is True:
             return self._try_xla(args)
         if self.chosen is not None:
@@ -124,19 +124,19 @@ class AdaptiveStep:
         if self._shapes is None:
             self._shapes = shapes
         elif shapes != self._shapes:
-            return self._plain(args)
+            return self._plain(*args)
         self.calls += 1
         if self.calls == 1:  # traces: untimed
-            return self._plain(args)
+            return self._plain(*args)
         if self.calls == 3:  # compiles: untimed
             return self._try_xla(args)
         # calls 2, 4, 5, 6: plain, XLA, plain, XLA, each timed; the faster of each pair decides
         name = "plain" if self.calls in (2, 5) else "xla"
-        out = self._timed(name, self._plain_fn if name == "plain" else self.xla, args)
+        out = self._timed(name, self._plain if name == "plain" else self.xla, args)
         if self.calls == 6:
             plain, xla = min(self._times["plain"]), min(self._times["xla"])
             faster = xla < 0.97 * plain
-            self.chosen = self.xla if faster else self._plain_fn
+            self.chosen = self.xla if faster else self._plain
             logger.info("kerasxai: %s runs this step (best of two: plain %.3fs, XLA %.3fs)",
                         "XLA" if faster else "tf.function", plain, xla)
         return out
@@ -155,12 +155,9 @@ class AdaptiveStep:
             if self.plain_unsupported is not None:  # neither runs here
                 raise _neither(self.plain_unsupported, err) from err
             logger.info("kerasxai: XLA cannot compile this step (%s); tf.function runs it", str(err).splitlines()[0][:200])
-            return self._plain(args)
+            return self._plain(*args)
 
-    def _plain_fn(self, *args):
-        return self._plain(args)
-
-    def _plain(self, args):
+    def _plain(self, *args):
         """The plain ``tf.function``; XLA instead where this machine's kernels lack one of its ops (see the module)."""
         if self.plain_unsupported is None:
             try:
@@ -173,11 +170,7 @@ class AdaptiveStep:
                             _UNSUPPORTED_LAYOUT.search(str(err)).group(0))
         if self.xla_failed:
             raise _neither(self.plain_unsupported, self.xla_error) from self.xla_error
-        try:
-            return self.xla(*args)
-        except (tf.errors.OpError, NotImplementedError, TypeError, ValueError) as err:
-            self.xla_failed, self.xla_error = True, err
-            raise _neither(self.plain_unsupported, err) from err
+        return self._try_xla(args)  # its failure, with the plain step's, is an error
 
     def experimental_get_tracing_count(self) -> int:
         return self.plain.experimental_get_tracing_count() + self.xla.experimental_get_tracing_count()

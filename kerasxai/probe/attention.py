@@ -208,16 +208,15 @@ class AttentionForward:
             try:
                 with reading(self._attention) as found:  # random values: self-attention is told by equal tensors
                     self._inner.call([ops.convert_to_tensor(a) for a in examples], [])
-                found = [(layer, tuple(p.shape[1:]), keras.backend.standardize_dtype(p.dtype), own)
+                calls = [(layer, tuple(p.shape[1:]), keras.backend.standardize_dtype(p.dtype), own)
                          for layer, p, own in found]
             except Exception as err:
                 if not backend.runs_compiled_only(err):
                     raise
-                found = self._observe_compiled(examples)
-            if not found:
+                calls = self._observe_compiled(examples)
+            if not calls:
                 raise ValueError(f"Model '{self.model_name}' has MultiHeadAttention layers, but none of them is called "
                                  "on the way to the explained output: there is no attention to read for it.")
-            calls = found
             first = next(iter(self._observed.values()), None)
             if first is not None and [c[0] for c in first] != [c[0] for c in calls]:
                 raise ValueError(f"Model '{self.model_name}' calls its attention layers differently for inputs of shape "

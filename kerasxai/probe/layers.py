@@ -431,9 +431,9 @@ def own_data_format(op):
     return None
 
 
-# layers and ops that move axes: past them, a layer's data format says nothing of the input's
-_REORDERING = frozenset({"Permute", "Reshape", "Flatten", "Lambda", "Transpose", "Moveaxis", "Swapaxes", "Einsum",
-                         "EinsumDense", "Rot90", "ExpandDims", "Squeeze"})
+# Keras ops that move axes in a way the graph does not say (a Permute's dims say it): past them, the
+# layout is the default
+_MOVES_AXES = frozenset({"Transpose", "Moveaxis", "Swapaxes"})
 
 
 def output_layout(call, calls) -> str:
@@ -454,7 +454,7 @@ def output_layout(call, calls) -> str:
         before = made_by.get(id(sources[0])) if sources else None
         if isinstance(current.op, keras.layers.Permute):  # where it puts the channel axis of its input
             return _permuted(current.op.dims, output_layout(before, calls) if before is not None else CHANNELS_LAST)
-        if type(current.op).__name__ in _REORDERING:  # axes moved another way: the default
+        if type(current.op).__name__ in _MOVES_AXES:  # axes moved another way: the default
             return CHANNELS_LAST
         current = before
     return CHANNELS_LAST
@@ -468,17 +468,29 @@ def _permuted(dims, layout: str) -> str:
 
 def input_layout(calls, input_tensor) -> str:
     """The layout of an image input: the data format of the first layer on its path that states one,
-    followed through layers that keep the axes where they are (a ``Permute`` into a channels_first base
-    leaves the input channels-last)."""
-    reached = {id(input_tensor)}
+    read back through the ``Permute`` layers on the way (a ``Permute`` into a channels_first base leaves
+    the input channels-last); other layers (a ``Lambda``, a ``Rescaling``) keep the axes where they are."""
+    rank = len(input_tensor.shape) - 1
+    # each reached tensor: the input's axis (1-based, batch left out) at each of its axes, None past a reshape
+    reached = {id(input_tensor): tuple(range(1, rank + 1))}
     for c in calls:
-        if c.is_model or not any(id(t) in reached for t in keras.tree.flatten(c.inputs)):
+        inputs = [reached[id(t)] for t in keras.tree.flatten(c.inputs) if id(t) in reached]
+        if c.is_model or not inputs:
             continue
+        axes = inputs[0]
         fmt = own_data_format(c.op)
         if fmt is not None and len(getattr(c.output, "shape", ())) >= 3:
-            return fmt
-        if type(c.op).__name__ not in _REORDERING:
-            reached.update(id(t) for t in keras.tree.flatten(c.output))
+            if axes is None:
+                return fmt
+            channels = axes[0] if fmt == CHANNELS_FIRST else axes[-1]  # the input's axis the layer reads as channels
+            return CHANNELS_FIRST if channels == 1 and rank > 1 else CHANNELS_LAST
+        if type(c.op).__name__ in _MOVES_AXES:
+            continue
+        for t in keras.tree.flatten(c.output):
+            if isinstance(c.op, keras.layers.Permute) and axes is not None:
+                reached[id(t)] = tuple(axes[d - 1] for d in c.op.dims)
+            else:
+                reached[id(t)] = axes if axes is not None and len(t.shape) - 1 == len(axes) else None
     return CHANNELS_LAST
 
 
