@@ -207,7 +207,7 @@ def choice_text(model, steps) -> str:
         elif step.chosen is None:
             parts.append(f"{label}: undecided")
         elif not step._times:
-            parts.append(f"{label}: plain (the rule on a CPU: not timed)")
+            parts.append(f"{label}: plain (the rule on a CPU with oneDNN: not timed)")
         else:
             mode = "XLA" if step.chosen is step.xla else "plain"
             t = {k: min(v) if isinstance(v, list) else v for k, v in step._times.items()}  # best of its samples
@@ -216,7 +216,7 @@ def choice_text(model, steps) -> str:
     return "; ".join(parts)
 
 
-def warm_up_automatic(model, fn, log=None, most: int = 10) -> str:
+def warm_up_automatic(model, fn, log=None, most: int = 14) -> str:
     """Calls ``fn`` until every kerasxai step it runs has chosen plain or XLA; returns what each chose."""
     steps = {}
     for i in range(most):

@@ -1,6 +1,7 @@
 """TensorFlow steps: XLA or plain, chosen by timing, the same maps either way, a fallback when XLA cannot compile."""
 
 import logging
+import os
 import time
 
 import keras
@@ -46,7 +47,7 @@ def test_automatic_choice_times_both_twice_then_keeps_the_faster(caplog, slower)
             return tf.identity(x)
         return run
 
-    step = AdaptiveStep(version("plain"), version("xla"), measure=True)  # as on a GPU
+    step = AdaptiveStep(version("plain"), version("xla"), measure="now")  # as on a GPU
     with caplog.at_level(logging.INFO, logger="kerasxai"):
         for _ in range(9):
             step(tf.constant(1.0))
@@ -62,7 +63,7 @@ def test_automatic_choice_times_only_calls_of_the_first_shape():
     """A short last batch is not timed against full ones: calls of other shapes run plain, untimed."""
     calls = []
     step = AdaptiveStep(lambda x: calls.append(("plain", x.shape[0])) or x,
-                        lambda x: calls.append(("xla", x.shape[0])) or x, measure=True)
+                        lambda x: calls.append(("xla", x.shape[0])) or x, measure="now")
     for n in (8, 3, 8, 3, 8, 8, 3, 8, 8):  # the sixth call of 8 images decides
         step(tf.zeros((n, 2)))
     assert all(mode == "plain" for mode, n in calls if n == 3)
@@ -87,24 +88,104 @@ def test_a_model_xla_cannot_compile_falls_back_without_an_error(images, jit, cap
     np.testing.assert_allclose(kerasxai.gradcam(model, images, layer="conv"), maps, atol=1e-6)
 
 
-def test_on_a_cpu_the_default_is_plain_and_nothing_is_timed():
-    """Measuring ran XLA (slower on the CPUs measured) on a user's calls 3, 4 and 6: up to 25 % of a session's first
-    seven calls. On a CPU the default runs plain from the first call; set_jit_compile(True) still gives XLA."""
-    from kerasxai.backend import tensorflow as tf_backend
-
-    assert not tf_backend.accelerated()  # the test machines have no GPU
+def test_a_larger_batch_restarts_the_measurement():
+    """A test call on one image does not decide for the batches of the run that follows: the largest batch seen is
+    measured, from its own first call."""
     calls = []
-    step = AdaptiveStep(lambda x: calls.append("plain") or x, lambda x: calls.append("xla") or x)
+    step = AdaptiveStep(lambda x: calls.append(("plain", x.shape[0])) or x,
+                        lambda x: calls.append(("xla", x.shape[0])) or x, measure="now")
+    for n in (1, 1, 1, 8, 8, 8, 8, 8, 8, 1, 8):
+        step(tf.zeros((n, 2)))
+    assert calls[:3] == [("plain", 1), ("plain", 1), ("xla", 1)]  # the one-image calls began a measurement
+    assert calls[3:9] == [("plain", 8), ("plain", 8), ("xla", 8), ("xla", 8), ("plain", 8), ("xla", 8)]
+    assert step.chosen is not None and len(step._times["plain"]) == len(step._times["xla"]) == 2
+
+
+@pytest.mark.parametrize("slower", ["plain", "xla"])
+def test_on_a_cpu_without_onednn_xla_is_timed_only_from_the_eighth_call(caplog, slower):
+    """XLA's steady step was 5-10 % faster there but seven calls did not repay its compile: calls 1-7 run plain
+    (timed as they run), the eighth compiles XLA, the ninth times it; an XLA clearly slower than plain's best is not
+    run a second time."""
+    calls = []
+
+    def version(name):
+        def run(x):
+            calls.append(name)
+            if name == slower:
+                time.sleep(0.03)
+            return tf.identity(x)
+        return run
+
+    step = AdaptiveStep(version("plain"), version("xla"), measure="late")
+    with caplog.at_level(logging.INFO, logger="kerasxai"):
+        for _ in range(13):
+            step(tf.constant(1.0))
+    assert calls[:9] == ["plain"] * 7 + ["xla", "xla"]
+    if slower == "xla":  # decided on the ninth call: no second slower XLA call
+        assert calls[9:] == ["plain"] * 4 and len(step._times["xla"]) == 1
+    else:
+        assert calls[9:] == ["xla"] * 4 and len(step._times["xla"]) == 2
+    assert len(step._times["plain"]) == 6 and "runs this step" in caplog.text
+
+
+def test_on_a_cpu_with_onednn_the_default_is_plain_and_nothing_is_timed():
+    """Measuring ran XLA (slower on the oneDNN CPUs measured) on a user's calls 3, 4 and 6: up to 25 % of a session's
+    first seven calls. There the default runs plain from the first call; set_jit_compile(True) still gives XLA."""
+    calls = []
+    step = AdaptiveStep(lambda x: calls.append("plain") or x, lambda x: calls.append("xla") or x, measure="never")
     backend.set_jit_compile(None)
-    for _ in range(8):
+    for _ in range(12):
         step(tf.constant(1.0))
-    assert calls == ["plain"] * 8 and step._times == {}
+    assert calls == ["plain"] * 12 and step._times == {}
     backend.set_jit_compile(True)
     try:
         step(tf.constant(1.0))
     finally:
         backend.set_jit_compile(None)
     assert calls[-1] == "xla"
+
+
+def test_a_step_that_switches_to_xla_gives_the_same_maps(images, monkeypatch, caplog):
+    """The rule of a CPU without oneDNN, end to end on a real model: calls 1-7 plain, 8-10 XLA (compiled and timed),
+    then the faster; every call's maps agree with plain's, also over batches (a shorter last one runs plain)."""
+    from kerasxai.backend import tensorflow as tf_backend
+    from kerasxai.probe import get_probe
+
+    keras.utils.set_random_seed(6)
+    inp = keras.Input((32, 32, 3))
+    x = layers.Conv2D(6, 3, activation="relu", name="conv")(inp)
+    model = keras.Model(inp, layers.Dense(4, activation="softmax")(layers.GlobalAveragePooling2D()(x)))
+    backend.set_jit_compile(False)
+    try:
+        plain = kerasxai.gradcam(model, images, layer="conv")
+        plain_batches = kerasxai.gradcam(model, np.concatenate([images] * 3), layer="conv", batch_size=2)
+    finally:
+        backend.set_jit_compile(None)
+    get_probe(model, "conv")._steps.clear()  # fresh steps, under the rule below
+    monkeypatch.setattr(tf_backend, "_MEASURING", ["late"])
+    with caplog.at_level(logging.INFO, logger="kerasxai"):
+        for _ in range(12):
+            np.testing.assert_allclose(kerasxai.gradcam(model, images, layer="conv"), plain, atol=1e-5)
+    steps = [s for run in get_probe(model, "conv")._steps.values() for s in run.compiled.values()]
+    assert steps and all(s.chosen is not None and len(s._times["plain"]) == 6 and s._times["xla"] for s in steps)
+    assert "runs this step (best of 6 plain" in caplog.text
+    np.testing.assert_allclose(kerasxai.gradcam(model, np.concatenate([images] * 3), layer="conv", batch_size=2),
+                               plain_batches, atol=1e-5)
+
+
+@pytest.mark.parametrize("onednn", ["0", "1"])
+def test_the_machines_rule_follows_whether_tensorflow_runs_onednn(onednn):
+    """TF_ENABLE_ONEDNN_OPTS decides which kernels TensorFlow runs (its default: by the CPU): with oneDNN's, plain
+    and nothing timed; with TensorFlow's own, XLA timed from the eighth call."""
+    import subprocess
+    import sys
+
+    code = ("from kerasxai.backend import tensorflow as t; from tensorflow.python.util import _pywrap_util_port as p; "
+            "print(t.accelerated(), p.IsMklEnabled(), t.measuring())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "TF_ENABLE_ONEDNN_OPTS": onednn, "KERAS_BACKEND": "tensorflow",
+                              "CUDA_VISIBLE_DEVICES": ""}).stdout.split()
+    assert out == ["False", str(onednn == "1"), "never" if onednn == "1" else "late"]
 
 
 def _lacks_nchw(calls):

@@ -64,7 +64,7 @@ def compile_step(forward, variables, *, differentiate=(), post=None, specs=None,
             axis; TensorFlow traces once with them instead of once per batch size.
         jit_compile: TensorFlow only: XLA (``True``), plain ``tf.function``
             (``False``), or ``None``: :func:`set_jit_compile`'s setting (by default,
-            plain on a CPU and measured on a GPU or TPU, see
+            chosen by the machine and measured per step, see
             :mod:`kerasxai.backend.tensorflow`). JAX always compiles with XLA.
 
     Returns:

@@ -7,8 +7,9 @@ _JIT_COMPILE = [None]
 
 def set_jit_compile(value) -> None:
     """Sets how TensorFlow steps compile: ``True`` (XLA), ``False`` (plain ``tf.function``) or
-    ``None`` (default: plain on a CPU; on a GPU or TPU each step times both on its first batches and keeps
-    the faster).
+    ``None`` (default: chosen by the machine: plain on a CPU with oneDNN; on a CPU without it, plain for a
+    step's first seven calls and XLA timed from the eighth; on a GPU or TPU each step times both on its first
+    calls; the faster is kept. See :mod:`kerasxai.backend.tensorflow`).
 
     Examples:
         >>> set_jit_compile(False); jit_compile_setting()
@@ -21,7 +22,7 @@ def set_jit_compile(value) -> None:
 
 
 def jit_compile_setting():
-    """The value :func:`set_jit_compile` last set (None: measured per step)."""
+    """The value :func:`set_jit_compile` last set (None: chosen per step, by the machine)."""
     return _JIT_COMPILE[0]
 
 

@@ -1,19 +1,28 @@
 """TensorFlow: ``tf.function`` or XLA, and ``tf.GradientTape``.
 
-Whether XLA (``jit_compile=True``) is faster depends on the machine and the model. On the CPUs measured
-(``benchmarks/bench_methods.py``, ``docs/speed.md``) XLA was *slower* than the plain ``tf.function`` for
-every floor (1.03x to 1.28x), and measuring on the user's first calls cost a short session up to 25 %
-(``benchmarks/bench_first_calls.py``): so on a CPU the default (``jit_compile=None``) is the plain
-function, with nothing timed. On a GPU or TPU, where XLA usually wins, each compiled step *measures*: its
-first call runs the plain ``tf.function`` (a fast start), the second is timed, the third compiles the XLA
-version; calls 4, 5 and 6 time XLA, plain and XLA again, and from then on the faster (best of two each;
-XLA only if at least 3 % faster) runs. A model XLA cannot compile falls back to the plain function without
-an error. ``kerasxai.backend.set_jit_compile(True | False)`` fixes the choice.
+Whether XLA (``jit_compile=True``) is faster depends on the machine and the model, and its first call
+costs a compile (1-3 s for VGG16 on a CPU). With the default (``jit_compile=None``) a step chooses by the
+machine (:func:`measuring`):
 
-One exception: TensorFlow's own CPU kernels (without oneDNN, as on CPUs without AVX-512) compute the
-gradient of a ``channels_first`` convolution only in XLA ("Conv2DCustomBackpropInputOp only supports
-NHWC"). A step that meets that error runs XLA from then on, whatever the setting (Keras does the same
-for its channels_first 3-D convolutions).
+- a CPU where TensorFlow runs oneDNN's kernels (on by default on CPUs with AVX-512 VNNI or newer): the
+  plain ``tf.function``, nothing timed. XLA was *slower* there for every floor measured (1.03x to 1.28x,
+  ``benchmarks/bench_methods.py``, ``docs/speed.md``), and timing it on the first calls cost a short session
+  up to 25 % (``benchmarks/bench_first_calls.py``).
+- a CPU without oneDNN (TensorFlow's own Eigen kernels, as on CPUs without AVX-512): XLA's steady step was
+  5-10 % faster (VGG16, Grad-CAM and saliency), but seven calls did not repay its compile. The first seven
+  calls run plain (timed as they run); the eighth compiles XLA, the ninth and tenth time it (the tenth only
+  if the ninth was not already more than 5 % slower), and from then on the faster runs.
+- a GPU or TPU, where XLA usually wins: the first call runs plain (a fast start), the second is timed, the
+  third compiles XLA; calls 4, 5 and 6 time XLA, plain and XLA again, and from then on the faster runs.
+
+The faster is the best of its timed calls; XLA only if at least 3 % faster. Only calls with the largest batch
+seen take part (XLA compiles per shape); other calls run plain. A model XLA cannot compile falls back to the
+plain function without an error. ``kerasxai.backend.set_jit_compile(True | False)`` fixes the choice (and the
+numbers: plain and XLA agree to about 1e-6, not bit for bit).
+
+One exception: TensorFlow's own CPU kernels (without oneDNN) compute the gradient of a ``channels_first``
+convolution only in XLA ("Conv2DCustomBackpropInputOp only supports NHWC"). A step that meets that error
+runs XLA from then on, whatever the setting (Keras does the same for its channels_first 3-D convolutions).
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import re
 import threading
 import time
 
+import numpy as np
 import tensorflow as tf
 
 from kerasxai.backend.settings import jit_compile_setting
@@ -87,58 +97,105 @@ def place(arrays) -> list:
     return [None] * len(arrays)
 
 
+# How a step (jit_compile=None) times plain against XLA (see the module's docstring), as (what runs, timed?)
+# for its calls 1, 2, ... of the shape measured; the faster runs from the call after the last.
+_SCHEDULES = {
+    "now": (("plain", False), ("plain", True), ("xla", False), ("xla", True), ("plain", True), ("xla", True)),
+    "late": (("plain", False),) + (("plain", True),) * 6 + (("xla", False), ("xla", True), ("xla", True)),
+}
+
+
+def onednn() -> bool:
+    """Whether TensorFlow's CPU kernels here are oneDNN's (on by default on CPUs with AVX-512 VNNI or newer;
+    ``TF_ENABLE_ONEDNN_OPTS`` overrides). ``False`` where TensorFlow does not say.
+
+    Example:
+        >>> onednn() in (True, False)
+        True
+    """
+    try:
+        from tensorflow.python.util import _pywrap_util_port  # no public API says it
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):
+        return False
+
+
+def measuring() -> str:
+    """How a step with ``jit_compile=None`` chooses here: ``"now"`` (a GPU or TPU), ``"never"`` (plain, nothing
+    timed: a CPU with oneDNN, where XLA lost every floor measured) or ``"late"`` (a CPU without oneDNN).
+
+    Example:
+        >>> measuring() in ("now", "late", "never")
+        True
+    """
+    if _MEASURING[0] is None:
+        _MEASURING[0] = "now" if accelerated() else "never" if onednn() else "late"
+    return _MEASURING[0]
+
+
+_MEASURING = [None]
+
+
 class AdaptiveStep:
-    """A step that runs plain or XLA-compiled: fixed by ``jit_compile``, else plain on a CPU, chosen by
-    timing on an accelerator (``measure``: None decides by :func:`accelerated`)."""
+    """A step that runs plain or XLA-compiled: fixed by ``jit_compile``, else chosen as :func:`measuring` says
+    (``measure``: ``"now"``, ``"late"`` or ``"never"``; None asks :func:`measuring`)."""
 
     def __init__(self, plain, xla, jit_compile=None, measure=None):
         self.plain, self.xla, self.jit_compile, self.measure = plain, xla, jit_compile, measure
         self.calls, self.chosen, self.xla_failed = 0, None, False
         self.plain_unsupported = None  # the error of a plain run whose kernels this machine lacks (then XLA runs)
         self.xla_error = None  # why XLA could not compile this step
-        self._times, self._shapes = {}, None
+        self._times, self._shapes, self._size = {}, None, -1
         self._choosing = threading.Lock()
 
     def __call__(self, *args):
         mode = self.jit_compile if self.jit_compile is not None else jit_compile_setting()
         if mode is False or self.xla_failed:
             return self._plain(*args)
-        if mode is None and not (accelerated() if self.measure is None else self.measure):
-            self.chosen = self._plain  # a CPU: plain, no XLA run on the user's time (see the module's docstring)
-            return self._plain(*args)
         if mode is True:
             return self._try_xla(args)
         if self.chosen is not None:
             return self.chosen(*args)
-        # The first calls, which make the choice, run one at a time: calls from several threads
-        # would be numbered and timed against each other (and a call could read a time not yet taken).
+        if (self.measure or measuring()) == "never":
+            self.chosen = self._plain  # plain, no XLA run on the user's time (see the module's docstring)
+            return self._plain(*args)
+        # The calls that make the choice run one at a time: calls from several threads would be
+        # numbered and timed against each other (and a call could read a time not yet taken).
         with self._choosing:
             if self.chosen is not None:
                 return self.chosen(*args)
             return self._choose(args)
 
     def _choose(self, args):
-        # Only calls with the shapes of the first one take part in the choice: a shorter last batch
-        # would be timed against a full one (and XLA compiles per shape). Others run plain.
+        # The largest batch seen is measured (XLA compiles per shape): a test call on one image before a run
+        # over a folder does not decide for the folder's batches, and a shorter last batch is not timed
+        # against full ones. Calls of other shapes run plain, untimed.
         shapes = tuple(tuple(getattr(a, "shape", ())) for a in args)
-        if self._shapes is None:
-            self._shapes = shapes
-        elif shapes != self._shapes:
+        if shapes != self._shapes:
+            size = sum(int(np.prod(s)) for s in shapes)
+            if size <= self._size:
+                return self._plain(*args)
+            self._shapes, self._size, self.calls, self._times = shapes, size, 0, {}
+        if self.plain_unsupported is not None:  # plain cannot run here: XLA it is
+            self.chosen = self._plain
             return self._plain(*args)
+        schedule = _SCHEDULES[self.measure or measuring()]
+        name, timed = schedule[self.calls]
         self.calls += 1
-        if self.calls == 1:  # traces: untimed
-            return self._plain(*args)
-        if self.calls == 3:  # compiles: untimed
-            return self._try_xla(args)
-        # calls 2, 4, 5, 6: plain, XLA, plain, XLA, each timed; the faster of each pair decides
-        name = "plain" if self.calls in (2, 5) else "xla"
-        out = self._timed(name, self._plain if name == "plain" else self.xla, args)
-        if self.calls == 6:
-            plain, xla = min(self._times["plain"]), min(self._times["xla"])
+        fn = self._plain if name == "plain" else (lambda *a: self._try_xla(a))
+        out = self._timed(name, fn, args) if timed else fn(*args)
+        if self.xla_failed:  # XLA cannot compile this step: plain from now on
+            self.chosen = self._plain
+            return out
+        plain, xla = min(self._times.get("plain", [np.inf])), min(self._times.get("xla", [np.inf]))
+        # XLA clearly slower than the best of several plain calls: no second slower call to confirm it
+        slower = name == "xla" and timed and len(self._times.get("plain", ())) >= 3 and xla > 1.05 * plain
+        if self.calls == len(schedule) or slower:
             faster = xla < 0.97 * plain
             self.chosen = self.xla if faster else self._plain
-            logger.info("kerasxai: %s runs this step (best of two: plain %.3fs, XLA %.3fs)",
-                        "XLA" if faster else "tf.function", plain, xla)
+            logger.info("kerasxai: %s runs this step (best of %d plain, %d XLA: plain %.3fs, XLA %.3fs)",
+                        "XLA" if faster else "tf.function", len(self._times["plain"]), len(self._times["xla"]),
+                        plain, xla)
         return out
 
     def _timed(self, name, fn, args):
