@@ -205,25 +205,29 @@ def choice_text(model, steps) -> str:
         if step.xla_failed:
             parts.append(f"{label}: plain (XLA failed)")
         elif step.chosen is None:
-            parts.append(f"{label}: undecided")
+            parts.append(f"{label}: undecided (plain so far)")
         elif not step._times:
             parts.append(f"{label}: plain (the rule on a CPU with oneDNN: not timed)")
         else:
-            mode = "XLA" if step.chosen is step.xla else "plain"
+            mode = "XLA" if step.uses_xla else "plain"
             t = {k: min(v) if isinstance(v, list) else v for k, v in step._times.items()}  # best of its samples
             parts.append(f"{label}: {mode} (plain {t.get('plain', float('nan')):.2f} s, "
                          f"XLA {t.get('xla', float('nan')):.2f} s)")
     return "; ".join(parts)
 
 
-def warm_up_automatic(model, fn, log=None, most: int = 14) -> str:
-    """Calls ``fn`` until every kerasxai step it runs has chosen plain or XLA; returns what each chose."""
-    steps = {}
+def warm_up_automatic(model, fn, log=None, most: int = 5000, budget_s: float = 240.0) -> str:
+    """Calls ``fn`` until every kerasxai step it runs has chosen plain or XLA (on a CPU without oneDNN a step
+    tries XLA only once its plain calls took 40x its trace: hundreds of calls for a small model), at most
+    ``most`` calls or ``budget_s`` seconds; returns what each chose."""
+    steps, start = {}, time.perf_counter()
     for i in range(most):
         with steps_called() as seen:
             fn()
         steps.update(seen)
         if all(s.chosen is not None or s.xla_failed for s in steps.values()):
+            break
+        if time.perf_counter() - start > budget_s:
             break
     text = choice_text(model, steps)
     if log is not None:

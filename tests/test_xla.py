@@ -88,6 +88,26 @@ def test_a_model_xla_cannot_compile_falls_back_without_an_error(images, jit, cap
     np.testing.assert_allclose(kerasxai.gradcam(model, images, layer="conv"), maps, atol=1e-6)
 
 
+def test_xla_chosen_runs_for_the_batch_measured_and_larger_ones_a_smaller_one_runs_plain():
+    """XLA compiles per shape: a folder's shorter last batch (or any smaller call) runs plain rather than compiling
+    once more for one call."""
+    calls = []
+
+    def plain(x):
+        calls.append(("plain", x.shape[0]))
+        time.sleep(0.02)
+        return x
+
+    step = AdaptiveStep(plain, lambda x: calls.append(("xla", x.shape[0])) or x, measure="now")
+    for _ in range(6):
+        step(tf.zeros((8, 2)))
+    assert step.uses_xla
+    calls.clear()
+    for n in (8, 3, 16, 8):
+        step(tf.zeros((n, 2)))
+    assert calls == [("xla", 8), ("plain", 3), ("xla", 16), ("xla", 8)]
+
+
 def test_a_larger_batch_restarts_the_measurement():
     """A test call on one image does not decide for the batches of the run that follows: the largest batch seen is
     measured, from its own first call."""
@@ -102,17 +122,19 @@ def test_a_larger_batch_restarts_the_measurement():
 
 
 @pytest.mark.parametrize("slower", ["plain", "xla"])
-def test_on_a_cpu_without_onednn_xla_is_timed_only_from_the_eighth_call(caplog, slower):
-    """XLA's steady step was 5-10 % faster there but seven calls did not repay its compile: calls 1-7 run plain
-    (timed as they run), the eighth compiles XLA, the ninth times it; an XLA clearly slower than plain's best is not
-    run a second time."""
+def test_on_a_cpu_without_onednn_xla_is_tried_from_the_eighth_call(caplog, monkeypatch, slower):
+    """XLA's steady step was 5-10 % faster there (VGG16) but seven calls did not repay its compile: calls 1-7 run
+    plain (timed as they run); once the plain time so far repays the trial (here: twice the first call's trace) the
+    next call compiles XLA and the one after times it; an XLA clearly slower than plain's best is not run again."""
+    from kerasxai.backend import tensorflow as tf_backend
+
+    monkeypatch.setattr(tf_backend, "_REPAY", 2)
     calls = []
 
     def version(name):
         def run(x):
             calls.append(name)
-            if name == slower:
-                time.sleep(0.03)
+            time.sleep(0.05 if calls == ["plain"] else 0.03 if name == slower else 0.01)  # the first: a trace
             return tf.identity(x)
         return run
 
@@ -126,6 +148,23 @@ def test_on_a_cpu_without_onednn_xla_is_timed_only_from_the_eighth_call(caplog, 
     else:
         assert calls[9:] == ["xla"] * 4 and len(step._times["xla"]) == 2
     assert len(step._times["plain"]) == 6 and "runs this step" in caplog.text
+
+
+def test_on_a_cpu_without_onednn_xla_waits_until_its_trial_is_repaid():
+    """MobileNetV2's XLA step was 7x slower than plain there, and its compile cost 30 plain calls: a step whose calls
+    are short against its first call's trace is not tried until its plain calls took 40x that trace (an XLA that
+    loses then costs at most about a tenth of the time so far)."""
+    calls = []
+
+    def plain(x):
+        calls.append("plain")
+        time.sleep(0.06 if len(calls) == 1 else 0.002)  # a 60 ms trace, 2 ms calls: tried after about 1,200 calls
+        return tf.identity(x)
+
+    step = AdaptiveStep(plain, lambda x: calls.append("xla") or x, measure="late")
+    for _ in range(40):
+        step(tf.constant(1.0))
+    assert calls == ["plain"] * 40 and step.chosen is None and "xla" not in step._times
 
 
 def test_on_a_cpu_with_onednn_the_default_is_plain_and_nothing_is_timed():
@@ -161,8 +200,9 @@ def test_a_step_that_switches_to_xla_gives_the_same_maps(images, monkeypatch, ca
         plain_batches = kerasxai.gradcam(model, np.concatenate([images] * 3), layer="conv", batch_size=2)
     finally:
         backend.set_jit_compile(None)
-    get_probe(model, "conv")._steps.clear()  # fresh steps, under the rule below
+    get_probe(model, "conv")._steps.clear()  # fresh steps, under the rule below (tried from the eighth call)
     monkeypatch.setattr(tf_backend, "_MEASURING", ["late"])
+    monkeypatch.setattr(tf_backend, "_REPAY", 0)
     with caplog.at_level(logging.INFO, logger="kerasxai"):
         for _ in range(12):
             np.testing.assert_allclose(kerasxai.gradcam(model, images, layer="conv"), plain, atol=1e-5)

@@ -1,24 +1,29 @@
 """TensorFlow: ``tf.function`` or XLA, and ``tf.GradientTape``.
 
 Whether XLA (``jit_compile=True``) is faster depends on the machine and the model, and its first call
-costs a compile (1-3 s for VGG16 on a CPU). With the default (``jit_compile=None``) a step chooses by the
-machine (:func:`measuring`):
+costs a compile (1-10 s on a CPU for the keras.applications models measured). With the default
+(``jit_compile=None``) a step chooses by the machine (:func:`measuring`):
 
 - a CPU where TensorFlow runs oneDNN's kernels (on by default on CPUs with AVX-512 VNNI or newer): the
   plain ``tf.function``, nothing timed. XLA was *slower* there for every floor measured (1.03x to 1.28x,
   ``benchmarks/bench_methods.py``, ``docs/speed.md``), and timing it on the first calls cost a short session
   up to 25 % (``benchmarks/bench_first_calls.py``).
 - a CPU without oneDNN (TensorFlow's own Eigen kernels, as on CPUs without AVX-512): XLA's steady step was
-  5-10 % faster (VGG16, Grad-CAM and saliency), but seven calls did not repay its compile. The first seven
-  calls run plain (timed as they run); the eighth compiles XLA, the ninth and tenth time it (the tenth only
-  if the ninth was not already more than 5 % slower), and from then on the faster runs.
+  7 % faster for VGG16 and 30 % for ResNet50's input gradient, but 4-7x slower for MobileNetV2 and
+  EfficientNetB0 (depthwise convolutions). Calls 1-7 run plain, timed as they run; once the plain calls have
+  taken ``_REPAY`` (40) times the first call's trace (its time less the best later one; XLA's compile and
+  first call took 2-9x that trace), the next call compiles XLA and the one after times it (a second XLA call
+  confirms it, unless the first was more than 5 % slower than plain's best). An XLA that loses so costs at
+  most about a tenth of the time the step had run.
 - a GPU or TPU, where XLA usually wins: the first call runs plain (a fast start), the second is timed, the
-  third compiles XLA; calls 4, 5 and 6 time XLA, plain and XLA again, and from then on the faster runs.
+  third compiles XLA; calls 4, 5 and 6 time XLA, plain and XLA again.
 
-The faster is the best of its timed calls; XLA only if at least 3 % faster. Only calls with the largest batch
-seen take part (XLA compiles per shape); other calls run plain. A model XLA cannot compile falls back to the
-plain function without an error. ``kerasxai.backend.set_jit_compile(True | False)`` fixes the choice (and the
-numbers: plain and XLA agree to about 1e-6, not bit for bit).
+Then the faster runs: the best of its timed calls, XLA only if at least 3 % faster. Only calls with the
+largest batch seen take part (XLA compiles per shape: a one-image test call does not decide for a folder's
+batches); once XLA is chosen, a smaller batch (a folder's last) runs plain rather than compiling again. A
+model XLA cannot compile falls back to the plain function without an error.
+``kerasxai.backend.set_jit_compile(True | False)`` fixes the choice (and the numbers: plain and XLA agree to
+about 1e-6, not bit for bit).
 
 One exception: TensorFlow's own CPU kernels (without oneDNN) compute the gradient of a ``channels_first``
 convolution only in XLA ("Conv2DCustomBackpropInputOp only supports NHWC"). A step that meets that error
@@ -97,14 +102,13 @@ def place(arrays) -> list:
     return [None] * len(arrays)
 
 
-# How a step (jit_compile=None) times plain against XLA (see the module's docstring), as (what runs, timed?)
-# for its calls 1, 2, ... of the shape measured; the faster runs from the call after the last.
-_SCHEDULES = {
-    "now": (("plain", False), ("plain", True), ("xla", False), ("xla", True), ("plain", True), ("xla", True)),
-    "late": (("plain", False),) + (("plain", True),) * 6 + (("xla", False), ("xla", True), ("xla", True)),
-}
-
-
+# How a step (jit_compile=None) times plain against XLA on a GPU or TPU (see the module's docstring), as
+# (what runs, timed?) for its calls 1, 2, ... of the shape measured; the faster runs from the call after the last.
+_NOW = (("plain", False), ("plain", True), ("xla", False), ("xla", True), ("plain", True), ("xla", True))
+# On a CPU without oneDNN, XLA is tried only once the step's plain calls have taken this many times the
+# plain first call's overhead (its trace): an XLA that loses then costs at most about a tenth of that time.
+_REPAY = 40
+_LATE_FROM = 8  # and not before this call
 def onednn() -> bool:
     """Whether TensorFlow's CPU kernels here are oneDNN's (on by default on CPUs with AVX-512 VNNI or newer;
     ``TF_ENABLE_ONEDNN_OPTS`` overrides). ``False`` where TensorFlow does not say.
@@ -142,11 +146,13 @@ class AdaptiveStep:
 
     def __init__(self, plain, xla, jit_compile=None, measure=None):
         self.plain, self.xla, self.jit_compile, self.measure = plain, xla, jit_compile, measure
-        self.calls, self.chosen, self.xla_failed = 0, None, False
+        self.calls, self.chosen, self.xla_failed, self.uses_xla = 0, None, False, False
         self.plain_unsupported = None  # the error of a plain run whose kernels this machine lacks (then XLA runs)
         self.xla_error = None  # why XLA could not compile this step
         self._times, self._shapes, self._size = {}, None, -1
-        self._choosing = threading.Lock()
+        self._first = None  # "late": the step's first call: its shapes, its time, the best later time of its shape
+        self._plain_total, self._trial = 0.0, 0  # "late": plain time of the shape measured; XLA calls so far
+        self._choosing, self._books = threading.Lock(), threading.Lock()
 
     def __call__(self, *args):
         mode = self.jit_compile if self.jit_compile is not None else jit_compile_setting()
@@ -156,47 +162,110 @@ class AdaptiveStep:
             return self._try_xla(args)
         if self.chosen is not None:
             return self.chosen(*args)
-        if (self.measure or measuring()) == "never":
+        rule = self.measure or measuring()
+        if rule == "never":
             self.chosen = self._plain  # plain, no XLA run on the user's time (see the module's docstring)
             return self._plain(*args)
+        if self.plain_unsupported is not None:  # plain cannot run here: XLA it is
+            self.chosen = self._plain
+            return self._plain(*args)
+        if rule == "late":
+            return self._late(args)
         # The calls that make the choice run one at a time: calls from several threads would be
         # numbered and timed against each other (and a call could read a time not yet taken).
         with self._choosing:
             if self.chosen is not None:
                 return self.chosen(*args)
-            return self._choose(args)
+            if not self._measured(args):
+                return self._plain(*args)
+            name, timed = _NOW[self.calls]
+            self.calls += 1
+            out = self._run(name, timed, args)
+            if self.calls == len(_NOW) and not self.xla_failed:
+                self._decide()
+            return out
 
-    def _choose(self, args):
-        # The largest batch seen is measured (XLA compiles per shape): a test call on one image before a run
-        # over a folder does not decide for the folder's batches, and a shorter last batch is not timed
-        # against full ones. Calls of other shapes run plain, untimed.
+    def _measured(self, args) -> bool:
+        """Whether this call's shapes are the ones measured: the largest batch seen (XLA compiles per shape). A
+        test call on one image before a run over a folder does not decide for the folder's batches, and a shorter
+        last batch is not timed against full ones; calls of other shapes run plain, untimed."""
         shapes = tuple(tuple(getattr(a, "shape", ())) for a in args)
-        if shapes != self._shapes:
+        if shapes == self._shapes:
+            return True
+        with self._books:
             size = sum(int(np.prod(s)) for s in shapes)
             if size <= self._size:
-                return self._plain(*args)
+                return False
             self._shapes, self._size, self.calls, self._times = shapes, size, 0, {}
-        if self.plain_unsupported is not None:  # plain cannot run here: XLA it is
-            self.chosen = self._plain
-            return self._plain(*args)
-        schedule = _SCHEDULES[self.measure or measuring()]
-        name, timed = schedule[self.calls]
-        self.calls += 1
+            self._plain_total, self._trial = 0.0, 0
+            return True
+
+    def _run(self, name, timed, args):
         fn = self._plain if name == "plain" else (lambda *a: self._try_xla(a))
         out = self._timed(name, fn, args) if timed else fn(*args)
         if self.xla_failed:  # XLA cannot compile this step: plain from now on
             self.chosen = self._plain
-            return out
-        plain, xla = min(self._times.get("plain", [np.inf])), min(self._times.get("xla", [np.inf]))
-        # XLA clearly slower than the best of several plain calls: no second slower call to confirm it
-        slower = name == "xla" and timed and len(self._times.get("plain", ())) >= 3 and xla > 1.05 * plain
-        if self.calls == len(schedule) or slower:
-            faster = xla < 0.97 * plain
-            self.chosen = self.xla if faster else self._plain
-            logger.info("kerasxai: %s runs this step (best of %d plain, %d XLA: plain %.3fs, XLA %.3fs)",
-                        "XLA" if faster else "tf.function", len(self._times["plain"]), len(self._times["xla"]),
-                        plain, xla)
         return out
+
+    def _late(self, args):
+        """A CPU without oneDNN: plain (timed as it runs) until an XLA trial would cost at most about a tenth of the
+        plain time so far; then XLA compiles on one call and is timed on the next one or two."""
+        if not self._measured(args):
+            return self._plain(*args)
+        if not self._trial_due():
+            start = time.perf_counter()
+            out = _sync(self._plain(*args))
+            took = time.perf_counter() - start
+            with self._books:
+                if self._first is None:  # the step's first call (its trace); the best later call of its shape
+                    self._first = {"shapes": self._shapes, "took": took, "best": None}
+                elif self._first["shapes"] == self._shapes:
+                    self._first["best"] = min(took, self._first["best"] or np.inf)
+                if self.calls:  # a shape's first call is not timed against later ones
+                    self._times.setdefault("plain", []).append(took)
+                self.calls += 1
+                self._plain_total += took
+            return out
+        with self._choosing:
+            if self.chosen is not None:
+                return self.chosen(*args)
+            self._trial += 1
+            out = self._run("xla", self._trial > 1, args)  # the first compiles: untimed
+            if self.xla_failed:
+                return out
+            slower = self._trial == 2 and self._best("xla") > 1.05 * self._best("plain")
+            if self._trial == 3 or slower:  # clearly slower than plain's best: not run a second time
+                self._decide()
+            return out
+
+    def _trial_due(self) -> bool:
+        if self._trial:
+            return True
+        if self.calls < _LATE_FROM - 1 or not self._times.get("plain"):
+            return False
+        first = self._first
+        trace = first["took"] - first["best"] if first["best"] is not None else first["took"]
+        return self._plain_total >= _REPAY * max(trace, 0.0)
+
+    def _best(self, name) -> float:
+        return min(self._times.get(name) or [np.inf])
+
+    def _decide(self):
+        plain, xla = self._best("plain"), self._best("xla")
+        if np.isinf(plain) or np.isinf(xla):  # a larger batch (another thread's) restarted the measurement
+            return
+        self.uses_xla = xla < 0.97 * plain
+        self.chosen = self._xla_from_measured if self.uses_xla else self._plain
+        logger.info("kerasxai: %s runs this step (best of %d plain, %d XLA: plain %.3fs, XLA %.3fs)",
+                    "XLA" if self.uses_xla else "tf.function", len(self._times["plain"]), len(self._times["xla"]),
+                    plain, xla)
+
+    def _xla_from_measured(self, *args):
+        """XLA, chosen: for the shapes measured and larger ones; a smaller batch (a folder's last) runs plain rather
+        than compiling XLA once more for one call."""
+        if sum(int(np.prod(getattr(a, "shape", ()))) for a in args) < self._size:
+            return self._plain(*args)
+        return self.xla(*args)
 
     def _timed(self, name, fn, args):
         start = time.perf_counter()
