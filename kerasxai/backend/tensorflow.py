@@ -12,13 +12,13 @@ costs a compile (1-10 s on a CPU for the keras.applications models measured). Wi
   7 % faster for VGG16 and 30 % for ResNet50's input gradient, but 4-7x slower for MobileNetV2 and
   EfficientNetB0 (depthwise convolutions). Calls 1-7 run plain, timed as they run; once the plain calls have
   taken ``_REPAY`` (40) times the first call's trace (its time less the best later one; XLA's compile and
-  first call took 2-9x that trace), the next call compiles XLA and the one after times it (a second XLA call
-  confirms it, unless the first was more than 5 % slower than plain's best). An XLA that loses so costs at
-  most about a tenth of the time the step had run.
+  first call took 2-9x that trace), the next call compiles XLA and the three after it time it (only one if
+  it is more than 5 % slower); XLA is kept if its median is at least 3 % below that of plain's last five
+  calls. An XLA that loses so costs at most about a tenth of the time the step had run.
 - a GPU or TPU, where XLA usually wins: the first call runs plain (a fast start), the second is timed, the
   third compiles XLA; calls 4, 5 and 6 time XLA, plain and XLA again.
 
-Then the faster runs: the best of its timed calls, XLA only if at least 3 % faster. Only calls with the
+Then the faster runs (on a GPU, the best of two timed calls each; XLA only if at least 3 % faster). Only calls with the
 largest batch seen take part (XLA compiles per shape: a one-image test call does not decide for a folder's
 batches); once XLA is chosen, a smaller batch (a folder's last) runs plain rather than compiling again. A
 model XLA cannot compile falls back to the plain function without an error.
@@ -109,6 +109,7 @@ _NOW = (("plain", False), ("plain", True), ("xla", False), ("xla", True), ("plai
 # plain first call's overhead (its trace): an XLA that loses then costs at most about a tenth of that time.
 _REPAY = 40
 _LATE_FROM = 8  # and not before this call
+_LATE_XLA_CALLS = 3  # XLA's timed calls in the trial (after the one that compiles), unless the first loses clearly
 def onednn() -> bool:
     """Whether TensorFlow's CPU kernels here are oneDNN's (on by default on CPUs with AVX-512 VNNI or newer;
     ``TF_ENABLE_ONEDNN_OPTS`` overrides). ``False`` where TensorFlow does not say.
@@ -209,7 +210,7 @@ class AdaptiveStep:
 
     def _late(self, args):
         """A CPU without oneDNN: plain (timed as it runs) until an XLA trial would cost at most about a tenth of the
-        plain time so far; then XLA compiles on one call and is timed on the next one or two."""
+        plain time so far; then XLA compiles on one call and is timed on the next three (one if it loses clearly)."""
         if not self._measured(args):
             return self._plain(*args)
         if not self._trial_due():
@@ -231,11 +232,13 @@ class AdaptiveStep:
                 return self.chosen(*args)
             self._trial += 1
             out = self._run("xla", self._trial > 1, args)  # the first compiles: untimed
-            if self.xla_failed:
-                return out
-            slower = self._trial == 2 and self._best("xla") > 1.05 * self._best("plain")
-            if self._trial == 3 or slower:  # clearly slower than plain's best: not run a second time
-                self._decide()
+            if self.xla_failed or not self._times.get("plain") or not self._times.get("xla"):
+                return out  # (compiled, untimed; or a larger batch restarted the measurement)
+            # Typical against typical: XLA's timed calls against plain's last five (the best of hundreds of plain
+            # calls against the best of three would favour plain).
+            plain, xla = np.median(self._times["plain"][-5:]), np.median(self._times["xla"])
+            if self._trial == 2 + _LATE_XLA_CALLS - 1 or (self._trial == 2 and xla > 1.05 * plain):
+                self._decide(plain, xla)  # (clearly slower on its first timed call: not run again)
             return out
 
     def _trial_due(self) -> bool:
@@ -250,15 +253,15 @@ class AdaptiveStep:
     def _best(self, name) -> float:
         return min(self._times.get(name) or [np.inf])
 
-    def _decide(self):
-        plain, xla = self._best("plain"), self._best("xla")
-        if np.isinf(plain) or np.isinf(xla):  # a larger batch (another thread's) restarted the measurement
-            return
+    def _decide(self, plain=None, xla=None):
+        """Keeps XLA if at least 3 % faster: by default the best of each one's timed calls (on a GPU, two each)."""
+        plain = self._best("plain") if plain is None else plain
+        xla = self._best("xla") if xla is None else xla
         self.uses_xla = xla < 0.97 * plain
         self.chosen = self._xla_from_measured if self.uses_xla else self._plain
-        logger.info("kerasxai: %s runs this step (best of %d plain, %d XLA: plain %.3fs, XLA %.3fs)",
-                    "XLA" if self.uses_xla else "tf.function", len(self._times["plain"]), len(self._times["xla"]),
-                    plain, xla)
+        logger.info("kerasxai: %s runs this step (plain %.3fs, XLA %.3fs; %d and %d timed calls)",
+                    "XLA" if self.uses_xla else "tf.function", plain, xla, len(self._times["plain"]),
+                    len(self._times["xla"]))
 
     def _xla_from_measured(self, *args):
         """XLA, chosen: for the shapes measured and larger ones; a smaller batch (a folder's last) runs plain rather
