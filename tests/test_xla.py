@@ -88,9 +88,10 @@ def test_a_model_xla_cannot_compile_falls_back_without_an_error(images, jit, cap
     np.testing.assert_allclose(kerasxai.gradcam(model, images, layer="conv"), maps, atol=1e-6)
 
 
-def test_xla_chosen_runs_for_the_batch_measured_and_larger_ones_a_smaller_one_runs_plain():
+def test_xla_chosen_runs_for_the_batch_measured_a_smaller_one_plain_a_larger_one_is_measured_anew():
     """XLA compiles per shape: a folder's shorter last batch (or any smaller call) runs plain rather than compiling
-    once more for one call."""
+    once more for one call, and a larger batch is measured as before the choice (each new size compiled XLA anew:
+    1.5 s a call where plain took 5 ms)."""
     calls = []
 
     def plain(x):
@@ -105,7 +106,12 @@ def test_xla_chosen_runs_for_the_batch_measured_and_larger_ones_a_smaller_one_ru
     calls.clear()
     for n in (8, 3, 16, 8):
         step(tf.zeros((n, 2)))
-    assert calls == [("xla", 8), ("plain", 3), ("xla", 16), ("xla", 8)]
+    assert calls == [("xla", 8), ("plain", 3), ("plain", 16), ("plain", 8)] and step.chosen is None
+    for _ in range(5):
+        step(tf.zeros((16, 2)))
+    assert [c for c in calls if c[1] == 16] == [("plain", 16), ("plain", 16), ("xla", 16), ("xla", 16), ("plain", 16),
+                                                ("xla", 16)]
+    assert step.uses_xla and step._shapes == ((16, 2),)
 
 
 def test_a_larger_batch_restarts_the_measurement():
@@ -142,12 +148,50 @@ def test_on_a_cpu_without_onednn_xla_is_tried_from_the_eighth_call(caplog, monke
     with caplog.at_level(logging.INFO, logger="kerasxai"):
         for _ in range(13):
             step(tf.constant(1.0))
-    assert calls[:9] == ["plain"] * 7 + ["xla", "xla"]
+    # the eighth call compiles XLA and compares its outputs with plain's on the same batch; the ninth times XLA
+    assert calls[:10] == ["plain"] * 7 + ["xla", "plain", "xla"]
     if slower == "xla":  # decided on the ninth call: no second slower XLA call
-        assert calls[9:] == ["plain"] * 4 and len(step._times["xla"]) == 1
+        assert calls[10:] == ["plain"] * 4 and len(step._times["xla"]) == 1
     else:
-        assert calls[9:] == ["xla"] * 4 and len(step._times["xla"]) == 3
+        assert calls[10:] == ["xla"] * 4 and len(step._times["xla"]) == 3
     assert len(step._times["plain"]) == 6 and "runs this step" in caplog.text
+
+
+def test_a_trial_whose_xla_outputs_differ_from_plain_keeps_plain(monkeypatch, caplog):
+    """A 16-bit compute dtype rounds differently under XLA (saliency changed by 1.5e-2 under mixed_bfloat16 when a
+    step switched): the trial compares XLA's outputs with plain's on one batch, and keeps plain if they differ beyond
+    float32 rounding; the user gets plain's outputs on that call too."""
+    from kerasxai.backend import tensorflow as tf_backend
+
+    monkeypatch.setattr(tf_backend, "_REPAY", 0)
+    calls = []
+    step = AdaptiveStep(lambda x: calls.append("plain") or tf.identity(x),
+                        lambda x: calls.append("xla") or x * 1.01, measure="late")
+    with caplog.at_level(logging.INFO, logger="kerasxai"):
+        outs = [float(step(tf.constant(2.0))) for _ in range(10)]
+    assert outs == [2.0] * 10 and calls == ["plain"] * 7 + ["xla", "plain", "plain", "plain"]
+    assert step.chosen is not None and not step.uses_xla and "differ from tf.function's by 1.0e-02" in caplog.text
+
+
+def test_the_trace_is_weighed_also_when_the_first_calls_ran_plain_by_setting():
+    """The trial waits for 40x the plain function's first call (its trace), also when that call ran under
+    set_jit_compile(False): MobileNetV2 stalled 4.4 s on its 13th call when the trace was missed."""
+    calls = []
+
+    def plain(x):
+        calls.append("plain")
+        time.sleep(0.06 if len(calls) == 1 else 0.002)
+        return tf.identity(x)
+
+    step = AdaptiveStep(plain, lambda x: calls.append("xla") or x, measure="late")
+    backend.set_jit_compile(False)
+    try:
+        step(tf.constant(1.0))
+    finally:
+        backend.set_jit_compile(None)
+    for _ in range(30):
+        step(tf.constant(1.0))
+    assert "xla" not in calls and step._first["took"] >= 0.06
 
 
 def test_on_a_cpu_without_onednn_xla_waits_until_its_trial_is_repaid():

@@ -12,15 +12,18 @@ costs a compile (1-10 s on a CPU for the keras.applications models measured). Wi
   7 % faster for VGG16 and 30 % for ResNet50's input gradient, but 4-7x slower for MobileNetV2 and
   EfficientNetB0 (depthwise convolutions). Calls 1-7 run plain, timed as they run; once the plain calls have
   taken ``_REPAY`` (40) times the first call's trace (its time less the best later one; XLA's compile and
-  first call took 2-9x that trace), the next call compiles XLA and the three after it time it (only one if
-  it is more than 5 % slower); XLA is kept if its median is at least 3 % below that of plain's last five
-  calls. An XLA that loses so costs at most about a tenth of the time the step had run.
+  first call took 2-9x that trace), the next call compiles XLA and checks its outputs against plain's on
+  that batch (beyond float32 rounding, as with a 16-bit compute dtype, plain is kept: a map must not change
+  in the middle of a session), and the three after it time it (only one if it is more than 5 % slower); XLA
+  is kept if its median is at least 3 % below that of plain's last five calls. An XLA that loses so costs at
+  most about a tenth of the time the step had run.
 - a GPU or TPU, where XLA usually wins: the first call runs plain (a fast start), the second is timed, the
   third compiles XLA; calls 4, 5 and 6 time XLA, plain and XLA again.
 
 Then the faster runs (on a GPU, the best of two timed calls each; XLA only if at least 3 % faster). Only calls with the
 largest batch seen take part (XLA compiles per shape: a one-image test call does not decide for a folder's
-batches); once XLA is chosen, a smaller batch (a folder's last) runs plain rather than compiling again. A
+batches); once XLA is chosen, a smaller batch (a folder's last) runs plain rather than compiling again, and
+a larger one is measured anew. A
 model XLA cannot compile falls back to the plain function without an error.
 ``kerasxai.backend.set_jit_compile(True | False)`` fixes the choice (and the numbers: plain and XLA agree to
 about 1e-6, not bit for bit).
@@ -110,6 +113,7 @@ _NOW = (("plain", False), ("plain", True), ("xla", False), ("xla", True), ("plai
 _REPAY = 40
 _LATE_FROM = 8  # and not before this call
 _LATE_XLA_CALLS = 3  # XLA's timed calls in the trial (after the one that compiles), unless the first loses clearly
+_SAME = 1e-3  # the largest relative gap between XLA's outputs and plain's that is float32 rounding (seen: ~4e-6)
 def onednn() -> bool:
     """Whether TensorFlow's CPU kernels here are oneDNN's (on by default on CPUs with AVX-512 VNNI or newer;
     ``TF_ENABLE_ONEDNN_OPTS`` overrides). ``False`` where TensorFlow does not say.
@@ -151,9 +155,10 @@ class AdaptiveStep:
         self.plain_unsupported = None  # the error of a plain run whose kernels this machine lacks (then XLA runs)
         self.xla_error = None  # why XLA could not compile this step
         self._times, self._shapes, self._size = {}, None, -1
-        self._first = None  # "late": the step's first call: its shapes, its time, the best later time of its shape
+        self._first = None  # the plain function's first call (its trace): its shapes, its time, the best later one
         self._plain_total, self._trial = 0.0, 0  # "late": plain time of the shape measured; XLA calls so far
-        self._choosing, self._books = threading.Lock(), threading.Lock()
+        # _choosing: the calls that make a choice, one at a time (reentrant: a restart takes it too); _books: times
+        self._choosing, self._books = threading.RLock(), threading.Lock()
 
     def __call__(self, *args):
         mode = self.jit_compile if self.jit_compile is not None else jit_compile_setting()
@@ -190,15 +195,16 @@ class AdaptiveStep:
         """Whether this call's shapes are the ones measured: the largest batch seen (XLA compiles per shape). A
         test call on one image before a run over a folder does not decide for the folder's batches, and a shorter
         last batch is not timed against full ones; calls of other shapes run plain, untimed."""
-        shapes = tuple(tuple(getattr(a, "shape", ())) for a in args)
+        shapes = _shapes_of(args)
         if shapes == self._shapes:
             return True
-        with self._books:
-            size = sum(int(np.prod(s)) for s in shapes)
-            if size <= self._size:
-                return False
-            self._shapes, self._size, self.calls, self._times = shapes, size, 0, {}
-            self._plain_total, self._trial = 0.0, 0
+        if _size_of(shapes) <= self._size:
+            return False
+        with self._choosing, self._books:  # not while another thread's trial runs on the shapes measured so far
+            if _size_of(shapes) <= self._size:
+                return shapes == self._shapes
+            self._shapes, self._size, self.calls, self._times = shapes, _size_of(shapes), 0, {}
+            self._plain_total, self._trial, self.chosen, self.uses_xla = 0.0, 0, None, False
             return True
 
     def _run(self, name, timed, args):
@@ -214,13 +220,12 @@ class AdaptiveStep:
         if not self._measured(args):
             return self._plain(*args)
         if not self._trial_due():
+            traces = self._first is None  # this call is the plain function's first: _plain times it
             start = time.perf_counter()
             out = _sync(self._plain(*args))
             took = time.perf_counter() - start
             with self._books:
-                if self._first is None:  # the step's first call (its trace); the best later call of its shape
-                    self._first = {"shapes": self._shapes, "took": took, "best": None}
-                elif self._first["shapes"] == self._shapes:
+                if not traces and self._first is not None and self._first["shapes"] == self._shapes:
                     self._first["best"] = min(took, self._first["best"] or np.inf)
                 if self.calls:  # a shape's first call is not timed against later ones
                     self._times.setdefault("plain", []).append(took)
@@ -230,21 +235,43 @@ class AdaptiveStep:
         with self._choosing:
             if self.chosen is not None:
                 return self.chosen(*args)
+            if not self._trial_due():  # a larger batch restarted the measurement meanwhile
+                return self._plain(*args)
             self._trial += 1
-            out = self._run("xla", self._trial > 1, args)  # the first compiles: untimed
-            if self.xla_failed or not self._times.get("plain") or not self._times.get("xla"):
-                return out  # (compiled, untimed; or a larger batch restarted the measurement)
+            if self._trial == 1:
+                return self._compile_and_compare(args)
+            out = self._run("xla", True, args)
+            plain, xla = self._times.get("plain"), self._times.get("xla")
+            if self.xla_failed or not plain or not xla:
+                return out
             # Typical against typical: XLA's timed calls against plain's last five (the best of hundreds of plain
             # calls against the best of three would favour plain).
-            plain, xla = np.median(self._times["plain"][-5:]), np.median(self._times["xla"])
-            if self._trial == 2 + _LATE_XLA_CALLS - 1 or (self._trial == 2 and xla > 1.05 * plain):
+            plain, xla = np.median(plain[-5:]), np.median(xla)
+            if self._trial == 1 + _LATE_XLA_CALLS or (self._trial == 2 and xla > 1.05 * plain):
                 self._decide(plain, xla)  # (clearly slower on its first timed call: not run again)
             return out
+
+    def _compile_and_compare(self, args):
+        """The trial's first call: XLA compiles, and its outputs are compared with plain's on the same batch. Where
+        they differ beyond float32 rounding (a 16-bit compute dtype rounds differently under XLA; a random op in the
+        step draws anew) plain is kept: a map must not change under the user in the middle of a session."""
+        out = self._try_xla(args)
+        if self.xla_failed:
+            self.chosen = self._plain
+            return out
+        reference = _sync(self._plain(*args))
+        gap = _gap(out, reference)
+        if gap > _SAME:
+            self.chosen = self._plain
+            logger.info("kerasxai: XLA's outputs differ from tf.function's by %.1e (relative) on the same batch "
+                        "(a 16-bit compute dtype, or a random op in the step); tf.function runs this step", gap)
+            return reference
+        return out
 
     def _trial_due(self) -> bool:
         if self._trial:
             return True
-        if self.calls < _LATE_FROM - 1 or not self._times.get("plain"):
+        if self.calls < _LATE_FROM - 1 or not self._times.get("plain") or self._first is None:
             return False
         first = self._first
         trace = first["took"] - first["best"] if first["best"] is not None else first["took"]
@@ -258,17 +285,25 @@ class AdaptiveStep:
         plain = self._best("plain") if plain is None else plain
         xla = self._best("xla") if xla is None else xla
         self.uses_xla = xla < 0.97 * plain
-        self.chosen = self._xla_from_measured if self.uses_xla else self._plain
+        self.chosen = self._xla_when_measured if self.uses_xla else self._plain
         logger.info("kerasxai: %s runs this step (plain %.3fs, XLA %.3fs; %d and %d timed calls)",
-                    "XLA" if self.uses_xla else "tf.function", plain, xla, len(self._times["plain"]),
-                    len(self._times["xla"]))
+                    "XLA" if self.uses_xla else "tf.function", plain, xla, len(self._times.get("plain", ())),
+                    len(self._times.get("xla", ())))
 
-    def _xla_from_measured(self, *args):
-        """XLA, chosen: for the shapes measured and larger ones; a smaller batch (a folder's last) runs plain rather
-        than compiling XLA once more for one call."""
-        if sum(int(np.prod(getattr(a, "shape", ()))) for a in args) < self._size:
+    def _xla_when_measured(self, *args):
+        """XLA, chosen: for the shapes measured. XLA compiles per shape: a smaller batch (a folder's last) runs
+        plain rather than compiling again for one call; a larger one is measured anew, as before the choice."""
+        shapes = _shapes_of(args)
+        if shapes != self._shapes:
+            if self._measured(args):  # a larger batch: measured anew (this clears the choice)
+                return self(*args)
             return self._plain(*args)
-        return self.xla(*args)
+        try:
+            return self.xla(*args)
+        except tf.errors.OpError as err:  # e.g. memory: plain from now on, as when XLA fails in the trial
+            self.chosen, self.uses_xla = self._plain, False
+            logger.info("kerasxai: XLA failed on a call of this step (%s); tf.function runs it", _first_line(err))
+            return self._plain(*args)
 
     def _timed(self, name, fn, args):
         start = time.perf_counter()
@@ -290,6 +325,11 @@ class AdaptiveStep:
         """The plain ``tf.function``; XLA instead where this machine's kernels lack one of its ops (see the module)."""
         if self.plain_unsupported is None:
             try:
+                if self._first is None:  # its first call traces it: how long is what an XLA trial is weighed against
+                    start = time.perf_counter()
+                    out = _sync(self.plain(*args))
+                    self._first = {"shapes": _shapes_of(args), "took": time.perf_counter() - start, "best": None}
+                    return out
                 return self.plain(*args)
             except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as err:
                 if not runs_compiled_only(err):
@@ -303,6 +343,30 @@ class AdaptiveStep:
 
     def experimental_get_tracing_count(self) -> int:
         return self.plain.experimental_get_tracing_count() + self.xla.experimental_get_tracing_count()
+
+
+def _shapes_of(args) -> tuple:
+    return tuple(tuple(getattr(a, "shape", ())) for a in args)
+
+
+def _size_of(shapes) -> int:
+    return sum(int(np.prod(s)) for s in shapes)
+
+
+def _gap(out, reference) -> float:
+    """The largest gap between two nests of outputs, relative to each output's largest magnitude (inf where the
+    nests differ in structure or a value is not finite in one only)."""
+    gaps = []
+    for a, b in zip(tf.nest.flatten(out), tf.nest.flatten(reference), strict=True):
+        if not (isinstance(a, tf.Tensor) and isinstance(b, tf.Tensor)) or not a.dtype.is_floating:
+            continue
+        a, b = a.numpy().astype(np.float64), b.numpy().astype(np.float64)
+        if not np.array_equal(np.isfinite(a), np.isfinite(b)):
+            return np.inf
+        a, b = a[np.isfinite(b)], b[np.isfinite(b)]
+        if a.size:
+            gaps.append(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30))
+    return max(gaps, default=0.0)
 
 
 # TensorFlow's messages when its CPU kernels (without oneDNN) lack a channels_first op:
