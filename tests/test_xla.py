@@ -148,29 +148,12 @@ def test_on_a_cpu_without_onednn_xla_is_tried_from_the_eighth_call(caplog, monke
     with caplog.at_level(logging.INFO, logger="kerasxai"):
         for _ in range(13):
             step(tf.constant(1.0))
-    # the eighth call compiles XLA and compares its outputs with plain's on the same batch; the ninth times XLA
-    assert calls[:10] == ["plain"] * 7 + ["xla", "plain", "xla"]
+    assert calls[:9] == ["plain"] * 7 + ["xla", "xla"]  # the eighth call compiles XLA, the ninth times it
     if slower == "xla":  # decided on the ninth call: no second slower XLA call
-        assert calls[10:] == ["plain"] * 4 and len(step._times["xla"]) == 1
+        assert calls[9:] == ["plain"] * 4 and len(step._times["xla"]) == 1
     else:
-        assert calls[10:] == ["xla"] * 4 and len(step._times["xla"]) == 3
+        assert calls[9:] == ["xla"] * 4 and len(step._times["xla"]) == 3
     assert len(step._times["plain"]) == 6 and "runs this step" in caplog.text
-
-
-def test_a_trial_whose_xla_outputs_differ_from_plain_keeps_plain(monkeypatch, caplog):
-    """A 16-bit compute dtype rounds differently under XLA (saliency changed by 1.5e-2 under mixed_bfloat16 when a
-    step switched): the trial compares XLA's outputs with plain's on one batch, and keeps plain if they differ beyond
-    float32 rounding; the user gets plain's outputs on that call too."""
-    from kerasxai.backend import tensorflow as tf_backend
-
-    monkeypatch.setattr(tf_backend, "_REPAY", 0)
-    calls = []
-    step = AdaptiveStep(lambda x: calls.append("plain") or tf.identity(x),
-                        lambda x: calls.append("xla") or x * 1.01, measure="late")
-    with caplog.at_level(logging.INFO, logger="kerasxai"):
-        outs = [float(step(tf.constant(2.0))) for _ in range(10)]
-    assert outs == [2.0] * 10 and calls == ["plain"] * 7 + ["xla", "plain", "plain", "plain"]
-    assert step.chosen is not None and not step.uses_xla and "differ from tf.function's by 1.0e-02" in caplog.text
 
 
 def test_the_trace_is_weighed_also_when_the_first_calls_ran_plain_by_setting():
