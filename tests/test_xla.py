@@ -2,6 +2,8 @@
 
 import logging
 import os
+import subprocess
+import sys
 import time
 
 import keras
@@ -244,9 +246,6 @@ def test_a_step_that_switches_to_xla_gives_the_same_maps(images, monkeypatch, ca
 def test_the_machines_rule_follows_whether_tensorflow_runs_onednn(onednn):
     """TF_ENABLE_ONEDNN_OPTS decides which kernels TensorFlow runs (its default: by the CPU): with oneDNN's, plain
     and nothing timed; with TensorFlow's own, XLA timed from the eighth call."""
-    import subprocess
-    import sys
-
     code = ("from kerasxai.backend import tensorflow as t; from tensorflow.python.util import _pywrap_util_port as p; "
             "print(t.accelerated(), p.IsMklEnabled(), t.measuring())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,

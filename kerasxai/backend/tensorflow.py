@@ -18,11 +18,11 @@ costs a compile (1-10 s on a CPU for the keras.applications models measured). Wi
 - a GPU or TPU, where XLA usually wins: the first call runs plain (a fast start), the second is timed, the
   third compiles XLA; calls 4, 5 and 6 time XLA, plain and XLA again.
 
-Then the faster runs (on a GPU, the best of two timed calls each; XLA only if at least 3 % faster). Only calls with the
-largest batch seen take part (XLA compiles per shape: a one-image test call does not decide for a folder's
-batches); once XLA is chosen, a smaller batch (a folder's last) runs plain rather than compiling again, and
-a larger one is measured anew. A
-model XLA cannot compile falls back to the plain function without an error.
+Then the faster runs (on a GPU, the best of two timed calls each; XLA only if at least 3 % faster). Only
+calls with the largest batch seen take part (XLA compiles per shape: a one-image test call does not decide
+for a folder's batches); once XLA is chosen, a smaller batch (a folder's last) runs plain rather than
+compiling again, and a larger one is measured anew. A model XLA cannot compile falls back to the plain
+function without an error.
 ``kerasxai.backend.set_jit_compile(True | False)`` fixes the choice, and with it the numbers: plain and XLA
 round differently, so a step's maps can change slightly where it switches (relative RMS gaps measured: 1e-7
 to 6e-6 for small float32 models, 4e-4 for saliency of a 13-layer ReLU/BatchNorm network, whose gradients
@@ -45,6 +45,11 @@ import numpy as np
 import tensorflow as tf
 
 from kerasxai.backend.settings import jit_compile_setting
+
+try:  # no public API says whether TensorFlow runs oneDNN's kernels
+    from tensorflow.python.util import _pywrap_util_port
+except ImportError:
+    _pywrap_util_port = None
 
 logger = logging.getLogger("kerasxai")
 
@@ -114,6 +119,8 @@ _NOW = (("plain", False), ("plain", True), ("xla", False), ("xla", True), ("plai
 _REPAY = 40
 _LATE_FROM = 8  # and not before this call
 _LATE_XLA_CALLS = 3  # XLA's timed calls in the trial (after the one that compiles), unless the first loses clearly
+
+
 def onednn() -> bool:
     """Whether TensorFlow's CPU kernels here are oneDNN's (on by default on CPUs with AVX-512 VNNI or newer;
     ``TF_ENABLE_ONEDNN_OPTS`` overrides). ``False`` where TensorFlow does not say.
@@ -122,11 +129,7 @@ def onednn() -> bool:
         >>> onednn() in (True, False)
         True
     """
-    try:
-        from tensorflow.python.util import _pywrap_util_port  # no public API says it
-        return bool(_pywrap_util_port.IsMklEnabled())
-    except (ImportError, AttributeError):
-        return False
+    return bool(getattr(_pywrap_util_port, "IsMklEnabled", lambda: False)())
 
 
 def measuring() -> str:
