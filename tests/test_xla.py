@@ -242,6 +242,32 @@ def test_a_step_that_switches_to_xla_gives_the_same_maps(images, monkeypatch, ca
                                plain_batches, atol=1e-5)
 
 
+def test_a_sixteen_bit_model_is_not_switched_to_xla_mid_session(images, monkeypatch, caplog):
+    """Plain and XLA round float16 math differently (saliency of a mixed_float16 network: 1.2e-3 relative RMS), so
+    on a CPU without oneDNN a 16-bit step stays plain: its maps are the same on call 20 as on call 1."""
+    from kerasxai.backend import tensorflow as tf_backend
+    from kerasxai.probe import get_probe
+
+    keras.utils.set_random_seed(7)
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        inp = keras.Input((32, 32, 3))
+        x = layers.Conv2D(6, 3, activation="relu", name="conv")(inp)
+        model = keras.Model(inp, layers.Dense(4, activation="softmax", dtype="float32")(
+            layers.GlobalAveragePooling2D()(x)))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    monkeypatch.setattr(tf_backend, "_MEASURING", ["late"])
+    monkeypatch.setattr(tf_backend, "_REPAY", 0)
+    with caplog.at_level(logging.INFO, logger="kerasxai"):
+        first = kerasxai.saliency(model, images)
+        for _ in range(11):
+            np.testing.assert_array_equal(kerasxai.saliency(model, images), first)
+    steps = [s for run in get_probe(model, ())._steps.values() for s in run.compiled.values()]
+    assert steps and all(s.chosen is not None and not s.uses_xla and "xla" not in s._times for s in steps)
+    assert "16-bit compute: XLA not tried" in caplog.text
+
+
 @pytest.mark.parametrize("onednn", ["0", "1"])
 def test_the_machines_rule_follows_whether_tensorflow_runs_onednn(onednn):
     """TF_ENABLE_ONEDNN_OPTS decides which kernels TensorFlow runs (its default: by the CPU): with oneDNN's, plain

@@ -14,7 +14,8 @@ costs a compile (1-10 s on a CPU for the keras.applications models measured). Wi
   taken ``_REPAY`` (40) times the first call's trace (its time less the best later one; XLA's compile and
   first call took 2-9x that trace), the next call compiles XLA and the three after it time it (only one if
   it is more than 5 % slower); XLA is kept if its median is at least 3 % below that of plain's last five
-  calls. An XLA that loses so costs at most about a tenth of the time the step had run.
+  calls. An XLA that loses so costs at most about a tenth of the time the step had run. A step that computes in
+  float16 or bfloat16 is not tried: it stays plain, so that its maps do not change late in a session (below).
 - a GPU or TPU, where XLA usually wins: the first call runs plain (a fast start), the second is timed, the
   third compiles XLA; calls 4, 5 and 6 time XLA, plain and XLA again.
 
@@ -240,6 +241,13 @@ class AdaptiveStep:
                 return self.chosen(*args)
             if not self._trial_due():  # a larger batch restarted the measurement meanwhile
                 return self._plain(*args)
+            if not self._trial and _sixteen_bit(self.plain, args):
+                # Plain and XLA round 16-bit math differently (1e-3 to 1e-2 relative RMS on saliency): a switch
+                # this late would change the maps between a session's calls. Plain it stays.
+                self.chosen = self._plain
+                logger.info("kerasxai: tf.function runs this step (16-bit compute: XLA not tried, so that its "
+                            "maps stay the same within the session)")
+                return self._plain(*args)
             self._trial += 1
             out = self._run("xla", self._trial > 1, args)  # the first compiles: untimed
             plain, xla = self._times.get("plain"), self._times.get("xla")
@@ -327,6 +335,14 @@ class AdaptiveStep:
 
     def experimental_get_tracing_count(self) -> int:
         return self.plain.experimental_get_tracing_count() + self.xla.experimental_get_tracing_count()
+
+
+def _sixteen_bit(fn, args) -> bool:
+    """Whether the traced ``fn`` computes in float16 or bfloat16 (a mixed-precision model, or a 16-bit one)."""
+    if not hasattr(fn, "get_concrete_function"):  # not a tf.function (a step built by hand)
+        return False
+    graph = fn.get_concrete_function(*args).graph
+    return any(t.dtype in (tf.float16, tf.bfloat16) for op in graph.get_operations() for t in op.outputs)
 
 
 def _shapes_of(args) -> tuple:
