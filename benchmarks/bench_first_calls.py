@@ -8,8 +8,9 @@ time is printed. Contenders:
 - ``plain`` / ``xla`` / ``auto``: ``kerasxai.gradcam`` or ``kerasxai.saliency`` under
   ``kerasxai.backend.set_jit_compile(False | True | None)``. ``auto`` is the default:
   on a CPU with oneDNN the plain ``tf.function`` with nothing timed (XLA lost every
-  floor measured there); on a CPU without oneDNN plain until the step's plain calls
-  have repaid an XLA trial (never before call 8); on a GPU a step times plain and XLA on its calls 2 to 6 and
+  floor measured there); on a CPU without oneDNN XLA from the first call for a large batch of a model of
+  dense convolutions (VGG16 from 4 images), plain otherwise, the other tried once the first's calls have repaid
+  its trial (never before call 8); on a GPU a step times plain and XLA on its calls 2 to 6 and
   keeps the faster (``kerasxai.backend.tensorflow``).
 - ``floor-plain`` / ``floor-xla``: the least work the method needs, written by hand
   (``harness.tensorflow_floors``: forward and the gradient at the explained layer,

@@ -205,7 +205,8 @@ def choice_text(model, steps) -> str:
         if step.xla_failed:
             parts.append(f"{label}: plain (XLA failed)")
         elif step.chosen is None:
-            parts.append(f"{label}: undecided (plain so far)")
+            lead = {"xla": "XLA"}.get(getattr(step, "_lead", None), "plain")
+            parts.append(f"{label}: undecided ({lead} so far)")
         elif not step._times:
             parts.append(f"{label}: plain (the rule on a CPU with oneDNN: not timed)")
         else:
@@ -218,7 +219,7 @@ def choice_text(model, steps) -> str:
 
 def warm_up_automatic(model, fn, log=None, most: int = 5000, budget_s: float = 240.0) -> str:
     """Calls ``fn`` until every kerasxai step it runs has chosen plain or XLA (on a CPU without oneDNN a step
-    tries XLA only once its plain calls took 40x its trace: hundreds of calls for a small model), at most
+    tries the other only once its first's calls took 40x that one's trace: hundreds of calls for a small model), at most
     ``most`` calls or ``budget_s`` seconds; returns what each chose."""
     steps, start = {}, time.perf_counter()
     for i in range(most):

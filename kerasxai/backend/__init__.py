@@ -46,7 +46,7 @@ if NAME not in SUPPORTED:
 _impl = importlib.import_module(f"kerasxai.backend.{NAME}")
 
 
-def compile_step(forward, variables, *, differentiate=(), post=None, specs=None, jit_compile=None):
+def compile_step(forward, variables, *, differentiate=(), post=None, specs=None, jit_compile=None, macs=None):
     """Compiles ``forward`` (and the gradients of its score) into one step.
 
     Args:
@@ -66,12 +66,16 @@ def compile_step(forward, variables, *, differentiate=(), post=None, specs=None,
             (``False``), or ``None``: :func:`set_jit_compile`'s setting (by default,
             chosen by the machine and measured per step, see
             :mod:`kerasxai.backend.tensorflow`). JAX always compiles with XLA.
+        macs: TensorFlow only: the multiply-adds per example where every layer of the
+            model suits XLA's CPU code (dense convolutions, no BatchNormalization or
+            depthwise convolution; the probe counts them), else ``None``. On a CPU
+            without oneDNN, a batch of at least 5e10 runs XLA from its first call.
 
     Returns:
         ``step(*args) -> outputs``, backend tensors.
     """
     post = post if post is not None else (lambda aux, grads: (aux, grads))
-    return _impl.compile_step(forward, list(_unique(variables)), tuple(differentiate), post, specs, jit_compile)
+    return _impl.compile_step(forward, list(_unique(variables)), tuple(differentiate), post, specs, jit_compile, macs)
 
 
 def to_numpy(tree, *, copy: bool = True):

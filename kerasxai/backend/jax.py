@@ -35,7 +35,7 @@ def current_values(variables) -> list:
     return values
 
 
-def compile_step(forward, variables, differentiate, post, specs, jit_compile):
+def compile_step(forward, variables, differentiate, post, specs, jit_compile, macs=None):
     def pure_forward(values, args):
         with keras.StatelessScope(state_mapping=list(zip(variables, values))):
             return forward(*args)

@@ -9,13 +9,19 @@ costs a compile (1-10 s on a CPU for the keras.applications models measured). Wi
   ``benchmarks/bench_methods.py``, ``docs/speed.md``), and timing it on the first calls cost a short session
   up to 25 % (``benchmarks/bench_first_calls.py``).
 - a CPU without oneDNN (TensorFlow's own Eigen kernels, as on CPUs without AVX-512): XLA's steady step was
-  7 % faster for VGG16 and 30 % for ResNet50's input gradient, but 4-7x slower for MobileNetV2 and
-  EfficientNetB0 (depthwise convolutions). Calls 1-7 run plain, timed as they run; once the plain calls have
-  taken ``_REPAY`` (40) times the first call's trace (its time less the best later one; XLA's compile and
-  first call took 2-9x that trace), the next call compiles XLA and the three after it time it (only one if
-  it is more than 5 % slower); XLA is kept if its median is at least 3 % below that of plain's last five
-  calls. An XLA that loses so costs at most about a tenth of the time the step had run. A step that computes in
-  float16 or bfloat16 is not tried: it stays plain, so that its maps do not change late in a session (below).
+  7-40 % faster for VGG16 and 30 % for ResNet50's input gradient, but 4-7x slower for MobileNetV2 and
+  EfficientNetB0 (depthwise convolutions) and slower for small convolutional networks. One variant leads,
+  timed as it runs: XLA from the first call where every layer of the model is of a kind XLA was measured fast
+  on (dense convolutions and Dense, no BatchNormalization or depthwise convolution: the probe counts its
+  multiply-adds, :mod:`kerasxai.probe.cost`) and a batch needs at least ``_XLA_FIRST_MACS`` (5e10) of them
+  (VGG16 at 224x224 from 4 images: 0.70-0.93x plain's time over calls 1-7; 1 image: 1.2-1.35x); plain
+  otherwise. Once the lead's calls have taken ``_REPAY`` (40) times its first call's overhead (its time less
+  the best later one: plain's trace, or XLA's compile; XLA's compile and first call took 2-9x plain's trace),
+  and not before call 8, the other is tried: one call traces or compiles it, the next three time it (only one
+  if it is more than 5 % slower), and it takes over if its median is at least 3 % below that of the lead's
+  last five calls. A lead that loses so costs at most about a tenth of the time the step had run. A step that
+  computes in float16 or bfloat16 is not tried: its lead stays, so that its maps do not change late in a
+  session (below).
 - a GPU or TPU, where XLA usually wins: the first call runs plain (a fast start), the second is timed, the
   third compiles XLA; calls 4, 5 and 6 time XLA, plain and XLA again.
 
@@ -80,13 +86,13 @@ class _Step:
         return self.post(aux, [None if g is None else tf.cast(g, tf.float32) for g in grads])
 
 
-def compile_step(forward, variables, differentiate, post, specs, jit_compile):
+def compile_step(forward, variables, differentiate, post, specs, jit_compile, macs=None):
     signature = None if specs is None else [tf.TensorSpec(shape, dtype) for shape, dtype in specs]
     # autograph=False: steps have no Python control flow on tensors to convert.
     plain = tf.function(_Step(forward, differentiate, post), input_signature=signature, autograph=False)
     xla = tf.function(_Step(forward, differentiate, post), input_signature=signature, autograph=False,
                       jit_compile=True)
-    return AdaptiveStep(plain, xla, jit_compile)
+    return AdaptiveStep(plain, xla, jit_compile, macs=macs)
 
 
 def _sync(out):
@@ -119,7 +125,12 @@ _NOW = (("plain", False), ("plain", True), ("xla", False), ("xla", True), ("plai
 # plain first call's overhead (its trace): an XLA that loses then costs at most about a tenth of that time.
 _REPAY = 40
 _LATE_FROM = 8  # and not before this call
-_LATE_XLA_CALLS = 3  # XLA's timed calls in the trial (after the one that compiles), unless the first loses clearly
+_LATE_XLA_CALLS = 3  # the trial's timed calls (after the one that compiles), unless the first loses clearly
+# There, a step of a model made only of layers XLA's CPU code was measured fast on (dense convolutions, no
+# BatchNormalization or depthwise convolution: VGG16 and VGG19) runs XLA from its first call when a batch needs at
+# least this many multiply-adds (VGG16, 224x224: 8 images, 124e9, 4-9 % faster over calls 1-7; 1 image, 15e9, and
+# a 4-block CNN at 128x128, 7e9: slower).
+_XLA_FIRST_MACS = 5e10
 
 
 def onednn() -> bool:
@@ -153,14 +164,17 @@ class AdaptiveStep:
     """A step that runs plain or XLA-compiled: fixed by ``jit_compile``, else chosen as :func:`measuring` says
     (``measure``: ``"now"``, ``"late"`` or ``"never"``; None asks :func:`measuring`)."""
 
-    def __init__(self, plain, xla, jit_compile=None, measure=None):
+    def __init__(self, plain, xla, jit_compile=None, measure=None, macs=None):
         self.plain, self.xla, self.jit_compile, self.measure = plain, xla, jit_compile, measure
+        self.macs = macs  # multiply-adds per example of a model whose layers all suit XLA's CPU code, else None
         self.calls, self.chosen, self.xla_failed, self.uses_xla = 0, None, False, False
         self.plain_unsupported = None  # the error of a plain run whose kernels this machine lacks (then XLA runs)
         self.xla_error = None  # why XLA could not compile this step
         self._times, self._shapes, self._size = {}, None, -1
         self._first = None  # the plain function's first call (its trace): its shapes, its time, the best later one
-        self._plain_total, self._trial = 0.0, 0  # "late": plain time of the shape measured; XLA calls so far
+        self._first_xla = None  # the same for XLA's first call (its compile), where XLA leads
+        # "late": which runs until the trial ("plain" or "xla"), its time on the shape measured, the trial's calls so far
+        self._lead, self._lead_total, self._trial = None, 0.0, 0
         # _choosing: the calls that make a choice, one at a time (reentrant: a restart takes it too); _books: times
         self._choosing, self._books = threading.RLock(), threading.Lock()
 
@@ -208,7 +222,7 @@ class AdaptiveStep:
             if _size_of(shapes) <= self._size:
                 return shapes == self._shapes
             self._shapes, self._size, self.calls, self._times = shapes, _size_of(shapes), 0, {}
-            self._plain_total, self._trial, self.chosen, self.uses_xla = 0.0, 0, None, False
+            self._lead, self._lead_total, self._trial, self.chosen, self.uses_xla = None, 0.0, 0, None, False
             return True
 
     def _run(self, name, timed, args):
@@ -219,64 +233,82 @@ class AdaptiveStep:
         return out
 
     def _late(self, args):
-        """A CPU without oneDNN: plain (timed as it runs) until an XLA trial would cost at most about a tenth of the
-        plain time so far; then XLA compiles on one call and is timed on the next three (one if it loses clearly)."""
+        """A CPU without oneDNN: one variant leads (plain, or XLA for a large batch of a model that suits it), timed as
+        it runs, until a trial of the other would cost at most about a tenth of the time so far; then the other runs
+        one call untimed (its trace or compile) and three timed (one if it loses clearly)."""
         if not self._measured(args):
             return self._plain(*args)
+        if self._lead is None:
+            macs = self.macs * int(args[0].shape[0]) if self.macs and args and getattr(args[0], "shape", ()) else 0
+            self._lead = "xla" if macs >= _XLA_FIRST_MACS else "plain"
         if not self._trial_due():
-            traces = self._first is None  # this call is the plain function's first: _plain times it
-            start = time.perf_counter()
-            out = _sync(self._plain(*args))
-            took = time.perf_counter() - start
-            with self._books:
-                if not traces and self._first is not None and self._first["shapes"] == self._shapes:
-                    self._first["best"] = min(took, self._first["best"] or np.inf)
-                if self.calls:  # a shape's first call is not timed against later ones
-                    self._times.setdefault("plain", []).append(took)
-                self.calls += 1
-                self._plain_total += took
-            return out
+            return self._run_lead(args)
         with self._choosing:
             if self.chosen is not None:
                 return self.chosen(*args)
             if not self._trial_due():  # a larger batch restarted the measurement meanwhile
-                return self._plain(*args)
-            if not self._trial and _sixteen_bit(self.plain, args):
+                return self._run_lead(args)
+            lead = self._lead
+            if not self._trial and _sixteen_bit(self.plain if lead == "plain" else self.xla, args):
                 # Plain and XLA round 16-bit math differently (1e-3 to 1e-2 relative RMS on saliency): a switch
-                # this late would change the maps between a session's calls. Plain it stays.
-                self.chosen = self._plain
-                logger.info("kerasxai: tf.function runs this step (16-bit compute: XLA not tried, so that its "
-                            "maps stay the same within the session)")
-                return self._plain(*args)
+                # this late would change the maps between a session's calls. The lead stays.
+                self.chosen = self._plain if lead == "plain" else self._xla_when_measured
+                self.uses_xla = lead == "xla"
+                logger.info("kerasxai: %s runs this step (16-bit compute: the other is not tried, so that its maps "
+                            "stay the same within the session)", "XLA" if lead == "xla" else "tf.function")
+                return self.chosen(*args)
+            other = "xla" if lead == "plain" else "plain"
             self._trial += 1
-            out = self._run("xla", self._trial > 1, args)  # the first compiles: untimed
-            plain, xla = self._times.get("plain"), self._times.get("xla")
-            if self.xla_failed or not plain or not xla:
+            out = self._run(other, self._trial > 1, args)  # the first traces or compiles: untimed
+            led, tried = self._times.get(lead), self._times.get(other)
+            if self.xla_failed or not led or not tried:
                 return out
-            # Typical against typical: XLA's timed calls against plain's last five (the best of hundreds of plain
-            # calls against the best of three would favour plain).
-            plain, xla = np.median(plain[-5:]), np.median(xla)
-            if self._trial == 1 + _LATE_XLA_CALLS or (self._trial == 2 and xla > 1.05 * plain):
-                self._decide(plain, xla)  # (clearly slower on its first timed call: not run again)
+            # Typical against typical: the trial's timed calls against the lead's last five (the best of hundreds of
+            # the lead's calls against the best of three would favour the lead).
+            led, tried = np.median(led[-5:]), np.median(tried)
+            if self._trial == 1 + _LATE_XLA_CALLS or (self._trial == 2 and tried > 1.05 * led):
+                self._decide(*((led, tried) if lead == "plain" else (tried, led)), keep=lead)
             return out
+
+    def _run_lead(self, args):
+        lead = self._lead
+        first = self._first if lead == "plain" else self._first_xla
+        traces = first is None  # this call traces (plain: _plain times it) or compiles (XLA: timed here)
+        start = time.perf_counter()
+        out = _sync(self._plain(*args) if lead == "plain" else self._try_xla(args))
+        took = time.perf_counter() - start
+        if self.xla_failed:  # XLA cannot compile this step: plain from now on
+            self.chosen = self._plain
+            return out
+        with self._books:
+            if lead == "xla" and traces:
+                self._first_xla = first = {"shapes": self._shapes, "took": took, "best": None}
+            elif not traces and first is not None and first["shapes"] == self._shapes:
+                first["best"] = min(took, first["best"] or np.inf)
+            if self.calls:  # a shape's first call is not timed against later ones
+                self._times.setdefault(lead, []).append(took)
+            self.calls += 1
+            self._lead_total += took
+        return out
 
     def _trial_due(self) -> bool:
         if self._trial:
             return True
-        if self.calls < _LATE_FROM - 1 or not self._times.get("plain") or self._first is None:
+        first = self._first if self._lead == "plain" else self._first_xla
+        if self.calls < _LATE_FROM - 1 or not self._times.get(self._lead) or first is None:
             return False
-        first = self._first
         trace = first["took"] - first["best"] if first["best"] is not None else first["took"]
-        return self._plain_total >= _REPAY * max(trace, 0.0)
+        return self._lead_total >= _REPAY * max(trace, 0.0)
 
     def _best(self, name) -> float:
         return min(self._times.get(name) or [np.inf])
 
-    def _decide(self, plain=None, xla=None):
-        """Keeps XLA if at least 3 % faster: by default the best of each one's timed calls (on a GPU, two each)."""
+    def _decide(self, plain=None, xla=None, keep="plain"):
+        """Keeps ``keep`` unless the other is at least 3 % faster: by default the best of each one's timed calls (on a
+        GPU, two each)."""
         plain = self._best("plain") if plain is None else plain
         xla = self._best("xla") if xla is None else xla
-        self.uses_xla = xla < 0.97 * plain
+        self.uses_xla = xla < 0.97 * plain if keep == "plain" else not plain < 0.97 * xla
         self.chosen = self._xla_when_measured if self.uses_xla else self._plain
         logger.info("kerasxai: %s runs this step (plain %.3fs, XLA %.3fs; %d and %d timed calls)",
                     "XLA" if self.uses_xla else "tf.function", plain, xla, len(self._times.get("plain", ())),

@@ -10,7 +10,7 @@ import torch
 from keras.src.backend.torch.core import get_device
 
 
-def compile_step(forward, variables, differentiate, post, specs, jit_compile):
+def compile_step(forward, variables, differentiate, post, specs, jit_compile, macs=None):
     def step(*args):
         args = [keras.ops.convert_to_tensor(a) for a in args]
         if not differentiate:

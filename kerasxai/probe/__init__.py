@@ -9,6 +9,7 @@ One module per concern:
 - :mod:`~kerasxai.probe.attention`: the attention probabilities of ``MultiHeadAttention`` calls;
 - :mod:`~kerasxai.probe.guided`: the guided ReLU of guided backpropagation;
 - :mod:`~kerasxai.probe.cache`: built once per model as it is, forgotten when it changes;
+- :mod:`~kerasxai.probe.cost`: what a model's forward pass costs, where that decides how it is compiled;
 - :mod:`~kerasxai.probe.probe`: the :class:`Probe` and its compiled steps.
 
 The backend-specific part (compiling, taking gradients) is :mod:`kerasxai.backend`.

@@ -45,6 +45,7 @@ from kerasxai import _warn, backend
 from kerasxai.probe import regions as regions_lib, stamps as stamps_lib, targets as targets_lib
 from kerasxai.probe import cache, heads as heads_lib, inputs as inputs_lib, layers as layers_lib
 from kerasxai.probe import attention as attention_lib, inner as inner_lib, traced as traced_lib
+from kerasxai.probe import cost as cost_lib
 from kerasxai.probe.layers import CHANNELS_FIRST, CHANNELS_LAST
 from kerasxai.probe import subclassed as subclassed_lib
 from kerasxai.probe.subclassed import SubclassedForward, is_subclassed
@@ -167,6 +168,9 @@ class Probe:
         if attention:  # the attention probabilities of every MultiHeadAttention call are the explained tensors
             self.net = attention_lib.AttentionForward(model, self.net)
         self._model = weakref.ref(model)
+        # per example, where every layer suits XLA's CPU code (then TensorFlow may run XLA from the first call)
+        self.macs = (None if self.quantized or kind is not TracedForward or attention
+                     else cost_lib.xla_macs(model, self.net.explained_input))
         self._logits = logits
         self._head = None  # the head once its output's values were looked at (see _settle_head)
         if self.net.input_specs is not None:
@@ -500,7 +504,7 @@ class Probe:
                     differentiate += list(range(start, start + len(self.layers)))
                 specs = [((None,) + shape, dtype) for shape, dtype in shapes]
                 compiled[key] = backend.compile_step(make_forward(*layout, self.head), self.variables, differentiate=differentiate,
-                                                     post=finish, specs=specs)
+                                                     post=finish, specs=specs, macs=self.macs)
             # Read-only on JAX (no copy here): callers only read a step's outputs, and the collector
             # copies them into its own arrays.
             try:
