@@ -192,6 +192,13 @@ def test_a_large_batch_of_a_model_that_suits_xla_runs_xla_from_the_first_call(mo
         for _ in range(5):
             step(tf.zeros((batch, 2)))
         assert calls == ["plain"] * 5
+    # batches that keep growing: XLA compiles per shape, so it leads two sizes at most
+    step = AdaptiveStep(version("plain"), version("xla"), measure="late", macs=1e10)
+    leads = []
+    for batch in (8, 9, 10, 11):
+        step(tf.zeros((batch, 2)))
+        leads.append(step._lead)
+    assert leads == ["xla", "xla", "plain", "plain"]
 
 
 def test_a_vgg_like_step_led_by_xla_gives_plain_maps(images, monkeypatch):

@@ -14,8 +14,8 @@ costs a compile (1-10 s on a CPU for the keras.applications models measured). Wi
   timed as it runs: XLA from the first call where every layer of the model is of a kind XLA was measured fast
   on (dense convolutions and Dense, no BatchNormalization or depthwise convolution: the probe counts its
   multiply-adds, :mod:`kerasxai.probe.cost`) and a batch needs at least ``_XLA_FIRST_MACS`` (5e10) of them
-  (VGG16 at 224x224 from 4 images: 0.70-0.93x plain's time over calls 1-7; 1 image: 1.2-1.35x); plain
-  otherwise. Once the lead's calls have taken ``_REPAY`` (40) times its first call's overhead (its time less
+  (VGG16 at 224x224 from 4 images: 0.70-0.93x plain's time over calls 1-7; 1 image: 1.2-1.35x), for two
+  batch sizes at most (batches that keep growing would compile XLA on every call); plain otherwise. Once the lead's calls have taken ``_REPAY`` (40) times its first call's overhead (its time less
   the best later one: plain's trace, or XLA's compile; XLA's compile and first call took 2-9x plain's trace),
   and not before call 8, the other is tried: one call traces or compiles it, the next three time it (only one
   if it is more than 5 % slower), and it takes over if its median is at least 3 % below that of the lead's
@@ -131,6 +131,7 @@ _LATE_XLA_CALLS = 3  # the trial's timed calls (after the one that compiles), un
 # least this many multiply-adds (VGG16, 224x224: 8 images, 124e9, 4-9 % faster over calls 1-7; 1 image, 15e9, and
 # a 4-block CNN at 128x128, 7e9: slower).
 _XLA_FIRST_MACS = 5e10
+_XLA_LEADS = 2  # batch sizes XLA leads at most: batches that keep growing would compile XLA on every call
 
 
 def onednn() -> bool:
@@ -175,6 +176,7 @@ class AdaptiveStep:
         self._first_xla = None  # the same for XLA's first call (its compile), where XLA leads
         # "late": which runs until the trial ("plain" or "xla"), its time on the shape measured, the trial's calls so far
         self._lead, self._lead_total, self._trial = None, 0.0, 0
+        self._xla_leads = 0  # shapes XLA led (each compiled on the user's call, unpaid: at most _XLA_LEADS)
         # _choosing: the calls that make a choice, one at a time (reentrant: a restart takes it too); _books: times
         self._choosing, self._books = threading.RLock(), threading.Lock()
 
@@ -240,7 +242,8 @@ class AdaptiveStep:
             return self._plain(*args)
         if self._lead is None:
             macs = self.macs * int(args[0].shape[0]) if self.macs and args and getattr(args[0], "shape", ()) else 0
-            self._lead = "xla" if macs >= _XLA_FIRST_MACS else "plain"
+            self._lead = "xla" if macs >= _XLA_FIRST_MACS and self._xla_leads < _XLA_LEADS else "plain"
+            self._xla_leads += self._lead == "xla"
         if not self._trial_due():
             return self._run_lead(args)
         with self._choosing:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import math
 
-from keras import layers
+from keras import activations, layers
 
 from kerasxai.probe import traced as traced_lib
+from kerasxai.probe.graph import is_graph_model
 
 # Layers XLA's CPU code was measured as fast on: dense (not depthwise, separable, grouped or transposed)
 # convolutions and Dense, which do the work, and layers that do next to none.
@@ -27,9 +28,10 @@ _LIGHT = (layers.InputLayer, layers.Activation, layers.ReLU, layers.Dropout, lay
 
 def xla_macs(model, explained_input: int = 0) -> float | None:
     """The multiply-adds of ``model``'s forward pass per example, if every layer is of a kind XLA's CPU code was
-    measured as fast on (dense convolutions, Dense, pooling, activations, reshapes; nested Functional and
-    Sequential models stepped into, a shared layer counted per call); else ``None`` (BatchNormalization, a
-    depthwise convolution, a layer or op of another kind, or a size not fixed by the model's inputs).
+    measured as fast on (dense convolutions, Dense, pooling, Keras's own activations, reshapes, computed in
+    float32; nested Functional and Sequential models stepped into, a shared layer counted per call); else
+    ``None`` (BatchNormalization, a depthwise convolution, a layer or op of another kind, an activation of your
+    own, a quantized or 16-bit layer, a subclassed model, or a size not fixed by the model's inputs).
 
     Example:
         >>> import keras
@@ -40,10 +42,18 @@ def xla_macs(model, explained_input: int = 0) -> float | None:
         >>> xla_macs(keras.Sequential([keras.Input((32, 32, 3)), keras.layers.DepthwiseConv2D(3)])) is None
         True
     """
+    if not is_graph_model(model):
+        return None
     total = 0.0
     for call in traced_lib.traced(model, explained_input).calls:  # the model's own trace, cached with it
         layer = call.op
-        if call.is_model or isinstance(layer, _LIGHT):
+        if call.is_model:
+            continue
+        if getattr(layer, "quantization_mode", None) or getattr(layer, "compute_dtype", "float32") != "float32":
+            return None  # measured in float32 only; and a 16-bit step's lead is kept (kerasxai.backend.tensorflow)
+        if not _keras_activation(layer):
+            return None  # an activation of your own may hold anything (a py_function XLA cannot compile)
+        if isinstance(layer, _LIGHT):
             continue
         if not isinstance(layer, _COUNTED) or getattr(layer, "groups", 1) != 1:
             return None
@@ -54,6 +64,11 @@ def xla_macs(model, explained_input: int = 0) -> float | None:
         positions = shape[2:] if getattr(layer, "data_format", None) == "channels_first" else shape[1:-1]
         total += math.prod(positions) * math.prod(layer.kernel.shape)
     return float(total)
+
+
+def _keras_activation(layer) -> bool:
+    fn = getattr(layer, "activation", None)
+    return fn is None or getattr(activations, getattr(fn, "__name__", ""), None) is fn
 
 
 __all__ = ["xla_macs"]
