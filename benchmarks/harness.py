@@ -219,8 +219,8 @@ def choice_text(model, steps) -> str:
 
 def warm_up_automatic(model, fn, log=None, most: int = 5000, budget_s: float = 240.0) -> str:
     """Calls ``fn`` until every kerasxai step it runs has chosen plain or XLA (on a CPU without oneDNN a step
-    tries the other only once its first's calls took 40x that one's trace: hundreds of calls for a small model), at most
-    ``most`` calls or ``budget_s`` seconds; returns what each chose."""
+    tries the other only once the lead's calls took 40x the lead's trace: hundreds of calls for a small model),
+    at most ``most`` calls or ``budget_s`` seconds; returns what each chose."""
     steps, start = {}, time.perf_counter()
     for i in range(most):
         with steps_called() as seen:

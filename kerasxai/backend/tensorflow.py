@@ -14,10 +14,11 @@ costs a compile (1-10 s on a CPU for the keras.applications models measured). Wi
   timed as it runs: XLA from the first call where every layer of the model is of a kind XLA was measured fast
   on (dense convolutions and Dense, no BatchNormalization or depthwise convolution: the probe counts its
   multiply-adds, :mod:`kerasxai.probe.cost`) and a batch needs at least ``_XLA_FIRST_MACS`` (5e10) of them
-  (VGG16 at 224x224 from 4 images: 0.70-0.93x plain's time over calls 1-7; 1 image: 1.2-1.35x), for two
-  batch sizes at most (batches that keep growing would compile XLA on every call); plain otherwise. Once the lead's calls have taken ``_REPAY`` (40) times its first call's overhead (its time less
-  the best later one: plain's trace, or XLA's compile; XLA's compile and first call took 2-9x plain's trace),
-  and not before call 8, the other is tried: one call traces or compiles it, the next three time it (only one
+  (VGG16 at 224x224 with 4 or 8 images: 0.70-1.01x plain's time over calls 1-7; 1 image: 1.2-1.35x), for two
+  batch sizes at most (batches that keep growing would compile XLA on every call); plain otherwise. Once the
+  lead's calls have taken ``_REPAY`` (40) times its first call's overhead (its time less the best later one:
+  plain's trace, or XLA's compile; XLA's compile and first call took 2-9x plain's trace), and not before
+  call 8, the other is tried: one call traces or compiles it, the next three time it (only one
   if it is more than 5 % slower), and it takes over if its median is at least 3 % below that of the lead's
   last five calls. A lead that loses so costs at most about a tenth of the time the step had run. A step that
   computes in float16 or bfloat16 is not tried: its lead stays, so that its maps do not change late in a
@@ -121,14 +122,15 @@ def place(arrays) -> list:
 # How a step (jit_compile=None) times plain against XLA on a GPU or TPU (see the module's docstring), as
 # (what runs, timed?) for its calls 1, 2, ... of the shape measured; the faster runs from the call after the last.
 _NOW = (("plain", False), ("plain", True), ("xla", False), ("xla", True), ("plain", True), ("xla", True))
-# On a CPU without oneDNN, XLA is tried only once the step's plain calls have taken this many times the
-# plain first call's overhead (its trace): an XLA that loses then costs at most about a tenth of that time.
+# On a CPU without oneDNN, the variant that does not lead is tried only once the lead's calls have taken this
+# many times the lead's first-call overhead (its trace or compile): a trial that loses then costs at most about a
+# tenth of that time.
 _REPAY = 40
 _LATE_FROM = 8  # and not before this call
 _LATE_XLA_CALLS = 3  # the trial's timed calls (after the one that compiles), unless the first loses clearly
 # There, a step of a model made only of layers XLA's CPU code was measured fast on (dense convolutions, no
 # BatchNormalization or depthwise convolution: VGG16 and VGG19) runs XLA from its first call when a batch needs at
-# least this many multiply-adds (VGG16, 224x224: 8 images, 124e9, 4-9 % faster over calls 1-7; 1 image, 15e9, and
+# least this many multiply-adds (VGG16, 224x224: 8 images, 124e9, 0-7 % faster over calls 1-7; 1 image, 15e9, and
 # a 4-block CNN at 128x128, 7e9: slower).
 _XLA_FIRST_MACS = 5e10
 _XLA_LEADS = 2  # batch sizes XLA leads at most: batches that keep growing would compile XLA on every call
@@ -174,7 +176,7 @@ class AdaptiveStep:
         self._times, self._shapes, self._size = {}, None, -1
         self._first = None  # the plain function's first call (its trace): its shapes, its time, the best later one
         self._first_xla = None  # the same for XLA's first call (its compile), where XLA leads
-        # "late": which runs until the trial ("plain" or "xla"), its time on the shape measured, the trial's calls so far
+        # "late": what runs until the trial ("plain" or "xla"), its time on the shape measured, the trial's calls
         self._lead, self._lead_total, self._trial = None, 0.0, 0
         self._xla_leads = 0  # shapes XLA led (each compiled on the user's call, unpaid: at most _XLA_LEADS)
         # _choosing: the calls that make a choice, one at a time (reentrant: a restart takes it too); _books: times
@@ -274,8 +276,7 @@ class AdaptiveStep:
             return out
 
     def _run_lead(self, args):
-        lead = self._lead
-        first = self._first if lead == "plain" else self._first_xla
+        lead, first = self._lead, self._lead_first()
         traces = first is None  # this call traces (plain: _plain times it) or compiles (XLA: timed here)
         start = time.perf_counter()
         out = _sync(self._plain(*args) if lead == "plain" else self._try_xla(args))
@@ -294,10 +295,13 @@ class AdaptiveStep:
             self._lead_total += took
         return out
 
+    def _lead_first(self):
+        return self._first if self._lead == "plain" else self._first_xla
+
     def _trial_due(self) -> bool:
         if self._trial:
             return True
-        first = self._first if self._lead == "plain" else self._first_xla
+        first = self._lead_first()
         if self.calls < _LATE_FROM - 1 or not self._times.get(self._lead) or first is None:
             return False
         trace = first["took"] - first["best"] if first["best"] is not None else first["took"]

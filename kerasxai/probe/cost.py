@@ -1,7 +1,7 @@
 """What a model's forward pass costs, where that decides how its steps are compiled (:func:`xla_macs`).
 
 On a CPU without oneDNN, TensorFlow's XLA code was faster than its own kernels for large dense convolutions
-(VGG16 and VGG19 at 224x224, batch 8: 4-9 % over a session's first seven calls, its compile included) and
+(VGG16 and VGG19 at 224x224, batch 8: 0-9 % over a session's first seven calls, its compile included) and
 4-7x slower for depthwise convolutions (MobileNetV2, EfficientNetB0); with BatchNormalization (ResNet50) or
 small batches it lost too. :func:`xla_macs` says whether a model is of the first kind, and how big it is;
 :mod:`kerasxai.backend.tensorflow` decides with it.

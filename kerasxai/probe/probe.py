@@ -169,8 +169,7 @@ class Probe:
             self.net = attention_lib.AttentionForward(model, self.net)
         self._model = weakref.ref(model)
         # per example, where every layer suits XLA's CPU code (then TensorFlow may run XLA from the first call)
-        self.macs = (None if self.quantized or kind is not TracedForward or attention
-                     else cost_lib.xla_macs(model, self.net.explained_input))
+        self.macs = None if kind is not TracedForward or attention else cost_lib.xla_macs(model, self.net.explained_input)
         self._logits = logits
         self._head = None  # the head once its output's values were looked at (see _settle_head)
         if self.net.input_specs is not None:
