@@ -473,6 +473,27 @@ def test_a_folder_run_names_the_files_whose_region_holds_nothing_to_explain(tmp_
     named = [str(w.message) for w in caught if "no pixel is predicted as" in str(w.message)]
     assert len(named) == 1 and f"class {c} in 3 of 7 images: im3, im4, im5. There is" in named[0], named
 
+    # rows written before runs recorded "nothing" (im0, im4): resuming redoes them, not the others, so an
+    # empty region is never reported as an unexplained flat map
+    lines = (run / "predictions.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in lines]
+    for row in rows:
+        if row["id"] in ("im0", "im4"):
+            del row["nothing"]
+    (run / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    stamps = {p.name: p.stat().st_mtime_ns for p in (run / "maps").iterdir()}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        kerasxai.explain_folder(segmenter, str(folder), str(run), methods=("gradcam",), target=Segmentation(c),
+                                preprocess=preprocess, batch_size=2, progress=False, resume=True)
+    messages = [str(w.message) for w in caught]
+    assert not any("map is flat" in m for m in messages), messages
+    assert any(f"class {c} in 3 of 7 images: im3, im4, im5. There is" in m for m in messages), messages
+    rows = {r["id"]: r for r in map(json.loads, (run / "predictions.jsonl").read_text().splitlines())}
+    assert len(rows) == 7 and [rows[f"im{i}"]["nothing"] for i in range(7)] == [False] * 3 + [True] * 3 + [False]
+    changed = sorted(p.name for p in (run / "maps").iterdir() if p.stat().st_mtime_ns != stamps[p.name])
+    assert changed == ["im0.npz", "im4.npz"]
+
 
 def test_the_command_explains_a_segmenters_folder(tmp_path, segmenter):
     import json

@@ -139,7 +139,10 @@ class RunFolder:
         a kerasxai run without ``resume``; resuming with other settings; a
         non-empty folder that is not a kerasxai run without ``force``. Nothing
         already in the folder is deleted or overwritten, except rows and files
-        of images that were not finished (they are redone).
+        of images that were not finished (they are redone), and, in a run with a
+        ``Segmentation`` target, rows written before runs recorded whether the
+        image's region is empty (``"nothing"``): those are redone too, so that an
+        empty region is never reported as an unexplained flat map.
         """
         path = os.fspath(path)
         entries = cls.check(path, resume=resume, force=force)
@@ -154,9 +157,12 @@ class RunFolder:
                 raise ValueError(f"cannot resume the run in '{path}' with other settings ({diffs}). "
                                  "Use the same settings, or another output folder.")
             kept = []
+            regions = isinstance(meta.get("target"), dict) and "segmentation" in meta["target"]
             for row in rows:
                 if row.get("error") or row.get("id") in done:
                     continue  # unreadable files are retried; a row is never kept twice
+                if regions and "nothing" not in row:
+                    continue  # written before rows said whether the region is empty: its flat map's cause is unknown
                 if all(os.path.exists(os.path.join(path, f)) for f in _files_of(row)):
                     kept.append(row)
                     done.add(row["id"])
