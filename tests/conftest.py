@@ -19,9 +19,10 @@ def conv_stack(name="features", filters=(6, 8), activation="relu", input_shape=(
     return keras.Model(inputs, x, name=name)
 
 
-# The files that take longest, first: the README's command (``-n 2 --dist loadfile``) hands whole files to
-# two worker processes in collection order, and a long file started last would run alone at the end
-# (the other backends' core suites take 8-10 minutes on 2 cores). Within a file the order is unchanged.
+# The files that take longest, first: the README's command (``-n 2 --dist worksteal``) hands each of two worker
+# processes half of the tests in collection order and lets an idle one take over the other's pending half; a long
+# test started late would run alone at the end (the other backends' core suites take 8-10 minutes on 2 cores).
+# Within a file the order is unchanged.
 _LONGEST_FIRST = ("test_backends.py", "test_notebooks.py", "test_cli.py", "test_demo.py", "test_pipeline.py")
 
 
