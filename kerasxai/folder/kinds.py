@@ -37,6 +37,16 @@ def kind_of(meta) -> str | None:
     return None
 
 
+def is_segmentation(target) -> bool:
+    """Whether a ``run.json``'s recorded target is a segmentation target (``{"segmentation": c, "mask": ...}``).
+
+    Examples:
+        >>> is_segmentation({"segmentation": 2, "mask": "predicted"}), is_segmentation(3), is_segmentation(None)
+        (True, False, False)
+    """
+    return isinstance(target, dict) and "segmentation" in target
+
+
 def read_kind(folder) -> str | None:
     """The kind of run in ``folder`` (None: no readable ``run.json``, or one of neither kind)."""
     path = os.path.join(os.fspath(folder), RUN_JSON)

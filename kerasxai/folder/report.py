@@ -167,7 +167,7 @@ def _number(value):
 
 def _target_text(target, class_names=None):
     """The run's target as the page shows it: a segmentation target (a dict in ``run.json``) in words."""
-    if isinstance(target, dict) and "segmentation" in target:
+    if kinds.is_segmentation(target):
         c = target.get("segmentation")
         name = (class_names[c] if isinstance(class_names, list) and isinstance(c, int) and 0 <= c < len(class_names)
                 else f"class {c}")

@@ -157,7 +157,7 @@ class RunFolder:
                 raise ValueError(f"cannot resume the run in '{path}' with other settings ({diffs}). "
                                  "Use the same settings, or another output folder.")
             kept = []
-            regions = isinstance(meta.get("target"), dict) and "segmentation" in meta["target"]
+            regions = kinds.is_segmentation(meta.get("target"))
             for row in rows:
                 if row.get("error") or row.get("id") in done:
                     continue  # unreadable files are retried; a row is never kept twice
